@@ -1,0 +1,3 @@
+"""Tunebench engine: every torch job as a command-line program that streams protocol events."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,261 @@
+"""The one configuration schema (ARCHITECTURE.md rule 8).
+
+Standard library only, so the GUI builds its forms and tooltips from the same fields that
+make the CLI flags and the TOML run files. Every field carries its help text and its limits;
+:func:`validate` refuses bad values and bad combinations before anything heavy loads.
+
+Precedence when resolving a run: field defaults < preset < TOML run file < command-line flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; ``field`` names it, the message says why."""
+
+    def __init__(self, field_name: str, message: str, source: str = "") -> None:
+        self.field = field_name
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field_name}: {message}")
+
+
+def knob(default: Any, help: str, *, label: str = "", minimum: float | None = None,
+         maximum: float | None = None, choices: tuple[str, ...] = (), group: str = "Training") -> Any:
+    """A config field with the metadata that the CLI, the TOML loader and the GUI all read."""
+    meta = {"help": help, "label": label, "min": minimum, "max": maximum, "choices": choices,
+            "group": group}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a fine-tuning run needs; saved resolved as ``config.toml`` in the run folder."""
+
+    model: str = knob(
+        "default",
+        "Base model: 'default' (the bundled SmolLM2-135M-Instruct), a name from `models list`, "
+        "a local Hugging Face folder or a .gguf file.", label="Base model", group="Data")
+    dataset: str = knob(
+        "sample",
+        "Training data: 'sample' (the bundled product-review dataset), a dataset name in the "
+        "workspace, or a JSONL file (imported into the workspace first).",
+        label="Dataset", group="Data")
+    method: str = knob(
+        "auto",
+        "qlora: 4-bit NF4 base (bitsandbytes) + LoRA; least memory, slower on CPU. lora: LoRA on "
+        "the unquantised base; fastest on CPU and small models. auto: qlora on a CUDA GPU, lora "
+        "otherwise.", label="Method", choices=("auto", "qlora", "lora"), group="Method")
+    max_steps: int = knob(
+        0, "Stop after this many optimiser steps; 0 trains for `epochs` instead.",
+        label="Max steps", minimum=0, maximum=10_000_000)
+    epochs: float = knob(
+        1.0, "Passes over the training data (used when max_steps is 0). 1-3 is usual for "
+        "instruction tuning; more overfits small datasets.", label="Epochs", minimum=0.01, maximum=100)
+    learning_rate: float = knob(
+        2e-4, "Peak learning rate. LoRA usually works at 1e-4 to 3e-4; too high diverges, too "
+        "low learns nothing.", label="Learning rate", minimum=1e-8, maximum=1.0)
+    lr_scheduler: str = knob(
+        "cosine", "How the learning rate changes after warmup.", label="LR schedule",
+        choices=("cosine", "linear", "constant"))
+    warmup_steps: int = knob(
+        0, "Steps of linear warmup from 0 to the peak learning rate. A few percent of the run "
+        "steadies the start.", label="Warmup steps", minimum=0, maximum=1_000_000)
+    batch_size: int = knob(
+        4, "Examples per forward pass (micro-batch). Larger is faster per example but needs "
+        "more memory.", label="Micro-batch", minimum=1, maximum=1024)
+    grad_accum: int = knob(
+        1, "Micro-batches summed before each optimiser step; effective batch = micro-batch x "
+        "this. Raises the batch without raising memory.", label="Grad. accumulation",
+        minimum=1, maximum=1024)
+    max_length: int = knob(
+        512, "Longest example in tokens; longer ones are truncated. Memory grows with it.",
+        label="Max length", minimum=16, maximum=131_072)
+    lora_r: int = knob(
+        16, "LoRA rank: the adapter's capacity. 8-64 is usual; higher learns more and costs "
+        "more memory.", label="LoRA r", minimum=1, maximum=1024, group="Method")
+    lora_alpha: int = knob(
+        32, "LoRA scaling; the update is multiplied by alpha/r. Often 2 x r.", label="LoRA alpha",
+        minimum=1, maximum=4096, group="Method")
+    lora_dropout: float = knob(
+        0.05, "Dropout on the LoRA input; 0-0.1 is usual. Helps small datasets.",
+        label="LoRA dropout", minimum=0.0, maximum=0.9, group="Method")
+    target_modules: str = knob(
+        "all-linear", "Which layers get LoRA: 'all-linear' (best quality) or a comma-separated "
+        "list such as 'q_proj,v_proj' (less memory).", label="Target modules", group="Method")
+    seed: int = knob(42, "Random seed for weights of the adapter and data order.", label="Seed",
+                     minimum=0, maximum=2**31 - 1)
+    save_steps: int = knob(
+        50, "Save a checkpoint every this many steps (and always at the end).",
+        label="Save every", minimum=1, maximum=1_000_000, group="Checkpoints")
+    save_total_limit: int = knob(
+        2, "Keep at most this many checkpoints; older ones are deleted.",
+        label="Keep checkpoints", minimum=1, maximum=1000, group="Checkpoints")
+    gradient_checkpointing: bool = knob(
+        False, "Recompute activations in the backward pass: about 30% slower, much less "
+        "memory. Turn on for long sequences on a small GPU.", label="Gradient checkpointing")
+    device: str = knob(
+        "auto", "Where to train: auto picks a CUDA GPU when there is one.", label="Device",
+        choices=("auto", "cpu", "cuda"), group="Method")
+    name: str = knob("", "A name for the run; the run folder gets a unique id anyway.",
+                     label="Run name", group="Data")
+
+
+SECTION = "train"
+
+
+def fields_of(cls: type = TrainConfig) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(cls))
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate(config: TrainConfig, source: str = "") -> TrainConfig:
+    """Raises ConfigError for the first bad value or combination; returns the config."""
+    for f in fields_of(type(config)):
+        _check_field(f, getattr(config, f.name), source)
+    if config.lora_alpha < 1:
+        raise ConfigError("lora_alpha", "must be at least 1", source)
+    if config.method == "qlora" and config.device == "cpu" and config.gradient_checkpointing:
+        # Works, but bitsandbytes' CPU kernels are slow enough that recomputation doubles a
+        # run that is already slow; refuse rather than surprise.
+        raise ConfigError("gradient_checkpointing", "is not supported with qlora on cpu", source)
+    if not config.target_modules.strip():
+        raise ConfigError("target_modules", "must not be empty", source)
+    return config
+
+
+def _check_field(f: dataclasses.Field, value: Any, source: str) -> None:
+    meta = f.metadata
+    expected = _python_type(f)
+    if expected is bool and not isinstance(value, bool):
+        raise ConfigError(f.name, f"must be true or false, not {value!r}", source)
+    if expected in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f.name, f"must be a number, not {value!r}", source)
+    if expected is int and isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f.name, f"must be a whole number, not {value!r}", source)
+    if expected is str and not isinstance(value, str):
+        raise ConfigError(f.name, f"must be text, not {value!r}", source)
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f.name, f"must be one of {', '.join(meta['choices'])}; got {value!r}", source)
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f.name, f"must be at least {meta['min']}; got {value}", source)
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(f.name, f"must be at most {meta['max']}; got {value}", source)
+
+
+def _python_type(f: dataclasses.Field) -> type:
+    return {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+
+
+def from_mapping(values: dict[str, Any], base: TrainConfig | None = None, source: str = "") -> TrainConfig:
+    """Overlays ``values`` on ``base`` (or the defaults), refusing unknown keys."""
+    known = {f.name: f for f in fields_of()}
+    merged = dataclasses.asdict(base or TrainConfig())
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(key, "is not a known setting (see `tunebench-engine train --help`)", source)
+        if _python_type(known[name]) is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        merged[name] = value
+    return validate(TrainConfig(**merged), source)
+
+
+def load_toml(path: Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Reads a run file: the settings sit in a ``[train]`` table (or at the top level)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"not valid TOML: {exc}", str(path)) from None
+    values = data.get(SECTION, {k: v for k, v in data.items() if not isinstance(v, dict)})
+    return from_mapping(values, base, source=str(path))
+
+
+def to_toml(config: TrainConfig, comment: str = "") -> str:
+    """The config as a TOML run file that :func:`load_toml` reads back unchanged."""
+    import tomli_w  # light, pure Python; kept local so importing this module stays stdlib-only
+
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
+    return header + tomli_w.dumps({SECTION: dataclasses.asdict(config)})
+
+
+# -- presets ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preset:
+    key: str
+    title: str
+    description: str
+    values: dict[str, Any]
+
+
+def list_presets(folder: Path | None = None) -> list[Preset]:
+    folder = folder or paths.presets_dir()
+    presets = []
+    for file in sorted(folder.glob("*.toml")):
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        meta = data.get("preset", {})
+        presets.append(Preset(file.stem, meta.get("title", file.stem), meta.get("description", ""),
+                              data.get(SECTION, {})))
+    return presets
+
+
+def get_preset(key: str) -> Preset:
+    for preset in list_presets():
+        if key in (preset.key, preset.title):
+            return preset
+    names = ", ".join(p.key for p in list_presets())
+    raise ConfigError("preset", f"unknown preset {key!r}; available: {names}")
+
+
+# -- command line ---------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per field, with the field's help text; unset flags stay None."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields_of():
+        group_name = f.metadata["group"]
+        group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
+        kind = _python_type(f)
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if kind is bool:
+            group.add_argument(flag_name(f.name), dest=f.name, default=None,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(flag_name(f.name), dest=f.name, default=None, type=kind,
+                               choices=f.metadata["choices"] or None, help=help_text,
+                               metavar=None if f.metadata["choices"] else f.name.upper())
+
+
+def from_arguments(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    given = {f.name: getattr(args, f.name) for f in fields_of() if getattr(args, f.name, None) is not None}
+    return from_mapping(given, base, source="command line")
+
+
+def to_arguments(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:
+    """The flags that turn ``base`` (default: the defaults) into ``config``: "copy as command"."""
+    base = base or TrainConfig()
+    argv: list[str] = []
+    for f in fields_of():
+        value = getattr(config, f.name)
+        if value == getattr(base, f.name):
+            continue
+        if isinstance(value, bool):
+            argv.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            argv += [flag_name(f.name), str(value)]
+    return argv
