@@ -91,14 +91,14 @@ class ProtocolError(ValueError):
     """A line that is not a valid protocol message."""
 
 
-def make(kind: str, **fields: Any) -> dict[str, Any]:
-    """Builds a message of ``kind`` with a timestamp, checking the required fields are there."""
-    if kind not in REQUIRED_FIELDS:
-        raise ProtocolError(f"unknown message type {kind!r}")
-    missing = [name for name in REQUIRED_FIELDS[kind] if name not in fields]
+def make(message_type: str, /, **fields: Any) -> dict[str, Any]:
+    """Builds a message with a timestamp, checking its required fields are there."""
+    if message_type not in REQUIRED_FIELDS:
+        raise ProtocolError(f"unknown message type {message_type!r}")
+    missing = [name for name in REQUIRED_FIELDS[message_type] if name not in fields]
     if missing:
-        raise ProtocolError(f"{kind} message is missing {', '.join(missing)}")
-    return {"type": kind, "t": round(time.time(), 3), **fields}
+        raise ProtocolError(f"{message_type} message is missing {', '.join(missing)}")
+    return {"type": message_type, "t": round(time.time(), 3), **fields}
 
 
 def hello(command: str, engine_version: str, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""The engine's incoming side: ``cancel`` and ``ping`` on stdin, and Ctrl+C in a terminal.
+
+Cancel is cooperative (ARCHITECTURE.md rule 5): it only sets a flag that long jobs check at
+each step boundary; the job then saves what it has and exits with ExitCode.CANCELLED. The same
+path works on Windows and Linux because it needs no signals from the GUI.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from engine import protocol
+from engine.channel import Channel
+
+log = logging.getLogger("engine")
+
+
+class Control:
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self.cancelled = threading.Event()
+
+    def start(self) -> None:
+        """Listens on stdin when it is a pipe, and turns the first Ctrl+C into a cancel."""
+        if sys.stdin is not None and not sys.stdin.isatty():
+            threading.Thread(target=self._read_stdin, name="engine-control", daemon=True).start()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._on_interrupt)
+
+    def _on_interrupt(self, signum: int, frame: object) -> None:
+        if self.cancelled.is_set():
+            raise KeyboardInterrupt  # second Ctrl+C: stop now
+        log.warning("Cancelling at the next step; press Ctrl+C again to stop immediately.")
+        self.cancelled.set()
+
+    def _read_stdin(self) -> None:
+        # End of input (the window closed) is not a cancel: the job keeps running and its run
+        # folder keeps its record, so a new window can re-attach.
+        for line in sys.stdin:
+            try:
+                message = protocol.decode(line)
+            except protocol.ProtocolError as exc:
+                log.warning("ignored a line on stdin: %s", exc)
+                continue
+            self._handle(message)
+
+    def _handle(self, message: dict) -> None:
+        if message["type"] == protocol.CANCEL:
+            log.info("Cancel requested; stopping at the next step boundary.")
+            self.cancelled.set()
+        elif message["type"] == protocol.PING:
+            self._channel.send(protocol.make(protocol.PONG, id=message.get("id")))

@@ -1,0 +1,115 @@
+"""`data import`: shapes, row-level errors naming file/line/field, versions, CLI exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine import data_import, protocol
+from engine.errors import EngineError
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def chat(user: str, answer: str, system: str | None = None) -> dict:
+    messages = [{"role": "system", "content": system}] if system else []
+    return {"messages": messages + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+
+
+def test_openai_messages_file_is_stored_with_a_manifest(workspace_home: Path, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "chats.jsonl", [chat("hi", "hello", "be brief"), chat("2+2?", "4")])
+    version, report = data_import.import_file(file)
+    assert (version.name, version.version, report.rows, report.shape) == ("chats", 1, 2, "messages")
+    manifest = json.loads((version.path / "manifest.json").read_text())
+    assert manifest["rows"] == 2 and manifest["content_hash"] == data_import.file_hash(file)
+    import datasets
+
+    stored = datasets.load_from_disk(str(version.path / "data"))
+    assert stored[0]["messages"][0] == {"role": "system", "content": "be brief"}
+
+
+def test_alpaca_rows_become_conversations(workspace_home: Path, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "alpaca.jsonl", [
+        {"instruction": "Translate", "input": "chat", "output": "cat"},
+        {"instruction": "Say hi", "input": "", "output": "hi", "system": "polite"}])
+    version, report = data_import.import_file(file)
+    assert report.shape == "alpaca"
+    import datasets
+
+    rows = datasets.load_from_disk(str(version.path / "data"))["messages"]
+    assert rows[0] == [{"role": "user", "content": "Translate\n\nchat"}, {"role": "assistant", "content": "cat"}]
+    assert rows[1][0] == {"role": "system", "content": "polite"}
+
+
+@pytest.mark.parametrize("bad_row, field, words", [
+    ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no final assistant turn"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "unknown role 'robot'"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]}, "content", "must be text"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "messages[1].role", "alternate"),
+    ({"messages": []}, "messages", "non-empty list"),
+    ('{"messages": [', "(line)", "not valid JSON"),
+    ("[1, 2]", "(row)", "must be a JSON object"),
+])
+def test_a_bad_row_is_named_by_file_line_and_field(workspace_home: Path, tmp_path: Path,
+                                                   bad_row, field: str, words: str) -> None:
+    file = write_jsonl(tmp_path / "data.jsonl", [chat("a", "b"), chat("c", "d"), bad_row])
+    with pytest.raises(EngineError) as caught:
+        data_import.import_file(file)
+    assert caught.value.code == protocol.ExitCode.INVALID_INPUT
+    assert caught.value.message.startswith(f"data.jsonl:3: {field}: ")
+    assert words in caught.value.message
+
+
+def test_non_utf8_bytes_are_reported_on_their_line(workspace_home: Path, tmp_path: Path) -> None:
+    file = tmp_path / "latin.jsonl"
+    file.write_bytes(json.dumps(chat("a", "b")).encode() + b"\n" + '{"messages": "caf\xe9"}'.encode("latin-1") + b"\n")
+    with pytest.raises(EngineError, match=r"latin.jsonl:2: \(line\): not UTF-8"):
+        data_import.import_file(file)
+
+
+def test_unchanged_file_reuses_its_version_and_changed_file_gets_a_new_one(workspace_home: Path, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")])
+    assert data_import.import_file(file)[0].version == 1
+    assert data_import.import_file(file)[0].version == 1
+    write_jsonl(file, [chat("a", "b"), chat("c", "d")])
+    second = data_import.import_file(file)[0]
+    assert (second.version, second.manifest["rows"]) == (2, 2)
+    assert data_import.resolve("d").version == 2 and data_import.resolve("d@v1").version == 1
+
+
+def test_cli_refuses_bad_file_with_one_line_and_exit_code(engine_env, engine_argv, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "bad.jsonl", [chat("a", "b"), {"messages": [{"role": "user"}]}])
+    done = subprocess.run(engine_argv("data", "import", str(file)), env=engine_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == protocol.ExitCode.INVALID_INPUT
+    assert "error: bad.jsonl:2: content: missing" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_skip_invalid_imports_the_rest_and_says_how_many(engine_env, engine_argv, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "some.jsonl", [chat("a", "b"), "nope", chat("c", "d")])
+    done = subprocess.run(engine_argv("data", "import", str(file), "--skip-invalid", "--json"),
+                          env=engine_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    messages = [protocol.decode(line) for line in done.stdout.splitlines()]
+    assert messages[0]["type"] == "hello"
+    assert messages[-1]["data"] | {"path": None} == {"name": "some", "version": 1, "rows": 2, "skipped": 1,
+                                                     "shape": "messages", "path": None}
+
+
+def test_missing_file_is_not_found(workspace_home: Path, tmp_path: Path) -> None:
+    with pytest.raises(EngineError) as caught:
+        data_import.import_file(tmp_path / "nope.jsonl")
+    assert caught.value.code == protocol.ExitCode.NOT_FOUND
+
+
+def test_the_bundled_sample_imports_cleanly(workspace_home: Path) -> None:
+    version = data_import.resolve("sample")
+    assert version.manifest["rows"] >= 200 and version.manifest["skipped"] == 0

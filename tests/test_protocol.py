@@ -1,0 +1,78 @@
+"""The wire protocol, without Qt or torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from engine import protocol
+
+
+def test_every_message_round_trips_as_one_line() -> None:
+    messages = [
+        protocol.hello("train", "0.1.0", device={"device": "cpu"}),
+        protocol.log("multi\nline\r\nmessage ünïcode", "warning"),
+        protocol.progress(3, 10, eta_s=12.5, stage="train"),
+        protocol.metrics(3, {"loss": 1.25, "learning_rate": 2e-4}),
+        protocol.token("Hello\n"),
+        protocol.artifact("adapter", "C:\\runs\\x y\\adapter"),
+        protocol.result({"status": "finished"}),
+        protocol.error(protocol.ExitCode.NOT_FOUND, "model: nope"),
+        protocol.make(protocol.CANCEL),
+        protocol.make(protocol.PING, id=7),
+    ]
+    for message in messages:
+        line = protocol.encode(message)
+        assert line.endswith("\n") and line.count("\n") == 1
+        assert protocol.decode(line) == message
+        assert protocol.decode(line.encode("utf-8")) == message
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("", "empty"),
+    ("Loading weights: 100%", "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"type": "shout"}', "unknown message type"),
+    ('{"type": "metrics", "step": 1}', "missing values"),
+])
+def test_bad_lines_raise_protocol_error_saying_why(line: str, reason: str) -> None:
+    with pytest.raises(protocol.ProtocolError, match=reason):
+        protocol.decode(line)
+
+
+def test_making_a_message_without_its_fields_is_refused() -> None:
+    with pytest.raises(protocol.ProtocolError, match="missing"):
+        protocol.make(protocol.ARTIFACT, kind="adapter")
+
+
+def test_nan_cannot_be_encoded_because_json_readers_reject_it() -> None:
+    with pytest.raises(ValueError):
+        protocol.encode(protocol.metrics(1, {"loss": float("nan")}))
+
+
+def test_hello_check_rejects_other_versions_and_other_first_messages() -> None:
+    protocol.check_hello(protocol.hello("train", "0.1.0"))
+    other = dict(protocol.hello("train", "0.1.0"), protocol=protocol.PROTOCOL_VERSION + 1)
+    with pytest.raises(protocol.ProtocolError, match="protocol"):
+        protocol.check_hello(other)
+    with pytest.raises(protocol.ProtocolError, match="expected hello"):
+        protocol.check_hello(protocol.log("hi"))
+
+
+def test_exit_codes_are_distinct_and_described() -> None:
+    codes = [int(code) for code in protocol.ExitCode]
+    assert len(codes) == len(set(codes))
+    for code in protocol.ExitCode:
+        assert protocol.describe_exit(code) == protocol.EXIT_MESSAGES[code]
+    assert "killed" in protocol.describe_exit(-9)
+
+
+def test_protocol_imports_only_the_standard_library() -> None:
+    code = ("import sys, engine.protocol, engine.config, engine.workspace, engine.paths;"
+            "heavy = {'torch', 'transformers', 'PySide6', 'datasets', 'peft', 'trl'} & set(sys.modules);"
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.replace("'", '"')) == []
