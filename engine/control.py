@@ -24,8 +24,11 @@ class Control:
         self.cancelled = threading.Event()
 
     def start(self) -> None:
-        """Listens on stdin when it is a pipe, and turns the first Ctrl+C into a cancel."""
-        if sys.stdin is not None and not sys.stdin.isatty():
+        """Listens on stdin in protocol (--json) mode, and turns the first Ctrl+C into a cancel.
+
+        In text mode stdin is left alone: a shell loop that pipes lines into a script running
+        the engine must not have its input swallowed."""
+        if self._channel.json_mode and sys.stdin is not None and not sys.stdin.isatty():
             threading.Thread(target=self._read_stdin, name="engine-control", daemon=True).start()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_interrupt)

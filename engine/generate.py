@@ -87,9 +87,50 @@ def generation_kwargs(args: argparse.Namespace, tokenizer: Any, cancelled: threa
     return kwargs
 
 
+def make_streamer(tokenizer: Any) -> Any:
+    """A streamer that yields text per token, not per word as transformers' TextIteratorStreamer
+    does: the window shows each token as it comes. Text is held back only while the tokens so
+    far end inside a multi-byte character (decoded as U+FFFD), at most a few tokens."""
+    import queue
+
+    from transformers.generation.streamers import BaseStreamer
+
+    class TokenStreamer(BaseStreamer):
+        def __init__(self) -> None:
+            self.ids: list[int] = []
+            self.sent = ""
+            self.prompt_seen = False
+            self.pending = 0
+            self.queue: queue.Queue[str | None] = queue.Queue()
+
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # the first call carries the prompt
+                self.prompt_seen = True
+                return
+            self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+            text = tokenizer.decode(self.ids, skip_special_tokens=True)
+            self.pending += 1
+            if text.endswith("\ufffd") and self.pending < 4:
+                return
+            self.pending = 0
+            if text.startswith(self.sent) and len(text) > len(self.sent):
+                self.queue.put(text[len(self.sent):])
+                self.sent = text
+
+        def end(self) -> None:
+            text = tokenizer.decode(self.ids, skip_special_tokens=True)
+            if text.startswith(self.sent) and len(text) > len(self.sent):
+                self.queue.put(text[len(self.sent):])
+            self.queue.put(None)
+
+        def __iter__(self) -> Any:
+            return iter(self.queue.get, None)
+
+    return TokenStreamer()
+
+
 def cmd_generate(args: argparse.Namespace, job: Any) -> int:
     import torch
-    from transformers import TextIteratorStreamer
 
     if args.max_new_tokens < 1:
         raise errors.usage("max_new_tokens: must be at least 1")
@@ -103,7 +144,7 @@ def cmd_generate(args: argparse.Namespace, job: Any) -> int:
     text = build_prompt(tokenizer, args.prompt, system, args.raw)
     inputs = tokenizer(text, return_tensors="pt", add_special_tokens=args.raw).to(device_name)
     torch.manual_seed(args.seed)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer = make_streamer(tokenizer)
     kwargs = generation_kwargs(args, tokenizer, job.control.cancelled)
     failure: list[BaseException] = []
     worker = threading.Thread(target=_generate, args=(model, inputs, streamer, kwargs, failure), daemon=True)
@@ -114,7 +155,7 @@ def cmd_generate(args: argparse.Namespace, job: Any) -> int:
     if failure:
         raise failure[0]
     seconds = time.monotonic() - started
-    count = len(tokenizer(("".join(pieces)), add_special_tokens=False)["input_ids"])
+    count = len(streamer.ids)
     job.channel.send(protocol.result({
         "text": "".join(pieces), "tokens": count, "seconds": round(seconds, 3),
         "tokens_per_s": round(count / seconds, 2) if seconds else 0.0,

@@ -1,0 +1,38 @@
+"""Architecture rules that CI enforces (ARCHITECTURE.md rule 1) and packaging that must not rot."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert lint, "import-linter is part of the dev extra"
+    done = subprocess.run([lint, "--config", str(REPO / "pyproject.toml"), "--no-cache"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kept, 0 broken" in done.stdout
+
+
+def test_every_package_folder_ships_in_the_wheel() -> None:
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for root in ("engine", "gui")
+             for p in (REPO / root).rglob("__init__.py")}
+    resources = {"tunebench_resources"} | {f"tunebench_resources.{p.name}" for p in (REPO / "resources").iterdir()
+                                           if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert found | resources == listed
+
+
+def test_the_window_starts_without_loading_torch() -> None:
+    code = ("import sys, gui.app, gui.main_window;"
+            "print(sorted({'torch', 'transformers', 'datasets', 'peft', 'trl'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__('os').environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
