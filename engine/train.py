@@ -134,7 +134,7 @@ def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> 
         max_length=cfg.max_length,
         completion_only_loss=True,
         packing=False,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=bf16,
@@ -241,7 +241,7 @@ def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
     logging.getLogger().addHandler(handler)
     logging.captureWarnings(True)
     workspace.atomic_write_text(run.config_toml, config.to_toml(cfg, "As given; run.json records what auto resolved to."))
-    run.update_info(id=run.id, name=cfg.name or run.id, status=workspace.RUNNING, pid=os.getpid(),
+    run.update_info(id=run.id, name=cfg.name, status=workspace.RUNNING, pid=os.getpid(),
                     created=_now(), model=cfg.model, dataset=cfg.dataset, method=cfg.method,
                     command=["tunebench-engine", *sys.argv[1:]])
     job.channel.send(protocol.artifact("run_dir", str(run.path), run_id=run.id))
@@ -276,6 +276,7 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any) -> int:
 def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
                   device_name: str, data: Any) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
     log.info("Loading %s for %s on %s", model_dir.name, method, device_name)
@@ -286,6 +287,13 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
     callback = make_callback(job, run)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
                          processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[callback])
+    # With tqdm off, the Trainer prints every log dict to stdout (moved to stderr here); the
+    # protocol already carries the same numbers, so that copy is only noise in the log pane.
+    trainer.remove_callback(PrinterCallback)
+    if len(trainer.train_dataset) == 0:
+        raise errors.invalid_input(
+            f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
+            "learn from; raise max_length")
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return trainer, callback

@@ -150,10 +150,12 @@ def test_cancel_on_stdin_stops_at_a_step_and_keeps_what_was_trained(
     (["--model", "/no/such/model"], protocol.ExitCode.NOT_FOUND, "model: '/no/such/model' is not"),
     (["--dataset", "nothing-like-this"], protocol.ExitCode.NOT_FOUND, "dataset: 'nothing-like-this'"),
     (["--preset", "moon-base"], protocol.ExitCode.USAGE, "unknown preset 'moon-base'"),
+    (["--max-length", "16"], protocol.ExitCode.INVALID_INPUT, "max_length: 16 tokens leaves no example"),
 ])
 def test_bad_input_gives_one_error_line_and_its_exit_code(args, code, words, engine_argv, engine_env,
-                                                          workspace_home) -> None:
-    done = run_cli(engine_argv, engine_env, "--device", "cpu", *args)
+                                                          workspace_home, tiny_model_dir) -> None:
+    model = [] if "--model" in args else ["--model", str(tiny_model_dir)]
+    done = run_cli(engine_argv, engine_env, "--device", "cpu", *model, *args)
     assert done.returncode == code
     errors = [m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "error"]
     assert len(errors) == 1 and words in errors[0]["message"]

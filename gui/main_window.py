@@ -1,0 +1,115 @@
+"""The main window: a navigation list and a stack of pages. Pages do the work; this only wires."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QStyle,
+    QWidget,
+)
+
+from gui import style
+from gui.context import AppContext
+from gui.pages.datasets import DatasetsPage
+from gui.pages.evaluate import EvaluatePage
+from gui.pages.prompt import PromptPage
+from gui.pages.runs import RunsPage
+from gui.pages.train import TrainPage
+
+DEFAULT_SIZE = QSize(1280, 800)
+NAV_WIDTH = 168
+START_PAGE = "Train"
+
+
+class MainWindow(QMainWindow):
+    """Navigation on the left, one page at a time on the right, a status bar below."""
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._context = context
+        self.setWindowTitle("Tunebench")
+        self.setStyleSheet(style.STYLESHEET)
+        self.resize(DEFAULT_SIZE)
+        self.datasets_page = DatasetsPage(context)
+        self.prompt_page = PromptPage(context)
+        self.train_page = TrainPage(context)
+        self.evaluate_page = EvaluatePage(context)
+        self.runs_page = RunsPage(context)
+        self.pages: dict[str, QWidget] = {
+            "Datasets": self.datasets_page,
+            "Prompt": self.prompt_page,
+            "Train": self.train_page,
+            "Evaluate": self.evaluate_page,
+            "Runs": self.runs_page,
+        }
+        # The pages that run engine jobs, which must stop when the window closes.
+        self._job_pages: dict[str, DatasetsPage | PromptPage | TrainPage] = {
+            "Datasets": self.datasets_page, "Prompt": self.prompt_page, "Train": self.train_page}
+        self._build()
+        self._connect_pages()
+        self.show_page(START_PAGE)
+
+    def _build(self) -> None:
+        self.nav = QListWidget(objectName="nav")
+        self.nav.setFixedWidth(NAV_WIDTH)
+        self.nav.setIconSize(QSize(20, 20))
+        self.nav.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # no focus frame around the current page
+        self.stack = QStackedWidget()
+        icons = {
+            "Datasets": QStyle.StandardPixmap.SP_DirIcon,
+            "Prompt": QStyle.StandardPixmap.SP_FileDialogContentsView,
+            "Train": QStyle.StandardPixmap.SP_MediaPlay,
+            "Evaluate": QStyle.StandardPixmap.SP_DialogApplyButton,
+            "Runs": QStyle.StandardPixmap.SP_FileDialogDetailedView,
+        }
+        for title, page in self.pages.items():
+            QListWidgetItem(self.style().standardIcon(icons[title]), title, self.nav)
+            self.stack.addWidget(page)
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.nav)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.statusBar().addPermanentWidget(QLabel(f"Workspace: {self._context.workspace_dir}"))
+
+    def _connect_pages(self) -> None:
+        self.train_page.sig_run_finished.connect(self._on_train_run_finished)
+        self.datasets_page.sig_datasets_changed.connect(self.train_page.refresh_datasets)
+
+    def show_page(self, title: str) -> None:
+        self.nav.setCurrentRow(list(self.pages).index(title))
+
+    def current_page_title(self) -> str:
+        return list(self.pages)[self.stack.currentIndex()]
+
+    def _on_train_run_finished(self, run_dir: str) -> None:
+        self.runs_page.on_run_finished(run_dir)
+        self.prompt_page.refresh_adapters()
+        self.statusBar().showMessage("Training run ended; see the Runs page.", 10_000)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        busy = [title for title, page in self._job_pages.items() if page.is_busy()]
+        if busy and not self._confirm_close(busy):
+            event.ignore()
+            return
+        for page in self._job_pages.values():
+            page.shutdown()
+        super().closeEvent(event)
+
+    def _confirm_close(self, busy: list[str]) -> bool:
+        answer = QMessageBox.question(
+            self, "Stop running jobs?",
+            f"A job is still running ({', '.join(busy)}). Closing the window stops it; a training "
+            "run keeps the checkpoints saved so far.")
+        return answer == QMessageBox.StandardButton.Yes

@@ -1,0 +1,1 @@
+"""Reusable widgets: the metric plot, the log pane, form fields."""
