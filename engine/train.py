@@ -273,12 +273,21 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any) -> int:
     return finish(run, job, trainer, callback, status)
 
 
+def _silence_known_deprecations() -> None:
+    """peft still asks models for `is_gradient_checkpointing`, which transformers 5 renamed; the
+    FutureWarning it raises is about library internals the user cannot act on."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
                   device_name: str, data: Any) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
+    _silence_known_deprecations()
     log.info("Loading %s for %s on %s", model_dir.name, method, device_name)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if tokenizer.pad_token is None:
