@@ -9,10 +9,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -26,6 +24,7 @@ from gui.engine_client import EngineClient
 from gui.state import dataset_catalog
 from gui.state.dataset_catalog import DatasetRow
 from gui.widgets.status_line import StatusLine
+from gui.widgets.tables import make_read_only
 
 HEADERS = ("Name", "Version", "Rows", "Shape", "Source", "Created")
 FILE_FILTER = "JSON Lines or JSON (*.jsonl *.json);;All files (*)"
@@ -69,13 +68,7 @@ class DatasetsPage(QWidget):
 
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(HEADERS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        make_read_only(self.table, stretch_column=HEADERS.index("Source"))
 
         self.status_label = StatusLine()
         layout = QVBoxLayout(self)

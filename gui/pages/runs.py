@@ -14,7 +14,6 @@ from PySide6.QtGui import QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -27,6 +26,7 @@ from gui.context import AppContext
 from gui.state import run_history
 from gui.state.run_history import RunRow
 from gui.widgets.metric_plot import MetricPlot
+from gui.widgets.tables import make_read_only
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -105,13 +105,8 @@ class RunsPage(QWidget):
     def _build(self) -> None:
         self.table = QTableView()
         self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        make_read_only(self.table, stretch_column=0)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
 
         self.refresh_button = QPushButton("Refresh")
