@@ -86,14 +86,29 @@ def _add_models(commands: Any) -> None:
 
 
 def _add_data(commands: Any) -> None:
+    from engine.data_formats import FORMATS, TXT_MODES
+    from engine.data_shapes import SHAPES
+
     data = commands.add_parser("data", help="import and list datasets")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    p = sub.add_parser("import", help="validate a JSONL file (OpenAI messages or Alpaca shape) and "
-                       "store it as a versioned dataset in the workspace")
-    p.add_argument("path", help="the JSONL file")
+    p = sub.add_parser("import", help="validate a dataset file (JSONL, JSON, CSV, TSV, Parquet, TXT or "
+                       "a datasets folder; any common shape) and store it as a versioned dataset "
+                       "in the workspace")
+    p.add_argument("path", help="the file, or a folder saved by datasets")
     p.add_argument("--name", default="", help="dataset name (default: the file name)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="import the valid rows and report the rest (default: refuse the file)")
+    p.add_argument("--format", choices=FORMATS, default="",
+                   help="file format (default: from the file name or content)")
+    p.add_argument("--shape", choices=SHAPES, default="",
+                   help="row shape (default: detected from the first row)")
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="read a shape's field from another column, e.g. --map instruction=question "
+                   "(repeatable)")
+    p.add_argument("--txt-mode", choices=TXT_MODES, default="paragraphs",
+                   help="TXT files: one document per blank-line-separated paragraph, or the whole file")
+    p.add_argument("--report", default=None, metavar="FILE",
+                   help="write every problem found as JSONL (file, line, field, problem)")
     _common(p)
     p.set_defaults(handler=_lazy("engine.data_import", "cmd_import"), job_name="data import")
     p = sub.add_parser("list", help="datasets in the workspace")

@@ -37,6 +37,13 @@ def knob(default: Any, help: str, *, label: str = "", minimum: float | None = No
     return field(default=default, metadata=meta)
 
 
+METHODS = ("auto", "qlora", "lora", "full")
+OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit")
+CUDA_ONLY_OPTIMIZERS = ("paged_adamw_8bit",)
+# cosine_with_restarts with one cycle is plain cosine; three makes the restarts visible.
+RESTART_CYCLES = 3
+
+
 @dataclass
 class TrainConfig:
     """Everything a fine-tuning run needs; saved resolved as ``config.toml`` in the run folder."""
@@ -48,13 +55,15 @@ class TrainConfig:
     dataset: str = knob(
         "sample",
         "Training data: 'sample' (the bundled product-review dataset), a dataset name in the "
-        "workspace, or a JSONL file (imported into the workspace first).",
+        "workspace, or a data file such as JSONL, CSV or Parquet (imported into the workspace first).",
         label="Dataset", group="Data")
     method: str = knob(
         "auto",
-        "qlora: 4-bit NF4 base (bitsandbytes) + LoRA; least memory, slower on CPU. lora: LoRA on "
-        "the unquantised base; fastest on CPU and small models. auto: qlora on a CUDA GPU, lora "
-        "otherwise.", label="Method", choices=("auto", "qlora", "lora"), group="Method")
+        "qlora: 4-bit base (bitsandbytes) + LoRA; least memory. lora: LoRA on the unquantised "
+        "base; simplest, and enough for small models. full: trains every weight, no "
+        "adapter; best quality but needs about 4x the model's size in memory (weights, "
+        "gradients, optimiser state), so only for small models (under ~1B). auto: qlora on a "
+        "CUDA GPU, lora otherwise.", label="Method", choices=METHODS, group="Method")
     max_steps: int = knob(
         0, "Stop after this many optimiser steps; 0 trains for `epochs` instead.",
         label="Max steps", minimum=0, maximum=10_000_000)
@@ -65,8 +74,25 @@ class TrainConfig:
         2e-4, "Peak learning rate. LoRA usually works at 1e-4 to 3e-4; too high diverges, too "
         "low learns nothing.", label="Learning rate", minimum=1e-8, maximum=1.0)
     lr_scheduler: str = knob(
-        "cosine", "How the learning rate changes after warmup.", label="LR schedule",
-        choices=("cosine", "linear", "constant"))
+        "cosine", "How the learning rate changes after warmup. cosine: smooth fall to 0 (the "
+        "usual choice). linear: straight fall to 0. constant: stays at the peak (short runs, "
+        "debugging). cosine_with_restarts: the cosine fall repeated "
+        f"{RESTART_CYCLES} times, jumping back to the peak each time; can escape a plateau on "
+        "long runs, wasteful on short ones.", label="LR schedule",
+        choices=("cosine", "linear", "constant", "cosine_with_restarts"))
+    weight_decay: float = knob(
+        0.0, "AdamW weight decay: pulls weights towards 0 each step (not biases or norms). 0 is "
+        "usual for LoRA; 0.01-0.1 regularises full fine-tunes and long runs, too much underfits.",
+        label="Weight decay", minimum=0.0, maximum=1.0)
+    max_grad_norm: float = knob(
+        1.0, "Gradient clipping: scales the gradient down when its norm exceeds this. 0.3-1.0 is "
+        "usual; lower is steadier but can slow learning; 0 disables clipping.",
+        label="Max grad. norm", minimum=0.0, maximum=1000.0)
+    optimizer: str = knob(
+        "adamw_torch", "adamw_torch: standard AdamW, works everywhere. paged_adamw_8bit: AdamW "
+        "with 8-bit states paged to CPU memory under pressure (bitsandbytes); saves about 75% of "
+        "optimiser memory, which matters for full fine-tunes and big adapters; needs a CUDA GPU.",
+        label="Optimizer", choices=OPTIMIZERS)
     warmup_steps: int = knob(
         0, "Steps of linear warmup from 0 to the peak learning rate. A few percent of the run "
         "steadies the start.", label="Warmup steps", minimum=0, maximum=1_000_000)
@@ -80,6 +106,15 @@ class TrainConfig:
     max_length: int = knob(
         512, "Longest example in tokens; longer ones are truncated. Memory grows with it.",
         label="Max length", minimum=16, maximum=131_072)
+    packing: bool = knob(
+        False, "Pack several short examples into each max_length row (best-fit, no padding) so "
+        "fewer tokens are wasted; attention never crosses from one example into another. Much "
+        "faster on datasets of short rows; changes the number of steps per epoch.",
+        label="Packing")
+    completion_only_loss: bool = knob(
+        True, "Learn from the answer only: the prompt (system and user turns) is masked out of "
+        "the loss. Usual for instruction tuning; turn off to also learn the prompts' text.",
+        label="Completion-only loss")
     lora_r: int = knob(
         16, "LoRA rank: the adapter's capacity. 8-64 is usual; higher learns more and costs "
         "more memory.", label="LoRA r", minimum=1, maximum=1024, group="Method")
@@ -90,8 +125,31 @@ class TrainConfig:
         0.05, "Dropout on the LoRA input; 0-0.1 is usual. Helps small datasets.",
         label="LoRA dropout", minimum=0.0, maximum=0.9, group="Method")
     target_modules: str = knob(
-        "all-linear", "Which layers get LoRA: 'all-linear' (best quality) or a comma-separated "
-        "list such as 'q_proj,v_proj' (less memory).", label="Target modules", group="Method")
+        "all-linear", "Which layers get LoRA: 'all-linear' (every linear layer; best quality), "
+        "'attention' (q_proj, k_proj, v_proj, o_proj; about half the adapter size) or a "
+        "comma-separated list such as 'q_proj,v_proj' (least memory).", label="Target modules",
+        group="Method")
+    use_rslora: bool = knob(
+        False, "Rank-stabilised LoRA: scales the update by alpha/sqrt(r) instead of alpha/r, so "
+        "high ranks (64+) keep learning; at low ranks it mostly acts as a higher learning rate.",
+        label="rsLoRA", group="Method")
+    use_dora: bool = knob(
+        False, "DoRA: splits each weight into magnitude and direction and trains both; often "
+        "closer to full fine-tuning at low rank, but slower (about 1.5-2x) and more memory.",
+        label="DoRA", group="Method")
+    quant_type: str = knob(
+        "nf4", "QLoRA only: 4-bit format of the base. nf4 (normal float) fits the bell-shaped "
+        "weights of trained models and is the usual choice; fp4 is the plain 4-bit float, "
+        "slightly less accurate.", label="4-bit type", choices=("nf4", "fp4"), group="QLoRA")
+    double_quant: bool = knob(
+        True, "QLoRA only: quantise the quantisation constants too; saves about 0.4 bits per "
+        "weight (~3 GB on a 65B model) at a small speed cost and no measurable quality loss.",
+        label="Double quantisation", group="QLoRA")
+    compute_dtype: str = knob(
+        "auto", "QLoRA only: dtype the 4-bit weights are unpacked to for each matrix multiply. "
+        "auto: bfloat16 on a CUDA GPU that supports it, else float32. bfloat16/float16 are "
+        "faster with less memory; float32 is the most precise and slowest.",
+        label="Compute dtype", choices=("auto", "bfloat16", "float16", "float32"), group="QLoRA")
     seed: int = knob(42, "Random seed for weights of the adapter and data order.", label="Seed",
                      minimum=0, maximum=2**31 - 1)
     save_steps: int = knob(
@@ -112,6 +170,10 @@ class TrainConfig:
 
 SECTION = "train"
 
+# Preset keywords accepted by target_modules; anything else is a comma-separated module list.
+ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+TARGET_KEYWORDS = ("all-linear", "attention")
+
 
 def fields_of(cls: type = TrainConfig) -> list[dataclasses.Field]:
     return list(dataclasses.fields(cls))
@@ -131,9 +193,28 @@ def validate(config: TrainConfig, source: str = "") -> TrainConfig:
         # Works, but bitsandbytes' CPU kernels are slow enough that recomputation doubles a
         # run that is already slow; refuse rather than surprise.
         raise ConfigError("gradient_checkpointing", "is not supported with qlora on cpu", source)
-    if not config.target_modules.strip():
+    if not lora_targets(config.target_modules):
         raise ConfigError("target_modules", "must not be empty", source)
+    check_optimizer_device(config.optimizer, config.device, source)
     return config
+
+
+def check_optimizer_device(optimizer: str, device: str, source: str = "") -> None:
+    """Paged 8-bit optimisers page their states between GPU and CPU memory; there is no CPU
+    version. Called at validation (device cpu) and again once `auto` has resolved a device."""
+    if optimizer in CUDA_ONLY_OPTIMIZERS and device == "cpu":
+        raise ConfigError("optimizer", f"{optimizer} needs a CUDA GPU and this run is on the cpu; "
+                          "use adamw_torch", source)
+
+
+def lora_targets(target_modules: str) -> str | list[str]:
+    """'all-linear' (peft's own keyword), 'attention' (the four projections), or a list."""
+    text = target_modules.strip()
+    if text == "all-linear":
+        return text
+    if text == "attention":
+        return list(ATTENTION_MODULES)
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _check_field(f: dataclasses.Field, value: Any, source: str) -> None:
@@ -231,7 +312,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group_name = f.metadata["group"]
         group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
         kind = _python_type(f)
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        # argparse %-formats help strings; a literal "30%" in help text must not be read as one.
+        help_text = f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
         if kind is bool:
             group.add_argument(flag_name(f.name), dest=f.name, default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)

@@ -1,10 +1,12 @@
-"""`data import` / `data list`: JSONL in OpenAI ``messages`` or Alpaca shape, validated row by
-row, normalised to one canonical form and stored as a versioned dataset in the workspace.
+"""`data import` / `data list`: read a dataset file in any common format and shape, validate it
+row by row, normalise it to its shape's canonical form and store it as a versioned dataset.
 
-Canonical row: ``{"messages": [{"role": ..., "content": ...}, ...]}`` ending with an assistant
-turn. Storage: ``datasets/<name>/v<N>/`` holding the Arrow data (``datasets.save_to_disk``) and
-``manifest.json``. Importing an unchanged file again reuses its version; a changed file gets a
-new one, so runs can record exactly what they trained on.
+Formats are read by :mod:`engine.data_formats`, shapes detected and normalised by
+:mod:`engine.data_shapes`. Rows stream from the reader through validation into
+``datasets.Dataset.from_generator``, so no Python list of all rows is ever held. Storage:
+``datasets/<name>/v<N>/`` holding the Arrow data (``save_to_disk``) and ``manifest.json``.
+Importing an unchanged file again with the same options reuses its version; a changed file gets
+a new one, so runs can record exactly what they trained on.
 """
 
 from __future__ import annotations
@@ -18,29 +20,44 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from engine import errors, paths, protocol
-from engine.workspace import atomic_write_json, read_json
+from engine.data_formats import TXT_MODES, Record, RowError, Source, count_rows, open_source, read_records
+from engine.data_shapes import (CHAT_SHAPES, NORMALISERS, ROLES, SHAPES, apply_mapping, detect_shape,
+                                source_field)
+from engine.workspace import atomic_write_json, atomic_write_text, read_json
+
+__all__ = ["CHAT_SHAPES", "ROLES", "SHAPES", "RowError", "detect_shape", "import_file", "resolve"]
 
 log = logging.getLogger("engine.data")
 
 MANIFEST = "manifest.json"
-ROLES = ("system", "user", "assistant")
 MAX_REPORTED = 20  # problems listed in the log; the count is always complete
+PROGRESS_EVERY = 10_000  # rows between progress events
+
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
 class RowProblem:
+    """One invalid row: ``file:line: field: problem`` (``file:row N: ...`` for row formats)."""
+
     file: str
     line: int
     field: str
     problem: str
+    unit: str = "line"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.problem}"
+        where = self.line if self.unit == "line" else f"row {self.line}"
+        return f"{self.file}:{where}: {self.field}: {self.problem}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "unit": self.unit, "field": self.field,
+                "problem": self.problem}
 
 
 @dataclass
@@ -50,117 +67,65 @@ class ImportReport:
     problems: list[RowProblem] = field(default_factory=list)
 
 
-class RowError(ValueError):
-    def __init__(self, field_name: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field_name
-        self.problem = problem
+@dataclass
+class ImportOptions:
+    """How to read a file; recorded in the manifest, and part of what makes a version reusable.
+
+    Attributes:
+        shape: one of SHAPES to force, or "" to detect from the first readable row.
+        mapping: ``{field: source column}`` overrides, e.g. ``{"instruction": "question"}``.
+        txt_mode: "paragraphs" (blank-line-separated documents) or "file" (one document).
+        format: one of data_formats.FORMATS to force, or "" to detect.
+    """
+
+    shape: str = ""
+    mapping: dict[str, str] = field(default_factory=dict)
+    txt_mode: str = "paragraphs"
+    format: str = ""
 
 
-# -- reading and validating -----------------------------------------------------------------
+# -- validating ------------------------------------------------------------------------------
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(1-based line number, parsed value or RowError) for every non-blank line."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, RowError("(line)", f"not UTF-8 text (byte {exc.start + 1})")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, RowError("(line)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+def validate_records(source: Source, options: ImportOptions, report: ImportReport,
+                     on_progress: ProgressCallback | None = None) -> Iterator[dict]:
+    """Yields canonical rows; records every bad row in ``report`` instead of stopping.
 
-
-def detect_shape(row: Any) -> str:
-    if isinstance(row, dict):
-        if "messages" in row:
-            return "messages"
-        if "instruction" in row and "output" in row:
-            return "alpaca"
-    keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
-    raise RowError("(row)", f"unknown shape: expected a 'messages' field (OpenAI) or "
-                   f"'instruction' and 'output' fields (Alpaca); found {keys}")
-
-
-def _text(row: dict, name: str, required: bool = True) -> str:
-    value = row.get(name)
-    if value is None:
-        if required:
-            raise RowError(name, "missing")
-        return ""
-    if not isinstance(value, str):
-        raise RowError(name, f"must be text, not {type(value).__name__}")
-    if required and not value.strip():
-        raise RowError(name, "is empty")
-    return value
-
-
-def normalise_messages(row: dict) -> dict:
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RowError("messages", "must be a non-empty list of {role, content} objects")
-    clean = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise RowError(where, "must be an object with role and content")
-        role = message.get("role")
-        if role not in ROLES:
-            raise RowError(f"{where}.role", f"unknown role {role!r} (use system, user or assistant)")
-        content = _text(message, "content")
-        clean.append({"role": role, "content": content})
-    _check_order(clean)
-    return {"messages": clean}
-
-
-def _check_order(messages: list[dict]) -> None:
-    turns = messages[1:] if messages[0]["role"] == "system" else messages
-    for index, message in enumerate(turns):
-        expected = "user" if index % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            position = index + (len(messages) - len(turns))
-            raise RowError(f"messages[{position}].role",
-                           f"expected {expected} here (turns must alternate user, assistant), got {message['role']}")
-    if not turns or turns[-1]["role"] != "assistant":
-        raise RowError("messages", "conversation has no final assistant turn to learn from")
-
-
-def normalise_alpaca(row: dict) -> dict:
-    instruction = _text(row, "instruction")
-    extra = _text(row, "input", required=False)
-    output = _text(row, "output")
-    system = _text(row, "system", required=False)
-    user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    messages = [{"role": "system", "content": system}] if system.strip() else []
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
-    return {"messages": messages}
-
-
-NORMALISERS = {"messages": normalise_messages, "alpaca": normalise_alpaca}
-
-
-def validate_file(path: Path, report: ImportReport) -> Iterator[dict]:
-    """Yields canonical rows; records every bad row in ``report`` instead of stopping."""
-    name = path.name
-    for line, value in read_jsonl(path):
+    Args:
+        source: the opened file or folder.
+        options: forced shape, column mapping and TXT mode.
+        report: filled in with the shape, the valid row count and every problem.
+        on_progress: called with (records read, total or 0) every PROGRESS_EVERY records; it may
+            raise (e.g. to cancel).
+    """
+    total = count_rows(source)
+    report.shape = options.shape or ("text" if source.format == "txt" and not options.mapping else "")
+    seen = 0
+    for record in read_records(source, options.txt_mode):
+        seen += 1
+        if on_progress and seen % PROGRESS_EVERY == 0:
+            on_progress(seen, total)
         try:
-            if isinstance(value, RowError):
-                raise value
-            if not isinstance(value, dict):
-                raise RowError("(row)", f"must be a JSON object, not {type(value).__name__}")
-            if not report.shape:
-                report.shape = detect_shape(value)
-            row = NORMALISERS[report.shape](value)
+            row = _normalise(record, options, report)
         except RowError as exc:
-            report.problems.append(RowProblem(name, line, exc.field, exc.problem))
+            report.problems.append(RowProblem(source.path.name, record.position,
+                                              source_field(exc.field, options.mapping),
+                                              exc.problem, record.unit))
             continue
         report.rows += 1
         yield row
+    if on_progress:
+        on_progress(seen, total or seen)
+
+
+def _normalise(record: Record, options: ImportOptions, report: ImportReport) -> dict:
+    if isinstance(record.value, RowError):
+        raise record.value
+    if not isinstance(record.value, dict):
+        raise RowError("(row)", f"must be a JSON object, not {type(record.value).__name__}")
+    row = apply_mapping(record.value, options.mapping)
+    if not report.shape:
+        report.shape = detect_shape(row)
+    return NORMALISERS[report.shape](row)
 
 
 # -- storing ---------------------------------------------------------------------------------
@@ -178,15 +143,21 @@ class DatasetVersion:
 
 
 def file_hash(path: Path) -> str:
+    """SHA-256 of a file, or of every file (relative name and bytes) in a folder."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
 def dataset_name_for(path: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.") or "dataset"
+    stem = path.name if path.is_dir() else path.stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "dataset"
 
 
 def versions(name: str) -> list[DatasetVersion]:
@@ -199,21 +170,59 @@ def versions(name: str) -> list[DatasetVersion]:
     return sorted(found, key=lambda v: v.version)
 
 
-def import_file(path: Path, name: str = "", skip_invalid: bool = False) -> tuple[DatasetVersion, ImportReport]:
-    """Validates and stores ``path``; raises INVALID_INPUT naming the first bad row unless
-    ``skip_invalid``; returns the existing version when the same content was imported before."""
-    if not path.is_file():
+def import_file(path: Path, name: str = "", skip_invalid: bool = False,
+                options: ImportOptions | None = None, on_progress: ProgressCallback | None = None,
+                report_file: Path | None = None) -> tuple[DatasetVersion, ImportReport]:
+    """Validates and stores ``path`` (a file or a ``datasets`` folder).
+
+    Args:
+        path: the file or folder to import.
+        name: dataset name (default: from the file name).
+        skip_invalid: store the valid rows when some are invalid (default: refuse the file).
+        options: format, shape, mapping and TXT mode overrides.
+        on_progress: progress callback, see :func:`validate_records`.
+        report_file: where to write every problem as JSONL, whether or not the import succeeds.
+
+    Returns:
+        The stored version (the existing one when the same content and options were imported
+        before) and the report.
+
+    Raises:
+        EngineError: NOT_FOUND for a missing path; INVALID_INPUT for an unreadable file, no
+            valid rows, or invalid rows without ``skip_invalid``; whatever ``on_progress`` raises.
+    """
+    options = options or ImportOptions()
+    _check_options(options)
+    if not path.exists():
         raise errors.not_found(f"dataset: file not found: {path}")
+    source = open_source(path, options.format)
     name = name or dataset_name_for(path)
     digest = file_hash(path)
-    for existing in versions(name):
-        if existing.manifest.get("content_hash") == digest:
-            log.info("%s is unchanged since %s; reusing it", path.name, existing.ref)
-            return existing, ImportReport(existing.manifest["shape"], existing.manifest["rows"])
+    reused = _reusable_version(name, digest, options)
+    if reused:
+        log.info("%s is unchanged since %s; reusing it", path.name, reused.ref)
+        _write_report(report_file, [])
+        return reused, ImportReport(reused.manifest["shape"], reused.manifest["rows"])
     report = ImportReport()
-    rows = list(validate_file(path, report))  # small files in this version; streaming: issue 3
-    _raise_for_problems(report, path, skip_invalid)
-    return _store(path, name, digest, rows, report), report
+    version = _store(source, name, digest, options, report, skip_invalid, on_progress, report_file)
+    return version, report
+
+
+def _check_options(options: ImportOptions) -> None:
+    if options.shape and options.shape not in SHAPES:
+        raise errors.usage(f"unknown shape {options.shape!r} (use {', '.join(SHAPES)})")
+    if options.txt_mode not in TXT_MODES:
+        raise errors.usage(f"unknown TXT mode {options.txt_mode!r} (use {', '.join(TXT_MODES)})")
+
+
+def _reusable_version(name: str, digest: str, options: ImportOptions) -> DatasetVersion | None:
+    # Manifests written before options were recorded were made with the defaults.
+    wanted = asdict(options)
+    for existing in versions(name):
+        if (existing.manifest.get("content_hash") == digest
+                and existing.manifest.get("options", asdict(ImportOptions())) == wanted):
+            return existing
+    return None
 
 
 def _raise_for_problems(report: ImportReport, path: Path, skip_invalid: bool) -> None:
@@ -230,19 +239,34 @@ def _raise_for_problems(report: ImportReport, path: Path, skip_invalid: bool) ->
             f"{report.rows + len(report.problems)} rows; --skip-invalid imports the valid ones)")
 
 
-def _store(path: Path, name: str, digest: str, rows: list[dict], report: ImportReport) -> DatasetVersion:
-    import datasets
+def _write_report(report_file: Path | None, problems: list[RowProblem]) -> None:
+    if report_file is not None:
+        text = "".join(json.dumps(p.as_json(), ensure_ascii=False) + "\n" for p in problems)
+        atomic_write_text(report_file, text)
 
+
+def _store(source: Source, name: str, digest: str, options: ImportOptions, report: ImportReport,
+           skip_invalid: bool, on_progress: ProgressCallback | None,
+           report_file: Path | None) -> DatasetVersion:
+    """Streams validated rows into a temp folder beside the versions, then renames it into
+    place; on any failure (invalid rows, cancel) the temp folder is removed, so no half-written
+    version is ever visible."""
     existing = versions(name)
     number = existing[-1].version + 1 if existing else 1
     target = paths.datasets_dir() / name / f"v{number}"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".v{number}.", dir=target.parent))
     try:
-        datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "data"))
-        manifest = {"name": name, "version": number, "source": str(path.resolve()),
-                    "shape": report.shape, "rows": report.rows, "skipped": len(report.problems),
-                    "content_hash": digest, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        def check_problems() -> None:
+            _write_report(report_file, report.problems)
+            _raise_for_problems(report, source.path, skip_invalid)
+
+        _write_rows(source, options, report, on_progress, tmp, f"{digest[:16]}-{number}", check_problems)
+        manifest = {"name": name, "version": number, "source": str(source.path.resolve()),
+                    "format": source.format, "encoding": source.encoding if source.is_text else "",
+                    "shape": report.shape, "mapping": options.mapping, "options": asdict(options),
+                    "rows": report.rows, "skipped": len(report.problems), "content_hash": digest,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(tmp / MANIFEST, manifest)
         os.replace(tmp, target)
     except BaseException:
@@ -252,8 +276,41 @@ def _store(path: Path, name: str, digest: str, rows: list[dict], report: ImportR
     return DatasetVersion(name, number, target, manifest)
 
 
+def _write_rows(source: Source, options: ImportOptions, report: ImportReport,
+                on_progress: ProgressCallback | None, folder: Path, fingerprint: str,
+                check_problems: Callable[[], None]) -> None:
+    """Dataset.from_generator writes Arrow shards under a cache inside ``folder`` (never
+    ~/.cache); ``check_problems`` then decides (it raises to refuse the file, before the copy is
+    made), save_to_disk writes ``folder/data`` and the cache is removed."""
+    import datasets
+
+    cache = folder / "cache"
+    failure: list[BaseException] = []
+
+    def rows() -> Iterator[dict]:
+        try:
+            yield from validate_records(source, options, report, on_progress)
+        except Exception as exc:  # datasets wraps it; keep the original to re-raise
+            failure.append(exc)
+            raise
+
+    try:
+        # A fixed fingerprint: datasets would otherwise try to hash this closure.
+        dataset = datasets.Dataset.from_generator(rows, cache_dir=str(cache), fingerprint=fingerprint)
+    except Exception:
+        if failure:
+            raise failure[0] from None
+        if report.rows == 0:  # datasets may refuse to build a dataset from no rows
+            check_problems()
+        raise
+    check_problems()
+    dataset.save_to_disk(str(folder / "data"))
+    del dataset  # release the memory-mapped cache files before removing them (Windows)
+    shutil.rmtree(cache, ignore_errors=True)
+
+
 def resolve(spec: str) -> DatasetVersion:
-    """'sample', a workspace dataset name (optionally name@vN), or a JSONL file to import."""
+    """'sample', a workspace dataset name (optionally name@vN), or a file/folder to import."""
     if spec == "sample":
         return import_file(paths.sample_dataset_path(), name="sample-product-reviews")[0]
     name, _, wanted = spec.partition("@v")
@@ -265,7 +322,7 @@ def resolve(spec: str) -> DatasetVersion:
             if str(version.version) == wanted:
                 return version
         raise errors.not_found(f"dataset: {name} has no version v{wanted}")
-    if Path(spec).expanduser().is_file():
+    if Path(spec).expanduser().exists():
         return import_file(Path(spec).expanduser())[0]
     raise errors.not_found(f"dataset: {spec!r} is not 'sample', a dataset in the workspace or a file")
 
@@ -277,8 +334,43 @@ def list_datasets() -> list[dict[str, Any]]:
             for v in versions(folder.name)]
 
 
+# -- CLI handlers ------------------------------------------------------------------------------
+
+def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
+    """``["instruction=question", ...]`` → ``{"instruction": "question"}``.
+
+    Raises:
+        EngineError: USAGE for a pair without ``=`` or with an empty side.
+    """
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        field_name, sep, column = (part.strip() for part in pair.partition("="))
+        if not sep or not field_name or not column:
+            raise errors.usage(f"--map {pair!r}: expected FIELD=COLUMN, e.g. instruction=question")
+        mapping[field_name] = column
+    return mapping
+
+
+def _progress_callback(job: Any) -> ProgressCallback:
+    """Sends progress on the job's channel, and stops the import when a cancel arrived."""
+
+    def on_progress(current: int, total: int) -> None:
+        if job.control.cancelled.is_set():
+            raise errors.EngineError(protocol.ExitCode.CANCELLED,
+                                     f"import cancelled after {current} rows; nothing was stored")
+        job.channel.send(protocol.progress(current, total, stage="import"))
+
+    return on_progress
+
+
 def cmd_import(args: argparse.Namespace, job: Any) -> int:
-    version, report = import_file(Path(args.path).expanduser(), args.name, args.skip_invalid)
+    options = ImportOptions(shape=getattr(args, "shape", "") or "",
+                            mapping=parse_mapping(getattr(args, "map", None)),
+                            txt_mode=getattr(args, "txt_mode", "paragraphs"),
+                            format=getattr(args, "format", "") or "")
+    report_file = Path(args.report).expanduser() if getattr(args, "report", None) else None
+    version, report = import_file(Path(args.path).expanduser(), args.name, args.skip_invalid,
+                                  options, _progress_callback(job), report_file)
     data = {"name": version.name, "version": version.version, "rows": report.rows,
             "skipped": len(report.problems), "shape": report.shape, "path": str(version.path)}
     job.channel.send(protocol.result(data))

@@ -21,7 +21,8 @@ log = logging.getLogger("engine.generate")
 
 
 def resolve_adapter(spec: str) -> tuple[Path, dict[str, Any]]:
-    """(adapter folder, its run's run.json or {}) for an adapter folder, run folder or run id."""
+    """(tuned folder, its run's run.json or {}) for an adapter folder, a run folder or a run id.
+    The folder is a PEFT adapter, or a whole model when the run was a full fine-tune."""
     path = Path(spec).expanduser()
     if (path / "adapter_config.json").is_file():
         run = workspace.open_run(str(path.parent))
@@ -29,8 +30,10 @@ def resolve_adapter(spec: str) -> tuple[Path, dict[str, Any]]:
     run = workspace.open_run(spec)
     if run and (run.adapter / "adapter_config.json").is_file():
         return run.adapter, run.info()
+    if run and (run.model / "config.json").is_file():
+        return run.model, run.info()
     if run:
-        raise errors.not_found(f"adapter: run {run.id} has no finished adapter yet")
+        raise errors.not_found(f"adapter: run {run.id} has no finished adapter or model yet")
     raise errors.not_found(f"adapter: {spec!r} is not an adapter folder, a run folder or a run id")
 
 
@@ -48,6 +51,8 @@ def load(model_spec: str | None, adapter_spec: str, device_name: str) -> tuple[A
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter_dir, run_info = resolve_adapter(adapter_spec) if adapter_spec else (None, {})
+    if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
+        model_spec, adapter_dir = str(adapter_dir), None  # a full fine-tune: the model itself
     base = base_for_adapter(adapter_dir, model_spec) if adapter_dir else (model_spec or "default")
     model_dir = models.prepare(base)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or model_dir))

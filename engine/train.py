@@ -1,12 +1,14 @@
-"""`train`: LoRA or QLoRA fine-tuning with peft + TRL's SFTTrainer, streamed as protocol events.
+"""`train`: LoRA, QLoRA or full fine-tuning with peft + TRL's SFTTrainer, streamed as protocol
+events.
 
 setup (resolve config, run folder, data, model) -> train (SFTTrainer with a protocol callback)
--> finish (adapter saved atomically, run.json updated). The run folder is written by the engine
-itself, so a run survives the window that started it.
+-> finish (adapter/ -- or model/ for a full fine-tune -- saved atomically, run.json updated). The
+run folder is written by the engine itself, so a run survives the window that started it.
 
-Loss covers the answer only: rows become conversational prompt/completion pairs (everything
-before the last assistant turn is the prompt), and TRL's ``completion_only_loss`` masks the
-prompt, end-of-turn token of the answer included in the loss.
+Loss covers the answer only by default: rows become conversational prompt/completion pairs
+(everything before the last assistant turn is the prompt), and TRL's ``completion_only_loss``
+masks the prompt, end-of-turn token of the answer included in the loss (the knob of the same
+name turns the mask off).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersio
 
     version = data_import.resolve(cfg.dataset)
     data = datasets.load_from_disk(str(version.path / "data"))
+    if "messages" not in data.column_names:
+        # Text, preference and classification datasets import fine but need other trainers
+        # (continued pre-training, DPO/ORPO, a classification head), which come later.
+        raise errors.invalid_input(
+            f"dataset: {version.ref} has shape '{version.manifest.get('shape')}'; supervised fine-tuning "
+            "needs conversations (messages, Alpaca, ShareGPT or prompt/completion)")
     system = common_system_prompt(data["messages"])
     data = data.map(to_prompt_completion, remove_columns=data.column_names)
     log.info("Dataset %s: %d examples", version.ref, len(data))
@@ -76,16 +84,38 @@ def common_system_prompt(conversations: list[list[dict]]) -> str | None:
     return prompt if count >= 0.9 * len(conversations) else None
 
 
+def check_runtime(cfg: TrainConfig, device_name: str) -> None:
+    """Checks that need the resolved device (`auto` is only known here), before any load."""
+    config.check_optimizer_device(cfg.optimizer, device_name, source=f"device {cfg.device} resolved to {device_name}")
+
+
+def _bf16_available(device_name: str) -> bool:
+    import torch
+
+    return device_name == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def resolve_compute_dtype(name: str, device_name: str) -> Any:
+    """QLoRA's compute dtype: auto = bfloat16 on a CUDA GPU that supports it, else float32."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if _bf16_available(device_name) else torch.float32
+    return getattr(torch, name)
+
+
 def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainConfig) -> Any:
-    """The base model, 4-bit NF4 for QLoRA, in the dtype the device handles well."""
+    """The base model, 4-bit for QLoRA, in the dtype the device handles well."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    bf16 = device_name == "cuda" and torch.cuda.is_bf16_supported()
+    # A full fine-tune keeps fp32 master weights (bf16 runs as autocast): AdamW updates of a
+    # well-trained weight are often below bf16's resolution and would be lost.
+    bf16 = _bf16_available(device_name) and method != "full"
     dtype = torch.bfloat16 if bf16 else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if method == "qlora":
-        kwargs["quantization_config"] = _nf4_config(dtype)
+        kwargs["quantization_config"] = quantization_config(cfg, device_name)
         kwargs["device_map"] = {"": 0 if device_name == "cuda" else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     if method == "qlora":
@@ -96,32 +126,36 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
     return model
 
 
-def _nf4_config(compute_dtype: Any) -> Any:
+def quantization_config(cfg: TrainConfig, device_name: str) -> Any:
+    """bitsandbytes 4-bit settings from the QLoRA knobs (bnb >= 0.47 runs all of them on CPU)."""
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:
         raise errors.missing_dependency(f"method: qlora needs bitsandbytes, which failed to load: {exc}") from None
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type,
+                              bnb_4bit_use_double_quant=cfg.double_quant,
+                              bnb_4bit_compute_dtype=resolve_compute_dtype(cfg.compute_dtype, device_name))
 
 
 def lora_config(cfg: TrainConfig) -> Any:
     from peft import LoraConfig
 
-    targets = cfg.target_modules.strip()
     return LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
-        task_type="CAUSAL_LM",
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()])
+        task_type="CAUSAL_LM", target_modules=config.lora_targets(cfg.target_modules),
+        use_rslora=cfg.use_rslora, use_dora=cfg.use_dora)
+
+
+def peft_config_for(cfg: TrainConfig, method: str) -> Any:
+    """The adapter to train, or None for a full fine-tune (every weight trains)."""
+    return None if method == "full" else lora_config(cfg)
 
 
 def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> Any:
-    import torch
     from trl import SFTConfig
 
-    bf16 = device_name == "cuda" and torch.cuda.is_bf16_supported()
     return SFTConfig(
         output_dir=str(run.checkpoints),
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -130,14 +164,18 @@ def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> 
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
+        lr_scheduler_kwargs=_scheduler_kwargs(cfg.lr_scheduler),
         warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optimizer,
         max_length=cfg.max_length,
-        completion_only_loss=True,
-        packing=False,
+        completion_only_loss=cfg.completion_only_loss,
+        **_packing_kwargs(cfg.packing),
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=bf16,
+        bf16=_bf16_available(device_name),
         use_cpu=device_name == "cpu",
         logging_steps=1,
         save_strategy="steps",
@@ -147,6 +185,19 @@ def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> 
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def _scheduler_kwargs(scheduler: str) -> dict[str, Any]:
+    return {"num_cycles": config.RESTART_CYCLES} if scheduler == "cosine_with_restarts" else {}
+
+
+def _packing_kwargs(packing: bool) -> dict[str, Any]:
+    """Best-fit-decreasing packing, padding-free: the collator emits position_ids that restart
+    at every example and no attention mask, and transformers turns those into a block-diagonal
+    mask (flash attention, SDPA and eager alike, so CPU too): no attention across examples."""
+    if not packing:
+        return {"packing": False}
+    return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
 
 
 # -- live events -------------------------------------------------------------------------------
@@ -220,9 +271,11 @@ def _memory_gb() -> float:
 
 def cmd_train(args: argparse.Namespace, job: Any) -> int:
     cfg = resolve_config(args)
+    device_name = device.pick(cfg.device)
+    check_runtime(cfg, device_name)  # refuse before a run folder exists for a run that cannot start
     run = start_run(cfg, job)
     try:
-        code = train(cfg, run, job)
+        code = train(cfg, run, job, device_name)
     except errors.EngineError as exc:
         run.update_info(status=workspace.FAILED, exit_code=int(exc.code), error=exc.message, finished=_now())
         raise
@@ -249,8 +302,7 @@ def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
     return run
 
 
-def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any) -> int:
-    device_name = device.pick(cfg.device)
+def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str) -> int:
     method = resolve_method(cfg.method, device_name)
     job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
     data, version, system_prompt = load_training_data(cfg)
@@ -295,7 +347,8 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
     model = load_base_model(model_dir, method, device_name, cfg)
     callback = make_callback(job, run)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
-                         processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[callback])
+                         processing_class=tokenizer, peft_config=peft_config_for(cfg, method),
+                         callbacks=[callback])
     # With tqdm off, the Trainer prints every log dict to stdout (moved to stderr here); the
     # protocol already carries the same numbers, so that copy is only noise in the log pane.
     trainer.remove_callback(PrinterCallback)
@@ -303,36 +356,59 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
         raise errors.invalid_input(
             f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
             "learn from; raise max_length")
-    trainable, total = trainer.model.get_nb_trainable_parameters()
+    trainable, total = _parameter_counts(trainer.model)
     log.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return trainer, callback
 
 
+def _parameter_counts(model: Any) -> tuple[int, int]:
+    """(trainable, total): peft models count for themselves; a full fine-tune trains them all."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def is_full_fine_tune(trainer: Any) -> bool:
+    """True when the trainer holds a plain model (no peft adapter): the whole model is saved."""
+    from peft import PeftModel
+
+    return not isinstance(trainer.model, PeftModel)
+
+
 def finish(run: workspace.RunFolder, job: Any, trainer: Any, callback: Any, status: str) -> int:
-    save_adapter(trainer, run)
-    job.channel.send(protocol.artifact("adapter", str(run.adapter)))
+    kind, folder = ("model", run.model) if is_full_fine_tune(trainer) else ("adapter", run.adapter)
+    save_atomically(trainer, folder)
+    job.channel.send(protocol.artifact(kind, str(folder)))
     steps = trainer.state.global_step
     info = run.update_info(status=status, finished=_now(), steps=steps, total_steps=trainer.state.max_steps,
-                           final_loss=callback.final_loss, adapter=str(run.adapter))
+                           final_loss=callback.final_loss, artifact_kind=kind, **{_info_key(kind): str(folder)})
     code = protocol.ExitCode.CANCELLED if status == workspace.CANCELLED else protocol.ExitCode.OK
     info["exit_code"] = int(code)
     run.update_info(exit_code=int(code))
-    job.channel.send(protocol.result({"run_id": run.id, "run_dir": str(run.path), "adapter": str(run.adapter),
-                                      "steps": steps, "final_loss": callback.final_loss, "status": status}))
-    log.info("Run %s %s after %d steps; adapter in %s", run.id, status, steps, run.adapter)
+    job.channel.send(protocol.result({"run_id": run.id, "run_dir": str(run.path), kind: str(folder),
+                                      "artifact_kind": kind, "steps": steps,
+                                      "final_loss": callback.final_loss, "status": status}))
+    log.info("Run %s %s after %d steps; %s in %s", run.id, status, steps, kind, folder)
     return code
 
 
-def save_adapter(trainer: Any, run: workspace.RunFolder) -> None:
-    """Writes the adapter (and the tokenizer, so its chat template travels with it) to a temp
-    folder and renames it into place: an adapter/ folder is always complete."""
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=run.path))
+def _info_key(kind: str) -> str:
+    # run.json's "model" already names the base model; the tuned one gets its own key.
+    return "adapter" if kind == "adapter" else "tuned_model"
+
+
+def save_atomically(trainer: Any, target: Path) -> None:
+    """Writes the adapter or whole model (and the tokenizer, so its chat template travels with
+    it) to a temp folder beside ``target`` and renames it into place: the folder is always
+    complete."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         trainer.model.save_pretrained(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
-        if run.adapter.exists():
-            shutil.rmtree(run.adapter)
-        os.replace(tmp, run.adapter)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

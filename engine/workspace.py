@@ -12,6 +12,7 @@ A run folder::
         engine.log      the human log
         checkpoints/    trainer checkpoints (checkpoint-<step>/)
         adapter/        the final PEFT adapter, present only once complete
+        model/          instead of adapter/ for a full fine-tune: the whole tuned model
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ EVENTS = "events.ndjson"
 ENGINE_LOG = "engine.log"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
+MODEL = "model"
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 
@@ -103,6 +105,10 @@ class RunFolder:
     @property
     def adapter(self) -> Path:
         return self.path / ADAPTER
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
 
     def info(self) -> dict[str, Any]:
         return read_json(self.run_json) or {"id": self.id, "status": "unknown"}

@@ -27,7 +27,8 @@ from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
 
 HEADERS = ("Name", "Version", "Rows", "Shape", "Source", "Created")
-FILE_FILTER = "JSON Lines or JSON (*.jsonl *.json);;All files (*)"
+FILE_FILTER = ("Data files (*.jsonl *.json *.csv *.tsv *.parquet *.txt);;JSON Lines (*.jsonl);;JSON (*.json);;"
+               "CSV or TSV (*.csv *.tsv);;Parquet (*.parquet);;Text (*.txt);;All files (*)")
 
 
 def _cells(row: DatasetRow) -> tuple[str, ...]:
@@ -54,7 +55,7 @@ class DatasetsPage(QWidget):
 
     def _build(self) -> None:
         self.import_button = QPushButton("Import…", objectName="primary")
-        self.import_button.setToolTip("Import a .jsonl or .json file as a new dataset version")
+        self.import_button.setToolTip("Import a JSONL, JSON, CSV, TSV, Parquet or TXT file as a new dataset version")
         self.import_button.clicked.connect(self._on_import_clicked)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.refresh)

@@ -142,13 +142,14 @@ class RunsPage(QWidget):
     # -- data ------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-reads the run folders, keeping the selected run selected."""
+        """Re-reads the run folders, keeping the selected run selected (else the newest, so its
+        curves show without a click)."""
         selected = self.selected_run()
         self.model.set_rows(run_history.list_rows(self._context.runs_dir))
         count = self.model.rowCount()
         self.count_label.setText(f"{count} run{'s' if count != 1 else ''} in {self._context.runs_dir}"
                                  if count else "No runs yet: start one on the Train page.")
-        row = self.model.row_of_id(selected.id) if selected else -1
+        row = self.model.row_of_id(selected.id) if selected else (0 if count else -1)
         if row >= 0:
             self.table.selectRow(row)
         else:

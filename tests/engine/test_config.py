@@ -36,6 +36,16 @@ def test_bundled_presets_load_and_say_which_method_they_use() -> None:
     ({"gradient_checkpointing": "yes"}, "gradient_checkpointing"),
     ({"target_modules": "  "}, "target_modules"),
     ({"no_such_knob": 1}, "no_such_knob"),
+    ({"target_modules": " , "}, "target_modules"),
+    ({"quant_type": "int8"}, "quant_type"),
+    ({"compute_dtype": "half"}, "compute_dtype"),
+    ({"double_quant": 1}, "double_quant"),
+    ({"weight_decay": 1.5}, "weight_decay"),
+    ({"max_grad_norm": -0.1}, "max_grad_norm"),
+    ({"lr_scheduler": "cosine_with_hard_restarts"}, "lr_scheduler"),
+    ({"optimizer": "sgd"}, "optimizer"),
+    ({"optimizer": "paged_adamw_8bit", "device": "cpu"}, "optimizer"),
+    ({"packing": "yes"}, "packing"),
 ])
 def test_bad_values_are_refused_naming_the_field(values: dict, field: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -73,3 +83,51 @@ def test_flags_override_the_base_but_unset_flags_keep_it() -> None:
     base = dataclasses.replace(TrainConfig(), max_steps=60, batch_size=8)
     resolved = config.from_arguments(parser.parse_args(["--max-steps", "5"]), base)
     assert (resolved.max_steps, resolved.batch_size) == (5, 8)
+
+
+def test_new_methods_schedulers_and_optimisers_are_accepted() -> None:
+    cfg = config.from_mapping({"method": "full", "lr_scheduler": "cosine_with_restarts", "weight_decay": 0.1,
+                               "max_grad_norm": 0, "packing": True, "completion_only_loss": False,
+                               "use_dora": True, "use_rslora": True, "quant_type": "fp4",
+                               "compute_dtype": "bfloat16", "double_quant": False})
+    assert (cfg.method, cfg.max_grad_norm, cfg.packing, cfg.quant_type) == ("full", 0.0, True, "fp4")
+    # A paged optimiser is a GPU feature: allowed where the run may land on a GPU.
+    for device in ("cuda", "auto"):
+        assert config.from_mapping({"optimizer": "paged_adamw_8bit", "device": device}).device == device
+
+
+def test_paged_optimizer_refusal_is_one_line_naming_the_fix() -> None:
+    with pytest.raises(ConfigError, match="needs a CUDA GPU.*use adamw_torch") as caught:
+        config.from_mapping({"optimizer": "paged_adamw_8bit", "device": "cpu"})
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, targets", [
+    ("all-linear", "all-linear"),
+    (" attention ", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+    ("q_proj, v_proj,", ["q_proj", "v_proj"]),
+])
+def test_target_module_keywords(text: str, targets) -> None:
+    assert config.lora_targets(text) == targets
+
+
+def test_new_knobs_round_trip_through_flags_and_toml(tmp_path: Path) -> None:
+    wanted = TrainConfig(method="full", double_quant=False, quant_type="fp4", use_dora=True,
+                         completion_only_loss=False, packing=True, weight_decay=0.01,
+                         lr_scheduler="cosine_with_restarts", optimizer="paged_adamw_8bit", device="cuda")
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    argv = config.to_arguments(wanted)
+    assert "--no-double-quant" in argv and "--no-completion-only-loss" in argv
+    assert config.from_arguments(parser.parse_args(argv), TrainConfig()) == wanted
+    file = tmp_path / "run.toml"
+    file.write_text(config.to_toml(wanted), encoding="utf-8")
+    assert config.load_toml(file) == wanted
+
+
+def test_help_renders_every_field_with_literal_percent_signs() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    text = " ".join(parser.format_help().split())  # undo argparse's line wrapping
+    assert "about 30% slower" in text and "75% of optimiser memory" in text
+    assert "--quant-type" in text and "--no-double-quant" in text

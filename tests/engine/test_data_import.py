@@ -113,3 +113,86 @@ def test_missing_file_is_not_found(workspace_home: Path, tmp_path: Path) -> None
 def test_the_bundled_sample_imports_cleanly(workspace_home: Path) -> None:
     version = data_import.resolve("sample")
     assert version.manifest["rows"] >= 200 and version.manifest["skipped"] == 0
+
+
+# -- report file, progress, cancel, CLI options ---------------------------------------------------
+
+def test_report_file_lists_every_problem_even_when_refused(workspace_home: Path, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "mixed.jsonl", [chat("a", "b"), "nope", {"messages": []}, chat("c", "d")])
+    report_file = tmp_path / "out" / "problems.jsonl"
+    with pytest.raises(EngineError):
+        data_import.import_file(file, report_file=report_file)
+    lines = [json.loads(line) for line in report_file.read_text(encoding="utf-8").splitlines()]
+    assert [(p["file"], p["line"], p["field"]) for p in lines] == [("mixed.jsonl", 2, "(line)"),
+                                                                    ("mixed.jsonl", 3, "messages")]
+    assert "not valid JSON" in lines[0]["problem"] and "non-empty list" in lines[1]["problem"]
+    assert not (workspace_home / "datasets" / "mixed" / "v1").exists()
+
+
+def test_progress_is_reported_and_cancel_leaves_no_version(workspace_home: Path, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "big.jsonl", [chat(f"q{i}", "a") for i in range(data_import.PROGRESS_EVERY + 5)])
+    seen: list[tuple[int, int]] = []
+
+    def cancel_at_first_event(current: int, total: int) -> None:
+        seen.append((current, total))
+        raise EngineError(protocol.ExitCode.CANCELLED, "cancelled")
+
+    with pytest.raises(EngineError) as caught:
+        data_import.import_file(file, on_progress=cancel_at_first_event)
+    assert caught.value.code == protocol.ExitCode.CANCELLED
+    assert seen == [(data_import.PROGRESS_EVERY, 0)]
+    assert list((workspace_home / "datasets" / "big").iterdir()) == []  # temp folder removed
+    seen.clear()
+    version, _ = data_import.import_file(file, on_progress=lambda c, t: seen.append((c, t)))
+    assert version.version == 1 and seen[-1] == (data_import.PROGRESS_EVERY + 5,) * 2
+    assert sorted(p.name for p in version.path.iterdir()) == ["data", "manifest.json"]  # cache removed
+
+
+def test_progress_callback_sends_progress_and_honours_cancel() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    sent: list[dict] = []
+    job = SimpleNamespace(channel=SimpleNamespace(send=sent.append),
+                          control=SimpleNamespace(cancelled=threading.Event()))
+    callback = data_import._progress_callback(job)
+    callback(10, 0)
+    assert (sent[0]["type"], sent[0]["current"], sent[0]["total"], sent[0]["stage"]) == ("progress", 10, 0, "import")
+    job.control.cancelled.set()
+    with pytest.raises(EngineError) as caught:
+        callback(20, 0)
+    assert caught.value.code == protocol.ExitCode.CANCELLED and len(sent) == 1
+
+
+def test_cli_map_shape_and_report_options(engine_env, engine_argv, tmp_path: Path) -> None:
+    file = tmp_path / "qa.csv"
+    file.write_text("question,answer\n2+2?,4\n3+3?,\n", encoding="utf-8")
+    report_file = tmp_path / "report.jsonl"
+    done = subprocess.run(engine_argv("data", "import", str(file), "--map", "prompt=question",
+                                      "--map", "completion=answer", "--shape", "prompt_completion",
+                                      "--report", str(report_file), "--skip-invalid", "--json"),
+                          env=engine_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = protocol.decode(done.stdout.splitlines()[-1])["data"]
+    assert (result["shape"], result["rows"], result["skipped"]) == ("prompt_completion", 1, 1)
+    problem = json.loads(report_file.read_text(encoding="utf-8"))
+    assert (problem["file"], problem["line"], problem["field"], problem["problem"]) == ("qa.csv", 3, "answer", "is empty")
+
+
+def test_cli_bad_map_is_a_usage_error(engine_env, engine_argv, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")])
+    done = subprocess.run(engine_argv("data", "import", str(file), "--map", "instruction"),
+                          env=engine_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == protocol.ExitCode.USAGE
+    assert "expected FIELD=COLUMN" in done.stderr
+
+
+def test_cli_cancel_on_stdin_stops_the_import_and_stores_nothing(engine_env, engine_argv, tmp_path: Path,
+                                                                 workspace_home: Path) -> None:
+    file = write_jsonl(tmp_path / "big.jsonl", [chat(f"q{i}", "a") for i in range(data_import.PROGRESS_EVERY + 5)])
+    # The cancel is read as the engine starts, long before the first progress boundary.
+    done = subprocess.run(engine_argv("data", "import", str(file), "--json"), env=engine_env,
+                          input=json.dumps({"type": "cancel"}) + "\n", capture_output=True, text=True, timeout=120)
+    assert done.returncode == protocol.ExitCode.CANCELLED, done.stderr
+    assert protocol.decode(done.stdout.splitlines()[-1])["type"] == "error"
+    assert list((workspace_home / "datasets" / "big").iterdir()) == []

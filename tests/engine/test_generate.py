@@ -63,3 +63,16 @@ def test_bad_input_is_one_line(args, code, words, tiny_model_dir, engine_argv, e
     status, messages, stderr = generate(engine_argv, engine_env, "--model", str(tiny_model_dir), "--prompt", "x", *args)
     assert status == code
     assert words in messages[-1]["message"] and "Traceback" not in stderr
+
+
+def test_a_full_fine_tune_run_answers_by_its_run_id(tiny_model_dir, engine_argv, engine_env, workspace_home) -> None:
+    train = subprocess.run(engine_argv("train", "--json", "--model", str(tiny_model_dir), "--device", "cpu",
+                                       "--method", "full", "--max-steps", "2", "--max-length", "128"),
+                           env=engine_env, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    result = next(m for m in map(protocol.decode, train.stdout.splitlines()) if m["type"] == "result")["data"]
+    assert result["artifact_kind"] == "model" and Path(result["model"]).name == "model"
+    code, messages, stderr = generate(engine_argv, engine_env, "--adapter", result["run_id"],
+                                      "--prompt", "hello", "--max-new-tokens", "4")
+    assert code == 0, stderr[-2000:]
+    assert messages[-1]["type"] == "result"

@@ -77,6 +77,16 @@ def test_training_changes_lora_weights_only_and_loss_falls(method, tiny_model_di
     assert max(losses[-3:]) < min(losses[:3])
 
 
+def test_a_dataset_without_conversations_is_refused_by_name(tiny_model_dir, engine_argv, engine_env,
+                                                              workspace_home, tmp_path) -> None:
+    pairs = tmp_path / "prefs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "Hi?", "chosen": "Hello!", "rejected": "Go away."}) + "\n", encoding="utf-8")
+    done = run_cli(engine_argv, engine_env, "--model", str(tiny_model_dir), "--dataset", str(pairs), "--device", "cpu")
+    assert done.returncode == protocol.ExitCode.INVALID_INPUT
+    error = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "error")
+    assert error["message"].startswith("dataset: prefs@v1 has shape 'preference'")
+
+
 def run_cli(engine_argv, engine_env, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(engine_argv("train", "--json", *args), env=engine_env, capture_output=True,
                           text=True, timeout=timeout)

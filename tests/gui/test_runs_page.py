@@ -38,9 +38,8 @@ def test_lists_a_run_and_shows_its_curve(qtbot, window):
     assert cell(page, 0, "Status") == "finished"
     assert cell(page, 0, "Steps") == "12"
     assert cell(page, 0, "Final loss") == "1.4213"
-    assert not page.open_button.isEnabled()
-
-    page.table.selectRow(0)
+    # The newest run is shown without a click.
+    assert page.selected_run() is not None and page.selected_run().id == run.id
     assert page.plot.drawn_points("loss") == 12
     assert page.path_label.text() == str(run.path)
     assert page.open_button.isEnabled()
