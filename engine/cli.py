@@ -89,7 +89,7 @@ def _add_data(commands: Any) -> None:
     from engine.data_formats import FORMATS, TXT_MODES
     from engine.data_shapes import SHAPES
 
-    data = commands.add_parser("data", help="import and list datasets")
+    data = commands.add_parser("data", help="import, list, export and split datasets")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = sub.add_parser("import", help="validate a dataset file (JSONL, JSON, CSV, TSV, Parquet, TXT or "
                        "a datasets folder; any common shape) and store it as a versioned dataset "
@@ -114,6 +114,30 @@ def _add_data(commands: Any) -> None:
     p = sub.add_parser("list", help="datasets in the workspace")
     _common(p)
     p.set_defaults(handler=_lazy("engine.data_import", "cmd_list"), job_name="data list")
+    # Lists written out: data_export/data_split import datasets lazily, but keep --help instant.
+    export_formats = ("messages", "alpaca", "sharegpt", "prompt_completion", "preference",
+                      "classification", "text")
+    p = sub.add_parser("export", help="write a stored dataset to JSONL in a shape other tools read "
+                       "(OpenAI messages, Alpaca, ShareGPT, TRL prompt/completion)")
+    p.add_argument("dataset", help="NAME or NAME@vN")
+    p.add_argument("--format", choices=export_formats, default="",
+                   help="chat datasets: messages (default), alpaca (single-turn rows only), sharegpt or "
+                   "prompt_completion; other shapes export as themselves")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the JSONL file to write")
+    p.add_argument("--split", choices=("train", "validation", "test"), default="",
+                   help="export one split of a split version (default: every row)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="leave out rows the format cannot hold (default: refuse, naming the first)")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.data_export", "cmd_export"), job_name="data export")
+    p = sub.add_parser("split", help="split a dataset into train/validation(/test) with a seed, stored "
+                       "as a new version (stratified by label for classification)")
+    p.add_argument("dataset", help="NAME or NAME@vN")
+    p.add_argument("--val", type=float, default=0.1, help="fraction for the validation split (default 0.1)")
+    p.add_argument("--test", type=float, default=0.0, help="fraction for a test split (default 0: none)")
+    p.add_argument("--seed", type=int, default=42, help="shuffle seed; the same seed gives the same split")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.data_split", "cmd_split"), job_name="data split")
 
 
 def _add_train(commands: Any) -> None:
@@ -122,6 +146,13 @@ def _add_train(commands: Any) -> None:
         description="Settings resolve as: defaults < --preset < --config file < flags.")
     p.add_argument("--preset", help="a preset name, e.g. cpu-quick-demo or gpu-12gb")
     p.add_argument("--config", help="a TOML run file with a [train] table")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue a stopped, cancelled or crashed run (run id or folder) in its own "
+                   "folder from its last complete checkpoint, with its saved config.toml; only "
+                   "--max-steps and --epochs may be given with it (to train longer)")
+    p.add_argument("--continue-from", metavar="RUN", default=None,
+                   help="start a new run whose adapter begins as RUN's saved adapter; settings "
+                   "start from RUN's config.toml and the other flags override them")
     config.add_arguments(p)
     _common(p)
     p.set_defaults(handler=_lazy("engine.train", "cmd_train"), job_name="train")

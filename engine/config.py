@@ -158,6 +158,24 @@ class TrainConfig:
     save_total_limit: int = knob(
         2, "Keep at most this many checkpoints; older ones are deleted.",
         label="Keep checkpoints", minimum=1, maximum=1000, group="Checkpoints")
+    val_fraction: float = knob(
+        0.0, "Share of the training rows held out (seeded split, at least one row) to measure "
+        "validation loss during training. 0 = no validation. 0.05-0.1 is usual; the rows held "
+        "out are not trained on. With validation on, the saved adapter is the checkpoint with "
+        "the lowest validation loss.", label="Validation share", minimum=0.0, maximum=0.5,
+        group="Validation")
+    eval_steps: int = knob(
+        0, "Measure validation loss every this many steps; 0 = at each checkpoint save. "
+        "save_steps must be a multiple of it (the best checkpoint must be a saved one).",
+        label="Evaluate every", minimum=0, maximum=1_000_000, group="Validation")
+    early_stopping_patience: int = knob(
+        0, "Stop when validation loss has not improved for this many evaluations in a row; "
+        "0 = off. 2-5 is usual; needs a validation share above 0.", label="Early-stop patience",
+        minimum=0, maximum=1000, group="Validation")
+    early_stopping_min_delta: float = knob(
+        0.0, "How much lower validation loss must be to count as an improvement for early "
+        "stopping. 0 counts any fall; 0.001-0.01 ignores noise.", label="Early-stop min. delta",
+        minimum=0.0, maximum=1000.0, group="Validation")
     gradient_checkpointing: bool = knob(
         False, "Recompute activations in the backward pass: about 30% slower, much less "
         "memory. Turn on for long sequences on a small GPU.", label="Gradient checkpointing")
@@ -196,7 +214,19 @@ def validate(config: TrainConfig, source: str = "") -> TrainConfig:
     if not lora_targets(config.target_modules):
         raise ConfigError("target_modules", "must not be empty", source)
     check_optimizer_device(config.optimizer, config.device, source)
+    _check_validation(config, source)
     return config
+
+
+def _check_validation(config: TrainConfig, source: str) -> None:
+    """Early stopping needs validation loss; keeping the best checkpoint needs every
+    evaluation to land on a save (transformers refuses otherwise, after the model has loaded)."""
+    if config.early_stopping_patience > 0 and config.val_fraction == 0:
+        raise ConfigError("early_stopping_patience", "needs validation data; set val_fraction "
+                          "above 0 (e.g. 0.1)", source)
+    if config.val_fraction > 0 and config.eval_steps > 0 and config.save_steps % config.eval_steps:
+        raise ConfigError("save_steps", f"must be a multiple of eval_steps ({config.eval_steps}) "
+                          f"when validating; got {config.save_steps}", source)
 
 
 def check_optimizer_device(optimizer: str, device: str, source: str = "") -> None:

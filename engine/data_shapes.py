@@ -165,6 +165,12 @@ def normalise_sharegpt(row: dict) -> dict:
 
 
 def normalise_prompt_completion(row: dict) -> dict:
+    """Plain prompt/completion text, or TRL's conversational form: a prompt of messages ending
+    with a user turn and a completion of one assistant message."""
+    if isinstance(row.get("prompt"), list):
+        prompt = _message_list(row["prompt"], "prompt")
+        _check_order(prompt, where="prompt", final="user")
+        return {"messages": prompt + _answer(row, "completion")}
     system = _text(row, "system", required=False)
     messages = [{"role": "system", "content": system}] if system.strip() else []
     messages += [{"role": "user", "content": _text(row, "prompt")},

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import config, data_import, device, errors, models, protocol, workspace
+from engine import config, data_import, data_split, device, errors, models, protocol, workspace
 from engine.config import TrainConfig
 
 log = logging.getLogger("engine.train")
@@ -33,9 +33,9 @@ log = logging.getLogger("engine.train")
 
 # -- setup -------------------------------------------------------------------------------------
 
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """defaults < preset < TOML run file < flags (ConfigError names the bad field)."""
-    cfg = TrainConfig()
+def resolve_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """defaults (or ``base``) < preset < TOML run file < flags (ConfigError names the bad field)."""
+    cfg = base or TrainConfig()
     if args.preset:
         cfg = config.from_mapping(config.get_preset(args.preset).values, cfg, source=f"preset {args.preset}")
     if args.config:
@@ -55,10 +55,8 @@ def to_prompt_completion(row: dict) -> dict:
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersion, str | None]:
-    import datasets
-
     version = data_import.resolve(cfg.dataset)
-    data = datasets.load_from_disk(str(version.path / "data"))
+    data = data_split.load_split(version, "train")  # a split version trains on its train split
     if "messages" not in data.column_names:
         # Text, preference and classification datasets import fine but need other trainers
         # (continued pre-training, DPO/ORPO, a classification head), which come later.
@@ -69,6 +67,19 @@ def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersio
     data = data.map(to_prompt_completion, remove_columns=data.column_names)
     log.info("Dataset %s: %d examples", version.ref, len(data))
     return data, version, system
+
+
+def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | None]:
+    """(train, validation): a seeded split so a resumed run holds out the same rows; at least
+    one row each side, however small the dataset."""
+    if fraction <= 0:
+        return data, None
+    if len(data) < 2:
+        raise errors.invalid_input(f"val_fraction: the dataset has {len(data)} row; validation needs at least 2")
+    held_out = min(max(1, round(len(data) * fraction)), len(data) - 1)
+    parts = data.train_test_split(test_size=held_out, seed=seed, shuffle=True)
+    log.info("Validation: %d rows held out, %d train", held_out, len(parts["train"]))
+    return parts["train"], parts["test"]
 
 
 def common_system_prompt(conversations: list[list[dict]]) -> str | None:
@@ -181,10 +192,21 @@ def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> 
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
+        **_validation_kwargs(cfg),
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def _validation_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """Evaluation on the held-out rows, keeping (and finally loading) the checkpoint with the
+    lowest validation loss, which EarlyStoppingCallback also watches."""
+    if cfg.val_fraction <= 0:
+        return {"eval_strategy": "no"}
+    return {"eval_strategy": "steps", "eval_steps": cfg.eval_steps or cfg.save_steps,
+            "per_device_eval_batch_size": cfg.batch_size, "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss", "greater_is_better": False}
 
 
 def _scheduler_kwargs(scheduler: str) -> dict[str, Any]:
@@ -212,6 +234,7 @@ def make_callback(job: Any, run: workspace.RunFolder) -> Any:
             self.started = time.monotonic()
             self.last_log = (self.started, 0.0)
             self.final_loss: float | None = None
+            self.first_loss: float | None = None
             self.diverged = False
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -232,12 +255,24 @@ def make_callback(job: Any, run: workspace.RunFolder) -> Any:
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if not logs or "loss" not in logs:
                 return  # the end-of-training summary has train_loss etc., not a step
+            loss = float(logs["loss"])
             values = self._values(logs)
-            self.final_loss = values.get("loss", self.final_loss)
-            if not math.isfinite(values.get("loss", 0.0)):
+            self.final_loss = loss
+            if self.first_loss is None and math.isfinite(loss):
+                self.first_loss = loss
+            if is_divergent(loss, self.first_loss):
                 self.diverged = True
-                log.error("Loss became %s at step %d; stopping.", values["loss"], state.global_step)
+                log.error("Loss became %s at step %d (first step: %s); stopping.", loss,
+                          state.global_step, self.first_loss)
             job.channel.send(protocol.metrics(state.global_step, values))
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
+                        **kw: Any) -> None:
+            if metrics and "eval_loss" in metrics:
+                loss = float(metrics["eval_loss"])
+                if math.isfinite(loss):
+                    job.channel.send(protocol.metrics(state.global_step, {"eval_loss": loss},
+                                                      split="validation"))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             path = run.checkpoints / f"checkpoint-{state.global_step}"
@@ -251,9 +286,22 @@ def make_callback(job: Any, run: workspace.RunFolder) -> Any:
                 values["tokens_per_s"] = (tokens - self.last_log[1]) / (now - self.last_log[0])
             self.last_log = (now, tokens)
             values["memory_gb"] = _memory_gb()
-            return {k: v if math.isfinite(v) else float("nan") for k, v in values.items()}
+            # JSON has no NaN/inf (the protocol refuses them); a missing value is the gap the
+            # plot shows, and the divergence error says why.
+            return {k: v for k, v in values.items() if math.isfinite(v)}
 
     return ProtocolCallback()
+
+
+# A loss this many times the first step's has left the loss surface, not hit a noisy batch:
+# a fresh model's loss is about the log of its vocabulary and training only lowers it.
+DIVERGENCE_FACTOR = 10.0
+
+
+def is_divergent(loss: float, first_loss: float | None) -> bool:
+    if not math.isfinite(loss):
+        return True
+    return first_loss is not None and first_loss > 0 and loss > DIVERGENCE_FACTOR * first_loss
 
 
 def _memory_gb() -> float:
@@ -270,12 +318,24 @@ def _memory_gb() -> float:
 # -- the job -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace, job: Any) -> int:
-    cfg = resolve_config(args)
+    if getattr(args, "resume", None):
+        return cmd_resume(args, job)
+    source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
+    cfg = resolve_config(args, base=_continued_config(source) if source else None)
+    init_adapter = continuation_adapter(source, cfg) if source else None
     device_name = device.pick(cfg.device)
     check_runtime(cfg, device_name)  # refuse before a run folder exists for a run that cannot start
     run = start_run(cfg, job)
+    if source:
+        run.update_info(continued_from=source.id, initial_adapter=str(init_adapter))
+        log.info("Continuing from run %s: the adapter starts from %s", source.id, init_adapter)
+    return run_guarded(run, lambda: train(cfg, run, job, device_name, init_adapter=init_adapter))
+
+
+def run_guarded(run: workspace.RunFolder, body: Any) -> int:
+    """Runs ``body`` and records any failure in run.json before it reaches the CLI's one line."""
     try:
-        code = train(cfg, run, job, device_name)
+        return body()
     except errors.EngineError as exc:
         run.update_info(status=workspace.FAILED, exit_code=int(exc.code), error=exc.message, finished=_now())
         raise
@@ -283,16 +343,110 @@ def cmd_train(args: argparse.Namespace, job: Any) -> int:
         run.update_info(status=workspace.FAILED, exit_code=int(protocol.ExitCode.FAILED),
                         error=f"{type(exc).__name__}: {exc}", finished=_now())
         raise
-    return code
 
+
+def find_run(ref: str, field_name: str) -> workspace.RunFolder:
+    run = workspace.open_run(ref)
+    if run is None:
+        raise errors.not_found(f"{field_name}: no run {ref!r} (give a run id from the runs list or a run folder)")
+    return run
+
+
+# -- continue training: a new run whose adapter starts from another run's ------------------------
+
+def _continued_config(source: workspace.RunFolder) -> TrainConfig:
+    """The source run's resolved settings are the starting point; preset, file and flags
+    still override them."""
+    if not source.config_toml.is_file():
+        raise errors.not_found(f"continue_from: run {source.id} has no config.toml")
+    return config.load_toml(source.config_toml)
+
+
+def continuation_adapter(source: workspace.RunFolder, cfg: TrainConfig) -> Path:
+    if not (source.adapter / "adapter_config.json").is_file():
+        raise errors.not_found(f"continue_from: run {source.id} has no finished adapter to continue from "
+                               "(a full fine-tune's model/ folder can be given as --model instead)")
+    if cfg.method == "full":
+        raise errors.usage("method: full cannot continue an adapter; use lora or qlora")
+    return source.adapter
+
+
+def load_adapter_for_training(model: Any, adapter: Path) -> Any:
+    """The adapter's own LoRA settings (r, alpha, targets) win over the config's: the weights
+    only fit the shape they were trained in."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+
+
+# -- resume: the same run folder, from its last complete checkpoint ------------------------------
+
+# Settings a resumed run may change: only how long it goes on. Anything else would make the
+# checkpoint's optimiser and scheduler state describe a different run.
+RESUME_OVERRIDES = ("max_steps", "epochs")
+
+
+def cmd_resume(args: argparse.Namespace, job: Any) -> int:
+    _refuse_flags_besides_resume(args)
+    run = find_run(args.resume, "resume")
+    info = run.info()
+    _check_resumable(run, info)
+    checkpoint = last_checkpoint(run)
+    if checkpoint is None:
+        raise errors.not_found(f"resume: run {run.id} has no complete checkpoint to resume from")
+    cfg = config.from_arguments(args, config.load_toml(run.config_toml))
+    device_name = device.pick(cfg.device)
+    check_runtime(cfg, device_name)
+    attach_run(run, job)
+    step = checkpoint_step(checkpoint)
+    run.update_info(status=workspace.RUNNING, pid=os.getpid(), error=None, exit_code=None, finished=None,
+                    resumed_from=[*info.get("resumed_from", []), step])
+    job.channel.send(protocol.artifact("run_dir", str(run.path), run_id=run.id, resumed_from=step))
+    log.info("Resuming run %s from %s", run.id, checkpoint.name)
+    init_adapter = Path(info["initial_adapter"]) if info.get("initial_adapter") else None
+    return run_guarded(run, lambda: train(cfg, run, job, device_name, resume_from=checkpoint,
+                                          init_adapter=init_adapter))
+
+
+def _refuse_flags_besides_resume(args: argparse.Namespace) -> None:
+    given = [config.flag_name(f.name) for f in config.fields_of()
+             if getattr(args, f.name, None) is not None and f.name not in RESUME_OVERRIDES]
+    given += [flag for flag, name in (("--preset", "preset"), ("--config", "config"),
+                                      ("--continue-from", "continue_from")) if getattr(args, name, None)]
+    if given:
+        raise errors.usage(f"resume: a resumed run keeps its config.toml; only --max-steps and --epochs "
+                           f"may change (got {', '.join(given)})")
+
+
+def _check_resumable(run: workspace.RunFolder, info: dict[str, Any]) -> None:
+    status = info.get("status")
+    if status == workspace.FINISHED:
+        raise errors.usage(f"resume: run {run.id} already finished; use continue "
+                           f"(--continue-from {run.id}) to train its adapter further as a new run")
+    pid = info.get("pid")
+    if status == workspace.RUNNING and pid != os.getpid() and workspace.pid_alive(pid):
+        raise errors.usage(f"resume: run {run.id} is still running (process {pid})")
+    if not run.config_toml.is_file():
+        raise errors.not_found(f"resume: run {run.id} has no config.toml")
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[-1])
+
+
+def last_checkpoint(run: workspace.RunFolder) -> Path | None:
+    """The newest checkpoint the Trainer finished writing: trainer_state.json is its last file,
+    so a folder without it was cut off mid-save by a crash."""
+    complete = [folder for folder in run.checkpoints.glob("checkpoint-*")
+                if folder.name.rsplit("-", 1)[-1].isdigit() and (folder / "trainer_state.json").is_file()]
+    return max(complete, key=checkpoint_step, default=None)
+
+
+# -- the run -----------------------------------------------------------------------------------
 
 def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
     run = workspace.create_run(cfg.name)
-    job.channel.record_to(run.events)
-    handler = logging.FileHandler(run.engine_log, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.captureWarnings(True)
+    attach_run(run, job)
     workspace.atomic_write_text(run.config_toml, config.to_toml(cfg, "As given; run.json records what auto resolved to."))
     run.update_info(id=run.id, name=cfg.name, status=workspace.RUNNING, pid=os.getpid(),
                     created=_now(), model=cfg.model, dataset=cfg.dataset, method=cfg.method,
@@ -302,27 +456,49 @@ def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
     return run
 
 
-def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str) -> int:
+def attach_run(run: workspace.RunFolder, job: Any) -> None:
+    """Appends this process's events and log to the run folder (a resumed run continues both)."""
+    job.channel.record_to(run.events)
+    handler = logging.FileHandler(run.engine_log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.captureWarnings(True)
+
+
+def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str,
+          resume_from: Path | None = None, init_adapter: Path | None = None) -> int:
     method = resolve_method(cfg.method, device_name)
     job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
     data, version, system_prompt = load_training_data(cfg)
+    train_data, eval_data = split_validation(data, cfg.val_fraction, cfg.seed)
     job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
     model_dir = models.prepare(cfg.model)
     run.update_info(method=method, device=device_name, model_dir=str(model_dir),
-                    dataset=version.ref, dataset_rows=len(data), system_prompt=system_prompt)
+                    dataset=version.ref, dataset_rows=len(data), system_prompt=system_prompt,
+                    validation_rows=len(eval_data) if eval_data is not None else 0)
     workspace.atomic_write_text(run.config_toml, config.to_toml(
         dataclasses.replace(cfg, method=method, device=device_name, dataset=version.ref),
         "Resolved configuration of this run."))
-    trainer, callback = build_trainer(cfg, run, job, model_dir, method, device_name, data)
+    trainer, callback = build_trainer(cfg, run, job, model_dir, method, device_name, train_data,
+                                      eval_data=eval_data, init_adapter=init_adapter)
     if job.control.cancelled.is_set():
         return finish(run, job, trainer, callback, workspace.CANCELLED)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     status = workspace.CANCELLED if job.control.cancelled.is_set() else workspace.FINISHED
     if callback.diverged:
         finish(run, job, trainer, callback, workspace.FAILED)
         raise errors.EngineError(protocol.ExitCode.FAILED,
-                                 "training diverged (loss is not finite); lower the learning rate")
+                                 "training diverged (loss is not finite or exploded); lower the learning rate")
+    _note_early_stop(cfg, run, trainer, status)
     return finish(run, job, trainer, callback, status)
+
+
+def _note_early_stop(cfg: TrainConfig, run: workspace.RunFolder, trainer: Any, status: str) -> None:
+    state = trainer.state
+    if cfg.early_stopping_patience and status == workspace.FINISHED and state.global_step < state.max_steps:
+        log.info("Early stop at step %d: validation loss did not improve for %d evaluations",
+                 state.global_step, cfg.early_stopping_patience)
+        run.update_info(stopped_early=True)
 
 
 def _silence_known_deprecations() -> None:
@@ -334,7 +510,8 @@ def _silence_known_deprecations() -> None:
 
 
 def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
-                  device_name: str, data: Any) -> tuple[Any, Any]:
+                  device_name: str, data: Any, eval_data: Any = None,
+                  init_adapter: Path | None = None) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
@@ -345,10 +522,13 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = load_base_model(model_dir, method, device_name, cfg)
+    if init_adapter is not None:
+        model = load_adapter_for_training(model, init_adapter)
     callback = make_callback(job, run)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
-                         processing_class=tokenizer, peft_config=peft_config_for(cfg, method),
-                         callbacks=[callback])
+                         eval_dataset=eval_data, processing_class=tokenizer,
+                         peft_config=None if init_adapter else peft_config_for(cfg, method),
+                         callbacks=[callback, *early_stopping_callbacks(cfg)])
     # With tqdm off, the Trainer prints every log dict to stdout (moved to stderr here); the
     # protocol already carries the same numbers, so that copy is only noise in the log pane.
     trainer.remove_callback(PrinterCallback)
@@ -359,6 +539,15 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
     trainable, total = _parameter_counts(trainer.model)
     log.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return trainer, callback
+
+
+def early_stopping_callbacks(cfg: TrainConfig) -> list[Any]:
+    if cfg.early_stopping_patience <= 0:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
+                                  early_stopping_threshold=cfg.early_stopping_min_delta)]
 
 
 def _parameter_counts(model: Any) -> tuple[int, int]:
@@ -381,16 +570,27 @@ def finish(run: workspace.RunFolder, job: Any, trainer: Any, callback: Any, stat
     save_atomically(trainer, folder)
     job.channel.send(protocol.artifact(kind, str(folder)))
     steps = trainer.state.global_step
+    best = best_checkpoint(trainer)
     info = run.update_info(status=status, finished=_now(), steps=steps, total_steps=trainer.state.max_steps,
-                           final_loss=callback.final_loss, artifact_kind=kind, **{_info_key(kind): str(folder)})
+                           final_loss=callback.final_loss, artifact_kind=kind, **{_info_key(kind): str(folder)},
+                           **best)
     code = protocol.ExitCode.CANCELLED if status == workspace.CANCELLED else protocol.ExitCode.OK
     info["exit_code"] = int(code)
     run.update_info(exit_code=int(code))
     job.channel.send(protocol.result({"run_id": run.id, "run_dir": str(run.path), kind: str(folder),
                                       "artifact_kind": kind, "steps": steps,
-                                      "final_loss": callback.final_loss, "status": status}))
+                                      "final_loss": callback.final_loss, "status": status, **best}))
     log.info("Run %s %s after %d steps; %s in %s", run.id, status, steps, kind, folder)
     return code
+
+
+def best_checkpoint(trainer: Any) -> dict[str, Any]:
+    """With validation on, the Trainer has loaded the checkpoint of lowest validation loss
+    before the final save, so the adapter saved is that one; run.json says which it was."""
+    state = trainer.state
+    if state.best_model_checkpoint is None or state.best_metric is None:
+        return {}
+    return {"best_checkpoint": str(state.best_model_checkpoint), "best_eval_loss": float(state.best_metric)}
 
 
 def _info_key(kind: str) -> str:

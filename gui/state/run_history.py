@@ -16,7 +16,7 @@ from gui.state.metric_buffer import MetricBuffer
 from gui.state.timefmt import format_time
 
 INTERRUPTED = "interrupted"
-CURVE_NAMES = ("loss", "learning_rate", "tokens_per_s")
+CURVE_NAMES = ("loss", "eval_loss", "learning_rate", "tokens_per_s")
 
 
 @dataclass(frozen=True)

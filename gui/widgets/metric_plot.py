@@ -1,4 +1,5 @@
-"""Live training curves: loss, learning rate and throughput, stacked with a shared step axis.
+"""Live training curves: loss (and validation loss), learning rate and throughput, stacked with
+a shared step axis.
 
 Messages only append to a MetricBuffer; a single-shot ~10 Hz timer redraws, so a burst of
 metrics costs one redraw, not one per message.
@@ -27,14 +28,22 @@ class SeriesSpec:
     label: str
     units: str
     color: str
+    plot: str = ""  # the plot it is drawn in; empty: its own plot, named by key
+    dots: bool = False  # sparse series (one point per evaluation) read better as dots
+
+    @property
+    def plot_key(self) -> str:
+        return self.plot or self.key
 
 
 SERIES = (
     SeriesSpec("loss", "Loss", "", "#2563eb"),
+    SeriesSpec("eval_loss", "Validation loss", "", "#dc2626", plot="loss", dots=True),
     SeriesSpec("learning_rate", "Learning rate", "", "#d97706"),
     SeriesSpec("tokens_per_s", "Throughput", "tokens/s", "#059669"),
 )
 SERIES_KEYS = tuple(spec.key for spec in SERIES)
+PLOT_SPECS = tuple(spec for spec in SERIES if not spec.plot)  # one stacked plot each
 
 
 class MetricPlot(QWidget):
@@ -55,8 +64,10 @@ class MetricPlot(QWidget):
         self._drawn_version = -1
         self._plots: dict[str, pg.PlotItem] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
-        for row, spec in enumerate(SERIES):
+        for row, spec in enumerate(PLOT_SPECS):
             self._add_plot(row, spec)
+        for spec in SERIES:
+            self._add_curve(spec)
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -86,7 +97,9 @@ class MetricPlot(QWidget):
         for key, curve in self._curves.items():
             x, y = self.buffer.arrays(key)
             curve.setData(x, y)
-            self._fit_y(key, y)
+        for key in self._plots:
+            self._fit_y(key, self.buffer.arrays(key)[1])
+        self._show_legends()
         self._drawn_version = self.buffer.version
 
     def _fit_y(self, key: str, y: np.ndarray) -> None:
@@ -100,6 +113,16 @@ class MetricPlot(QWidget):
             plot.setYRange(value - margin, value + margin, padding=0)
         else:
             plot.enableAutoRange(axis="y")
+
+    def _show_legends(self) -> None:
+        """A shared plot gets a legend once its second series has data (a run without
+        validation keeps a plain loss plot)."""
+        for spec in SERIES:
+            plot = self._plots[spec.plot_key]
+            if spec.plot and plot.legend is None and self.buffer.length(spec.key):
+                plot.addLegend(offset=(-10, 10))
+                plot.legend.addItem(self._curves[spec.plot_key], "train")
+                plot.legend.addItem(self._curves[spec.key], spec.label.lower())
 
     def _on_redraw_timer_timeout(self) -> None:
         if self.buffer.version != self._drawn_version:
@@ -120,12 +143,20 @@ class MetricPlot(QWidget):
         left.setWidth(72)  # equal widths keep the three x axes aligned
         # "0.0002" reads better than "200" under a "(x1e-06)" label.
         left.enableAutoSIPrefix(False)
-        if row == len(SERIES) - 1:
+        if row == len(PLOT_SPECS) - 1:
             plot.setLabel("bottom", "Step", color=AXIS_COLOR)
         else:
             plot.getAxis("bottom").setStyle(showValues=False)  # the shared step axis is at the bottom
         if self._plots:
             plot.setXLink(next(iter(self._plots.values())))
-        pen = pg.mkPen(spec.color, width=2)
-        self._curves[spec.key] = plot.plot([], [], pen=pen, connect="finite")
         self._plots[spec.key] = plot
+
+    def _add_curve(self, spec: SeriesSpec) -> None:
+        plot = self._plots[spec.plot_key]
+        pen = pg.mkPen(spec.color, width=2)
+        if spec.dots:
+            curve = plot.plot([], [], pen=pen, symbol="o", symbolSize=7, symbolBrush=spec.color,
+                              symbolPen=None)
+        else:
+            curve = plot.plot([], [], pen=pen, connect="finite")
+        self._curves[spec.key] = curve

@@ -170,3 +170,15 @@ def test_bad_input_gives_one_error_line_and_its_exit_code(args, code, words, eng
     errors = [m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "error"]
     assert len(errors) == 1 and words in errors[0]["message"]
     assert "Traceback" not in done.stderr
+
+
+def test_a_split_dataset_trains_on_its_train_split(tiny_model_dir, engine_argv, engine_env, workspace_home) -> None:
+    split = subprocess.run(engine_argv("data", "split", "sample", "--val", "0.25", "--json"), env=engine_env,
+                           capture_output=True, text=True, timeout=120)
+    assert split.returncode == 0, split.stderr[-2000:]
+    done = run_cli(engine_argv, engine_env, "--model", str(tiny_model_dir), "--dataset", "sample-product-reviews",
+                   "--device", "cpu", "--max-steps", "1", "--max-length", "128")
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "result")["data"]["run_dir"]
+    info = workspace.RunFolder(Path(run_dir)).info()
+    assert info["dataset"] == "sample-product-reviews@v2" and info["dataset_rows"] == 180

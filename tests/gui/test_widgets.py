@@ -69,3 +69,19 @@ def test_a_constant_learning_rate_is_not_drawn_as_zero(qtbot):
     plot.redraw()
     low, high = plot._plots["learning_rate"].vb.viewRange()[1]
     assert 0 < low < 2e-4 < high < 1e-3
+
+
+def test_validation_loss_shares_the_loss_plot_and_gets_a_legend(qtbot):
+    from gui.widgets.metric_plot import MetricPlot
+
+    plot = MetricPlot()
+    qtbot.addWidget(plot)
+    for step in range(1, 7):
+        plot.add_metrics(step, {"loss": 2.0 / step})
+    plot.redraw()
+    assert plot.drawn_points("eval_loss") == 0 and plot._plots["loss"].legend is None
+    plot.add_metrics(3, {"eval_loss": 1.1})
+    plot.add_metrics(6, {"eval_loss": 0.9})
+    plot.redraw()
+    assert plot.drawn_points("eval_loss") == 2 and plot.drawn_points("loss") == 6
+    assert plot._plots["loss"].legend is not None
