@@ -148,17 +148,25 @@ def text_lines(source: Source) -> Iterator[tuple[int, str | RowError]]:
     UTF-8 is decoded line by line so one bad byte costs one row, not the file; UTF-16 is decoded
     as a stream (its lines cannot be split on bytes) and a bad sequence refuses the file.
     """
+    for number, text, problem in _decoded_lines(source):
+        yield number, problem or text
+
+
+def _decoded_lines(source: Source) -> Iterator[tuple[int, str, RowError | None]]:
+    """(line number, text, problem): a line that is not UTF-8 comes with its problem and its
+    text decoded with replacement characters, for readers that must keep parsing around it."""
     if source.encoding == "utf-16":
-        yield from _utf16_lines(source.path)
+        yield from ((number, text, None) for number, text in _utf16_lines(source.path))
         return
     with source.path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
-                yield number, raw.decode("utf-8")
+                yield number, raw.decode("utf-8"), None
             except UnicodeDecodeError as exc:
-                yield number, RowError("(line)", f"not UTF-8 text (byte {exc.start + 1})")
+                problem = RowError("(line)", f"not UTF-8 text (byte {exc.start + 1})")
+                yield number, raw.decode("utf-8", errors="replace"), problem
 
 
 def _utf16_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -261,18 +269,10 @@ def read_csv(source: Source) -> Iterator[Record]:
 def _csv_text(source: Source, bad_lines: dict[int, RowError]) -> Iterator[str]:
     """Lines for the csv module; undecodable lines are noted and passed on as replacement text
     so the record they belong to can be reported and the rest of the file still parses."""
-    if source.encoding == "utf-16":
-        yield from (text for _, text in _utf16_lines(source.path))
-        return
-    with source.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad_lines[number] = RowError("(line)", f"not UTF-8 text (byte {exc.start + 1})")
-                yield raw.decode("utf-8", errors="replace")
+    for number, text, problem in _decoded_lines(source):
+        if problem is not None:
+            bad_lines[number] = problem
+        yield text
 
 
 def _csv_row(header: list[str], cells: list[str]) -> dict | RowError:
