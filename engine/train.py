@@ -298,14 +298,14 @@ def cmd_resume(args: argparse.Namespace, job: Any) -> int:
     run = find_run(args.resume, "resume")
     info = run.info()
     _check_resumable(run, info)
-    checkpoint = last_checkpoint(run)
+    checkpoint = run.last_checkpoint()
     if checkpoint is None:
         raise errors.not_found(f"resume: run {run.id} has no complete checkpoint to resume from")
     cfg = config.from_arguments(args, config.load_toml(run.config_toml))
     device_name = device.pick(cfg.device)
     check_runtime(cfg, device_name)
     attach_run(run, job)
-    step = checkpoint_step(checkpoint)
+    step = workspace.checkpoint_step(checkpoint)
     run.update_info(status=workspace.RUNNING, pid=os.getpid(), error=None, exit_code=None, finished=None,
                     resumed_from=[*info.get("resumed_from", []), step])
     job.channel.send(protocol.artifact("run_dir", str(run.path), run_id=run.id, resumed_from=step))
@@ -335,18 +335,6 @@ def _check_resumable(run: workspace.RunFolder, info: dict[str, Any]) -> None:
         raise errors.usage(f"resume: run {run.id} is still running (process {pid})")
     if not run.config_toml.is_file():
         raise errors.not_found(f"resume: run {run.id} has no config.toml")
-
-
-def checkpoint_step(folder: Path) -> int:
-    return int(folder.name.rsplit("-", 1)[-1])
-
-
-def last_checkpoint(run: workspace.RunFolder) -> Path | None:
-    """The newest checkpoint the Trainer finished writing: trainer_state.json is its last file,
-    so a folder without it was cut off mid-save by a crash."""
-    complete = [folder for folder in run.checkpoints.glob("checkpoint-*")
-                if folder.name.rsplit("-", 1)[-1].isdigit() and (folder / "trainer_state.json").is_file()]
-    return max(complete, key=checkpoint_step, default=None)
 
 
 # -- the run -----------------------------------------------------------------------------------

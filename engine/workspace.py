@@ -110,6 +110,13 @@ class RunFolder:
     def model(self) -> Path:
         return self.path / MODEL
 
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint the Trainer finished writing: trainer_state.json is its last
+        file, so a folder without it was cut off mid-save by a crash."""
+        complete = [folder for folder in self.checkpoints.glob("checkpoint-*")
+                    if folder.name.rsplit("-", 1)[-1].isdigit() and (folder / "trainer_state.json").is_file()]
+        return max(complete, key=checkpoint_step, default=None)
+
     def info(self) -> dict[str, Any]:
         return read_json(self.run_json) or {"id": self.id, "status": "unknown"}
 
@@ -131,6 +138,10 @@ class RunFolder:
                     yield protocol.decode(line)
                 except protocol.ProtocolError:
                     continue
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[-1])
 
 
 def create_run(name: str = "", root: Path | None = None) -> RunFolder:

@@ -86,12 +86,17 @@ class MainWindow(QMainWindow):
     def _connect_pages(self) -> None:
         self.train_page.sig_run_finished.connect(self._on_train_run_finished)
         self.datasets_page.sig_datasets_changed.connect(self.train_page.refresh_datasets)
+        self.runs_page.sig_resume_requested.connect(self._on_runs_resume_requested)
 
     def show_page(self, title: str) -> None:
         self.nav.setCurrentRow(list(self.pages).index(title))
 
     def current_page_title(self) -> str:
         return list(self.pages)[self.stack.currentIndex()]
+
+    def _on_runs_resume_requested(self, run_id: str) -> None:
+        if self.train_page.resume(run_id):
+            self.show_page("Train")
 
     def _on_train_run_finished(self, run_dir: str) -> None:
         self.runs_page.on_run_finished(run_dir)

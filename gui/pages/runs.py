@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QUrl
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -95,6 +95,8 @@ class RunTableModel(QAbstractTableModel):
 class RunsPage(QWidget):
     """A table of runs; selecting one shows its curves and its folder."""
 
+    sig_resume_requested = Signal(str)  # the run id; the Train page runs it
+
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._context = context
@@ -121,8 +123,13 @@ class RunsPage(QWidget):
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_button = QPushButton("Open folder")
         self.open_button.clicked.connect(self._on_open_clicked)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue this stopped run from its last checkpoint, in its own "
+                                      "folder; its curves carry on where they ended.")
+        self.resume_button.clicked.connect(self._on_resume_clicked)
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.path_label, 1)
+        folder_row.addWidget(self.resume_button)
         folder_row.addWidget(self.open_button)
         detail = QWidget()
         detail_layout = QVBoxLayout(detail)
@@ -184,8 +191,14 @@ class RunsPage(QWidget):
         if run is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(run.path)))
 
+    def _on_resume_clicked(self) -> None:
+        run = self.selected_run()
+        if run is not None and run.can_resume():
+            self.sig_resume_requested.emit(run.id)
+
     def _show_run(self, run: RunRow | None) -> None:
         self.open_button.setEnabled(run is not None)
+        self.resume_button.setEnabled(run is not None and run.can_resume())
         if run is None:
             self.path_label.setText("Select a run to see its curves and its folder.")
             self.plot.clear()

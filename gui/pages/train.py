@@ -28,7 +28,7 @@ from engine import config, protocol
 
 from gui.context import AppContext
 from gui.engine_client import EngineClient, format_command
-from gui.state import dataset_catalog
+from gui.state import dataset_catalog, run_history
 from gui.widgets.config_form import ConfigForm
 from gui.widgets.log_view import LogView
 from gui.widgets.status_line import StatusLine
@@ -187,6 +187,21 @@ class TrainPage(QWidget):
         self.client.start(argv, self._context.engine_env())
         self._set_running(True)
         self.status_label.show_message("Starting the engine…")
+
+    def resume(self, run_id: str) -> bool:
+        """Continues a stopped run (`train --resume`): the plot starts from the run's recorded
+        curves so the new points carry on from them. False if a job is already running."""
+        if self.is_busy():
+            self.status_label.show_message("A run is already in progress; stop it first.", error=True)
+            return False
+        argv = self._context.engine_command() + ["train", "--json", "--resume", run_id]
+        self._reset_run_view()
+        self.plot.set_buffer(run_history.curves_before_resume(self._context.runs_dir / run_id))
+        self.log_view.append_line("$ " + format_command(argv))
+        self.client.start(argv, self._context.engine_env())
+        self._set_running(True)
+        self.status_label.show_message(f"Resuming {run_id}…")
+        return True
 
     def _on_stop_clicked(self) -> None:
         self.status_label.show_message("Stopping: the engine saves a checkpoint at the next step…")

@@ -39,6 +39,11 @@ class RunRow:
     def has_adapter(self) -> bool:
         return self.adapter_dir.is_dir()
 
+    def can_resume(self) -> bool:
+        """A run that stopped before its end and left a complete checkpoint."""
+        resumable = (workspace.CANCELLED, workspace.FAILED, INTERRUPTED)
+        return self.status in resumable and workspace.RunFolder(self.path).last_checkpoint() is not None
+
     @property
     def title(self) -> str:
         return self.name or self.id
@@ -67,15 +72,25 @@ def row_of(run: workspace.RunFolder) -> RunRow:
     )
 
 
+def curves_before_resume(run_path: Path) -> MetricBuffer:
+    """The curves a resumed run continues: only the steps its last checkpoint holds, since a
+    crashed run may have logged steps after that checkpoint which the resumed run repeats."""
+    checkpoint = workspace.RunFolder(run_path).last_checkpoint()
+    return load_curves(run_path, workspace.checkpoint_step(checkpoint) if checkpoint else None)
+
+
 def finished_with_adapter(root: Path | None = None) -> list[RunRow]:
     """Runs whose adapter can be loaded into the playground."""
     return [row for row in list_rows(root) if row.has_adapter() and row.status != workspace.RUNNING]
 
 
-def load_curves(run_path: Path) -> MetricBuffer:
-    """The run's metrics from its event log (the same messages the live plot received)."""
+def load_curves(run_path: Path, up_to_step: float | None = None) -> MetricBuffer:
+    """The run's metrics from its event log (the same messages the live plot received), up to
+    ``up_to_step`` when given."""
     buffer = MetricBuffer()
     for message in workspace.RunFolder(run_path).read_events():
+        if up_to_step is not None and isinstance(message.get("step"), (int, float)) and message["step"] > up_to_step:
+            continue
         if message["type"] == protocol.METRICS and isinstance(message["values"], dict):
             buffer.append_values(message["step"], message["values"], CURVE_NAMES)
     return buffer

@@ -81,3 +81,38 @@ def test_a_finished_training_run_refreshes_the_runs_page(qtbot, window):
         qtbot.mouseClick(train.start_button, Qt.MouseButton.LeftButton)
     assert main.runs_page.model.rowCount() == 1
     assert main.prompt_page.adapter_combo.count() == 1  # no adapter folder: nothing to offer
+
+
+def _checkpoint(run, step: int, complete: bool = True) -> None:
+    folder = run.checkpoints / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    if complete:
+        (folder / "trainer_state.json").write_text("{}", encoding="utf-8")
+
+
+def test_resume_is_offered_only_for_a_stopped_run_with_a_complete_checkpoint(window):
+    finished = make_run("done", steps=4)
+    _checkpoint(finished, 4)
+    torn = make_run("torn", status="cancelled", steps=4)
+    _checkpoint(torn, 4, complete=False)  # cut off mid-save: not resumable
+    page = window().runs_page
+    for run, offered in ((finished, False), (torn, False)):
+        assert page.select_run(run.id)
+        assert page.resume_button.isEnabled() is offered, run.info()["name"]
+
+
+def test_resume_continues_the_curve_on_the_train_page(qtbot, window):
+    run = make_run("stopped", status="cancelled", steps=12)
+    _checkpoint(run, 8)  # the crash logged steps 9-12 after the last checkpoint
+    main = window()
+    page = main.runs_page
+    assert page.select_run(run.id) and page.resume_button.isEnabled()
+    started = []
+    main.train_page.client.sig_state_changed.connect(started.append)
+    with qtbot.waitSignal(main.train_page.client.sig_finished, timeout=30_000):
+        qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+        assert main.current_page_title() == "Train"
+        assert main.train_page.plot.buffer.length("loss") == 8  # the recorded curve up to the checkpoint
+        assert f"--resume {run.id}" in main.train_page.log_view.lines()[0]
+    assert started  # the engine was launched
+    assert main.train_page.plot.buffer.length("loss") > 8  # new points carry on from there
