@@ -11,11 +11,26 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any, Callable
 
 from engine import protocol
 from engine.channel import Channel
+from engine.errors import EngineError
 
 log = logging.getLogger("engine")
+
+
+def progress_reporter(job: Any, stage: str) -> Callable[[int, int], None]:
+    """A row-progress callback for long data jobs: sends ``progress`` on the job's channel and
+    stops the job (EngineError CANCELLED) when a cancel has arrived; the job's own atomic write
+    then leaves nothing half-written behind."""
+    def on_progress(current: int, total: int) -> None:
+        if job.control.cancelled.is_set():
+            raise EngineError(protocol.ExitCode.CANCELLED,
+                              f"{stage} cancelled after {current} rows; nothing was written")
+        job.channel.send(protocol.progress(current, total, stage=stage))
+
+    return on_progress
 
 
 class Control:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from engine import errors, protocol
+from engine.control import progress_reporter
 from engine.data_import import PROGRESS_EVERY, ProgressCallback, resolve
 from engine.data_shapes import CHAT_SHAPES
 from engine.data_split import load_rows
@@ -182,20 +183,10 @@ def _write_rows(handle: Any, rows: Iterator[dict], convert: Callable[[dict], dic
 
 # -- CLI handler ----------------------------------------------------------------------------------
 
-def _progress_callback(job: Any) -> ProgressCallback:
-    def on_progress(current: int, total: int) -> None:
-        if job.control.cancelled.is_set():
-            raise errors.EngineError(protocol.ExitCode.CANCELLED,
-                                     f"export cancelled after {current} rows; nothing was written")
-        job.channel.send(protocol.progress(current, total, stage="export"))
-
-    return on_progress
-
-
 def cmd_export(args: argparse.Namespace, job: Any) -> int:
     out = Path(args.out).expanduser()
     report = export_dataset(args.dataset, out, args.format, args.skip_invalid, args.split,
-                            _progress_callback(job))
+                            progress_reporter(job, "export"))
     job.channel.send(protocol.result({"path": str(out.resolve()), "format": report.format,
                                       "rows": report.rows, "skipped": report.skipped}))
     return protocol.ExitCode.OK

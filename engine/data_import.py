@@ -15,10 +15,8 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +26,8 @@ from engine import errors, paths, protocol
 from engine.data_formats import TXT_MODES, Record, RowError, Source, count_rows, open_source, read_records
 from engine.data_shapes import (CHAT_SHAPES, NORMALISERS, ROLES, SHAPES, apply_mapping, detect_shape,
                                 source_field)
-from engine.workspace import atomic_write_json, atomic_write_text, read_json
+from engine.control import progress_reporter
+from engine.workspace import atomic_folder, atomic_write_json, atomic_write_text, read_json
 
 __all__ = ["CHAT_SHAPES", "ROLES", "SHAPES", "RowError", "detect_shape", "import_file", "resolve"]
 
@@ -254,13 +253,12 @@ def _store(source: Source, name: str, digest: str, options: ImportOptions, repor
     existing = versions(name)
     number = existing[-1].version + 1 if existing else 1
     target = paths.datasets_dir() / name / f"v{number}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".v{number}.", dir=target.parent))
-    try:
-        def check_problems() -> None:
-            _write_report(report_file, report.problems)
-            _raise_for_problems(report, source.path, skip_invalid)
 
+    def check_problems() -> None:
+        _write_report(report_file, report.problems)
+        _raise_for_problems(report, source.path, skip_invalid)
+
+    with atomic_folder(target) as tmp:
         _write_rows(source, options, report, on_progress, tmp, f"{digest[:16]}-{number}", check_problems)
         manifest = {"name": name, "version": number, "source": str(source.path.resolve()),
                     "format": source.format, "encoding": source.encoding if source.is_text else "",
@@ -268,10 +266,6 @@ def _store(source: Source, name: str, digest: str, options: ImportOptions, repor
                     "rows": report.rows, "skipped": len(report.problems), "content_hash": digest,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(tmp / MANIFEST, manifest)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("Imported %d rows (%s shape) as %s@v%d", report.rows, report.shape, name, number)
     return DatasetVersion(name, number, target, manifest)
 
@@ -351,18 +345,6 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _progress_callback(job: Any) -> ProgressCallback:
-    """Sends progress on the job's channel, and stops the import when a cancel arrived."""
-
-    def on_progress(current: int, total: int) -> None:
-        if job.control.cancelled.is_set():
-            raise errors.EngineError(protocol.ExitCode.CANCELLED,
-                                     f"import cancelled after {current} rows; nothing was stored")
-        job.channel.send(protocol.progress(current, total, stage="import"))
-
-    return on_progress
-
-
 def cmd_import(args: argparse.Namespace, job: Any) -> int:
     options = ImportOptions(shape=getattr(args, "shape", "") or "",
                             mapping=parse_mapping(getattr(args, "map", None)),
@@ -370,7 +352,7 @@ def cmd_import(args: argparse.Namespace, job: Any) -> int:
                             format=getattr(args, "format", "") or "")
     report_file = Path(args.report).expanduser() if getattr(args, "report", None) else None
     version, report = import_file(Path(args.path).expanduser(), args.name, args.skip_invalid,
-                                  options, _progress_callback(job), report_file)
+                                  options, progress_reporter(job, "import"), report_file)
     data = {"name": version.name, "version": version.version, "rows": report.rows,
             "skipped": len(report.problems), "shape": report.shape, "path": str(version.path)}
     job.channel.send(protocol.result(data))

@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from engine import errors, paths, protocol
 from engine.data_import import MANIFEST, DatasetVersion, resolve, versions
-from engine.workspace import atomic_write_json
+from engine.workspace import atomic_folder, atomic_write_json
 
 log = logging.getLogger("engine.data")
 
@@ -207,16 +203,11 @@ def _store(source: DatasetVersion, splits: Any, fractions: dict[str, float], see
     existing = versions(source.name)
     number = existing[-1].version + 1
     target = paths.datasets_dir() / source.name / f"v{number}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".v{number}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         splits.save_to_disk(str(tmp / "data"))
         manifest = _manifest(source, number, splits, fractions, seed, stratified_by)
         atomic_write_json(tmp / MANIFEST, manifest)
         del splits  # release memory-mapped files before the rename (Windows)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("Split %s into %s as %s@v%d", source.ref,
              ", ".join(f"{name} {count}" for name, count in manifest["splits"].items()), source.name, number)
     return DatasetVersion(source.name, number, target, manifest)

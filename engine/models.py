@@ -12,16 +12,13 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine import errors, paths, protocol
-from engine.workspace import atomic_write_json
+from engine.workspace import atomic_folder, atomic_write_json
 
 log = logging.getLogger("engine.models")
 
@@ -111,18 +108,12 @@ def _convert_gguf(source: ModelSource) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # replace=True: a target without the marker is an unfinished earlier conversion.
+    with atomic_folder(target, replace=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / MARKER, {"name": source.name, "source": str(source.path),
                                          "converted": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        if target.exists():
-            shutil.rmtree(target)  # an unfinished earlier conversion (no marker)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("Converted in %.0f s: %s", time.monotonic() - started, target)
     return target
 

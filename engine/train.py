@@ -17,9 +17,7 @@ import argparse
 import dataclasses
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -497,16 +495,9 @@ def save_atomically(trainer: Any, target: Path) -> None:
     """Writes the adapter or whole model (and the tokenizer, so its chat template travels with
     it) to a temp folder beside ``target`` and renames it into place: the folder is always
     complete."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with workspace.atomic_folder(target, replace=True) as tmp:
         trainer.model.save_pretrained(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _now() -> str:

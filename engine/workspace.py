@@ -17,10 +17,12 @@ A run folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -52,6 +54,27 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, replace: bool = False) -> Iterator[Path]:
+    """Yields a temp folder beside ``target`` to fill; on success it is renamed to ``target``,
+    on any failure (cancel included) it is removed, so a half-written folder is never visible.
+
+    Args:
+        target: The folder to create.
+        replace: Remove an existing ``target`` first (e.g. an adapter saved earlier in the run).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if replace and target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -155,7 +155,9 @@ def test_progress_callback_sends_progress_and_honours_cancel() -> None:
     sent: list[dict] = []
     job = SimpleNamespace(channel=SimpleNamespace(send=sent.append),
                           control=SimpleNamespace(cancelled=threading.Event()))
-    callback = data_import._progress_callback(job)
+    from engine.control import progress_reporter
+
+    callback = progress_reporter(job, "import")
     callback(10, 0)
     assert (sent[0]["type"], sent[0]["current"], sent[0]["total"], sent[0]["stage"]) == ("progress", 10, 0, "import")
     job.control.cancelled.set()

@@ -21,8 +21,6 @@ for folder in (ROOT, HERE):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-import gui  # noqa: E402,F401
-
 from gui_helpers import FAKE_ENGINE, TRANSCRIPTS  # noqa: E402
 
 
