@@ -21,7 +21,10 @@ from engine.errors import EngineError
 log = logging.getLogger("engine")
 
 # Commands that load torch; their hello carries the device probe.
-HEAVY_COMMANDS = {"check-env", "train", "generate", "models prepare"}
+HEAVY_COMMANDS = {"check-env", "train", "generate", "session", "serve", "batch", "models prepare", "evaluate run", "evaluate hardest"}
+
+# Commands that read their own stdin (requests, not only cancel/ping) and handle Ctrl+C.
+OWN_STDIN_COMMANDS = {"session"}
 
 
 @dataclass
@@ -56,8 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_env(commands)
     _add_models(commands)
     _add_data(commands)
-    _add_train(commands)
+    train = _add_train(commands)
     _add_generate(commands)
+    _add_session(commands)
+    _add_serve(commands)
+    _add_batch(commands)
+    _add_queue(commands, train)
+    _add_evaluate(commands)
     return parser
 
 
@@ -89,7 +97,7 @@ def _add_data(commands: Any) -> None:
     from engine.data_formats import FORMATS, TXT_MODES
     from engine.data_shapes import SHAPES
 
-    data = commands.add_parser("data", help="import, list, export and split datasets")
+    data = commands.add_parser("data", help="import, list, export, split, inspect and clean datasets")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = sub.add_parser("import", help="validate a dataset file (JSONL, JSON, CSV, TSV, Parquet, TXT or "
                        "a datasets folder; any common shape) and store it as a versioned dataset "
@@ -109,6 +117,9 @@ def _add_data(commands: Any) -> None:
                    help="TXT files: one document per blank-line-separated paragraph, or the whole file")
     p.add_argument("--report", default=None, metavar="FILE",
                    help="write every problem found as JSONL (file, line, field, problem)")
+    p.add_argument("--split", default="", metavar="NAME",
+                   help="a folder saved from a datasets DatasetDict: import only this split "
+                   "(default: every split, kept as the version's splits)")
     _common(p)
     p.set_defaults(handler=_lazy("engine.data_import", "cmd_import"), job_name="data import")
     p = sub.add_parser("list", help="datasets in the workspace")
@@ -138,11 +149,72 @@ def _add_data(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=42, help="shuffle seed; the same seed gives the same split")
     _common(p)
     p.set_defaults(handler=_lazy("engine.data_split", "cmd_split"), job_name="data split")
+    _add_data_inspect(sub)
 
 
-def _add_train(commands: Any) -> None:
+def _tokenizer_options(p: argparse.ArgumentParser, max_length_default: int) -> None:
+    """Options shared by `data stats` and `data preview`: tokenize as `train` would."""
+    defaults = config.TrainConfig()
+    p.add_argument("dataset", help="NAME or NAME@vN")
+    p.add_argument("--model", default=defaults.model,
+                   help="the model whose tokenizer and chat template training uses (as for train; "
+                   "default: the bundled model)")
+    p.add_argument("--max-length", type=int, default=max_length_default,
+                   help=f"the training cutoff in tokens (train's max_length; default {max_length_default or 'none'})")
+    p.add_argument("--split", choices=("train", "validation", "test"), default="",
+                   help="one split of a split version (default: every row)")
+    p.add_argument("--completion-only-loss", action=argparse.BooleanOptionalAction,
+                   default=defaults.completion_only_loss,
+                   help="mask the prompt out of the loss, as train's knob of that name (default: on)")
+    _common(p)
+
+
+def _add_data_inspect(sub: Any) -> None:
+    max_length = config.TrainConfig().max_length
+    p = sub.add_parser("stats", help="token lengths as training sees them (histogram, rows truncated by "
+                       "the cutoff, answers cut), duplicates, empty answers, roles, label balance")
+    _tokenizer_options(p, max_length)
+    p.set_defaults(handler=_lazy("engine.data_stats", "cmd_stats"), job_name="data stats")
+    p = sub.add_parser("preview", help="one row rendered through the chat template as training sees it, "
+                       "with the tokens that count in the loss marked")
+    p.add_argument("--row", type=int, required=True, help="the row number, 1-based as the table shows it")
+    _tokenizer_options(p, max_length)
+    p.set_defaults(handler=_lazy("engine.data_preview", "cmd_preview"), job_name="data preview")
+    _add_data_clean(sub)
+
+
+def _add_data_clean(sub: Any) -> None:
+    p = sub.add_parser("clean", help="normalise, dedupe, drop empty rows, filter by token length, oversample "
+                       "minority labels, augment; stored as a new version that names its parent",
+                       description="Steps run in this order and each reports how many rows it changed. "
+                       "Splits are kept; oversampling and augmentation add to the train split only.")
+    p.add_argument("dataset", help="NAME or NAME@vN")
+    p.add_argument("--normalize", action="store_true",
+                   help="Unicode NFC, odd spaces and invisible characters, LF line ends, trailing spaces, "
+                   "runs of blank lines")
+    p.add_argument("--drop-empty", action="store_true", help="drop rows with an empty answer, turn or text")
+    p.add_argument("--dedupe", action="store_true",
+                   help="drop exact duplicate rows (across splits: a test row that repeats a train row goes)")
+    p.add_argument("--min-tokens", type=int, default=0, help="drop rows shorter than this many tokens "
+                   "(as training tokenizes them with --model)")
+    p.add_argument("--max-tokens", type=int, default=0, help="drop rows longer than this many tokens")
+    p.add_argument("--model", default=config.TrainConfig().model,
+                   help="tokenizer and chat template for --min-tokens/--max-tokens (default: the bundled model)")
+    p.add_argument("--oversample", action="store_true",
+                   help="classification: copy random rows of minority labels until every label is as "
+                   "common as the most common one (train split only)")
+    p.add_argument("--augment", choices=("delete", "swap"), default="",
+                   help="add copies with random word deletion or swap in the prompt side (train split only)")
+    p.add_argument("--augment-copies", type=int, default=1, help="augmented copies per row (default 1)")
+    p.add_argument("--seed", type=int, default=42, help="seed for oversampling and augmentation")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.data_clean", "cmd_clean"), job_name="data clean")
+
+
+def _add_train(commands: Any) -> argparse.ArgumentParser:
     p = commands.add_parser(
-        "train", help="fine-tune with LoRA or QLoRA; writes a run folder in the workspace",
+        "train", help="fine-tune (QLoRA, LoRA, full, prompt or prefix tuning; SFT, DPO or ORPO); "
+        "writes a run folder in the workspace",
         description="Settings resolve as: defaults < --preset < --config file < flags.")
     p.add_argument("--preset", help="a preset name, e.g. cpu-quick-demo or gpu-12gb")
     p.add_argument("--config", help="a TOML run file with a [train] table")
@@ -156,6 +228,7 @@ def _add_train(commands: Any) -> None:
     config.add_arguments(p)
     _common(p)
     p.set_defaults(handler=_lazy("engine.train", "cmd_train"), job_name="train")
+    return p
 
 
 def _add_generate(commands: Any) -> None:
@@ -174,6 +247,122 @@ def _add_generate(commands: Any) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _common(p)
     p.set_defaults(handler=_lazy("engine.generate", "cmd_generate"), job_name="generate")
+
+
+def _add_session(commands: Any) -> None:
+    p = commands.add_parser("session", help="the playground: keep models loaded and answer generate "
+                            "requests read from stdin as JSON lines (see engine/protocol.py)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--max-models", type=int, default=0,
+                   help="base models kept loaded at once (default 0: as many as fit in memory, up to 4)")
+    _speed_options(p)
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.session", "cmd_session"), job_name="session")
+
+
+def _speed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8", action="store_true", help="CPU: dynamic int8 weights, faster decoding with somewhat "
+                   "different answers (see benchmarks/decode_speed.py); base models only (no adapters)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: one per core; 1 is faster on a busy shared CPU)")
+
+
+def _add_serve(commands: Any) -> None:
+    p = commands.add_parser("serve", help="a local OpenAI-compatible endpoint (/v1/chat/completions, "
+                            "/v1/completions, /v1/models) on 127.0.0.1 with a generated bearer token")
+    p.add_argument("--model", default=None,
+                   help="base model (as for train; default: the adapter's base, else the bundled model)")
+    p.add_argument("--adapter", default="", help="a PEFT adapter folder or a run folder / run id")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: any free port)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _speed_options(p)
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.serve", "cmd_serve"), job_name="serve")
+
+
+def _add_batch(commands: Any) -> None:
+    p = commands.add_parser("batch", help="run a prompt suite, or a column of a CSV/JSONL file, over one or "
+                            "more configurations; results (JSONL, CSV, Markdown) in a workspace folder")
+    p.add_argument("--suite", default="", help="a saved suite name or a suite JSON file")
+    p.add_argument("--file", default="", help="a CSV/TSV/JSONL file whose --column holds the prompts")
+    p.add_argument("--column", default="", help="the column (or JSONL field) of --file")
+    p.add_argument("--mode", choices=("chat", "raw"), default="chat", help="--file prompts: chat or raw")
+    p.add_argument("--system", default="", help="--file prompts: a system prompt")
+    p.add_argument("--config", default="", help="configurations (model x adapter x params) as a JSON list "
+                   "or TOML [[config]] tables; without it one configuration from the flags below")
+    p.add_argument("--model", default=None, help="base model (default: the adapter's base, else the bundled model)")
+    p.add_argument("--adapter", default="", help="a PEFT adapter folder or a run folder / run id")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy decoding")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--stop", action="append", default=[], help="a stop string (repeatable)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--name", default="", help="a label for the batch folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.batch", "cmd_batch"), job_name="batch")
+
+
+def _add_queue(commands: Any, train: argparse.ArgumentParser) -> None:
+    queue = commands.add_parser("queue", help="training jobs that wait their turn; one runs at a time")
+    sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    p = sub.add_parser("add", help="queue a training job: queue add [--name N] -- TRAIN FLAGS...")
+    p.add_argument("--name", default="", help="a label for the job (default: the run name in the flags)")
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="flags for `train` (after --)")
+    _common(p)
+    # The train parser checks the job's flags now, not when its turn comes.
+    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_add"), job_name="queue add", train_parser=train)
+    p = sub.add_parser("list", help="the jobs in run order, with their status and run id")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_list"), job_name="queue list")
+    p = sub.add_parser("remove", help="take a waiting or ended job off the queue")
+    p.add_argument("job", help="the job id (see queue list)")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_remove"), job_name="queue remove")
+    p = sub.add_parser("move", help="move a waiting job earlier or later")
+    p.add_argument("job", help="the job id (see queue list)")
+    p.add_argument("where", choices=("up", "down", "top", "bottom"))
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_move"), job_name="queue move")
+    p = sub.add_parser("clear", help="drop ended jobs from the list (their run folders stay)")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_clear"), job_name="queue clear")
+    p = sub.add_parser("run", help="the worker: train the queued jobs one at a time until none is left "
+                       "(one worker per workspace)")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_run"), job_name="queue run")
+
+
+def _add_evaluate(commands: Any) -> None:
+    from engine import eval_spec
+
+    evaluate = commands.add_parser("evaluate", help="score the base model and adapters on a dataset "
+                                   "split; list and export evaluations")
+    sub = evaluate.add_subparsers(dest="evaluate_command", required=True, metavar="ACTION")
+    p = sub.add_parser("run", help="evaluate the base model and each adapter with the same rows and "
+                       "settings; writes an evaluation folder in the workspace",
+                       description="Settings resolve as: defaults < --config file < flags.")
+    eval_spec.add_arguments(p)
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.evaluate", "cmd_run"), job_name="evaluate run")
+    p = sub.add_parser("list", help="evaluations in the workspace")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.evaluate", "cmd_list"), job_name="evaluate list")
+    p = sub.add_parser("hardest", help="after a run: score every training row with the run's adapter "
+                       "and write the highest-loss ones for review")
+    p.add_argument("run", help="run id or run folder")
+    p.add_argument("--top", type=int, default=20, help="how many rows to keep (default 20)")
+    p.add_argument("--split", choices=("train", "validation", "test"), default="train",
+                   help="split of the run's dataset to score (default: train)")
+    p.add_argument("--batch-size", type=int, default=8, help="rows per forward pass (default 8)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.eval_hardest", "cmd_hardest"), job_name="evaluate hardest")
+    p = sub.add_parser("report", help="export an evaluation as Markdown and HTML (SVG charts) plus CSV, "
+                       "into its report/ folder")
+    p.add_argument("evaluation", help="evaluation id or folder (see evaluate list)")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.eval_export", "cmd_report"), job_name="evaluate report")
 
 
 def _setup_logging(job: Job, verbose: bool) -> None:
@@ -227,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(job, args.verbose)
     try:
         channel.send(_hello(job))
-        job.control.start()
+        if job.command not in OWN_STDIN_COMMANDS:
+            job.control.start()
         return int(args.handler(args, job))
     except EngineError as exc:
         return _fail(channel, exc.code, exc.message)

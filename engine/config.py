@@ -37,7 +37,12 @@ def knob(default: Any, help: str, *, label: str = "", minimum: float | None = No
     return field(default=default, metadata=meta)
 
 
-METHODS = ("auto", "qlora", "lora", "full")
+# best_metric -> (the Trainer's metric name, greater is better)
+BEST_METRICS = {"loss": ("eval_loss", False), "rewards_margin": ("eval_rewards/margins", True),
+                "rewards_accuracy": ("eval_rewards/accuracies", True)}
+METHODS = ("auto", "qlora", "lora", "full", "prompt_tuning", "prefix_tuning")
+PROMPT_LEARNING = ("prompt_tuning", "prefix_tuning")
+OBJECTIVES = ("sft", "dpo", "orpo")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit")
 CUDA_ONLY_OPTIMIZERS = ("paged_adamw_8bit",)
 # cosine_with_restarts with one cycle is plain cosine; three makes the restarts visible.
@@ -63,7 +68,28 @@ class TrainConfig:
         "base; simplest, and enough for small models. full: trains every weight, no "
         "adapter; best quality but needs about 4x the model's size in memory (weights, "
         "gradients, optimiser state), so only for small models (under ~1B). auto: qlora on a "
-        "CUDA GPU, lora otherwise.", label="Method", choices=METHODS, group="Method")
+        "CUDA GPU, lora otherwise. prompt_tuning: learns only a few virtual token embeddings put "
+        "before every input (num_virtual_tokens); tiny, but learns less than LoRA. prefix_tuning: "
+        "learns virtual keys and values at every layer; more capacity than prompt tuning, still "
+        "far smaller than LoRA.", label="Method", choices=METHODS, group="Method")
+    objective: str = knob(
+        "sft", "What the run learns from. sft: supervised fine-tuning on conversations (the "
+        "answers). dpo: Direct Preference Optimisation on preference pairs (prompt, chosen, "
+        "rejected): raises the chosen answer's likelihood against the rejected one's, relative "
+        "to a frozen copy of the model it starts from (the base, or the adapter continued from). orpo: Odds-Ratio Preference Optimisation: SFT on the chosen "
+        "answer plus a penalty on the rejected one's odds; needs no reference model (less "
+        "memory, one forward pass per answer instead of two).", label="Objective",
+        choices=OBJECTIVES, group="Method")
+    beta: float = knob(
+        0.1, "DPO/ORPO only. DPO: how far the model may drift from the base (the KL weight); "
+        "0.1 is usual, 0.01-0.5 the range; lower follows the preferences harder and can drift "
+        "into odd text. ORPO: the weight of the odds-ratio penalty against the SFT loss (the "
+        "paper's lambda); 0.05-0.25 is usual.", label="Beta", minimum=1e-4, maximum=10.0,
+        group="Method")
+    num_virtual_tokens: int = knob(
+        20, "Prompt/prefix tuning only: how many virtual tokens are learnt. 8-32 is usual for "
+        "prompt tuning, 10-30 for prefix tuning; more learns more, and every input gets longer "
+        "by this many positions.", label="Virtual tokens", minimum=1, maximum=1024, group="Method")
     max_steps: int = knob(
         0, "Stop after this many optimiser steps; 0 trains for `epochs` instead.",
         label="Max steps", minimum=0, maximum=10_000_000)
@@ -169,13 +195,33 @@ class TrainConfig:
         "save_steps must be a multiple of it (the best checkpoint must be a saved one).",
         label="Evaluate every", minimum=0, maximum=1_000_000, group="Validation")
     early_stopping_patience: int = knob(
-        0, "Stop when validation loss has not improved for this many evaluations in a row; "
+        0, "Stop when the validation metric (best_metric: loss unless chosen) has not improved "
+        "for this many evaluations in a row; "
         "0 = off. 2-5 is usual; needs a validation share above 0.", label="Early-stop patience",
         minimum=0, maximum=1000, group="Validation")
     early_stopping_min_delta: float = knob(
         0.0, "How much lower validation loss must be to count as an improvement for early "
         "stopping. 0 counts any fall; 0.001-0.01 ignores noise.", label="Early-stop min. delta",
         minimum=0.0, maximum=1000.0, group="Validation")
+    sample_count: int = knob(
+        3, "Sample generations: at each evaluation (at each checkpoint save when there is no "
+        "validation share) the model answers this many fixed prompts greedily, so you see what "
+        "it says now; they are the first validation prompts (training prompts without "
+        "validation) unless sample_prompts names them. 0 = off; each sample costs a short "
+        "generation.", label="Sample prompts", minimum=0, maximum=20, group="Monitoring")
+    sample_prompts: str = knob(
+        "", "Your own prompts for the sample generations, one per line (in a TOML run file, "
+        "a multi-line string). Empty = taken from the data.", label="Own sample prompts",
+        group="Monitoring")
+    sample_max_tokens: int = knob(
+        64, "Longest sample answer in new tokens; longer is slower at each evaluation.",
+        label="Sample length", minimum=1, maximum=4096, group="Monitoring")
+    best_metric: str = knob(
+        "loss", "What 'best' means for early stopping and the checkpoint kept: loss (validation "
+        "loss, lower is better). DPO/ORPO runs can instead use rewards_margin (how much higher "
+        "the chosen answer scores than the rejected one) or rewards_accuracy (share of "
+        "held-out pairs where the chosen answer scores higher); both higher is better.",
+        label="Best by", choices=("loss", "rewards_margin", "rewards_accuracy"), group="Validation")
     gradient_checkpointing: bool = knob(
         False, "Recompute activations in the backward pass: about 30% slower, much less "
         "memory. Turn on for long sequences on a small GPU.", label="Gradient checkpointing")
@@ -215,6 +261,10 @@ def validate(config: TrainConfig, source: str = "") -> TrainConfig:
         raise ConfigError("target_modules", "must not be empty", source)
     check_optimizer_device(config.optimizer, config.device, source)
     _check_validation(config, source)
+    _check_method_combinations(config, source)
+    if config.max_steps and config.warmup_steps >= config.max_steps:
+        raise ConfigError("warmup_steps", f"must be below max_steps ({config.max_steps}); got "
+                          f"{config.warmup_steps}, so the peak learning rate would never be reached", source)
     return config
 
 
@@ -224,9 +274,32 @@ def _check_validation(config: TrainConfig, source: str) -> None:
     if config.early_stopping_patience > 0 and config.val_fraction == 0:
         raise ConfigError("early_stopping_patience", "needs validation data; set val_fraction "
                           "above 0 (e.g. 0.1)", source)
+    if config.best_metric != "loss" and config.objective == "sft":
+        raise ConfigError("best_metric", f"{config.best_metric} exists for objective dpo or orpo only; "
+                          "use loss", source)
     if config.val_fraction > 0 and config.eval_steps > 0 and config.save_steps % config.eval_steps:
         raise ConfigError("save_steps", f"must be a multiple of eval_steps ({config.eval_steps}) "
                           f"when validating; got {config.save_steps}", source)
+
+
+def _check_method_combinations(config: TrainConfig, source: str) -> None:
+    """Settings that the chosen method or objective cannot honour are refused, not ignored."""
+    if config.objective != "sft" and config.packing:
+        raise ConfigError("packing", f"works with objective sft only (a {config.objective} pair is "
+                          "scored as a whole); turn packing off", source)
+    if config.objective != "sft" and config.method in PROMPT_LEARNING:
+        raise ConfigError("method", f"{config.method} trains with objective sft only; use lora or "
+                          f"qlora for {config.objective}", source)
+    if config.method in PROMPT_LEARNING:
+        for name in ("use_dora", "use_rslora", "packing"):
+            if getattr(config, name):
+                # Packing relies on position ids restarting per example, which virtual tokens
+                # prepended to the whole row would break.
+                raise ConfigError(name, f"does not apply to {config.method}; turn it off", source)
+
+
+def sample_prompt_list(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def check_optimizer_device(optimizer: str, device: str, source: str = "") -> None:

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from engine import protocol
@@ -18,6 +19,8 @@ from engine.channel import Channel
 from engine.errors import EngineError
 
 log = logging.getLogger("engine")
+
+CANCEL_POLL_S = 0.5
 
 
 def progress_reporter(job: Any, stage: str) -> Callable[[int, int], None]:
@@ -47,6 +50,28 @@ class Control:
             threading.Thread(target=self._read_stdin, name="engine-control", daemon=True).start()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_interrupt)
+
+    def watch_cancel_file(self, path: Path, interval_s: float = CANCEL_POLL_S) -> threading.Thread:
+        """Cancels when ``path`` appears: a window that did not start this process (the run
+        outlived the one that did, or it runs from the queue worker) has no pipe to its stdin,
+        so it asks by creating the file. Polling needs no signals and no platform API, so it
+        works the same on Windows and Linux."""
+        path = Path(path)
+        # A file already there is left from an earlier stop of this run (a resumed run reuses
+        # its folder); only a request made from now on counts.
+        path.unlink(missing_ok=True)
+
+        def poll() -> None:
+            while not self.cancelled.wait(interval_s):
+                if not path.parent.is_dir():
+                    return  # the run folder is gone (a test's temp folder): nothing to watch
+                if path.exists():
+                    log.info("Cancel requested (%s); stopping at the next step boundary.", path.name)
+                    self.cancelled.set()
+
+        thread = threading.Thread(target=poll, name="engine-cancel-file", daemon=True)
+        thread.start()
+        return thread
 
     def _on_interrupt(self, signum: int, frame: object) -> None:
         if self.cancelled.is_set():

@@ -193,7 +193,12 @@ def read_jsonl(source: Source) -> Iterator[Record]:
         try:
             yield Record(number, json.loads(text))
         except json.JSONDecodeError as exc:
-            yield Record(number, RowError("(line)", f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            yield Record(number, RowError("(line)", f"not valid JSON: {_json_problem(exc)}"))
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    # Some of json's messages end in "at" already ("Invalid control character at").
+    return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
 
 
 def read_json(source: Source) -> Iterator[Record]:
@@ -208,8 +213,8 @@ def read_json(source: Source) -> Iterator[Record]:
         if exc.msg == "Extra data":
             yield from read_jsonl(source)
             return
-        raise errors.invalid_input(f"{source.path.name}:{exc.lineno}: not valid JSON: {exc.msg} "
-                                   f"at column {exc.colno}") from None
+        raise errors.invalid_input(f"{source.path.name}:{exc.lineno}: not valid JSON: "
+                                   f"{_json_problem(exc)}") from None
     for index, value in enumerate(_json_records(source.path.name, document), start=1):
         yield Record(index, value, "row")
 
@@ -319,10 +324,10 @@ def read_parquet(source: Source) -> Iterator[Record]:
             yield Record(index, value, "row")
 
 
-def read_arrow_folder(source: Source) -> Iterator[Record]:
-    """A folder written by ``datasets.save_to_disk``; for a DatasetDict, its "train" split
-    (or its only/first split)."""
-    dataset = load_arrow_folder(source.path)
+def read_arrow_folder(source: Source, split: str = "") -> Iterator[Record]:
+    """A folder written by ``datasets.save_to_disk``; for a DatasetDict, its split ``split``
+    (default: "train", else its first split)."""
+    dataset = load_arrow_folder(source.path, split)
     index = 0
     for batch in dataset.iter(batch_size=BATCH_ROWS):
         columns = list(batch)
@@ -331,7 +336,19 @@ def read_arrow_folder(source: Source) -> Iterator[Record]:
             yield Record(index, dict(zip(columns, values)), "row")
 
 
-def load_arrow_folder(path: Path) -> Any:
+def arrow_splits(path: Path) -> list[str]:
+    """The split names of a DatasetDict folder (from its dataset_dict.json), [] for a Dataset."""
+    index = path / "dataset_dict.json"
+    if not index.is_file():
+        return []
+    try:
+        splits = json.loads(index.read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise errors.invalid_input(f"{path.name}: dataset_dict.json is not readable") from None
+    return [str(name) for name in splits]
+
+
+def load_arrow_folder(path: Path, split: str = "") -> Any:
     import datasets
 
     try:
@@ -339,26 +356,31 @@ def load_arrow_folder(path: Path) -> Any:
     except Exception as exc:
         raise errors.invalid_input(f"{path.name}: cannot read the datasets folder: {exc}") from None
     if isinstance(loaded, datasets.DatasetDict):
-        split = "train" if "train" in loaded else next(iter(loaded))
+        if split and split not in loaded:
+            raise errors.usage(f"--split {split}: {path.name} has no such split (it has {', '.join(loaded)})")
+        split = split or ("train" if "train" in loaded else next(iter(loaded)))
         return loaded[split]
+    if split:
+        raise errors.usage(f"--split {split}: {path.name} holds one dataset, not a DatasetDict of splits")
     return loaded
 
 
-def count_rows(source: Source) -> int:
+def count_rows(source: Source, split: str = "") -> int:
     """Rows known without reading the data (Parquet metadata, Arrow length), else 0."""
     if source.format == "parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(str(source.path)).metadata.num_rows
     if source.format == "arrow":
-        return len(load_arrow_folder(source.path))
+        return len(load_arrow_folder(source.path, split))
     return 0
 
 
-def read_records(source: Source, txt_mode: str = "paragraphs") -> Iterator[Record]:
-    """Every record of ``source`` in file order (see the module docstring)."""
+def read_records(source: Source, txt_mode: str = "paragraphs", split: str = "") -> Iterator[Record]:
+    """Every record of ``source`` in file order (see the module docstring); ``split`` picks one
+    split of a DatasetDict folder."""
     readers: dict[str, Callable[[Source], Iterator[Record]]] = {
         "jsonl": read_jsonl, "json": read_json, "csv": read_csv, "tsv": read_csv,
-        "parquet": read_parquet, "arrow": read_arrow_folder,
+        "parquet": read_parquet, "arrow": lambda s: read_arrow_folder(s, split),
         "txt": lambda s: read_txt(s, txt_mode)}
     return readers[source.format](source)

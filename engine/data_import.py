@@ -6,7 +6,8 @@ Formats are read by :mod:`engine.data_formats`, shapes detected and normalised b
 ``datasets.Dataset.from_generator``, so no Python list of all rows is ever held. Storage:
 ``datasets/<name>/v<N>/`` holding the Arrow data (``save_to_disk``) and ``manifest.json``.
 Importing an unchanged file again with the same options reuses its version; a changed file gets
-a new one, so runs can record exactly what they trained on.
+a new one, so runs can record exactly what they trained on. A folder saved from a
+``datasets.DatasetDict`` keeps its splits as the version's splits (``--split`` imports one).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import logging
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from engine import errors, paths, protocol
-from engine.data_formats import TXT_MODES, Record, RowError, Source, count_rows, open_source, read_records
+from engine.data_formats import (TXT_MODES, Record, RowError, Source, arrow_splits, count_rows, open_source,
+                                 read_records)
 from engine.data_shapes import (CHAT_SHAPES, NORMALISERS, ROLES, SHAPES, apply_mapping, detect_shape,
                                 source_field)
 from engine.control import progress_reporter
@@ -49,14 +51,16 @@ class RowProblem:
     field: str
     problem: str
     unit: str = "line"
+    text: str = ""  # the record, for formats without lines to show (JSON, Parquet, folders)
 
     def __str__(self) -> str:
         where = self.line if self.unit == "line" else f"row {self.line}"
         return f"{self.file}:{where}: {self.field}: {self.problem}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "unit": self.unit, "field": self.field,
-                "problem": self.problem}
+        found = {"file": self.file, "line": self.line, "unit": self.unit, "field": self.field,
+                 "problem": self.problem}
+        return found | {"text": self.text} if self.text else found
 
 
 @dataclass
@@ -75,12 +79,15 @@ class ImportOptions:
         mapping: ``{field: source column}`` overrides, e.g. ``{"instruction": "question"}``.
         txt_mode: "paragraphs" (blank-line-separated documents) or "file" (one document).
         format: one of data_formats.FORMATS to force, or "" to detect.
+        split: for a folder saved from a ``datasets.DatasetDict``, import only this split; ""
+            imports every split, and the folder's splits become the version's splits.
     """
 
     shape: str = ""
     mapping: dict[str, str] = field(default_factory=dict)
     txt_mode: str = "paragraphs"
     format: str = ""
+    split: str = ""
 
 
 # -- validating ------------------------------------------------------------------------------
@@ -96,24 +103,38 @@ def validate_records(source: Source, options: ImportOptions, report: ImportRepor
         on_progress: called with (records read, total or 0) every PROGRESS_EVERY records; it may
             raise (e.g. to cancel).
     """
-    total = count_rows(source)
-    report.shape = options.shape or ("text" if source.format == "txt" and not options.mapping else "")
+    total = count_rows(source, options.split)
+    if not report.shape:
+        report.shape = options.shape or ("text" if source.format == "txt" and not options.mapping else "")
+    # A DatasetDict folder's problems name the split: "saved/test:row 3: ...".
+    file_name = f"{source.path.name}/{options.split}" if options.split else source.path.name
     seen = 0
-    for record in read_records(source, options.txt_mode):
+    for record in read_records(source, options.txt_mode, options.split):
         seen += 1
         if on_progress and seen % PROGRESS_EVERY == 0:
             on_progress(seen, total)
         try:
             row = _normalise(record, options, report)
         except RowError as exc:
-            report.problems.append(RowProblem(source.path.name, record.position,
+            report.problems.append(RowProblem(file_name, record.position,
                                               source_field(exc.field, options.mapping),
-                                              exc.problem, record.unit))
+                                              exc.problem, record.unit, _snippet(record)))
             continue
         report.rows += 1
         yield row
     if on_progress:
         on_progress(seen, total or seen)
+
+
+SNIPPET_CHARS = 300
+
+
+def _snippet(record: Record) -> str:
+    """A row-numbered record as one line of JSON (line formats: the reader shows the line)."""
+    if record.unit == "line" or isinstance(record.value, RowError):
+        return ""
+    text = json.dumps(record.value, ensure_ascii=False, default=str)
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
 
 
 def _normalise(record: Record, options: ImportOptions, report: ImportReport) -> dict:
@@ -217,9 +238,10 @@ def _check_options(options: ImportOptions) -> None:
 def _reusable_version(name: str, digest: str, options: ImportOptions) -> DatasetVersion | None:
     # Manifests written before options were recorded were made with the defaults.
     wanted = asdict(options)
+    defaults = asdict(ImportOptions())  # options added later read as their defaults
     for existing in versions(name):
         if (existing.manifest.get("content_hash") == digest
-                and existing.manifest.get("options", asdict(ImportOptions())) == wanted):
+                and {**defaults, **existing.manifest.get("options", {})} == wanted):
             return existing
     return None
 
@@ -259,12 +281,15 @@ def _store(source: Source, name: str, digest: str, options: ImportOptions, repor
         _raise_for_problems(report, source.path, skip_invalid)
 
     with atomic_folder(target) as tmp:
-        _write_rows(source, options, report, on_progress, tmp, f"{digest[:16]}-{number}", check_problems)
+        split_rows = _write_rows(source, options, report, on_progress, tmp, f"{digest[:16]}-{number}",
+                                 check_problems)
         manifest = {"name": name, "version": number, "source": str(source.path.resolve()),
                     "format": source.format, "encoding": source.encoding if source.is_text else "",
                     "shape": report.shape, "mapping": options.mapping, "options": asdict(options),
                     "rows": report.rows, "skipped": len(report.problems), "content_hash": digest,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if split_rows:
+            manifest["splits"] = split_rows
         atomic_write_json(tmp / MANIFEST, manifest)
     log.info("Imported %d rows (%s shape) as %s@v%d", report.rows, report.shape, name, number)
     return DatasetVersion(name, number, target, manifest)
@@ -272,14 +297,45 @@ def _store(source: Source, name: str, digest: str, options: ImportOptions, repor
 
 def _write_rows(source: Source, options: ImportOptions, report: ImportReport,
                 on_progress: ProgressCallback | None, folder: Path, fingerprint: str,
-                check_problems: Callable[[], None]) -> None:
+                check_problems: Callable[[], None]) -> dict[str, int]:
     """Dataset.from_generator writes Arrow shards under a cache inside ``folder`` (never
     ~/.cache); ``check_problems`` then decides (it raises to refuse the file, before the copy is
-    made), save_to_disk writes ``folder/data`` and the cache is removed."""
+    made), save_to_disk writes ``folder/data`` and the cache is removed.
+
+    Returns:
+        Rows per split when a DatasetDict folder's splits became the version's splits, else {}.
+    """
     import datasets
 
     cache = folder / "cache"
+    splits = arrow_splits(source.path) if source.format == "arrow" and not options.split else []
+    if splits:
+        parts = {name: _build(source, replace(options, split=name), report, on_progress, cache,
+                              f"{fingerprint}-{index}", check_problems)
+                 for index, name in enumerate(splits)}
+        empty = [name for name, part in parts.items() if part is None]
+        check_problems()
+        if empty:
+            raise errors.invalid_input(f"{source.path.name}/{empty[0]}: no valid rows in this split "
+                                       f"(--split picks the splits to import one at a time)")
+        dataset: Any = datasets.DatasetDict(parts)
+    else:
+        dataset = _build(source, options, report, on_progress, cache, fingerprint, check_problems)
+        check_problems()
+    dataset.save_to_disk(str(folder / "data"))
+    counts = {name: len(part) for name, part in dataset.items()} if splits else {}
+    del dataset  # release the memory-mapped cache files before removing them (Windows)
+    shutil.rmtree(cache, ignore_errors=True)
+    return counts
+
+
+def _build(source: Source, options: ImportOptions, report: ImportReport, on_progress: ProgressCallback | None,
+           cache: Path, fingerprint: str, check_problems: Callable[[], None]) -> Any:
+    """The valid rows of one file or split as a Dataset (None when it has none)."""
+    import datasets
+
     failure: list[BaseException] = []
+    rows_before = report.rows
 
     def rows() -> Iterator[dict]:
         try:
@@ -290,17 +346,15 @@ def _write_rows(source: Source, options: ImportOptions, report: ImportReport,
 
     try:
         # A fixed fingerprint: datasets would otherwise try to hash this closure.
-        dataset = datasets.Dataset.from_generator(rows, cache_dir=str(cache), fingerprint=fingerprint)
+        return datasets.Dataset.from_generator(rows, cache_dir=str(cache), fingerprint=fingerprint)
     except Exception:
         if failure:
             raise failure[0] from None
-        if report.rows == 0:  # datasets may refuse to build a dataset from no rows
-            check_problems()
+        if report.rows == rows_before:  # datasets may refuse to build a dataset from no rows
+            if report.rows == 0:
+                check_problems()
+            return None
         raise
-    check_problems()
-    dataset.save_to_disk(str(folder / "data"))
-    del dataset  # release the memory-mapped cache files before removing them (Windows)
-    shutil.rmtree(cache, ignore_errors=True)
 
 
 def resolve(spec: str) -> DatasetVersion:
@@ -349,12 +403,15 @@ def cmd_import(args: argparse.Namespace, job: Any) -> int:
     options = ImportOptions(shape=getattr(args, "shape", "") or "",
                             mapping=parse_mapping(getattr(args, "map", None)),
                             txt_mode=getattr(args, "txt_mode", "paragraphs"),
-                            format=getattr(args, "format", "") or "")
+                            format=getattr(args, "format", "") or "",
+                            split=getattr(args, "split", "") or "")
     report_file = Path(args.report).expanduser() if getattr(args, "report", None) else None
     version, report = import_file(Path(args.path).expanduser(), args.name, args.skip_invalid,
                                   options, progress_reporter(job, "import"), report_file)
     data = {"name": version.name, "version": version.version, "rows": report.rows,
             "skipped": len(report.problems), "shape": report.shape, "path": str(version.path)}
+    if version.manifest.get("splits"):
+        data["splits"] = version.manifest["splits"]
     job.channel.send(protocol.result(data))
     return protocol.ExitCode.OK
 

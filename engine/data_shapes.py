@@ -119,7 +119,11 @@ def _message_list(value: Any, where: str) -> list[dict]:
         role = message.get("role")
         if role not in ROLES:
             raise RowError(f"{at}.role", f"unknown role {role!r} (use system, user or assistant)")
-        clean.append({"role": role, "content": _text(message, "content")})
+        try:
+            content = _text(message, "content")
+        except RowError as exc:  # name the turn, as for roles: messages[1].content
+            raise RowError(f"{at}.{exc.field}", exc.problem) from None
+        clean.append({"role": role, "content": content})
     return clean
 
 

@@ -68,7 +68,9 @@ def load_rows(version: DatasetVersion, split: str = "") -> Any:
         return load_split(version, split)
     data = load_data(version)
     if isinstance(data, datasets.DatasetDict):
-        return datasets.concatenate_datasets([data[name] for name in SPLITS if name in data])
+        # Known splits first, then any others an imported DatasetDict brought (e.g. "dev").
+        names = [name for name in SPLITS if name in data] + [name for name in data if name not in SPLITS]
+        return datasets.concatenate_datasets([data[name] for name in names])
     return data
 
 
@@ -174,7 +176,7 @@ def split_dataset(spec: str, val: float, test: float = 0.0, seed: int = 42) -> D
         log.info("%s is a split of %s; splitting %s", source.ref, source.manifest["split_of"],
                  source.manifest["split_of"])
         source = resolve(source.manifest["split_of"])
-    data = load_data(source)
+    data = load_rows(source)  # a version that brought its own splits is re-split as a whole
     sizes = split_sizes(len(data), val, test)
     reused = _existing_split(source, val, test, seed)
     if reused:

@@ -287,67 +287,22 @@ def json_field_match(prediction: str, references: str | References | Mapping[str
 
 
 def _registry() -> dict[str, Metric]:
-    rouge_definitions = {
-        "rouge1": "overlap of single words (unigrams)",
-        "rouge2": "overlap of word pairs (bigrams)",
-        "rougeL": "the longest common subsequence of words, so word order matters",
-        "rougeLsum": "the longest common subsequence computed per sentence (one sentence per line) "
-                     "and combined over the summary",
-    }
-    metrics = [
-        Metric("bleu", "BLEU",
-               "Corpus BLEU computed by sacrebleu (13a tokenisation, up to 4-grams, brevity penalty): "
-               "how many word n-grams of the outputs also appear in the references, pooled over the whole "
-               "set. 0-100, higher is better. Standard for translation; it rewards exact wording, so a "
-               "correct paraphrase scores low. The per-row value is sentence BLEU with smoothing.",
-               "0-100", sentence_bleu, corpus_bleu, corpus_level=True),
-        Metric("chrf", "chrF",
-               "Character n-gram F-score computed by sacrebleu (character 6-grams, recall weighted twice "
-               "as much as precision), pooled over the whole set. 0-100, higher is better. More forgiving "
-               "than BLEU of inflections and small spelling differences, and works for languages "
-               "without spaces between words.",
-               "0-100", sentence_chrf, corpus_chrf, corpus_level=True),
-    ]
-    for kind, what in rouge_definitions.items():
+    """The metrics with their scoring functions; titles, scales and definitions come from
+    engine.eval_catalog, which the window reads without importing this module."""
+    from engine.eval_catalog import GENERATION
+
+    mean = {name: (fn, _mean_of(fn)) for name, fn in (
+        ("exact_match", exact_match), ("token_f1", token_f1), ("accuracy", label_accuracy),
+        ("regex_match", regex_match), ("json_field_match", json_field_match))}
+    for kind in ROUGE_TYPES:
         per_example = _rouge_metric_fn(kind)
-        metrics.append(Metric(
-            kind, kind.replace("rouge", "ROUGE-"),
-            f"ROUGE F-measure from Google's rouge-score package (Porter stemming): {what}, between "
-            "each output and its reference (best reference when there are several), averaged over "
-            "the set. 0-1, higher is better. Standard for summarisation. Its tokenizer keeps only "
-            "ASCII letters and digits, so it is not meaningful for non-Latin scripts.",
-            "0-1", per_example, _mean_of(per_example)))
-    metrics += [
-        Metric("exact_match", "Exact match",
-               "SQuAD exact match: 1 when the output equals a reference after lowercasing and removing "
-               "punctuation, the articles a/an/the and extra spaces, else 0; averaged over the set. "
-               "0-1. The strictest measure for short factual answers.",
-               "0-1", exact_match, _mean_of(exact_match)),
-        Metric("token_f1", "Token F1",
-               "SQuAD token F1: the output and the reference are normalised as for exact match, split "
-               "into words, and compared as bags of words (harmonic mean of precision and recall); best "
-               "reference per example, averaged over the set. 0-1. Gives partial credit to answers "
-               "that are almost right.",
-               "0-1", token_f1, _mean_of(token_f1)),
-        Metric("accuracy", "Accuracy (generated label)",
-               "Classification accuracy: 1 when the generated label equals the reference label "
-               "ignoring case, extra spaces and surrounding punctuation (\"Positive.\" = \"positive\"), "
-               "else 0; averaged over the set. 0-1. Any extra words in the output count as wrong, so "
-               "prompt the model to answer with the label only.",
-               "0-1", label_accuracy, _mean_of(label_accuracy)),
-        Metric("regex_match", "Regex match",
-               "1 when the whole output (leading and trailing spaces ignored) matches your regular "
-               "expression (Python syntax), else 0; averaged over the set. 0-1. Checks the output's "
-               "format, e.g. a date or an ID; the reference is not used.",
-               "0-1", regex_match, _mean_of(regex_match), options=("pattern",)),
-        Metric("json_field_match", "JSON-field match",
-               "The first JSON object in the output is parsed and the chosen fields are compared with "
-               "the reference's (all of the reference's fields when none are chosen); the score is the "
-               "fraction of fields with equal values, 0 when no JSON object can be parsed; averaged "
-               "over the set. 0-1. For structured extraction.",
-               "0-1", json_field_match, _mean_of(json_field_match), options=("fields",)),
-    ]
-    return {m.name: m for m in metrics}
+        mean[kind] = (per_example, _mean_of(per_example))
+    functions: dict[str, tuple[PerExampleFn, AggregateFn]] = {
+        "bleu": (sentence_bleu, corpus_bleu), "chrf": (sentence_chrf, corpus_chrf), **mean}
+    options = {"regex_match": ("pattern",), "json_field_match": ("fields",)}
+    return {name: Metric(name, text.title, text.definition, text.unit, *functions[name],
+                         corpus_level=name in ("bleu", "chrf"), options=options.get(name, ()))
+            for name, text in GENERATION.items()}
 
 
 METRICS: dict[str, Metric] = _registry()

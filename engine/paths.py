@@ -61,6 +61,20 @@ def datasets_dir() -> Path:
     return _ensure(workspace_dir() / "datasets")
 
 
+def evals_dir() -> Path:
+    return _ensure(workspace_dir() / "evals")
+
+
+def suites_dir() -> Path:
+    """Saved prompt suites of the Prompt page, one JSON file each."""
+    return _ensure(workspace_dir() / "suites")
+
+
+def ratings_dir() -> Path:
+    """Ratings of the Prompt page's answers (JSONL), the source of preference datasets."""
+    return _ensure(workspace_dir() / "ratings")
+
+
 def models_cache_dir() -> Path:
     return _ensure(cache_dir() / "models")
 

@@ -4,9 +4,18 @@ Standard library only: the GUI imports this module and must never pull in torch.
 
 Shape: newline-delimited JSON on the engine's stdout, one message per line, every message a
 JSON object with a ``type`` field and a ``t`` timestamp (seconds since the epoch). The first
-message of every engine process is ``hello``. Towards the engine (on its stdin) only ``cancel``
-and ``ping`` are sent. A line that is not a valid message is reported as a ``ProtocolError`` by
+message of every engine process is ``hello``. Towards the engine (on its stdin) jobs take
+``cancel`` and ``ping``. A line that is not a valid message is reported as a ``ProtocolError`` by
 :func:`decode`; readers log it and carry on, it is never fatal.
+
+The playground session (``tunebench-engine session``, engine/session.py) also takes
+``generate`` (needs an ``id``; model, adapter, mode chat|raw, messages or prompt, params,
+top_logprobs), ``unload`` (free every loaded model) and ``shutdown`` (exit 0); its ``cancel``
+may carry the ``id`` of one request (without one it cancels the current and every queued
+request). Its token/progress/result/error messages carry the request ``id``; a token has
+``index``, ``logprob`` (natural log) and, when asked for, ``top`` [[text, probability], ...];
+a result's data has text, finish_reason (stop|length|stop_string|cancelled), prompt_tokens,
+completion_tokens, ttft_s, tokens_per_s, model and adapter. Full text: session-protocol.md.
 """
 
 from __future__ import annotations
@@ -31,9 +40,12 @@ PONG = "pong"
 # Messages sent to the engine.
 CANCEL = "cancel"
 PING = "ping"
+GENERATE = "generate"  # session only, like the two below
+UNLOAD = "unload"
+SHUTDOWN = "shutdown"
 
 ENGINE_TO_CLIENT = frozenset({HELLO, LOG, PROGRESS, METRICS, TOKEN, ARTIFACT, RESULT, ERROR, PONG})
-CLIENT_TO_ENGINE = frozenset({CANCEL, PING})
+CLIENT_TO_ENGINE = frozenset({CANCEL, PING, GENERATE, UNLOAD, SHUTDOWN})
 
 # Fields each message type must carry (beyond "type" and "t").
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -48,6 +60,9 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     PONG: (),
     CANCEL: (),
     PING: (),
+    GENERATE: ("id",),
+    UNLOAD: (),
+    SHUTDOWN: (),
 }
 
 

@@ -1,5 +1,7 @@
-"""`train`: LoRA, QLoRA or full fine-tuning with peft + TRL's SFTTrainer, streamed as protocol
-events.
+"""`train`: LoRA, QLoRA, prompt/prefix tuning (train_peft) or full fine-tuning with peft + TRL's
+SFTTrainer -- or DPO/ORPO on preference pairs (train_preference) -- streamed as protocol events.
+Resume and continue-from live in train_resume; live events in train_events, hardware figures
+and TensorBoard in train_monitor, sample generations in train_samples.
 
 setup (resolve config, run folder, data, model) -> train (SFTTrainer with a protocol callback)
 -> finish (adapter/ -- or model/ for a full fine-tune -- saved atomically, run.json updated). The
@@ -25,6 +27,9 @@ from typing import Any
 from engine import config, data_import, data_split, device, errors, models, protocol, workspace
 from engine.config import TrainConfig
 from engine.train_events import make_callback
+from engine.train_peft import lora_config, peft_config_for  # noqa: F401  (part of this module's API)
+from engine import train_resume
+from engine.train_resume import continuation_adapter, continued_config, find_run, load_adapter_for_training
 
 log = logging.getLogger("engine.train")
 
@@ -52,15 +57,24 @@ def to_prompt_completion(row: dict) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
+def _keep_dataset_folders_clean() -> None:
+    """Every ``map`` here and in TRL would otherwise write cache-*.arrow files into the dataset
+    version's own folder; with caching off they go to a temporary folder removed at exit."""
+    import datasets
+
+    datasets.disable_caching()
+
+
 def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersion, str | None]:
     version = data_import.resolve(cfg.dataset)
     data = data_split.load_split(version, "train")  # a split version trains on its train split
     if "messages" not in data.column_names:
-        # Text, preference and classification datasets import fine but need other trainers
-        # (continued pre-training, DPO/ORPO, a classification head), which come later.
+        # Text and classification datasets import fine but need other trainers (continued
+        # pre-training, a classification head); preference pairs go to train_preference.
         raise errors.invalid_input(
             f"dataset: {version.ref} has shape '{version.manifest.get('shape')}'; supervised fine-tuning "
-            "needs conversations (messages, Alpaca, ShareGPT or prompt/completion)")
+            "needs conversations (messages, Alpaca, ShareGPT or prompt/completion); preference pairs train "
+            "with --objective dpo or orpo")
     system = common_system_prompt(data["messages"])
     data = data.map(to_prompt_completion, remove_columns=data.column_names)
     log.info("Dataset %s: %d examples", version.ref, len(data))
@@ -148,39 +162,28 @@ def quantization_config(cfg: TrainConfig, device_name: str) -> Any:
                               bnb_4bit_compute_dtype=resolve_compute_dtype(cfg.compute_dtype, device_name))
 
 
-def lora_config(cfg: TrainConfig) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
-        task_type="CAUSAL_LM", target_modules=config.lora_targets(cfg.target_modules),
-        use_rslora=cfg.use_rslora, use_dora=cfg.use_dora)
-
-
-def peft_config_for(cfg: TrainConfig, method: str) -> Any:
-    """The adapter to train, or None for a full fine-tune (every weight trains)."""
-    return None if method == "full" else lora_config(cfg)
-
-
 def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> Any:
     from trl import SFTConfig
 
-    return SFTConfig(
+    return SFTConfig(**trainer_arguments(cfg, run, device_name), max_length=cfg.max_length,
+                     completion_only_loss=cfg.completion_only_loss, **_packing_kwargs(cfg.packing))
+
+
+def trainer_arguments(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> dict[str, Any]:
+    """The TrainingArguments every objective shares (SFT, DPO and ORPO configs extend them)."""
+    return dict(
         output_dir=str(run.checkpoints),
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
+        lr_scheduler_type=scheduler_type(cfg.lr_scheduler),
         lr_scheduler_kwargs=_scheduler_kwargs(cfg.lr_scheduler),
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optimizer,
-        max_length=cfg.max_length,
-        completion_only_loss=cfg.completion_only_loss,
-        **_packing_kwargs(cfg.packing),
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -199,12 +202,20 @@ def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> 
 
 def _validation_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """Evaluation on the held-out rows, keeping (and finally loading) the checkpoint with the
-    lowest validation loss, which EarlyStoppingCallback also watches."""
+    best validation metric (best_metric; validation loss by default), which
+    EarlyStoppingCallback also watches."""
     if cfg.val_fraction <= 0:
         return {"eval_strategy": "no"}
+    metric, greater_is_better = config.BEST_METRICS[cfg.best_metric]
     return {"eval_strategy": "steps", "eval_steps": cfg.eval_steps or cfg.save_steps,
             "per_device_eval_batch_size": cfg.batch_size, "load_best_model_at_end": True,
-            "metric_for_best_model": "eval_loss", "greater_is_better": False}
+            "metric_for_best_model": metric, "greater_is_better": greater_is_better}
+
+
+def scheduler_type(scheduler: str) -> str:
+    """transformers' "constant" ignores warmup_steps; its "constant_with_warmup" is the
+    documented behaviour (and the same schedule when warmup is 0)."""
+    return "constant_with_warmup" if scheduler == "constant" else scheduler
 
 
 def _scheduler_kwargs(scheduler: str) -> dict[str, Any]:
@@ -223,10 +234,11 @@ def _packing_kwargs(packing: bool) -> dict[str, Any]:
 # -- the job -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace, job: Any) -> int:
+    _keep_dataset_folders_clean()
     if getattr(args, "resume", None):
-        return cmd_resume(args, job)
+        return train_resume.cmd_resume(args, job)
     source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
-    cfg = resolve_config(args, base=_continued_config(source) if source else None)
+    cfg = resolve_config(args, base=continued_config(source) if source else None)
     init_adapter = continuation_adapter(source, cfg) if source else None
     device_name = device.pick(cfg.device)
     check_runtime(cfg, device_name)  # refuse before a run folder exists for a run that cannot start
@@ -250,91 +262,6 @@ def run_guarded(run: workspace.RunFolder, body: Any) -> int:
         raise
 
 
-def find_run(ref: str, field_name: str) -> workspace.RunFolder:
-    run = workspace.open_run(ref)
-    if run is None:
-        raise errors.not_found(f"{field_name}: no run {ref!r} (give a run id from the runs list or a run folder)")
-    return run
-
-
-# -- continue training: a new run whose adapter starts from another run's ------------------------
-
-def _continued_config(source: workspace.RunFolder) -> TrainConfig:
-    """The source run's resolved settings are the starting point; preset, file and flags
-    still override them."""
-    if not source.config_toml.is_file():
-        raise errors.not_found(f"continue_from: run {source.id} has no config.toml")
-    return config.load_toml(source.config_toml)
-
-
-def continuation_adapter(source: workspace.RunFolder, cfg: TrainConfig) -> Path:
-    if not (source.adapter / "adapter_config.json").is_file():
-        raise errors.not_found(f"continue_from: run {source.id} has no finished adapter to continue from "
-                               "(a full fine-tune's model/ folder can be given as --model instead)")
-    if cfg.method == "full":
-        raise errors.usage("method: full cannot continue an adapter; use lora or qlora")
-    return source.adapter
-
-
-def load_adapter_for_training(model: Any, adapter: Path) -> Any:
-    """The adapter's own LoRA settings (r, alpha, targets) win over the config's: the weights
-    only fit the shape they were trained in."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-
-
-# -- resume: the same run folder, from its last complete checkpoint ------------------------------
-
-# Settings a resumed run may change: only how long it goes on. Anything else would make the
-# checkpoint's optimiser and scheduler state describe a different run.
-RESUME_OVERRIDES = ("max_steps", "epochs")
-
-
-def cmd_resume(args: argparse.Namespace, job: Any) -> int:
-    _refuse_flags_besides_resume(args)
-    run = find_run(args.resume, "resume")
-    info = run.info()
-    _check_resumable(run, info)
-    checkpoint = run.last_checkpoint()
-    if checkpoint is None:
-        raise errors.not_found(f"resume: run {run.id} has no complete checkpoint to resume from")
-    cfg = config.from_arguments(args, config.load_toml(run.config_toml))
-    device_name = device.pick(cfg.device)
-    check_runtime(cfg, device_name)
-    attach_run(run, job)
-    step = workspace.checkpoint_step(checkpoint)
-    run.update_info(status=workspace.RUNNING, pid=os.getpid(), error=None, exit_code=None, finished=None,
-                    resumed_from=[*info.get("resumed_from", []), step])
-    job.channel.send(protocol.artifact("run_dir", str(run.path), run_id=run.id, resumed_from=step))
-    log.info("Resuming run %s from %s", run.id, checkpoint.name)
-    init_adapter = Path(info["initial_adapter"]) if info.get("initial_adapter") else None
-    return run_guarded(run, lambda: train(cfg, run, job, device_name, resume_from=checkpoint,
-                                          init_adapter=init_adapter))
-
-
-def _refuse_flags_besides_resume(args: argparse.Namespace) -> None:
-    given = [config.flag_name(f.name) for f in config.fields_of()
-             if getattr(args, f.name, None) is not None and f.name not in RESUME_OVERRIDES]
-    given += [flag for flag, name in (("--preset", "preset"), ("--config", "config"),
-                                      ("--continue-from", "continue_from")) if getattr(args, name, None)]
-    if given:
-        raise errors.usage(f"resume: a resumed run keeps its config.toml; only --max-steps and --epochs "
-                           f"may change (got {', '.join(given)})")
-
-
-def _check_resumable(run: workspace.RunFolder, info: dict[str, Any]) -> None:
-    status = info.get("status")
-    if status == workspace.FINISHED:
-        raise errors.usage(f"resume: run {run.id} already finished; use continue "
-                           f"(--continue-from {run.id}) to train its adapter further as a new run")
-    pid = info.get("pid")
-    if status == workspace.RUNNING and pid != os.getpid() and workspace.pid_alive(pid):
-        raise errors.usage(f"resume: run {run.id} is still running (process {pid})")
-    if not run.config_toml.is_file():
-        raise errors.not_found(f"resume: run {run.id} has no config.toml")
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
@@ -352,6 +279,7 @@ def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
 def attach_run(run: workspace.RunFolder, job: Any) -> None:
     """Appends this process's events and log to the run folder (a resumed run continues both)."""
     job.channel.record_to(run.events)
+    job.control.watch_cancel_file(run.path / "cancel.request")
     handler = logging.FileHandler(run.engine_log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
@@ -362,18 +290,19 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str
           resume_from: Path | None = None, init_adapter: Path | None = None) -> int:
     method = resolve_method(cfg.method, device_name)
     job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
-    data, version, system_prompt = load_training_data(cfg)
+    load_data, build = objective_functions(cfg.objective)
+    data, version, system_prompt = load_data(cfg)
     train_data, eval_data = split_validation(data, cfg.val_fraction, cfg.seed)
     job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
     model_dir = models.prepare(cfg.model)
-    run.update_info(method=method, device=device_name, model_dir=str(model_dir),
+    run.update_info(method=method, objective=cfg.objective, device=device_name, model_dir=str(model_dir),
                     dataset=version.ref, dataset_rows=len(data), system_prompt=system_prompt,
                     validation_rows=len(eval_data) if eval_data is not None else 0)
     workspace.atomic_write_text(run.config_toml, config.to_toml(
         dataclasses.replace(cfg, method=method, device=device_name, dataset=version.ref),
         "Resolved configuration of this run."))
-    trainer, callback = build_trainer(cfg, run, job, model_dir, method, device_name, train_data,
-                                      eval_data=eval_data, init_adapter=init_adapter)
+    trainer, callback = build(cfg, run, job, model_dir, method, device_name, train_data,
+                              eval_data=eval_data, init_adapter=init_adapter)
     if job.control.cancelled.is_set():
         return finish(run, job, trainer, callback, workspace.CANCELLED)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -386,11 +315,20 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str
     return finish(run, job, trainer, callback, status)
 
 
+def objective_functions(objective: str) -> tuple[Any, Any]:
+    """(load data, build trainer) for the objective: SFT here, DPO/ORPO in train_preference."""
+    if objective == "sft":
+        return load_training_data, build_trainer
+    from engine import train_preference
+
+    return train_preference.load_preference_data, train_preference.build_preference_trainer
+
+
 def _note_early_stop(cfg: TrainConfig, run: workspace.RunFolder, trainer: Any, status: str) -> None:
     state = trainer.state
     if cfg.early_stopping_patience and status == workspace.FINISHED and state.global_step < state.max_steps:
-        log.info("Early stop at step %d: validation loss did not improve for %d evaluations",
-                 state.global_step, cfg.early_stopping_patience)
+        log.info("Early stop at step %d: validation %s did not improve for %d evaluations",
+                 state.global_step, cfg.best_metric.replace("_", " "), cfg.early_stopping_patience)
         run.update_info(stopped_early=True)
 
 
@@ -405,9 +343,27 @@ def _silence_known_deprecations() -> None:
 def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
                   device_name: str, data: Any, eval_data: Any = None,
                   init_adapter: Path | None = None) -> tuple[Any, Any]:
-    from transformers import AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
+
+    tokenizer, model = load_for_training(cfg, model_dir, method, device_name, init_adapter)
+    callback = make_callback(job, run)
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
+                         eval_dataset=eval_data, processing_class=tokenizer,
+                         peft_config=None if init_adapter else peft_config_for(cfg, method),
+                         callbacks=run_callbacks(cfg, run, job, callback, data, eval_data))
+    if len(trainer.train_dataset) == 0:
+        raise errors.invalid_input(
+            f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
+            "learn from; raise max_length")
+    ready(trainer)
+    return trainer, callback
+
+
+def load_for_training(cfg: TrainConfig, model_dir: Path, method: str, device_name: str,
+                      init_adapter: Path | None) -> tuple[Any, Any]:
+    """(tokenizer, model): the base model for ``method``, with a previous run's adapter when
+    continuing one."""
+    from transformers import AutoTokenizer
 
     _silence_known_deprecations()
     log.info("Loading %s for %s on %s", model_dir.name, method, device_name)
@@ -417,21 +373,29 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
     model = load_base_model(model_dir, method, device_name, cfg)
     if init_adapter is not None:
         model = load_adapter_for_training(model, init_adapter)
-    callback = make_callback(job, run)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
-                         eval_dataset=eval_data, processing_class=tokenizer,
-                         peft_config=None if init_adapter else peft_config_for(cfg, method),
-                         callbacks=[callback, *early_stopping_callbacks(cfg)])
+    return tokenizer, model
+
+
+def ready(trainer: Any) -> None:
+    """Last touches on any built trainer: quiet its console printer, log what trains."""
+    from transformers.trainer_callback import PrinterCallback
+
     # With tqdm off, the Trainer prints every log dict to stdout (moved to stderr here); the
     # protocol already carries the same numbers, so that copy is only noise in the log pane.
     trainer.remove_callback(PrinterCallback)
-    if len(trainer.train_dataset) == 0:
-        raise errors.invalid_input(
-            f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
-            "learn from; raise max_length")
     trainable, total = _parameter_counts(trainer.model)
     log.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-    return trainer, callback
+
+
+def run_callbacks(cfg: TrainConfig, run: workspace.RunFolder, job: Any, callback: Any, data: Any,
+                  eval_data: Any) -> list[Any]:
+    """The protocol callback first (cancel, divergence), then early stopping, TensorBoard files
+    in runs/<id>/tensorboard and the sample generations."""
+    from engine import train_monitor, train_samples
+
+    prompts = train_samples.sample_conversations(cfg, data, eval_data)
+    return [callback, *early_stopping_callbacks(cfg), *train_monitor.tensorboard_callbacks(run.path / "tensorboard"),
+            *train_samples.make_samples_callback(cfg, run, job, prompts)]
 
 
 def early_stopping_callbacks(cfg: TrainConfig) -> list[Any]:
@@ -478,12 +442,14 @@ def finish(run: workspace.RunFolder, job: Any, trainer: Any, callback: Any, stat
 
 
 def best_checkpoint(trainer: Any) -> dict[str, Any]:
-    """With validation on, the Trainer has loaded the checkpoint of lowest validation loss
+    """With validation on, the Trainer has loaded the checkpoint of best validation metric
     before the final save, so the adapter saved is that one; run.json says which it was."""
     state = trainer.state
     if state.best_model_checkpoint is None or state.best_metric is None:
         return {}
-    return {"best_checkpoint": str(state.best_model_checkpoint), "best_eval_loss": float(state.best_metric)}
+    name = trainer.args.metric_for_best_model
+    key = "best_eval_loss" if name == "eval_loss" else "best_" + name.replace("/", "_")
+    return {"best_checkpoint": str(state.best_model_checkpoint), key: float(state.best_metric)}
 
 
 def _info_key(kind: str) -> str:
@@ -495,8 +461,10 @@ def save_atomically(trainer: Any, target: Path) -> None:
     """Writes the adapter or whole model (and the tokenizer, so its chat template travels with
     it) to a temp folder beside ``target`` and renames it into place: the folder is always
     complete."""
+    # DPO continuing an adapter keeps a frozen copy of it as "ref"; only the trained one is the result.
+    extra = {"selected_adapters": ["default"]} if "ref" in getattr(trainer.model, "peft_config", {}) else {}
     with workspace.atomic_folder(target, replace=True) as tmp:
-        trainer.model.save_pretrained(str(tmp))
+        trainer.model.save_pretrained(str(tmp), **extra)
         trainer.processing_class.save_pretrained(str(tmp))
 
 

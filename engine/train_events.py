@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from engine import protocol, workspace
+from engine.train_monitor import hardware_metrics
 
 log = logging.getLogger("engine.train")
 
@@ -45,7 +46,7 @@ def make_callback(job: Any, run: workspace.RunFolder) -> Any:
             if not logs or "loss" not in logs:
                 return  # the end-of-training summary has train_loss etc., not a step
             loss = float(logs["loss"])
-            values = self._values(logs)
+            values = self._values(logs, args.device.type == "cuda")
             self.final_loss = loss
             if self.first_loss is None and math.isfinite(loss):
                 self.first_loss = loss
@@ -57,24 +58,25 @@ def make_callback(job: Any, run: workspace.RunFolder) -> Any:
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
                         **kw: Any) -> None:
-            if metrics and "eval_loss" in metrics:
-                loss = float(metrics["eval_loss"])
-                if math.isfinite(loss):
-                    job.channel.send(protocol.metrics(state.global_step, {"eval_loss": loss},
-                                                      split="validation"))
+            # Validation loss, and for DPO/ORPO the preference rewards on held-out pairs.
+            values = {k: float(v) for k, v in (metrics or {}).items()
+                      if (k == "eval_loss" or k.startswith("eval_rewards/")) and isinstance(v, (int, float))
+                      and math.isfinite(v)}
+            if "eval_loss" in values:
+                job.channel.send(protocol.metrics(state.global_step, values, split="validation"))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             path = run.checkpoints / f"checkpoint-{state.global_step}"
             job.channel.send(protocol.artifact("checkpoint", str(path), step=state.global_step))
 
-        def _values(self, logs: dict) -> dict[str, float]:
+        def _values(self, logs: dict, on_cuda: bool) -> dict[str, float]:
             values = {k: float(v) for k, v in logs.items()
                       if isinstance(v, (int, float)) and k != "num_tokens"}
             now, tokens = time.monotonic(), float(logs.get("num_tokens", 0.0))
             if tokens and now > self.last_log[0]:
                 values["tokens_per_s"] = (tokens - self.last_log[1]) / (now - self.last_log[0])
             self.last_log = (now, tokens)
-            values["memory_gb"] = _memory_gb()
+            values.update(hardware_metrics(on_cuda))
             # JSON has no NaN/inf (the protocol refuses them); a missing value is the gap the
             # plot shows, and the divergence error says why.
             return {k: v for k, v in values.items() if math.isfinite(v)}
@@ -91,14 +93,3 @@ def is_divergent(loss: float, first_loss: float | None) -> bool:
     if not math.isfinite(loss):
         return True
     return first_loss is not None and first_loss > 0 and loss > DIVERGENCE_FACTOR * first_loss
-
-
-def _memory_gb() -> float:
-    """Peak GPU memory when on CUDA, else this process's resident memory."""
-    import torch
-
-    if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**30, 3)
-    import psutil
-
-    return round(psutil.Process().memory_info().rss / 2**30, 3)

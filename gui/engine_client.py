@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import os
 import shlex
 import subprocess
@@ -143,6 +144,14 @@ class EngineClient(QObject):
         self._send(protocol.make(protocol.CANCEL))
         self._set_state(ClientState.STOPPING)
         self._kill_timer.start(int(self._grace_s * 1000))
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Writes one request line to a running engine (a long-lived ``session``'s generate,
+        cancel with an id, unload). Not validated here: the engine answers a bad one with an
+        ``error`` message."""
+        if self.is_active():
+            line = json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n"
+            self._process.write(line.encode("utf-8"))
 
     def ping(self) -> None:
         if self.is_active():

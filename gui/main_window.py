@@ -16,12 +16,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import style
+from gui import notifications, style
 from gui.context import AppContext
 from gui.pages.datasets import DatasetsPage
 from gui.pages.evaluate import EvaluatePage
 from gui.pages.prompt import PromptPage
 from gui.pages.runs import RunsPage
+from gui.pages.setup import SetupPage
 from gui.pages.train import TrainPage
 
 DEFAULT_SIZE = QSize(1280, 800)
@@ -43,16 +44,20 @@ class MainWindow(QMainWindow):
         self.train_page = TrainPage(context)
         self.evaluate_page = EvaluatePage(context)
         self.runs_page = RunsPage(context)
+        self.setup_page = SetupPage(context)
         self.pages: dict[str, QWidget] = {
             "Datasets": self.datasets_page,
             "Prompt": self.prompt_page,
             "Train": self.train_page,
             "Evaluate": self.evaluate_page,
             "Runs": self.runs_page,
+            "Setup": self.setup_page,
         }
-        # The pages that run engine jobs, which must stop when the window closes.
-        self._job_pages: dict[str, DatasetsPage | PromptPage | TrainPage] = {
-            "Datasets": self.datasets_page, "Prompt": self.prompt_page, "Train": self.train_page}
+        # The pages that run engine jobs, which must stop when the window closes. Not Train:
+        # its runs belong to the queue worker and go on after the window closes.
+        self._job_pages: dict[str, DatasetsPage | PromptPage | EvaluatePage | SetupPage] = {
+            "Datasets": self.datasets_page, "Prompt": self.prompt_page,
+            "Evaluate": self.evaluate_page, "Setup": self.setup_page}
         self._build()
         self._connect_pages()
         self.show_page(START_PAGE)
@@ -69,6 +74,7 @@ class MainWindow(QMainWindow):
             "Train": QStyle.StandardPixmap.SP_MediaPlay,
             "Evaluate": QStyle.StandardPixmap.SP_DialogApplyButton,
             "Runs": QStyle.StandardPixmap.SP_FileDialogDetailedView,
+            "Setup": QStyle.StandardPixmap.SP_ComputerIcon,
         }
         for title, page in self.pages.items():
             QListWidgetItem(self.style().standardIcon(icons[title]), title, self.nav)
@@ -87,6 +93,9 @@ class MainWindow(QMainWindow):
         self.train_page.sig_run_finished.connect(self._on_train_run_finished)
         self.datasets_page.sig_datasets_changed.connect(self.train_page.refresh_datasets)
         self.runs_page.sig_resume_requested.connect(self._on_runs_resume_requested)
+        self.runs_page.sig_continue_requested.connect(self._on_runs_continue_requested)
+        # A deleted run's adapter must leave the playground's list too.
+        self.runs_page.sig_run_deleted.connect(lambda _run_id: self.prompt_page.refresh_adapters())
 
     def show_page(self, title: str) -> None:
         self.nav.setCurrentRow(list(self.pages).index(title))
@@ -97,6 +106,10 @@ class MainWindow(QMainWindow):
     def _on_runs_resume_requested(self, run_id: str) -> None:
         if self.train_page.resume(run_id):
             self.show_page("Train")
+
+    def _on_runs_continue_requested(self, run_id: str) -> None:
+        self.train_page.continue_training(run_id)
+        self.show_page("Train")
 
     def _on_train_run_finished(self, run_dir: str) -> None:
         self.runs_page.on_run_finished(run_dir)
@@ -110,11 +123,16 @@ class MainWindow(QMainWindow):
             return
         for page in self._job_pages.values():
             page.shutdown()
+        notices = len(self.train_page.notifier.sent)
+        self.train_page.shutdown()  # stops following; tells the user the run goes on
+        if len(self.train_page.notifier.sent) > notices and not self.train_page.notifier.uses_tray:
+            # No tray: the page's banner closes with the window, so the notice gets its own.
+            self.parting_notice = notifications.show_parting_notice(self.train_page.notifier.sent[-1])
         super().closeEvent(event)
 
     def _confirm_close(self, busy: list[str]) -> bool:
         answer = QMessageBox.question(
             self, "Stop running jobs?",
-            f"A job is still running ({', '.join(busy)}). Closing the window stops it; a training "
-            "run keeps the checkpoints saved so far.")
+            f"A job is still running ({', '.join(busy)}). Closing the window stops it (training "
+            "runs are not affected: they go on in the background).")
         return answer == QMessageBox.StandardButton.Yes

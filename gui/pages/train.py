@@ -1,15 +1,19 @@
-"""The Train page: a config form on the left, the live run on the right.
+"""The Train page: a config form and the queue on the left, the live run on the right.
 
-The page writes nothing itself: it validates the form with the engine's schema and starts
-``engine train --json`` with the flags that differ from the defaults; the engine makes the run
-folder and its event log.
+The page writes no run itself. Start adds a job to the workspace's queue (engine.job_queue) and
+makes sure a queue worker runs, started detached so that closing the window stops nothing. The
+page follows the live run by reading its folder (runs/<id>/events.ndjson, run.json) with a timer,
+so a window opened later re-attaches the same way: it replays the history into the plots and
+carries on live. Stop asks the engine to stop through a file in the run folder.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
@@ -20,23 +24,33 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from engine import config, protocol
+from engine import config, job_queue, protocol, workspace
 
 from gui.context import AppContext
-from gui.engine_client import EngineClient, format_command
+from gui.engine_client import format_command
+from gui.notifications import Notice, Notifier
 from gui.state import dataset_catalog, run_history
+from gui.state.run_follower import RunFollower, find_live_run
 from gui.widgets.config_form import ConfigForm
 from gui.widgets.log_view import LogView
-from gui.widgets.status_line import StatusLine
 from gui.widgets.metric_plot import MetricPlot
+from gui.widgets.status_line import StatusLine
+from gui.widgets.train_queue import QueuePanel
+from gui.widgets.train_samples import SamplesView
 
 DEFAULT_PRESET_TITLE = "CPU quick demo"
 MODEL_SUGGESTIONS = [("SmolLM2-135M-Instruct (bundled)", "default")]
 SAMPLE_DATASET = ("Product reviews (bundled sample)", "sample")
+POLL_MS = 200  # ~5 Hz: the run folder is read this often
+SLOW_EVERY = 5  # ticks between looks at the queue and for a live run to attach to
+DETACHED_HINT = "Training runs on when this window closes; reopen Tunebench to follow it."
+END_WORDS = {workspace.FINISHED: "finished", workspace.CANCELLED: "stopped", workspace.FAILED: "failed",
+             "interrupted": "was interrupted"}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -47,21 +61,30 @@ def format_eta(seconds: float | None) -> str:
 
 
 class TrainPage(QWidget):
-    """Edit a run configuration, start it, watch it, stop it."""
+    """Edit a run configuration, queue it, watch the live run, stop it."""
 
-    sig_run_finished = Signal(str)  # the run folder (empty when the engine never made one)
+    sig_run_finished = Signal(str)  # the run folder (empty when the job never made one)
 
-    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+    def __init__(self, context: AppContext, parent: QWidget | None = None,
+                 notifier: Notifier | None = None) -> None:
         super().__init__(parent)
         self._context = context
         self._presets = config.list_presets()
-        self._run_dir = ""
+        self._follower: RunFollower | None = None
+        self._job_id = ""  # the queue job this page waits for, before its run folder exists
+        self._stop_pending = False
         self._result: dict[str, Any] = {}
-        self.client = EngineClient(self)
+        self._error = ""
+        self._ticks = 0
+        self.notifier = notifier or Notifier(self)
+        self.notifier.sig_banner.connect(self._show_banner)
         self._build()
-        self._connect_client()
         self._select_default_preset()
         self._set_running(False)
+        self._poll_timer = QTimer(self, interval=POLL_MS)
+        self._poll_timer.timeout.connect(self._on_poll_timer_timeout)
+        self.attach_live_run()
+        self._poll_timer.start()
 
     # -- layout --------------------------------------------------------------------------
 
@@ -98,16 +121,22 @@ class TrainPage(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(column.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
 
+        self.queue_panel = QueuePanel(self._context.workspace_dir)
+        self.queue_panel.sig_error.connect(lambda text: self.status_label.show_message(text, error=True))
         panel = QWidget()
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll, 1)
         layout.addLayout(self._build_buttons())
+        layout.addWidget(self.queue_panel)
         return panel
 
     def _build_buttons(self) -> QHBoxLayout:
         self.start_button = QPushButton("Start", objectName="primary")
+        self.start_button.setToolTip("Add these settings to the queue; the queue trains one run at a time. "
+                                     + DETACHED_HINT)
         self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop the live run at its next step; it keeps a checkpoint to resume from")
         self.copy_button = QPushButton("Copy as command")
         self.copy_button.setToolTip("Copy the engine command for these settings; it runs the same job in a terminal")
         self.start_button.clicked.connect(self._on_start_clicked)
@@ -121,32 +150,30 @@ class TrainPage(QWidget):
         return row
 
     def _build_run_panel(self) -> QWidget:
+        self.banner = QLabel(wordWrap=True, objectName="banner")
+        self.banner.setVisible(False)
+        self.banner.mousePressEvent = lambda event: self.banner.setVisible(False)  # click to dismiss
         self.plot = MetricPlot()
         self.progress = QProgressBar(textVisible=True)
         self._reset_progress("no run yet")
         self.status_label = StatusLine("Ready.")
+        self.run_label = QLabel(DETACHED_HINT, objectName="hint")
+        self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.log_view = LogView()
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.plot)
-        splitter.addWidget(self.log_view)
-        splitter.setSizes([520, 200])
+        self.tabs = QTabWidget()
+        self.samples_view = SamplesView()
+        self.tabs.addTab(self.plot, "Curves")
+        self.tabs.addTab(self.samples_view, "Samples")
+        self.tabs.addTab(self.log_view, "Log")
         panel = QWidget()
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(6, 0, 0, 0)
+        layout.addWidget(self.banner)
         layout.addWidget(self.progress)
         layout.addWidget(self.status_label)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.run_label)
+        layout.addWidget(self.tabs, 1)
         return panel
-
-    def _connect_client(self) -> None:
-        self.client.sig_log.connect(self._on_client_log)
-        self.client.sig_stderr.connect(self.log_view.append_line)
-        self.client.sig_progress.connect(self._on_client_progress)
-        self.client.sig_metrics.connect(self._on_client_metrics)
-        self.client.sig_artifact.connect(self._on_client_artifact)
-        self.client.sig_result.connect(self._on_client_result)
-        self.client.sig_error.connect(self._on_client_error)
-        self.client.sig_finished.connect(self._on_client_finished)
 
     # -- presets and form ------------------------------------------------------------------
 
@@ -169,44 +196,83 @@ class TrainPage(QWidget):
         self.preset_description.setText(preset.description)
         self.form.set_values(preset.values)
 
+    def train_arguments(self) -> list[str]:
+        """The `train` flags for the form; raises config.ConfigError for a bad value."""
+        return config.to_arguments(config.from_mapping(self.form.values()))
+
     def build_command(self) -> list[str]:
         """The full engine argv for the form; raises config.ConfigError for a bad value."""
-        cfg = config.from_mapping(self.form.values())
-        return self._context.engine_command() + ["train", "--json"] + config.to_arguments(cfg)
+        return self._context.engine_command() + ["train", "--json"] + self.train_arguments()
+
+    def show_run_settings(self, run_path: Path) -> bool:
+        """Fills the form with a run's saved config.toml (what a resumed run trains with)."""
+        try:
+            cfg = config.load_toml(run_path / workspace.CONFIG_TOML)
+        except (OSError, config.ConfigError):
+            return False
+        self.form.set_values({f.name: getattr(cfg, f.name) for f in config.fields_of()})
+        self.preset_description.setText(f"Settings of run {run_path.name} (from its config.toml).")
+        return True
 
     # -- buttons ---------------------------------------------------------------------------
 
     def _on_start_clicked(self) -> None:
         try:
-            argv = self.build_command()
+            args = self.train_arguments()
         except config.ConfigError as exc:
             self._show_config_error(exc)
             return
-        self._reset_run_view()
-        self.log_view.append_line("$ " + format_command(argv))
-        self.client.start(argv, self._context.engine_env())
-        self._set_running(True)
-        self.status_label.show_message("Starting the engine…")
+        self.enqueue(args)
+
+    def enqueue(self, args: list[str], name: str = "") -> dict:
+        """Adds a `train` job to the queue, starts a worker if none runs, and (when no run is on
+        screen) waits for this job to start so its run shows here."""
+        entry = job_queue.add(args, name, root=self._context.workspace_dir)
+        self.queue_panel.refresh()
+        self._ensure_worker()
+        if self.is_busy():
+            ahead = sum(job["status"] in (job_queue.QUEUED, job_queue.RUNNING) and job["id"] != entry["id"]
+                        for job in self.queue_panel.jobs())
+            self.status_label.show_message(f"Added to the queue ({ahead} ahead of it); it starts when "
+                                           "the jobs before it end.")
+        else:
+            self._reset_run_view()
+            self._job_id = entry["id"]
+            self.log_view.append_line("$ " + format_command(["tunebench-engine", "train", *args]))
+            self._set_running(True)
+            self.status_label.show_message("Queued; starting the engine…")
+        return entry
 
     def resume(self, run_id: str) -> bool:
-        """Continues a stopped run (`train --resume`): the plot starts from the run's recorded
-        curves so the new points carry on from them. False if a job is already running."""
-        if self.is_busy():
-            self.status_label.show_message("A run is already in progress; stop it first.", error=True)
-            return False
-        argv = self._context.engine_command() + ["train", "--json", "--resume", run_id]
-        self._reset_run_view()
-        self.plot.set_buffer(run_history.curves_before_resume(self._context.runs_dir / run_id))
-        self.log_view.append_line("$ " + format_command(argv))
-        self.client.start(argv, self._context.engine_env())
-        self._set_running(True)
-        self.status_label.show_message(f"Resuming {run_id}…")
+        """Continues a stopped run (`train --resume`) through the queue; the form shows the
+        run's settings and, unless another run is on screen, the plot starts from its recorded
+        curves (the live replay then carries them on)."""
+        self.show_run_settings(self._context.runs_dir / run_id)
+        entry = self.enqueue(["--resume", run_id])
+        if self._job_id == entry["id"]:
+            self.plot.set_buffer(run_history.curves_before_resume(self._context.runs_dir / run_id))
+            self.status_label.show_message(f"Resuming {run_id}…")
         return True
 
+    def continue_training(self, run_id: str) -> None:
+        """Trains a finished run's adapter further as a new run (`train --continue-from`)."""
+        self.show_run_settings(self._context.runs_dir / run_id)
+        self.enqueue(["--continue-from", run_id])
+
     def _on_stop_clicked(self) -> None:
-        self.status_label.show_message("Stopping: the engine saves a checkpoint at the next step…")
         self.stop_button.setEnabled(False)
-        self.client.cancel()
+        if self._follower is not None:
+            job_queue.request_cancel(self._follower.run.path)
+            self.status_label.show_message("Stopping: the engine saves a checkpoint at the next step…")
+            return
+        entry = self._job_entry()
+        if entry is not None and entry["status"] == job_queue.QUEUED:
+            job_queue.remove(entry["id"], self._context.workspace_dir)
+            self.queue_panel.refresh()
+            self._end_waiting("Removed from the queue before it started.")
+            return
+        self._stop_pending = True  # starting: cancel as soon as its run folder exists
+        self.status_label.show_message("Stopping as soon as the run has started…")
 
     def _on_copy_clicked(self) -> None:
         try:
@@ -225,12 +291,115 @@ class TrainPage(QWidget):
         if known:
             self.form.widget(exc.field).setFocus()
 
-    # -- engine events -----------------------------------------------------------------------
+    # -- the worker and the queue -----------------------------------------------------------
 
-    def _on_client_log(self, level: str, message: str) -> None:
-        self.log_view.append_line(f"[{level}] {message}")
+    def _ensure_worker(self) -> None:
+        env = {**os.environ, **self._context.engine_env(), "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+        try:
+            job_queue.launch_worker(self._context.engine_command(), env=env, root=self._context.workspace_dir)
+        except OSError as exc:
+            self.status_label.show_message(f"Could not start the queue worker: {exc}", error=True)
 
-    def _on_client_progress(self, message: dict) -> None:
+    def _job_entry(self) -> dict | None:
+        return next((job for job in job_queue.load(self._context.workspace_dir) if job["id"] == self._job_id), None)
+
+    def _on_poll_timer_timeout(self) -> None:
+        self._ticks += 1
+        slow = self._ticks % SLOW_EVERY == 0
+        if self._follower is not None:
+            self._follow_tick()
+        elif self._job_id:
+            self._wait_tick(slow)
+        elif slow:
+            self.attach_live_run()
+        if slow:
+            self.queue_panel.refresh()
+
+    def _wait_tick(self, slow: bool) -> None:
+        entry = self._job_entry()
+        if entry is None:
+            self._end_waiting("The job was removed from the queue.")
+        elif entry.get("run_dir"):
+            self._job_id = ""
+            self.follow(Path(entry["run_dir"]))
+            if self._stop_pending:
+                self._on_stop_clicked()
+        elif entry["status"] not in (job_queue.QUEUED, job_queue.RUNNING):
+            reason = entry.get("error") or f"exit code {entry.get('exit_code')}; see {job_queue.WORKER_LOG}"
+            self._end_waiting(f"The job ended before its run started: {reason}", error=True)
+        elif entry["status"] == job_queue.QUEUED and slow:
+            ahead = [job for job in self.queue_panel.jobs() if job["status"] in (job_queue.QUEUED, job_queue.RUNNING)]
+            position = next((i for i, job in enumerate(ahead) if job["id"] == self._job_id), 0)
+            self.status_label.show_message(f"Waiting in the queue ({position} ahead)…" if position
+                                           else "Queued; starting the engine…")
+            if job_queue.worker_pid(self._context.workspace_dir) is None:
+                self._ensure_worker()  # the worker died (or was never able to start): try again
+
+    def _end_waiting(self, text: str, error: bool = False) -> None:
+        self._job_id = ""
+        self._stop_pending = False
+        self._set_running(False)
+        self._reset_progress("no run")
+        self.status_label.show_message(text, error=error)
+        if error:
+            self.notifier.notify("Training failed to start", text, error=True)
+
+    # -- following a run ---------------------------------------------------------------------
+
+    def attach_live_run(self) -> bool:
+        """Shows the run the queue worker is training now, if any (e.g. after a restart): its
+        history is replayed into the plots, then it continues live."""
+        if self.is_busy():
+            return False
+        run = find_live_run(self._context.runs_dir)
+        if run is None:
+            return False
+        self._reset_run_view()
+        self.follow(run.path)
+        self.status_label.show_message(f"Re-attached to the live run {run.id}.")
+        return True
+
+    def follow(self, run_path: Path) -> None:
+        """Reads the run's whole event log from the start (a resumed run's too: its resume
+        message cuts the curves back to the checkpoint), then what is appended."""
+        self.plot.clear()
+        self._clear_samples()
+        self._follower = RunFollower.of(run_path)
+        self.run_label.setText(f"Run folder: {run_path} (it keeps training if this window closes)")
+        self._set_running(True)
+        self._follow_tick()
+
+    def is_following(self) -> bool:
+        return self._follower is not None
+
+    def _follow_tick(self) -> None:
+        follower = self._follower
+        assert follower is not None
+        for message in follower.poll():
+            self._dispatch(message)
+        if follower.ended:
+            self._on_run_ended(follower)
+
+    def _dispatch(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == protocol.LOG:
+            self.log_view.append_line(f"[{message.get('level')}] {message.get('message')}")
+        elif kind == protocol.PROGRESS:
+            self._on_progress(message)
+        elif kind == protocol.METRICS and isinstance(message.get("values"), dict):
+            self.plot.add_metrics(message["step"], message["values"])
+        elif kind == protocol.ARTIFACT:
+            self._on_artifact(message)
+        elif kind == protocol.RESULT:
+            self._result = message["data"] if isinstance(message.get("data"), dict) else {}
+        elif kind == protocol.ERROR:
+            self._error = str(message.get("message") or "")
+            self.log_view.append_line(f"[error] {self._error}")
+        elif kind == protocol.HELLO:
+            self._result, self._error = {}, ""  # a resumed run's log holds the earlier attempt's
+            self.log_view.append_line(f"[engine] {message.get('command')} started (engine {message.get('engine_version')})")
+
+    def _on_progress(self, message: dict) -> None:
         current, total = int(message.get("current") or 0), int(message.get("total") or 0)
         if total <= 0:
             # Loading phases have no step count: a busy bar and the phase's own words.
@@ -241,55 +410,78 @@ class TrainPage(QWidget):
         self.progress.setRange(0, total)
         self.progress.setValue(min(current, total))
         self.progress.setFormat(f"step {current} / {total} — ETA {format_eta(message.get('eta_s'))}")
-        if message.get("stage") == "train":
+        if message.get("stage") == "train" and self.stop_button.isEnabled():
             self.status_label.show_message("Training…")
 
-    def _on_client_metrics(self, message: dict) -> None:
-        if isinstance(message.get("values"), dict):
-            self.plot.add_metrics(message["step"], message["values"])
-
-    def _on_client_artifact(self, message: dict) -> None:
-        if message.get("kind") == "run_dir":
-            self._run_dir = str(message["path"])
+    def _on_artifact(self, message: dict) -> None:
+        if message.get("kind") == "samples" and isinstance(message.get("samples"), list):
+            self.samples_view.add_samples(int(message.get("step") or 0), message["samples"])
+            self.tabs.setTabText(self.tabs.indexOf(self.samples_view), f"Samples ({len(self.samples_view.steps())})")
+            return
+        if message.get("kind") == "run_dir" and isinstance(message.get("resumed_from"), (int, float)):
+            # The crashed attempt may have logged steps past its checkpoint; those are redone.
+            self.plot.buffer.truncate_after(message["resumed_from"])
+            self.plot.redraw()
         self.log_view.append_line(f"[artifact] {message.get('kind')}: {message.get('path')}")
 
-    def _on_client_result(self, message: dict) -> None:
-        self._result = message["data"] if isinstance(message.get("data"), dict) else {}
-        self._run_dir = str(self._result.get("run_dir") or self._run_dir)
-
-    def _on_client_error(self, message: dict) -> None:
-        self.log_view.append_line(f"[error] {message.get('message')}")
-
-    def _on_client_finished(self, exit_code: int, summary: str) -> None:
+    def _on_run_ended(self, follower: RunFollower) -> None:
+        self._follower = None
+        self._stop_pending = False
         self._set_running(False)
         self.plot.redraw()  # the last points may still be waiting for the redraw timer
-        if exit_code == 0:
-            self.status_label.show_message(self._finished_text())
-        else:
-            # Cancelling is what the user asked for: say so plainly, not as an error.
-            self.status_label.show_message(summary, error=exit_code != protocol.ExitCode.CANCELLED)
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
-        self.sig_run_finished.emit(self._run_dir)
+        status = follower.status()
+        text = self._end_text(status, follower.run)
+        failed = status not in (workspace.FINISHED, workspace.CANCELLED)
+        self.status_label.show_message(text, error=failed)
+        title = follower.run.info().get("name") or follower.run.id
+        self.notifier.notify(f"Run {title} {END_WORDS.get(status, status)}", f"{text} Run folder: "
+                             f"{follower.run.path}", error=failed)
+        self.sig_run_finished.emit(str(follower.run.path))
 
-    def _finished_text(self) -> str:
-        steps, loss = self._result.get("steps"), self._result.get("final_loss")
-        parts = ["Finished"]
+    def _end_text(self, status: str, run: workspace.RunFolder) -> str:
+        info = run.info()
+        steps = self._result.get("steps", info.get("steps"))
+        loss = self._result.get("final_loss", info.get("final_loss"))
+        if status == workspace.FINISHED:
+            parts = ["Finished"]
+        elif status == workspace.CANCELLED:
+            parts = ["Stopped; the checkpoint saved so far can be resumed from the Runs page"]
+        else:
+            reason = self._error or info.get("error") or "the engine process ended unexpectedly"
+            parts = [f"The run {END_WORDS.get(status, status)}: {reason}"]
         if steps is not None:
             parts.append(f"{steps} steps")
         if isinstance(loss, (int, float)):
             parts.append(f"final loss {loss:.4f}")
-        where = f" Run folder: {self._run_dir}" if self._run_dir else ""
-        return ", ".join(parts) + "." + where
+        return ", ".join(parts) + "."  # the run folder is on the line below
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _show_banner(self, notice: Notice) -> None:
+        self.banner.setText(f"<b>{notice.title}</b><br>{notice.text}")
+        self.banner.setProperty("error", notice.error)
+        self.banner.setStyleSheet(
+            "QLabel#banner { padding: 8px 10px; border-radius: 4px; "
+            + ("background: #fde8e8; color: #7f1d1d; border: 1px solid #f5b5b5; }" if notice.error
+               else "background: #e6f4ea; color: #14532d; border: 1px solid #a7d7b4; }"))
+        self.banner.setToolTip("Click to dismiss")
+        self.banner.setVisible(True)
+
     def _reset_run_view(self) -> None:
-        self._run_dir = ""
         self._result = {}
+        self._error = ""
+        self.banner.setVisible(False)
         self.plot.clear()
+        self._clear_samples()
         self.log_view.clear()
+        self.run_label.setText(DETACHED_HINT)
         self._reset_progress("waiting for the engine")
+
+    def _clear_samples(self) -> None:
+        self.samples_view.clear()
+        self.tabs.setTabText(self.tabs.indexOf(self.samples_view), "Samples")
 
     def _reset_progress(self, text: str) -> None:
         self.progress.setRange(0, 1)
@@ -297,13 +489,17 @@ class TrainPage(QWidget):
         self.progress.setFormat(text)
 
     def _set_running(self, running: bool) -> None:
-        self.form.setEnabled(not running)
-        self.preset_combo.setEnabled(not running)
-        self.start_button.setEnabled(not running)
+        # The form stays editable while a run trains: Start then queues the next run.
+        self.start_button.setText("Add to queue" if running else "Start")
         self.stop_button.setEnabled(running)
 
     def is_busy(self) -> bool:
-        return self.client.is_active()
+        """A run is on screen (live) or this page's job is waiting to start."""
+        return self._follower is not None or bool(self._job_id)
 
     def shutdown(self) -> None:
-        self.client.kill()
+        """The window closes: stop reading; the run itself goes on (the worker owns it)."""
+        self._poll_timer.stop()
+        if self._follower is not None:
+            self.notifier.notify("Training continues", f"The run in {self._follower.run.path} keeps "
+                                 "training in the background. Reopen Tunebench to follow it.")

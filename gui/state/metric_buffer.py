@@ -65,6 +65,13 @@ class MetricBuffer:
         series = self._series.get(name)
         return float(series.y[series.size - 1]) if series and series.size else None
 
+    def truncate_after(self, x: float) -> None:
+        """Drops points past ``x`` in every series: a resumed run repeats the steps its crashed
+        attempt logged after the checkpoint it resumes from."""
+        for series in self._series.values():
+            series.size = int(np.searchsorted(series.x[: series.size], x, side="right"))
+        self.version += 1
+
     def clear(self) -> None:
         self._series.clear()
         self.version += 1
@@ -76,3 +83,20 @@ class MetricBuffer:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def smooth_ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average with weight ``weight`` (0 = raw,
+    0.99 = very smooth), debiased so the first points are not pulled towards zero. Non-finite
+    points stay as they are and do not enter the average."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    if weight <= 0 or out.size == 0:
+        return out
+    last, count = 0.0, 0
+    for i, value in enumerate(out):
+        if not np.isfinite(value):
+            continue
+        last = last * weight + (1.0 - weight) * value
+        count += 1
+        out[i] = last / (1.0 - weight ** count)
+    return out

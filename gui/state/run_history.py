@@ -6,17 +6,23 @@ the same after the window restarts as while it was live.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import protocol, workspace
+from engine import job_queue, protocol, workspace
 
 from gui.state.metric_buffer import MetricBuffer
 from gui.state.timefmt import format_time
 
 INTERRUPTED = "interrupted"
-CURVE_NAMES = ("loss", "eval_loss", "learning_rate", "tokens_per_s")
+SAMPLES_FILE = "samples.jsonl"  # engine.train_samples.SAMPLES_FILE (that module imports torch-side code)
+# Every metric the plots draw (gui.widgets.metric_plot.SERIES_KEYS; this module stays Qt-free).
+CURVE_NAMES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_s", "memory_gb", "gpu_util",
+               "gpu_temp_c")
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,10 @@ class RunRow:
         """A run that stopped before its end and left a complete checkpoint."""
         resumable = (workspace.CANCELLED, workspace.FAILED, INTERRUPTED)
         return self.status in resumable and workspace.RunFolder(self.path).last_checkpoint() is not None
+
+    def can_continue(self) -> bool:
+        """A finished run with a saved adapter can be trained further as a new run."""
+        return self.status == workspace.FINISHED and (self.adapter_dir / "adapter_config.json").is_file()
 
     @property
     def title(self) -> str:
@@ -93,7 +103,84 @@ def load_curves(run_path: Path, up_to_step: float | None = None) -> MetricBuffer
             continue
         if message["type"] == protocol.METRICS and isinstance(message["values"], dict):
             buffer.append_values(message["step"], message["values"], CURVE_NAMES)
+        elif resumed_from(message) is not None:
+            # A resumed attempt redoes the steps its crashed predecessor logged after the checkpoint.
+            buffer.truncate_after(resumed_from(message))
     return buffer
+
+
+def resumed_from(message: dict[str, Any]) -> float | None:
+    """The checkpoint step a resumed attempt starts from (its run_dir artifact says so)."""
+    value = message.get("resumed_from")
+    if message["type"] != protocol.ARTIFACT or message.get("kind") != "run_dir":
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+Samples = list[tuple[int, list[dict[str, str]]]]
+
+
+def load_samples(run_path: Path) -> Samples:
+    """The run's sample generations as (step, [{"prompt", "output"}]) oldest first, from
+    samples.jsonl, else from the event log's samples artifacts (runs whose file was removed).
+    A step sampled twice (a resumed run redoing it) shows its latest answers."""
+    records = _samples_file_records(run_path / SAMPLES_FILE)
+    if not records:
+        records = [message for message in workspace.RunFolder(run_path).read_events()
+                   if message["type"] == protocol.ARTIFACT and message.get("kind") == "samples"]
+    by_step: dict[int, list[dict[str, str]]] = {}
+    for record in records:
+        step, samples = record.get("step"), record.get("samples")
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and isinstance(samples, list):
+            rows = [{"prompt": str(s.get("prompt", "")), "output": str(s.get("output", ""))}
+                    for s in samples if isinstance(s, dict)]
+            if rows:
+                by_step[int(step)] = rows
+    return sorted(by_step.items())
+
+
+def _samples_file_records(path: Path) -> list[dict[str, Any]]:
+    """samples.jsonl's whole lines; a torn or foreign line is skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+class RunDeleteError(Exception):
+    """A run that must not be deleted (still training) or could not be; one line for the user."""
+
+
+def delete_run(run_path: Path, queue_root: Path | None = None) -> None:
+    """Removes a run folder that is not training and that no queued job (of the workspace at
+    ``queue_root``) resumes or continues from. The folder is first renamed to a hidden name
+    beside it, so the run vanishes from the listing at once even if removing its files is slow
+    or fails half-way (a file held open on Windows)."""
+    row = row_of(workspace.RunFolder(run_path))
+    if row.status == workspace.RUNNING:
+        raise RunDeleteError(f"{row.title} is still training; stop it before deleting it.")
+    waiting = [job for job in job_queue.load(queue_root) if job.get("status") in (job_queue.QUEUED, job_queue.RUNNING)
+               and row.id in job.get("args", [])]
+    if waiting:  # a queued Resume or Continue training of this run would fail without its folder
+        raise RunDeleteError(f"{row.title} is waiting in the queue to be resumed or continued; remove that "
+                             "job on the Train page first.")
+    trash = run_path.with_name(f".deleting-{run_path.name}")
+    try:
+        os.replace(run_path, trash)
+    except OSError as exc:
+        raise RunDeleteError(f"Could not delete {run_path}: {exc.strerror or exc}") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    if trash.exists():  # something was held open: at least never list the remains as a run
+        (trash / workspace.RUN_JSON).unlink(missing_ok=True)
 
 
 def _status(info: dict[str, Any]) -> str:

@@ -131,3 +131,25 @@ def test_help_renders_every_field_with_literal_percent_signs() -> None:
     text = " ".join(parser.format_help().split())  # undo argparse's line wrapping
     assert "about 30% slower" in text and "75% of optimiser memory" in text
     assert "--quant-type" in text and "--no-double-quant" in text
+
+
+def test_preference_prompt_learning_and_sample_knobs_round_trip(tmp_path: Path) -> None:
+    wanted = TrainConfig(objective="dpo", beta=0.25, sample_prompts="First prompt?\nSecond: \"quoted\"",
+                         sample_count=2, sample_max_tokens=32)
+    file = tmp_path / "run.toml"
+    file.write_text(config.to_toml(wanted), encoding="utf-8")
+    assert config.load_toml(file) == wanted
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    assert config.from_arguments(parser.parse_args(config.to_arguments(wanted)), TrainConfig()) == wanted
+    assert config.sample_prompt_list(wanted.sample_prompts) == ["First prompt?", 'Second: "quoted"']
+    prompt = TrainConfig(method="prefix_tuning", num_virtual_tokens=12)
+    assert config.from_mapping(dataclasses.asdict(prompt)) == prompt
+
+
+def test_help_lists_the_new_methods_and_objectives() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "prompt_tuning" in text and "prefix_tuning" in text and "--num-virtual-tokens" in text
+    assert "--objective {sft,dpo,orpo}" in text and "--beta" in text and "--sample-prompts" in text

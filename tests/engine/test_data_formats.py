@@ -52,6 +52,16 @@ def test_utf16_problems_keep_their_line_numbers(workspace_home: Path, tmp_path: 
 
 # -- JSON ----------------------------------------------------------------------------------------
 
+def test_a_row_problem_report_carries_the_record(workspace_home: Path, tmp_path: Path) -> None:
+    file = tmp_path / "rows.json"
+    file.write_text(json.dumps(ALPACA + [{"instruction": "q", "output": 3}]), encoding="utf-8")
+    report_file = tmp_path / "report.jsonl"
+    data_import.import_file(file, skip_invalid=True, report_file=report_file)
+    problem = json.loads(report_file.read_text(encoding="utf-8"))
+    assert problem == {"file": "rows.json", "line": 3, "unit": "row", "field": "output",
+                       "problem": "must be text, not int", "text": '{"instruction": "q", "output": 3}'}
+
+
 def test_json_array_of_records_reports_rows(workspace_home: Path, tmp_path: Path) -> None:
     file = tmp_path / "records.json"
     file.write_text(json.dumps(ALPACA + [{"instruction": "x", "output": 3}], indent=2), encoding="utf-8")
@@ -186,3 +196,35 @@ def test_a_fake_parquet_file_is_refused(workspace_home: Path, tmp_path: Path) ->
     file = tmp_path / "fake.parquet"
     file.write_text("not parquet", encoding="utf-8")
     assert refused(file).message.startswith("fake.parquet: not a Parquet file")
+
+
+def test_a_dataset_dict_folder_keeps_its_splits(workspace_home: Path, tmp_path: Path) -> None:
+    import datasets
+
+    from engine import data_split
+
+    folder = tmp_path / "dict"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ALPACA * 3),
+                          "test": datasets.Dataset.from_list(ALPACA[:1])}).save_to_disk(str(folder))
+    version, report = data_import.import_file(folder)
+    assert (report.shape, report.rows, version.manifest["splits"]) == ("alpaca", 7, {"train": 6, "test": 1})
+    assert len(data_split.load_split(version, "test")) == 1
+    assert len(data_split.load_rows(version)) == 7
+    # One split only: a different import of the same folder, so a new, unsplit version.
+    one, report = data_import.import_file(folder, options=data_import.ImportOptions(split="test"))
+    assert (one.version, report.rows, "splits" in one.manifest) == (2, 1, False)
+    # A version that brought its own splits can be re-split as a whole.
+    assert data_split.split_dataset("dict@v1", val=0.5, seed=1).manifest["splits"] == {"train": 3, "validation": 4}
+
+
+def test_a_dataset_dict_split_with_bad_rows_names_the_split(workspace_home: Path, tmp_path: Path) -> None:
+    import datasets
+
+    folder = tmp_path / "dict"
+    bad = [{"instruction": "q", "output": ""}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ALPACA),
+                          "dev": datasets.Dataset.from_list(ALPACA + bad)}).save_to_disk(str(folder))
+    assert refused(folder).message.startswith("dict/dev:row 3: output: is empty")
+    with pytest.raises(EngineError) as caught:
+        data_import.import_file(folder, options=data_import.ImportOptions(split="nope"))
+    assert caught.value.code == protocol.ExitCode.USAGE and "no such split" in caught.value.message

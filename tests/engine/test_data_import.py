@@ -51,7 +51,8 @@ def test_alpaca_rows_become_conversations(workspace_home: Path, tmp_path: Path) 
 @pytest.mark.parametrize("bad_row, field, words", [
     ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no final assistant turn"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "unknown role 'robot'"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]}, "content", "must be text"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]},
+     "messages[1].content", "must be text"),
     ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "messages[1].role", "alternate"),
     ({"messages": []}, "messages", "non-empty list"),
     ('{"messages": [', "(line)", "not valid JSON"),
@@ -89,7 +90,7 @@ def test_cli_refuses_bad_file_with_one_line_and_exit_code(engine_env, engine_arg
     done = subprocess.run(engine_argv("data", "import", str(file)), env=engine_env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == protocol.ExitCode.INVALID_INPUT
-    assert "error: bad.jsonl:2: content: missing" in done.stderr
+    assert "error: bad.jsonl:2: messages[0].content: missing" in done.stderr
     assert "Traceback" not in done.stderr
 
 

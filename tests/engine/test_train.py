@@ -182,3 +182,6 @@ def test_a_split_dataset_trains_on_its_train_split(tiny_model_dir, engine_argv, 
     run_dir = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "result")["data"]["run_dir"]
     info = workspace.RunFolder(Path(run_dir)).info()
     assert info["dataset"] == "sample-product-reviews@v2" and info["dataset_rows"] == 180
+    # Training maps the rows (ours and TRL's); none of it may land in the stored version.
+    version_files = [p.name for p in (workspace_home / "datasets").rglob("*")]
+    assert not [name for name in version_files if name.startswith("cache-")], version_files

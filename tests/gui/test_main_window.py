@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
 from gui.main_window import MainWindow
-from gui.pages.evaluate import EvaluatePage
 
 
-def test_five_pages_in_order_and_navigation_switches_them(qtbot, make_context):
+def test_six_pages_in_order_and_navigation_switches_them(qtbot, make_context):
     window = MainWindow(make_context())
     qtbot.addWidget(window)
     titles = [window.nav.item(i).text() for i in range(window.nav.count())]
-    assert titles == ["Datasets", "Prompt", "Train", "Evaluate", "Runs"]
+    assert titles == ["Datasets", "Prompt", "Train", "Evaluate", "Runs", "Setup"]
     assert window.windowTitle() == "Tunebench"
     assert window.current_page_title() == "Train"
     assert window.width() >= 1200 and window.height() >= 760
@@ -23,26 +23,22 @@ def test_five_pages_in_order_and_navigation_switches_them(qtbot, make_context):
     assert window.stack.currentWidget() is window.runs_page
 
 
-def test_evaluate_page_has_no_dead_controls(qtbot, make_context):
-    page = EvaluatePage(make_context())
-    qtbot.addWidget(page)
-    from PySide6.QtWidgets import QAbstractButton, QLineEdit
+def test_closing_during_a_training_run_asks_nothing_and_the_run_goes_on(qtbot, tunebench_home, monkeypatch):
+    from engine import workspace
+    from queue_helpers import queue_context, stop_engines
 
-    assert page.findChildren(QAbstractButton) == [] and page.findChildren(QLineEdit) == []
-    text = page.explanation.text()
-    assert "later version" in text and "tunebench-engine" in text
-
-
-def test_closing_with_a_job_running_asks_first(qtbot, make_context, monkeypatch):
-    window = MainWindow(make_context("train_tiny.ndjson", "--delay", "0.2"))
+    window = MainWindow(queue_context("train_tiny.ndjson", "--delay", "0.1"))
     qtbot.addWidget(window)
     window.show()
-    asked = []
-    monkeypatch.setattr(window, "_confirm_close", lambda busy: asked.append(busy) or False)
-    qtbot.mouseClick(window.train_page.start_button, Qt.MouseButton.LeftButton)
-    assert not window.close()  # the user said no: the window and the run stay
-    assert asked == [["Train"]] and window.train_page.is_busy()
-
-    monkeypatch.setattr(window, "_confirm_close", lambda busy: True)
-    assert window.close()
-    assert not window.train_page.is_busy()
+    monkeypatch.setattr(window, "_confirm_close", lambda busy: pytest.fail("asked to confirm"))
+    train = window.train_page
+    qtbot.mouseClick(train.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(train.is_following, timeout=15_000)
+    run = train._follower.run
+    try:
+        assert window.close()
+        assert train.notifier.sent[-1].title == "Training continues"  # the user is told
+        assert run.info()["status"] == "running" and workspace.pid_alive(run.info()["pid"])
+        qtbot.waitUntil(lambda: run.info()["status"] == "finished", timeout=15_000)  # no window needed
+    finally:
+        stop_engines(tunebench_home)

@@ -5,6 +5,7 @@ Skipped where the engine's packages are not installed (a GUI-only environment)."
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -12,6 +13,7 @@ from PySide6.QtCore import Qt
 from engine import workspace
 from gui.context import AppContext
 from gui.main_window import MainWindow
+from gui.state.prompt_params import Params
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("torch", "transformers", "peft", "trl")),
@@ -26,27 +28,33 @@ def test_train_then_prompt_with_the_new_adapter(qtbot, tiny_model_dir):
     train = window.train_page
     train.form.set_values({"model": str(tiny_model_dir), "max_steps": 3, "max_length": 256,
                            "save_steps": 2, "batch_size": 2, "device": "cpu", "method": "lora"})
-    with qtbot.waitSignal(train.client.sig_finished, timeout=ENGINE_TIMEOUT_MS) as done:
+    # Start queues the job; a detached queue worker trains it; the page follows its run folder.
+    with qtbot.waitSignal(train.sig_run_finished, timeout=ENGINE_TIMEOUT_MS) as done:
         qtbot.mouseClick(train.start_button, Qt.MouseButton.LeftButton)
 
-    assert done.args[0] == 0, train.status_label.text() + "\n" + "\n".join(train.log_view.lines()[-20:])
+    run = workspace.RunFolder(Path(done.args[0]))
+    assert run.info()["status"] == workspace.FINISHED, train.status_label.text() + "\n" + "\n".join(
+        train.log_view.lines()[-20:])
     assert train.plot.buffer.length("loss") >= 1
     assert train.progress.text().startswith("step 3 / 3")
     assert not [line for line in train.log_view.lines() if "non-protocol" in line]
     runs = window.runs_page
     assert runs.model.rowCount() == 1 and runs.model.row_at(0).status == workspace.FINISHED
 
+    # The Prompt page lists the new run's adapter and answers with it through the session.
     prompt = window.prompt_page
-    assert prompt.adapter_combo.count() == 2
-    prompt.adapter_combo.setCurrentIndex(1)
-    prompt.model_combo.set_value(str(tiny_model_dir))
-    prompt.max_tokens_spin.setValue(5)
-    tokens, results = [], []
-    prompt.client.sig_token.connect(tokens.append)
-    prompt.client.sig_result.connect(results.append)
-    with qtbot.waitSignal(prompt.client.sig_finished, timeout=ENGINE_TIMEOUT_MS) as done:
-        qtbot.mouseClick(prompt.generate_button, Qt.MouseButton.LeftButton)
-
-    assert done.args[0] == 0, prompt.stats_label.text()
-    assert tokens and prompt.output_view.toPlainText() == "".join(t["text"] for t in tokens)
-    assert prompt.stats_label.text().startswith(f"{results[0]['data']['tokens']} tokens, ")
+    column = prompt.columns[0]
+    assert column.adapter_combo.count() == 2
+    column.adapter_combo.setCurrentIndex(1)
+    column.model_combo.setEditText(str(tiny_model_dir))
+    column.set_params(Params(greedy=True, max_new_tokens=5))
+    prompt.prompt_edit.setPlainText("Hello")
+    try:
+        qtbot.mouseClick(prompt.send_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not prompt.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+        answer = column.conversation.last_answer()
+        assert not answer.error, answer.error
+        assert answer.tokens and answer.text == "".join(t.text for t in answer.tokens)
+        assert answer.tokens_per_s is not None
+    finally:
+        prompt.shutdown()

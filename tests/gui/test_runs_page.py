@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
+from engine import config, job_queue, workspace
 from gui.main_window import MainWindow
 from gui.pages.runs import RunsPage
 
 from gui_helpers import dead_pid, make_run
+from queue_helpers import queue_context, stop_engines
 
 
 def cell(page: RunsPage, row: int, title: str) -> str:
@@ -17,16 +19,17 @@ def cell(page: RunsPage, row: int, title: str) -> str:
 
 
 @pytest.fixture
-def window(qtbot, make_context):
-    windows = []
+def window(qtbot, tunebench_home):
+    windows = []  # keeps each window alive while the test uses a page of it
 
     def build() -> MainWindow:
-        main = MainWindow(make_context())
+        main = MainWindow(queue_context("train_tiny.ndjson", "--delay", "0.01"))
         qtbot.addWidget(main)
         windows.append(main)
         return main
 
     yield build
+    stop_engines(tunebench_home)
 
 
 def test_lists_a_run_and_shows_its_curve(qtbot, window):
@@ -76,11 +79,10 @@ def test_showing_the_page_picks_up_new_runs(qtbot, window):
 def test_a_finished_training_run_refreshes_the_runs_page(qtbot, window):
     main = window()
     train = main.train_page
-    train.client.sig_hello.connect(lambda _: make_run("made by the engine"))  # as the engine would
-    with qtbot.waitSignal(train.client.sig_finished, timeout=15_000):
+    with qtbot.waitSignal(train.sig_run_finished, timeout=20_000):
         qtbot.mouseClick(train.start_button, Qt.MouseButton.LeftButton)
     assert main.runs_page.model.rowCount() == 1
-    assert main.prompt_page.adapter_combo.count() == 1  # no adapter folder: nothing to offer
+    assert main.runs_page.selected_run().status == "finished"
 
 
 def _checkpoint(run, step: int, complete: bool = True) -> None:
@@ -104,15 +106,71 @@ def test_resume_is_offered_only_for_a_stopped_run_with_a_complete_checkpoint(win
 def test_resume_continues_the_curve_on_the_train_page(qtbot, window):
     run = make_run("stopped", status="cancelled", steps=12)
     _checkpoint(run, 8)  # the crash logged steps 9-12 after the last checkpoint
+    workspace.atomic_write_text(run.config_toml, config.to_toml(config.TrainConfig(lora_r=4, max_steps=12)))
     main = window()
     page = main.runs_page
     assert page.select_run(run.id) and page.resume_button.isEnabled()
-    started = []
-    main.train_page.client.sig_state_changed.connect(started.append)
-    with qtbot.waitSignal(main.train_page.client.sig_finished, timeout=30_000):
+    assert not page.continue_button.isEnabled()
+    with qtbot.waitSignal(main.train_page.sig_run_finished, timeout=30_000):
         qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
         assert main.current_page_title() == "Train"
         assert main.train_page.plot.buffer.length("loss") == 8  # the recorded curve up to the checkpoint
-        assert f"--resume {run.id}" in main.train_page.log_view.lines()[0]
-    assert started  # the engine was launched
-    assert main.train_page.plot.buffer.length("loss") > 8  # new points carry on from there
+        assert main.train_page.form.values()["lora_r"] == 4  # the form shows the run's own settings
+        assert job_queue.load()[0]["args"] == ["--resume", run.id]
+    x, _ = main.train_page.plot.buffer.arrays("loss")
+    assert list(x) == list(range(1, 13))  # new points carry on from the checkpoint, no repeats
+    assert workspace.RunFolder(run.path).info()["status"] == "finished"
+
+
+def test_continue_training_queues_a_new_run_from_a_finished_adapter(qtbot, window):
+    run = make_run("done", steps=12, adapter=True)
+    workspace.atomic_write_text(run.config_toml, config.to_toml(config.TrainConfig(lora_r=4, max_steps=30)))
+    main = window()
+    page = main.runs_page
+    assert page.select_run(run.id)
+    assert page.continue_button.isEnabled() and not page.resume_button.isEnabled()
+    qtbot.mouseClick(page.continue_button, Qt.MouseButton.LeftButton)
+    assert main.current_page_title() == "Train"
+    assert job_queue.load()[0]["args"] == ["--continue-from", run.id]
+    assert main.train_page.form.values()["lora_r"] == 4 and main.train_page.form.values()["max_steps"] == 30
+    assert main.train_page.is_busy()
+
+
+def test_closing_while_a_run_trains_without_a_tray_leaves_a_notice_that_outlives_the_window(
+        qtbot, window, monkeypatch):
+    import os
+
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from gui import notifications
+
+    run = make_run("overnight", status="running", pid=os.getpid())  # a live run to re-attach to
+    main = window()
+    main.show()
+    assert main.train_page.is_following() and not main.train_page.notifier.uses_tray  # offscreen: no tray
+    closes = []
+    monkeypatch.setattr(notifications.show_parting_notice, "__defaults__", (50,))
+    assert main.close()
+    boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+    assert len(boxes) == 1 and boxes[0].windowTitle() == "Training continues"
+    assert str(run.path) in boxes[0].text() and "keeps training in the background" in boxes[0].text()
+    assert not boxes[0].isModal()  # nothing waits on it
+    shots = os.environ.get("TUNEBENCH_SCREENSHOTS")
+    if shots:
+        boxes[0].grab().save(f"{shots}/parting_notice.png")
+    boxes[0].destroyed.connect(lambda: closes.append(1))
+    qtbot.waitUntil(lambda: closes == [1], timeout=3000)  # it closes itself
+
+
+def test_deleting_a_run_takes_its_adapter_off_the_prompt_page(window):
+    run = make_run("tuned", adapter=True)
+    main = window()
+    combo = main.prompt_page.columns[0].adapter_combo
+
+    def adapters() -> list[str]:
+        return [combo.itemData(i) for i in range(combo.count())]
+
+    main.prompt_page.refresh_adapters()
+    assert str(run.adapter) in adapters()
+    assert main.runs_page.delete(main.runs_page.selected_run())
+    assert str(run.adapter) not in adapters() and not run.path.exists()

@@ -28,17 +28,20 @@ def save(image: QImage, name: str) -> None:
 
 
 @pytest.fixture
-def window(qtbot, make_context):
+def window(qtbot, tunebench_home):
+    from queue_helpers import queue_context, stop_engines
+
     make_run("cpu quick demo", steps=40, adapter=True)
     make_run("longer context", steps=25)
     make_dataset(paths.datasets_dir(), "reviews", 1, 400)
     make_dataset(paths.datasets_dir(), "reviews", 2, 1250)
     make_dataset(paths.datasets_dir(), "support-faq", 1, 86, shape="messages")
-    main = MainWindow(make_context("train_tiny.ndjson", "--delay", "0.05"))
+    main = MainWindow(queue_context("train_tiny.ndjson", "--delay", "0.05"))
     qtbot.addWidget(main)
     main.show()
     qtbot.waitExposed(main)
-    return main
+    yield main
+    stop_engines(tunebench_home)
 
 
 @pytest.mark.parametrize("title", ["Datasets", "Prompt", "Evaluate", "Runs"])
@@ -64,5 +67,5 @@ def test_train_page_renders_mid_run(qtbot, window):
     save(image, "train")
     assert distinct_colours(image) > 20
     assert distinct_colours(train.plot.grab().toImage(), step=3) > 10  # axes and curves drawn
-    train.client.cancel()
+    train.stop_button.click()
     qtbot.waitUntil(lambda: not train.is_busy(), timeout=15_000)

@@ -9,7 +9,7 @@ import numpy as np
 from engine import paths, workspace
 from gui.context import AppContext
 from gui.state import dataset_catalog, run_history
-from gui.state.metric_buffer import MetricBuffer
+from gui.state.metric_buffer import MetricBuffer, smooth_ema
 
 from gui_helpers import make_dataset, make_run
 
@@ -78,3 +78,69 @@ def test_engine_gets_the_workspace_override(tunebench_home):
     env = AppContext.from_environment().engine_env()
     assert env["TUNEBENCH_HOME"] == str(tunebench_home)
     assert AppContext.from_environment().workspace_dir == tunebench_home.resolve()
+
+
+def test_smoothing_is_tensorboards_debiased_ema():
+    values = np.array([1.0, 2.0, np.nan, 3.0])
+    assert np.array_equal(smooth_ema(values, 0.0), values, equal_nan=True)
+    smooth = smooth_ema(values, 0.5)
+    assert smooth[0] == 1.0  # debiased: the first point is not pulled towards zero
+    assert smooth[1] == (0.25 + 1.0) / 0.75  # (0.5 * 0.5 * 1 + 0.5 * 2) / (1 - 0.5**2)
+    assert np.isnan(smooth[2])  # a gap stays a gap and does not enter the average
+    assert 2.0 < smooth[3] < 3.0
+
+
+def test_continue_is_offered_for_a_finished_run_with_an_adapter():
+    done = run_history.row_of(make_run("done", adapter=True))
+    bare = run_history.row_of(make_run("no adapter"))
+    stopped = run_history.row_of(make_run("stopped", status="cancelled", adapter=True))
+    assert done.can_continue() and not bare.can_continue() and not stopped.can_continue()
+
+
+def test_samples_come_from_samples_jsonl_latest_answer_per_step():
+    import json
+
+    run = make_run("sampled")
+    lines = [{"step": 10, "samples": [{"prompt": "p", "output": "first"}]},
+             {"step": 20, "samples": [{"prompt": "p", "output": "b"}]},
+             {"step": 10, "samples": [{"prompt": "p", "output": "redone"}]}]  # a resumed run redid step 10
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"step": 30, "samp'  # torn last line
+    (run.path / run_history.SAMPLES_FILE).write_text(text, encoding="utf-8")
+    samples = run_history.load_samples(run.path)
+    assert [(step, [s["output"] for s in rows]) for step, rows in samples] == [(10, ["redone"]), (20, ["b"])]
+
+
+def test_samples_fall_back_to_the_event_log():
+    from engine import protocol
+
+    run = make_run("events only")
+    with run.events.open("a", encoding="utf-8") as handle:
+        sample = {"prompt": "q", "output": "a"}
+        handle.write(protocol.encode(protocol.artifact("samples", "x", step=4, samples=[sample])))
+    assert run_history.load_samples(run.path) == [(4, [{"prompt": "q", "output": "a"}])]
+    assert run_history.load_samples(make_run("none").path) == []
+
+
+def test_delete_removes_a_finished_run_but_never_a_live_one():
+    import pytest
+
+    done = make_run("done", adapter=True)
+    live = make_run("live", status="running", pid=workspace.os.getpid())
+    with pytest.raises(run_history.RunDeleteError, match="still training"):
+        run_history.delete_run(live.path)
+    assert live.path.is_dir()
+    run_history.delete_run(done.path)
+    assert not done.path.exists() and [row.id for row in run_history.list_rows()] == [live.id]
+    assert [p.name for p in done.path.parent.iterdir()] == [live.id]  # no hidden leftovers
+
+
+def test_delete_refuses_a_run_a_queued_job_resumes():
+    import pytest
+
+    from engine import job_queue
+
+    stopped = make_run("stopped", status="cancelled")
+    job_queue.add(["--resume", stopped.id])
+    with pytest.raises(run_history.RunDeleteError, match="waiting in the queue"):
+        run_history.delete_run(stopped.path)
+    assert stopped.path.is_dir()

@@ -1,37 +1,49 @@
-"""The Train page against the fake engine replaying tests/transcripts/train_tiny.ndjson."""
+"""The Train page queues runs for a detached worker and follows them through their run folders.
+
+The engine command is tests/gui/fake_queue_engine.py: the real queue worker, whose `train`
+replays tests/transcripts/train_*.ndjson into a real run folder (no torch)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from engine import workspace
+from engine import job_queue, workspace
 from gui.engine_client import format_command
+from gui.notifications import Notifier
 from gui.pages.train import TrainPage, format_eta
 
-FINISH_TIMEOUT_MS = 15_000
+from queue_helpers import queue_context, stop_engines
+
+FINISH_TIMEOUT_MS = 20_000
 TRANSCRIPT_STEPS = 12
 
 
 @pytest.fixture
-def page(qtbot, make_context):
-    def build(*options: str) -> TrainPage:
-        train = TrainPage(make_context("train_tiny.ndjson", *options))
+def page(qtbot, tunebench_home):
+    def build(transcript: str = "train_tiny.ndjson", *options: str) -> TrainPage:
+        train = TrainPage(queue_context(transcript, *options), notifier=Notifier(use_tray=False))
         qtbot.addWidget(train)
         train.resize(1200, 760)
         return train
 
     yield build
+    stop_engines(tunebench_home)
 
 
 def click(qtbot, button) -> None:
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
-def run_to_end(qtbot, train: TrainPage) -> None:
-    with qtbot.waitSignal(train.client.sig_finished, timeout=FINISH_TIMEOUT_MS):
+def run_to_end(qtbot, train: TrainPage) -> list[str]:
+    finished: list[str] = []
+    train.sig_run_finished.connect(finished.append)
+    with qtbot.waitSignal(train.sig_run_finished, timeout=FINISH_TIMEOUT_MS):
         click(qtbot, train.start_button)
+    return finished
 
 
 def test_cpu_quick_demo_is_preselected_with_friendly_names(page):
@@ -62,7 +74,7 @@ def test_choosing_a_preset_fills_the_form(page):
     assert not train.form.widget("epochs").isEnabled()
 
 
-def test_invalid_value_shows_one_line_and_starts_nothing(qtbot, page):
+def test_invalid_value_shows_one_line_and_queues_nothing(qtbot, page):
     train = page()
     train.form.widget("lora_r").setValue(8)
     train.form.widget("target_modules").setText("   ")
@@ -70,8 +82,8 @@ def test_invalid_value_shows_one_line_and_starts_nothing(qtbot, page):
 
     assert train.status_label.text() == "Target modules: must not be empty"
     assert train.status_label.is_error()
-    assert train.client.state.value == "idle"
-    assert train.start_button.isEnabled()
+    assert job_queue.load() == [] and job_queue.worker_pid() is None
+    assert not train.is_busy() and train.start_button.text() == "Start"
     # Nothing the user typed is lost.
     assert train.form.values()["lora_r"] == 8
     assert train.form.widget("target_modules").text() == "   "
@@ -85,12 +97,17 @@ def test_copy_as_command_puts_the_engine_command_on_the_clipboard(qtbot, page):
     assert " train --json " in text and "--method lora" in text and "--max-steps 60" in text
 
 
-def test_a_run_fills_the_plot_and_the_progress_bar(qtbot, page):
-    train = page("--delay", "0.01")
-    finished = []
-    train.sig_run_finished.connect(finished.append)
-    run_to_end(qtbot, train)
+def test_start_queues_the_job_and_a_detached_worker_trains_it(qtbot, page, tunebench_home):
+    train = page("train_tiny.ndjson", "--delay", "0.01")
+    finished = run_to_end(qtbot, train)
 
+    # The run folder says finished a moment before its process exits and the worker notes it.
+    qtbot.waitUntil(lambda: job_queue.load()[0]["status"] != "running", timeout=FINISH_TIMEOUT_MS)
+    jobs = job_queue.load()
+    assert len(jobs) == 1 and jobs[0]["status"] == "finished"
+    assert "--max-steps" in jobs[0]["args"] and "60" in jobs[0]["args"]
+    run_dir = Path(jobs[0]["run_dir"])
+    assert finished == [str(run_dir)] and run_dir.parent == tunebench_home / "runs"
     assert train.plot.buffer.length("loss") == TRANSCRIPT_STEPS
     assert train.plot.drawn_points("loss") == TRANSCRIPT_STEPS
     assert train.plot.drawn_points("tokens_per_s") == TRANSCRIPT_STEPS
@@ -98,36 +115,68 @@ def test_a_run_fills_the_plot_and_the_progress_bar(qtbot, page):
     assert losses[-1] < losses[0]
     assert train.progress.value() == train.progress.maximum() == TRANSCRIPT_STEPS
     assert train.progress.text() == "step 12 / 12 — ETA 00:00"
-    assert train.status_label.text().startswith("Finished, 12 steps, final loss ")
+    assert train.status_label.text().startswith("Finished, 12 steps, final loss 1.4523")
     assert not train.status_label.is_error()
-    assert finished == ["/home/ada/.local/share/Tunebench/runs/20251123-142000-cpu-quick-demo-3f2a"]
     assert any("Model loaded" in line for line in train.log_view.lines())
-    assert any("fake engine: replaying" in line for line in train.log_view.lines())
+    assert train.notifier.sent[-1].title.endswith("finished") and not train.notifier.sent[-1].error
+    assert not train.banner.isHidden() and "finished" in train.banner.text()  # no tray offscreen
+    assert (tunebench_home / "queue" / "worker.log").is_file()
 
 
-def test_controls_lock_while_running_and_stop_cancels(qtbot, page):
-    train = page("--delay", "0.1")
+def test_stop_writes_the_cancel_request_and_the_run_stops(qtbot, page):
+    train = page("train_tiny.ndjson", "--delay", "0.15")
     click(qtbot, train.start_button)
-    assert not train.start_button.isEnabled() and train.stop_button.isEnabled()
-    assert not train.form.isEnabled() and not train.preset_combo.isEnabled()
-
-    qtbot.waitUntil(lambda: train.plot.buffer.length("loss") >= 2, timeout=FINISH_TIMEOUT_MS)
-    with qtbot.waitSignal(train.client.sig_finished, timeout=FINISH_TIMEOUT_MS) as blocker:
-        click(qtbot, train.stop_button)
-
-    assert blocker.args[0] == 7
-    assert "cancelled" in train.status_label.text()
-    assert not train.status_label.is_error()
-    assert train.plot.buffer.length("loss") < TRANSCRIPT_STEPS
-    assert train.start_button.isEnabled() and not train.stop_button.isEnabled()
+    assert train.is_busy() and train.stop_button.isEnabled()
+    assert train.start_button.text() == "Add to queue"  # the form stays usable: Start queues the next
     assert train.form.isEnabled()
 
+    qtbot.waitUntil(lambda: train.plot.buffer.length("loss") >= 2, timeout=FINISH_TIMEOUT_MS)
+    with qtbot.waitSignal(train.sig_run_finished, timeout=FINISH_TIMEOUT_MS) as blocker:
+        click(qtbot, train.stop_button)
+    run = workspace.RunFolder(Path(blocker.args[0]))
+    assert (run.path / job_queue.CANCEL_REQUEST).is_file()
+    assert run.info()["status"] == "cancelled"
+    assert train.status_label.text().startswith("Stopped")
+    assert not train.status_label.is_error()
+    assert train.plot.buffer.length("loss") < TRANSCRIPT_STEPS
+    assert train.start_button.text() == "Start" and not train.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: job_queue.load()[0]["status"] != "running", timeout=FINISH_TIMEOUT_MS)
+    assert job_queue.load()[0]["status"] == "cancelled" and job_queue.load()[0]["exit_code"] == 7
 
-def test_engine_failure_is_shown_as_an_error(qtbot, page):
-    train = page("--exit", "1")
+
+def test_a_failed_run_is_an_error_and_notified(qtbot, page):
+    train = page("train_failed.ndjson", "--delay", "0.01")
     run_to_end(qtbot, train)
-    assert train.status_label.text().startswith("The engine failed with an internal error")
     assert train.status_label.is_error()
+    assert "failed: out of memory" in train.status_label.text()
+    assert train.notifier.sent[-1].error and "failed" in train.notifier.sent[-1].title
+    qtbot.waitUntil(lambda: job_queue.load()[0]["status"] != "running", timeout=FINISH_TIMEOUT_MS)
+    assert job_queue.load()[0]["status"] == "failed"
+
+
+def test_a_second_start_waits_in_the_queue_shown_on_the_page(qtbot, page):
+    train = page("train_tiny.ndjson", "--delay", "0.1")
+    click(qtbot, train.start_button)
+    click(qtbot, train.start_button)  # while the first trains
+    assert "Added to the queue (1 ahead of it)" in train.status_label.text()
+    jobs = train.queue_panel.jobs()
+    assert [job["status"] for job in jobs][1] == "queued" and train.queue_panel.list.count() == 2
+    train.queue_panel.select_job(jobs[1]["id"])
+    assert train.queue_panel.remove_button.isEnabled() and train.queue_panel.up_button.isEnabled()
+    click(qtbot, train.queue_panel.remove_button)
+    assert [job["id"] for job in job_queue.load()] == [jobs[0]["id"]]
+
+
+def test_queue_panel_moves_waiting_jobs(qtbot, page):
+    train = page()
+    first = job_queue.add(["--max-steps", "1"], name="first")
+    second = job_queue.add(["--max-steps", "2"], name="second")
+    train.queue_panel.refresh()
+    train.queue_panel.select_job(second["id"])
+    click(qtbot, train.queue_panel.up_button)
+    assert [job["id"] for job in job_queue.load()] == [second["id"], first["id"]]
+    assert train.queue_panel.selected_job()["id"] == second["id"]
+    assert "second" in train.queue_panel.list.item(0).text()
 
 
 def test_datasets_in_the_workspace_are_offered(page, tunebench_home):

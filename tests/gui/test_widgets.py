@@ -25,7 +25,7 @@ def test_plot_redraws_from_a_timer_not_per_message(qtbot, monkeypatch):
 def test_plot_ignores_metrics_it_does_not_show(qtbot):
     plot = MetricPlot()
     qtbot.addWidget(plot)
-    plot.add_metrics(1, {"epoch": 0.1, "grad_norm": 2.0})
+    plot.add_metrics(1, {"epoch": 0.1, "train_runtime": 2.0})
     plot.redraw()
     assert plot.drawn_points("loss") == 0 and plot.buffer.names() == []
 
@@ -72,16 +72,87 @@ def test_a_constant_learning_rate_is_not_drawn_as_zero(qtbot):
 
 
 def test_validation_loss_shares_the_loss_plot_and_gets_a_legend(qtbot):
-    from gui.widgets.metric_plot import MetricPlot
-
     plot = MetricPlot()
     qtbot.addWidget(plot)
     for step in range(1, 7):
         plot.add_metrics(step, {"loss": 2.0 / step})
     plot.redraw()
-    assert plot.drawn_points("eval_loss") == 0 and plot._plots["loss"].legend is None
+    assert plot.drawn_points("eval_loss") == 0
+    assert plot.legend_names() == ["train (raw)", "train (smoothed)"]
     plot.add_metrics(3, {"eval_loss": 1.1})
     plot.add_metrics(6, {"eval_loss": 0.9})
     plot.redraw()
     assert plot.drawn_points("eval_loss") == 2 and plot.drawn_points("loss") == 6
-    assert plot._plots["loss"].legend is not None
+    assert plot.drawn_points("loss_smoothed") == 6
+    assert plot.legend_names() == ["train (raw)", "train (smoothed)", "validation"]
+
+
+def test_gpu_plots_appear_only_when_the_engine_reports_them(qtbot):
+    plot = MetricPlot()
+    qtbot.addWidget(plot)
+    plot.add_metrics(1, {"loss": 2.0, "grad_norm": 1.5, "memory_gb": 0.8})
+    plot.redraw()
+    assert plot.drawn_points("grad_norm") == plot.drawn_points("memory_gb") == 1
+    assert not plot.has_plot("gpu_util") and not plot.has_plot("gpu_temp_c")  # CPU run: no empty plots
+    plot.add_metrics(2, {"loss": 1.9, "gpu_util": 97.0, "gpu_temp_c": 61.0})
+    plot.redraw()
+    assert plot.has_plot("gpu_util") and plot.drawn_points("gpu_temp_c") == 1
+
+
+def test_gpu_plots_of_one_run_go_when_a_run_without_them_is_shown(qtbot):
+    from gui.state.metric_buffer import MetricBuffer
+
+    plot = MetricPlot()
+    qtbot.addWidget(plot)
+    gpu = MetricBuffer()
+    cpu = MetricBuffer()
+    for step in range(1, 6):
+        gpu.append_values(step, {"loss": 2.0 / step, "eval_loss": 1.5, "learning_rate": 1e-4, "tokens_per_s": 900.0,
+                                 "grad_norm": 1.0, "memory_gb": 5.0, "gpu_util": 97.0, "gpu_temp_c": 60.0},
+                          ("loss", "eval_loss", "learning_rate", "tokens_per_s", "grad_norm", "memory_gb",
+                           "gpu_util", "gpu_temp_c"))
+        cpu.append_values(step, {"loss": 3.0 / step, "learning_rate": 1e-4, "tokens_per_s": 90.0},
+                          ("loss", "learning_rate", "tokens_per_s"))
+    plot.set_buffer(gpu)
+    assert all(plot.has_plot(key) for key in ("grad_norm", "memory_gb", "gpu_util", "gpu_temp_c"))
+    assert "validation" in plot.legend_names()
+    plot.set_buffer(cpu)
+    assert not any(plot.has_plot(key) for key in ("grad_norm", "memory_gb", "gpu_util", "gpu_temp_c"))
+    assert plot.legend_names() == ["train (raw)", "train (smoothed)"]
+    assert plot.drawn_points("loss") == 5 and plot.drawn_points("tokens_per_s") == 5
+    plot.set_buffer(gpu)  # and back: the plots return, laid out again, with their data
+    assert plot.drawn_points("gpu_temp_c") == 5 and plot.x_range("gpu_temp_c") == plot.x_range("loss")
+    plot.clear()
+    assert not plot.has_plot("gpu_util") and plot.drawn_points("loss") == 0
+
+
+def test_samples_view_shows_a_recorded_runs_samples_newest_first(qtbot):
+    from gui.widgets.train_samples import SamplesView
+
+    view = SamplesView()
+    qtbot.addWidget(view)
+    view.set_samples([(10, [{"prompt": "p", "output": "a"}]), (20, [{"prompt": "p", "output": "b"}])])
+    assert view.steps() == [20, 10] and view.outputs_at(20) == ["b"] and view.empty_label.isHidden()
+    view.set_samples([])
+    assert view.steps() == [] and not view.empty_label.isHidden()
+
+
+def test_compare_plot_smooths_train_loss_and_gives_each_run_its_colour(qtbot):
+    import numpy as np
+
+    from gui.state.metric_buffer import smooth_ema
+    from gui.state.run_compare import RunCurves
+    from gui.widgets.run_compare_plot import PALETTE, RunComparePlot
+
+    steps = np.arange(1.0, 6.0)
+    runs = [RunCurves(f"r{i}", f"run {i}", {"loss": (steps, 3.0 / steps + i)}) for i in range(12)]
+    plot = RunComparePlot()
+    qtbot.addWidget(plot)
+    plot.set_runs(runs)
+    assert len(plot.legend_names()) == 12 and plot.legend_names()[0] == "run 0 · train"
+    assert [plot.curve_color(f"r{i}") for i in range(10)] == list(PALETTE)  # ten distinct, then it cycles
+    assert np.allclose(plot.drawn_data("r1")[1], smooth_ema(3.0 / steps + 1, 0.6))
+    plot.smoothing_slider.setValue(0)
+    assert np.allclose(plot.drawn_data("r1")[1], 3.0 / steps + 1)
+    plot.set_runs(runs[:1])
+    assert plot.legend_names() == ["run 0 · train"] and "two or more" in plot.hint.text()

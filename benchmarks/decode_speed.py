@@ -1,0 +1,179 @@
+"""Benchmark: decode tokens/s and time to first token, Tunebench's decoder vs `model.generate`.
+
+Loads the default model (SmolLM2-135M-Instruct, converted in the cache of TUNEBENCH_HOME) and
+answers the same chat prompts greedily with (a) plain transformers `model.generate` as loaded
+by default (fp32, SDPA attention), timing the first token with a streamer, (b) the engine's
+decoder (engine/decode.py) as the playground session loads the model (fp32), and (c) the same
+with the session's ``--int8`` weights, with how often int8 picks fp32's greedy token (teacher
+forced on fp32's answers). Also times a second chat turn, which reuses the KV cache of the
+first. Each variant runs ``--repeats`` times; the
+JSON keeps every run, the best and the median (the CPU is shared, so the best is the cleanest).
+
+    TUNEBENCH_HOME=/tmp/tbhome python benchmarks/decode_speed.py [--tokens 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PROMPTS = ["Write a short poem about the sea.",
+           "Explain in three sentences what a kettle does.",
+           "Give me three tips for learning a new language."]
+
+
+def plain_generate(model: Any, tokenizer: Any, ids: list[int], tokens: int) -> dict[str, float]:
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+
+    class FirstToken(BaseStreamer):
+        def __init__(self) -> None:
+            self.calls = 0
+            self.first: float | None = None
+
+        def put(self, value: Any) -> None:
+            self.calls += 1
+            if self.calls == 2:  # the first call carries the prompt
+                self.first = time.perf_counter()
+
+        def end(self) -> None:
+            pass
+
+    streamer = FirstToken()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=tokens, do_sample=False,
+                             streamer=streamer, pad_token_id=tokenizer.eos_token_id)
+    ended = time.perf_counter()
+    count = out.shape[1] - len(ids)
+    if count and int(out[0, -1]) == tokenizer.eos_token_id:
+        count -= 1  # generate returns the end-of-sequence token; the engine does not count it
+    first = streamer.first or ended
+    return {"ttft_s": first - started, "tokens": count,
+            "tokens_per_s": (count - 1) / (ended - first) if count > 1 else 0.0}
+
+
+def tunebench(decoder: Any, ids: list[int], tokens: int) -> dict[str, float]:
+    from engine.sampling import SamplingParams
+
+    decoder.reset()
+    out = decoder.run(ids, SamplingParams(temperature=0, max_new_tokens=tokens))
+    return {"ttft_s": out.ttft_s or 0.0, "tokens": out.completion_tokens, "tokens_per_s": out.tokens_per_s,
+            "text": out.text}
+
+
+def second_turn(decoder: Any, tokenizer: Any, prompt: str, tokens: int) -> dict[str, float]:
+    """Time to first token of a follow-up question, with and without the first turn's cache."""
+    from engine.sampling import SamplingParams
+    from engine.session import prompt_ids
+
+    params = SamplingParams(temperature=0, max_new_tokens=tokens)
+    history = [{"role": "user", "content": prompt}]
+    decoder.reset()
+    first = decoder.run(prompt_ids(tokenizer, "chat", history, ""), params)
+    history += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "Shorter, please."}]
+    ids = prompt_ids(tokenizer, "chat", history, "")
+    warm = decoder.run(ids, params)
+    decoder.reset()
+    cold = decoder.run(ids, params)
+    return {"prompt_tokens": len(ids), "cached_tokens": warm.cached_tokens, "ttft_cached_s": warm.ttft_s or 0.0,
+            "ttft_uncached_s": cold.ttft_s or 0.0, "same_text": warm.text == cold.text}
+
+
+def agreement(fp32: Any, int8: Any, tokenizer: Any, inputs: list[list[int]], tokens: int) -> float:
+    """Share of positions where int8's top token equals fp32's greedy token, both reading
+    fp32's answer (teacher forcing), so one early difference does not count twice."""
+    import torch
+
+    same = total = 0
+    for ids in inputs:
+        answer = tokenizer(tunebench(fp32, ids, tokens)["text"], add_special_tokens=False)["input_ids"]
+        sequence = torch.tensor([ids + answer])
+        with torch.inference_mode():
+            picks = [m(input_ids=sequence).logits[0, len(ids) - 1:-1].argmax(-1) for m in (fp32.model, int8.model)]
+        same += int((picks[0] == picks[1]).sum())
+        total += len(answer)
+    return round(same / max(total, 1), 3)
+
+
+def summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    speeds = [r["tokens_per_s"] for r in runs]
+    ttfts = [r["ttft_s"] for r in runs]
+    return {"tokens_per_s_best": round(max(speeds), 1), "tokens_per_s_median": round(statistics.median(speeds), 1),
+            "ttft_s_best": round(min(ttfts), 3), "ttft_s_median": round(statistics.median(ttfts), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "decode_speed.json")
+    args = parser.parse_args()
+    import psutil
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine import models
+    from engine.decode import Decoder
+    from engine.generate import attention_for
+    from engine.session import prompt_ids, quantize_int8
+    from engine.workspace import atomic_write_json
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = models.prepare("default")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    plain = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    ours = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
+                                                attn_implementation=attention_for("cpu")).eval()
+    decoder = Decoder(ours, tokenizer)
+    inputs = [prompt_ids(tokenizer, "chat", [{"role": "user", "content": p}], "") for p in PROMPTS]
+    plain_generate(plain, tokenizer, inputs[0], 4)  # warm-up: first calls allocate
+    tunebench(decoder, inputs[0], 4)
+    int8 = Decoder(quantize_int8(AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype=torch.float32, attn_implementation=attention_for("cpu")).eval()), tokenizer)
+    tunebench(int8, inputs[0], 4)
+    rows: dict[str, list[dict[str, Any]]] = {"generate": [], "tunebench": [], "tunebench_int8": []}
+    loads = []
+    for _ in range(args.repeats):
+        for ids in inputs:
+            loads.append(os.getloadavg()[0])
+            rows["generate"].append(plain_generate(plain, tokenizer, ids, args.tokens))
+            rows["tunebench"].append(tunebench(decoder, ids, args.tokens))
+            rows["tunebench_int8"].append(tunebench(int8, ids, args.tokens))
+    same = all(g["tokens"] == t["tokens"] for g, t in zip(rows["generate"], rows["tunebench"]))
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}; torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d %H:%M"), "model": folder.name, "dtype": "float32",
+        "max_new_tokens": args.tokens, "prompts": len(PROMPTS), "repeats": args.repeats,
+        "load_average_during": [round(min(loads), 2), round(max(loads), 2)],
+        "note": "shared CPU: other processes ran during the measurement (see load_average_during)",
+        "generate": summary(rows["generate"]), "tunebench": summary(rows["tunebench"]),
+        "tunebench_int8": summary(rows["tunebench_int8"]),
+        "int8_top1_agreement_with_fp32": agreement(decoder, int8, tokenizer, inputs, args.tokens),
+        "answers": {k: [r["text"] for r in rows[k][:len(PROMPTS)]] for k in ("tunebench", "tunebench_int8")},
+        "same_token_counts": same,
+        "second_chat_turn": second_turn(decoder, tokenizer, PROMPTS[1], 16),
+        "rss_gb": round(psutil.Process().memory_info().rss / 2**30, 2),
+        "runs": {k: [{n: (round(v, 4) if isinstance(v, float) else v) for n, v in r.items() if n != "text"}
+                     for r in rs] for k, rs in rows.items()},
+    }
+    atomic_write_json(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""What the Evaluate page shows, without Qt: an evaluation folder read into memory, per-row
+changes between two models, and the engine command for a set of choices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine import eval_report, eval_spec
+
+
+@dataclass
+class Evaluation:
+    """A finished evaluation folder (or the live state of one being run)."""
+
+    id: str = ""
+    path: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.get("label", "") for m in self.summary.get("models", [])]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.summary.get("metrics", {}))
+
+    def metric(self, name: str) -> dict[str, Any]:
+        return self.summary.get("metrics", {}).get(name, {})
+
+    def values(self, name: str) -> list[dict[str, Any]]:
+        """The set value and interval of ``name`` per model, in model order."""
+        per_model = self.metric(name).get("values", {})
+        return [per_model.get(label, {}) for label in self.labels]
+
+    def title(self) -> str:
+        s = self.summary
+        if s.get("kind") == "hardest":
+            return f"Hardest training rows of run {s.get('run', '')} ({s.get('dataset', '')})"
+        return f"{s.get('dataset', '')} · {s.get('split', '')} · {s.get('examples', 0)} examples"
+
+
+def load(folder: Path) -> Evaluation | None:
+    """The evaluation in ``folder``, or None when it has no readable summary."""
+    summary = eval_report.read_summary(folder)
+    if summary is None:
+        return None
+    return Evaluation(str(summary.get("id") or folder.name), folder, summary, eval_report.read_examples(folder))
+
+
+def find_folder(result: dict[str, Any]) -> Path | None:
+    """The folder of an engine result: by id in this workspace first, then by its path."""
+    for ref in (str(result.get("id") or ""), str(result.get("path") or "")):
+        if ref:
+            folder = eval_report.evaluation_folder(ref)
+            if folder is not None:
+                return folder
+    return None
+
+
+def past_evaluations() -> list[dict[str, Any]]:
+    return eval_report.list_evaluations()
+
+
+def row_change(row: dict[str, Any], metric: str, base: str, tuned: str) -> float | None:
+    """``tuned - base`` of one row's metric, or None when either is missing."""
+    metrics = row.get("metrics", {})
+    before = metrics.get(base, {}).get(metric)
+    after = metrics.get(tuned, {}).get(metric)
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+        return None
+    return float(after) - float(before)
+
+
+@dataclass
+class Choices:
+    """The settings picked on the page, turned into `evaluate run` flags."""
+
+    dataset: str = ""
+    split: str = eval_spec.SPLIT_AUTO
+    model: str = ""
+    adapters: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    max_examples: int = 200
+    max_new_tokens: int = 64
+    regex: str = ""
+    slice_column: str = ""
+    robustness: list[str] = field(default_factory=list)
+
+    def problem(self) -> str:
+        """One line saying what must change before a run can start, or ""."""
+        if not self.dataset.strip():
+            return "Choose a dataset to evaluate on."
+        if not self.metrics:
+            return "Tick at least one metric."
+        if "regex_match" in self.metrics and not self.regex.strip():
+            return "Regex match needs a pattern."
+        return ""
+
+    def flags(self) -> list[str]:
+        flags = ["--dataset", self.dataset.strip(), "--split", self.split,
+                 "--max-examples", str(self.max_examples), "--max-new-tokens", str(self.max_new_tokens)]
+        pairs: Sequence[tuple[str, str]] = (
+            ("--model", self.model.strip()), ("--adapters", ",".join(self.adapters)),
+            ("--metrics", ",".join(self.metrics)), ("--regex", self.regex),
+            ("--slice-column", self.slice_column.strip()), ("--robustness", ",".join(self.robustness)))
+        for flag, value in pairs:
+            if value:
+                flags += [flag, value]
+        return flags

@@ -1,0 +1,126 @@
+"""Several runs' loss curves overlaid on one step axis, one colour per run, with a legend
+naming each run: train loss as a line (smoothed as on the Train page), validation loss in the
+same colour, dashed with dots."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+from gui.state.metric_buffer import smooth_ema
+from gui.state.run_compare import RunCurves
+from gui.widgets.metric_plot import AXIS_COLOR, BACKGROUND, DEFAULT_SMOOTHING, LEGEND_STYLE
+
+# Tableau 10: distinct on white and for the common colour-vision deficiencies; cycles past ten.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#bab0ac")
+
+
+def color_of(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+class RunComparePlot(QWidget):
+    """``set_runs([RunCurves, ...])`` draws them; the legend says which run each colour is."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot_widget = pg.PlotWidget(background=BACKGROUND)
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("left", "Loss", color=AXIS_COLOR)
+        self.plot.setLabel("bottom", "Step", color=AXIS_COLOR)
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setPen(pg.mkPen(AXIS_COLOR))
+            self.plot.getAxis(side).setTextPen(pg.mkPen(AXIS_COLOR))
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.legend = self.plot.addLegend(offset=(-10, 10), **LEGEND_STYLE)
+        self.hint = QLabel(objectName="hint")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._build_controls())
+        layout.addWidget(self.plot_widget, 1)
+        self._runs: list[RunCurves] = []
+        self._curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self.set_runs([])
+
+    def _build_controls(self) -> QHBoxLayout:
+        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=99,
+                                        value=int(DEFAULT_SMOOTHING * 100), maximumWidth=180)
+        self.smoothing_slider.setToolTip("Exponential moving average of each run's train loss, as in "
+                                         "TensorBoard (0: raw). Validation loss is drawn as recorded.")
+        self.smoothing_label = QLabel(f"{DEFAULT_SMOOTHING:.2f}")
+        self.smoothing_slider.valueChanged.connect(self._on_smoothing_changed)
+        self.log_check = QCheckBox("Log scale")
+        self.log_check.setToolTip("Loss on a logarithmic axis: late, small differences between runs stay visible")
+        self.log_check.toggled.connect(lambda on: self.plot.setLogMode(y=on))
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 2, 4, 2)
+        row.addWidget(QLabel("Smoothing"))
+        row.addWidget(self.smoothing_slider)
+        row.addWidget(self.smoothing_label)
+        row.addSpacing(16)
+        row.addWidget(self.log_check)
+        row.addSpacing(16)
+        row.addWidget(self.hint, 1)
+        return row
+
+    @property
+    def smoothing(self) -> float:
+        return self.smoothing_slider.value() / 100
+
+    def set_runs(self, runs: Sequence[RunCurves]) -> None:
+        self._runs = list(runs)
+        self.plot.clear()  # removes the curves and their legend entries
+        self.legend.clear()
+        self._curves = {}
+        for index, run in enumerate(self._runs):
+            self._add_run(run, color_of(index))
+        self.plot.enableAutoRange()
+        empty = [run.title for run in self._runs if not run.points("loss") and not run.points("eval_loss")]
+        if len(self._runs) < 2:
+            self.hint.setText("Select two or more runs in the table (Ctrl- or Shift-click) to overlay their loss.")
+        elif empty:
+            self.hint.setText(f"No loss recorded yet for: {', '.join(empty)}.")
+        else:
+            self.hint.setText(f"{len(self._runs)} runs; dashed with dots: validation loss.")
+
+    def _add_run(self, run: RunCurves, color: str) -> None:
+        x, y = run.series.get("loss", (np.empty(0), np.empty(0)))
+        if len(x):
+            curve = self.plot.plot(x, smooth_ema(y, self.smoothing), pen=pg.mkPen(color, width=2),
+                                   connect="finite", name=f"{run.title} · train")
+            self._curves[(run.run_id, "loss")] = curve
+        x, y = run.series.get("eval_loss", (np.empty(0), np.empty(0)))
+        if len(x):
+            curve = self.plot.plot(x, y, pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine), symbol="o",
+                                   symbolSize=6, symbolBrush=color, symbolPen=None, name=f"{run.title} · validation")
+            self._curves[(run.run_id, "eval_loss")] = curve
+
+    def _on_smoothing_changed(self, value: int) -> None:
+        self.smoothing_label.setText(f"{value / 100:.2f}")
+        for run in self._runs:
+            curve = self._curves.get((run.run_id, "loss"))
+            if curve is not None:
+                x, y = run.series["loss"]
+                curve.setData(x, smooth_ema(y, self.smoothing))
+
+    # -- for tests and screenshots -------------------------------------------------------------
+
+    def legend_names(self) -> list[str]:
+        return [label.text for _, label in self.legend.items]
+
+    def curve_color(self, run_id: str, metric: str = "loss") -> str:
+        return self._curves[(run_id, metric)].opts["pen"].color().name()
+
+    def drawn_data(self, run_id: str, metric: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        curve = self._curves.get((run_id, metric))
+        if curve is None:
+            return np.empty(0), np.empty(0)
+        x, y = curve.getOriginalDataset()
+        return np.asarray(x), np.asarray(y)

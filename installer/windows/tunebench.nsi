@@ -1,0 +1,78 @@
+; Tunebench for Windows: a per-user NSIS installer (no administrator rights).
+; Built by installer/windows/build_installer.py, which stages the files in STAGE and passes
+; VERSION, WHEEL (the Tunebench wheel's file name) and OUTFILE with /D.
+;
+; Installs the stdlib bootstrap, the Tunebench wheel and a launcher; the first start of the
+; launcher creates the environment (torch build chosen from nvidia-smi) with the user's
+; Python 3.10+ ("py -3"). Silent: /S; silent uninstall keeps models and runs unless /PURGE.
+
+Unicode true
+Target amd64-unicode
+RequestExecutionLevel user
+SetCompressor /SOLID lzma
+
+!include "MUI2.nsh"
+!include "FileFunc.nsh"
+!include "LogicLib.nsh"
+
+!define APP "Tunebench"
+!define UNINSTALL_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\Tunebench"
+
+Name "${APP} ${VERSION}"
+OutFile "${OUTFILE}"
+InstallDir "$LOCALAPPDATA\Programs\Tunebench"
+InstallDirRegKey HKCU "${UNINSTALL_KEY}" "InstallLocation"
+
+!insertmacro MUI_PAGE_DIRECTORY
+!insertmacro MUI_PAGE_INSTFILES
+!insertmacro MUI_UNPAGE_CONFIRM
+!insertmacro MUI_UNPAGE_INSTFILES
+!insertmacro MUI_LANGUAGE "English"
+
+Section "Tunebench" SecMain
+  SetShellVarContext current
+  SetOutPath "$INSTDIR\installer"
+  File "${STAGE}\installer\bootstrap.py"
+  File "${STAGE}\installer\gpu_probe.py"
+  File "${STAGE}\installer\wheelhouse.py"
+  File "${STAGE}\installer\system_tools.py"
+  SetOutPath "$INSTDIR\wheels"
+  File "${STAGE}\wheels\${WHEEL}"
+  SetOutPath "$INSTDIR"
+  File "${STAGE}\Tunebench.cmd"
+  WriteUninstaller "$INSTDIR\uninstall.exe"
+  CreateShortcut "$SMPROGRAMS\Tunebench.lnk" "$INSTDIR\Tunebench.cmd" "" "$SYSDIR\shell32.dll" 12
+  WriteRegStr HKCU "${UNINSTALL_KEY}" "DisplayName" "${APP}"
+  WriteRegStr HKCU "${UNINSTALL_KEY}" "DisplayVersion" "${VERSION}"
+  WriteRegStr HKCU "${UNINSTALL_KEY}" "Publisher" "Tunebench developers"
+  WriteRegStr HKCU "${UNINSTALL_KEY}" "InstallLocation" "$INSTDIR"
+  WriteRegStr HKCU "${UNINSTALL_KEY}" "UninstallString" '"$INSTDIR\uninstall.exe"'
+  WriteRegStr HKCU "${UNINSTALL_KEY}" "QuietUninstallString" '"$INSTDIR\uninstall.exe" /S'
+  WriteRegDWORD HKCU "${UNINSTALL_KEY}" "NoModify" 1
+  WriteRegDWORD HKCU "${UNINSTALL_KEY}" "NoRepair" 1
+SectionEnd
+
+Section "Uninstall"
+  SetShellVarContext current
+  Delete "$SMPROGRAMS\Tunebench.lnk"
+  ; The environment the launcher built, then our own files; never anything else in INSTDIR.
+  RMDir /r "$INSTDIR\venv"
+  RMDir /r "$INSTDIR\installer"
+  RMDir /r "$INSTDIR\wheels"
+  Delete "$INSTDIR\Tunebench.cmd"
+  Delete "$INSTDIR\uninstall.exe"
+  RMDir "$INSTDIR"
+  DeleteRegKey HKCU "${UNINSTALL_KEY}"
+  ; Models, datasets and runs (engine/paths.py: platformdirs "Tunebench" under LOCALAPPDATA)
+  ; are the user's work: asked about; a silent uninstall keeps them unless /PURGE is given.
+  ${GetParameters} $0
+  ClearErrors
+  ${GetOptions} $0 "/PURGE" $1
+  ${IfNot} ${Errors}
+    RMDir /r "$LOCALAPPDATA\Tunebench"
+  ${ElseIf} ${FileExists} "$LOCALAPPDATA\Tunebench\*.*"
+    MessageBox MB_YESNO|MB_ICONQUESTION "Also delete your Tunebench models, datasets and runs in $LOCALAPPDATA\Tunebench?" /SD IDNO IDNO keep
+    RMDir /r "$LOCALAPPDATA\Tunebench"
+    keep:
+  ${EndIf}
+SectionEnd

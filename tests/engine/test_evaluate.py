@@ -1,0 +1,226 @@
+"""`evaluate run` on the tiny model: base vs a LoRA adapter trained for a few steps, the
+evaluation folder, perplexity equal to engine.perplexity, one-line errors and cancel."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from engine import paths, protocol
+from engine.channel import Channel
+from engine.control import Control
+from engine.eval_spec import EvalSpec
+
+TRAIN_FLAGS = ["--device", "cpu", "--max-steps", "4", "--batch-size", "4", "--learning-rate", "0.01",
+               "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--max-length", "128",
+               "--save-steps", "100"]
+
+
+class FakeJob:
+    """What the CLI hands a job, with the protocol stream captured in memory."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.channel = Channel(self.stream, json_mode=True)
+        self.control = Control(self.channel)
+
+    def messages(self) -> list[dict]:
+        return [protocol.decode(line) for line in self.stream.getvalue().splitlines()]
+
+
+def engine(home: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TUNEBENCH_HOME=str(home), PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8",
+               OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A workspace with the sample dataset split 90/10 and a 4-step LoRA run on the tiny model."""
+    home = tmp_path_factory.mktemp("eval-home")
+    done = engine(home, "data", "split", "sample", "--val", "0.1", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = engine(home, "train", "--json", "--model", str(tiny_model_dir), "--dataset", "sample-product-reviews@v2",
+                  *TRAIN_FLAGS)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "result")
+    return {"home": home, "run_dir": Path(result["data"]["run_dir"]), "model": tiny_model_dir}
+
+
+@pytest.fixture
+def home(trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("TUNEBENCH_HOME", str(trained["home"]))
+    yield trained
+
+
+def small_spec(trained: dict[str, Any], **changes: Any) -> EvalSpec:
+    values = dict(dataset="sample-product-reviews@v2", split="validation", model=str(trained["model"]),
+                  adapters=[trained["run_dir"].name], max_examples=6, max_new_tokens=8, batch_size=4,
+                  metrics=["perplexity", "token_f1", "chrf", "json_field_match"], bootstrap=50, device="cpu")
+    values.update(changes)
+    return EvalSpec(**values)
+
+
+def test_base_and_adapter_give_two_columns_with_different_outputs(home) -> None:
+    from engine import eval_report, evaluate
+
+    job = FakeJob()
+    folder, summary = evaluate.evaluate(small_spec(home), job)
+    assert folder.parent == paths.evals_dir() and not folder.name.startswith(".")
+    labels = [m["label"] for m in summary["models"]]
+    assert labels == ["base", home["run_dir"].name]
+    assert summary["dataset"] == "sample-product-reviews@v2" and summary["split"] == "validation"
+    for name in ("perplexity", "token_f1", "chrf", "json_field_match"):
+        values = summary["metrics"][name]["values"]
+        assert set(values) == set(labels)
+        for value in values.values():
+            assert value["low"] <= value["estimate"] <= value["high"]
+    ppl = summary["metrics"]["perplexity"]["values"]
+    assert ppl["base"]["estimate"] != ppl[labels[1]]["estimate"]
+    rows = eval_report.read_examples(folder)
+    assert len(rows) == 6 and all(set(r["outputs"]) == set(labels) for r in rows)
+    assert any(r["outputs"]["base"] != r["outputs"][labels[1]] for r in rows)
+    assert all(set(r["metrics"]["base"]) == {"perplexity", "token_f1", "chrf", "json_field_match"} for r in rows)
+    assert "sample-product-reviews@v2" in (folder / "spec.toml").read_text()
+    kinds = [m["type"] for m in job.messages()]
+    assert kinds.count("metrics") == 2 and "progress" in kinds
+    progress = [m for m in job.messages() if m["type"] == "progress"]
+    assert progress[-1]["current"] == progress[-1]["total"] and "eta_s" in progress[-1]
+    assert any(e["id"] == folder.name for e in eval_report.list_evaluations())
+
+
+def test_perplexity_in_the_evaluation_equals_perplexity_module(home) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine import eval_report, evaluate, perplexity
+    from engine.eval_generate import render_prompt
+
+    folder, summary = evaluate.evaluate(small_spec(home, adapters=[], metrics=["perplexity"]), FakeJob())
+    version, _, shape, examples = evaluate.load_examples(small_spec(home))
+    tokenizer = AutoTokenizer.from_pretrained(str(home["model"]))
+    model = AutoModelForCausalLM.from_pretrained(str(home["model"])).eval()
+    prompts = [render_prompt(tokenizer, e) for e in examples]
+    # The chat template writes its own special tokens; score_texts adds none for this tokenizer.
+    direct = perplexity.score_texts(model, tokenizer, prompts, [e.reference for e in examples])
+    assert summary["metrics"]["perplexity"]["values"]["base"]["estimate"] == pytest.approx(direct.perplexity, rel=1e-4)
+    rows = eval_report.read_examples(folder)
+    for i, row in enumerate(rows):
+        expected = direct.example_mean_nll(i)
+        assert row["metrics"]["base"]["perplexity"] == pytest.approx(2.718281828459045 ** expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["--dataset", "nope"], protocol.ExitCode.NOT_FOUND, "dataset: 'nope'"),
+    (["--dataset", "x", "--metrics", "bleu,wer"], protocol.ExitCode.USAGE, "metrics: unknown metric 'wer'"),
+    (["--dataset", "x", "--max-new-tokens", "0"], protocol.ExitCode.USAGE, "max_new_tokens: must be at least 1"),
+    (["--dataset", "x", "--robustness", "emoji"], protocol.ExitCode.USAGE, "robustness: unknown perturbation"),
+    ([], protocol.ExitCode.USAGE, "dataset: is required"),
+])
+def test_bad_spec_gives_one_error_line_and_its_exit_code(args, code, words, tmp_path) -> None:
+    done = engine(tmp_path, "evaluate", "run", "--json", *args, timeout=120)
+    assert done.returncode == code, done.stderr[-2000:]
+    errors_ = [m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "error"]
+    assert len(errors_) == 1 and words in errors_[0]["message"] and "\n" not in errors_[0]["message"]
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_toml_spec_names_the_file_and_field(tmp_path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[evaluate]\ndataset = "x"\nmax_examples = "many"\n', encoding="utf-8")
+    done = engine(tmp_path, "evaluate", "run", "--json", "--config", str(spec), timeout=120)
+    assert done.returncode == protocol.ExitCode.USAGE
+    message = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "error")["message"]
+    assert str(spec) in message and "max_examples: must be a whole number" in message
+
+
+def test_cancel_leaves_no_finished_folder(home) -> None:
+    from engine import errors, eval_report, evaluate
+
+    before = {e["id"] for e in eval_report.list_evaluations()}
+    job = FakeJob()
+    original_send = job.channel.send
+
+    def send(message: dict) -> None:
+        original_send(message)
+        if message["type"] == "progress":  # cancel as soon as the first batch is done
+            job.control.cancelled.set()
+
+    job.channel.send = send  # type: ignore[method-assign]
+    with pytest.raises(errors.EngineError) as caught:
+        evaluate.evaluate(small_spec(home), job)
+    assert caught.value.code == protocol.ExitCode.CANCELLED
+    assert {e["id"] for e in eval_report.list_evaluations()} == before
+    assert not [p for p in paths.evals_dir().iterdir() if p.name.startswith(".")]
+
+
+def test_cli_run_with_cancel_on_stdin_exits_7(home) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "engine", "evaluate", "run", "--json",
+                                "--dataset", "sample-product-reviews@v2", "--split", "train", "--model",
+                                str(home["model"]), "--max-examples", "60", "--batch-size", "2",
+                                "--metrics", "token_f1", "--device", "cpu"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None and process.stdin is not None
+    for line in process.stdout:
+        if protocol.decode(line)["type"] == "progress":
+            process.stdin.write(protocol.encode(protocol.make("cancel")))
+            process.stdin.flush()
+            break
+    rest = process.stdout.read()
+    assert process.wait(timeout=120) == protocol.ExitCode.CANCELLED
+    assert "cancelled" in [m for m in map(protocol.decode, rest.splitlines()) if m["type"] == "error"][0]["message"]
+    process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_hardest_lists_training_rows_by_loss_highest_first(home) -> None:
+    from engine import eval_hardest, eval_report
+
+    job = FakeJob()
+    folder, summary = eval_hardest.hardest(home["run_dir"].name, 5, "train", 8, "cpu", job)
+    rows = eval_report.read_examples(folder)
+    label = home["run_dir"].name
+    losses = [r["metrics"][label]["loss"] for r in rows]
+    assert len(rows) == 5 and losses == sorted(losses, reverse=True)
+    assert summary["kind"] == "hardest" and summary["scored"] == 216  # the 90% train split
+    # The top rows are the highest of all: the set mean is below the smallest listed loss.
+    assert summary["metrics"]["loss"]["values"][label]["estimate"] < losses[-1]
+    assert len({r["index"] for r in rows}) == 5
+
+
+def test_classification_slices_and_shuffled_choices_add_up(home, tmp_path) -> None:
+    """Label accuracy by log-likelihood, sliced by label: each slice equals the mean of its rows'
+    scores in examples.jsonl, and the robustness entry is perturbed minus clean."""
+    from engine import data_import, eval_report, evaluate
+
+    rows = [{"text": t, "label": l} for t, l in [
+        ("Great kettle, boils fast", "positive"), ("Broke after a day", "negative"), ("It is fine", "neutral"),
+        ("Love the colour", "positive"), ("Terrible support", "negative"), ("Does the job", "neutral"),
+        ("Best purchase this year", "positive")]]
+    file = tmp_path / "labels.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data_import.import_file(file, name="labels")
+    spec = small_spec(home, dataset="labels", split="auto", adapters=[], metrics=["mc_accuracy", "accuracy"],
+                      slice_column="label", robustness=["shuffle_choices"], max_examples=0)
+    folder, summary = evaluate.evaluate(spec, FakeJob())
+    assert summary["split"] == "all" and summary["examples"] == 7
+    table = eval_report.read_examples(folder)
+    assert all(r["picks"]["base"] in ("negative", "neutral", "positive") for r in table)
+    assert all(r["metrics"]["base"]["mc_accuracy"] == float(r["picks"]["base"] == r["reference"]) for r in table)
+    groups = summary["slices"]["groups"]
+    assert {k: g["n"] for k, g in groups.items()} == {"positive": 3, "negative": 2, "neutral": 2}
+    for label, group in groups.items():
+        scores = [r["metrics"]["base"]["mc_accuracy"] for r in table if r["slice"] == label]
+        assert group["metrics"]["mc_accuracy"]["base"] == pytest.approx(sum(scores) / len(scores))
+    overall = summary["metrics"]["mc_accuracy"]["values"]["base"]["estimate"]
+    shuffled = summary["robustness"]["shuffle_choices"]["mc_accuracy"]["base"]
+    assert shuffled["clean"] == pytest.approx(overall)
+    assert shuffled["delta"] == pytest.approx(shuffled["perturbed"] - shuffled["clean"])
+    assert (folder / "spec.toml").read_text().count('split = "all"') == 1
