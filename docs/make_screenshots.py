@@ -36,19 +36,23 @@ def main() -> int:
     window.show_page("Train")
     page = window.train_page
 
-    def on_metrics(message: dict) -> None:
-        if message["step"] >= args.steps and page.is_busy():
+    # The page follows the run folder that the detached queue worker writes; poll what it has
+    # plotted, as a user would watch it.
+    def poll() -> None:
+        if page.plot.buffer.length("loss") >= args.steps and page.is_busy():
+            watcher.stop()
             QTimer.singleShot(400, grab)  # let the 10 Hz plot timer draw the last point
 
     def grab() -> None:
         OUT.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(OUT / "train-page.png"))
         print("saved", OUT / "train-page.png")
-        page.client.sig_metrics.disconnect(on_metrics)
         page.stop_button.click()
 
-    page.client.sig_metrics.connect(on_metrics)
-    page.client.sig_finished.connect(lambda code, summary: app.quit())
+    watcher = QTimer(interval=500)
+    watcher.timeout.connect(poll)
+    watcher.start()
+    page.sig_run_finished.connect(lambda run_dir: app.quit())
     page.start_button.click()
     return app.exec()
 

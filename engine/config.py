@@ -298,6 +298,33 @@ def _check_method_combinations(config: TrainConfig, source: str) -> None:
                 raise ConfigError(name, f"does not apply to {config.method}; turn it off", source)
 
 
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora")
+QLORA_FIELDS = ("quant_type", "double_quant", "compute_dtype")
+VALIDATION_FIELDS = ("eval_steps", "early_stopping_patience", "early_stopping_min_delta", "best_metric")
+
+
+def unused_fields(values: dict[str, Any]) -> dict[str, str]:
+    """The fields that the chosen method, objective and validation settings ignore, each with
+    the reason; the window greys them out so a user does not tune a knob that does nothing."""
+    method, objective = values.get("method", "auto"), values.get("objective", "sft")
+    unused: dict[str, str] = {}
+    if objective == "sft":
+        unused["beta"] = "used by the dpo and orpo objectives only"
+    else:
+        unused["completion_only_loss"] = "the sft objective's setting; dpo/orpo score whole answers"
+    if method not in PROMPT_LEARNING:
+        unused["num_virtual_tokens"] = "used by prompt_tuning and prefix_tuning only"
+    if method == "full" or method in PROMPT_LEARNING:
+        unused.update(dict.fromkeys(LORA_FIELDS, f"not used by method {method}"))
+    if method not in ("auto", "qlora"):
+        unused.update(dict.fromkeys(QLORA_FIELDS, f"QLoRA only; method {method} keeps the base unquantised"))
+    if values.get("max_steps", 0):
+        unused["epochs"] = "max_steps is set, so it decides the length of the run"
+    if not values.get("val_fraction", 0):
+        unused.update(dict.fromkeys(VALIDATION_FIELDS, "needs validation data (val_fraction above 0)"))
+    return unused
+
+
 def sample_prompt_list(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 

@@ -46,7 +46,7 @@ class ConfigForm(QWidget):
             layout.addWidget(self._build_group(group, fields))
         layout.addStretch(1)
         self._align_label_columns()
-        self._link_epochs_to_max_steps()
+        self._grey_out_unused_fields()
         self.set_values({})
 
     # -- values ----------------------------------------------------------------------------
@@ -60,6 +60,7 @@ class ConfigForm(QWidget):
         for name, value in merged.items():
             if name in self._setters:
                 self._setters[name](value)
+        self.update_unused()
 
     def has_field(self, name: str) -> bool:
         return name in self._widgets
@@ -153,11 +154,21 @@ class ConfigForm(QWidget):
         self._setters[name] = lambda value: edit.setText(str(value))
         return edit
 
-    def _link_epochs_to_max_steps(self) -> None:
-        """Epochs only matter when max_steps is 0; greying it out says so without a dialog."""
-        max_steps, epochs = self._widgets.get("max_steps"), self._widgets.get("epochs")
-        if isinstance(max_steps, QSpinBox) and epochs is not None:
-            max_steps.valueChanged.connect(lambda steps: epochs.setEnabled(steps == 0))
+    def _grey_out_unused_fields(self) -> None:
+        """Knobs the chosen method, objective or validation settings ignore are greyed out, with
+        the reason in their tooltip (the schema's config.unused_fields decides, not the form)."""
+        for name in ("method", "objective", "max_steps", "val_fraction"):
+            widget = self._widgets.get(name)
+            for signal in ("currentIndexChanged", "valueChanged"):
+                if hasattr(widget, signal):
+                    getattr(widget, signal).connect(lambda *_: self.update_unused())
+
+    def update_unused(self) -> None:
+        unused = config.unused_fields(self.values())
+        for name, widget in self._widgets.items():
+            help_text = self._fields[name].metadata["help"]
+            widget.setEnabled(name not in unused)
+            widget.setToolTip(help_text if name not in unused else f"Not used now: {unused[name]}.\n\n{help_text}")
 
 
 def _grouped(fields: Iterable[dataclasses.Field]) -> dict[str, list[dataclasses.Field]]:

@@ -153,3 +153,16 @@ def test_help_lists_the_new_methods_and_objectives() -> None:
     text = " ".join(parser.format_help().split())
     assert "prompt_tuning" in text and "prefix_tuning" in text and "--num-virtual-tokens" in text
     assert "--objective {sft,dpo,orpo}" in text and "--beta" in text and "--sample-prompts" in text
+
+
+def test_unused_fields_follow_the_method_objective_and_validation() -> None:
+    defaults = dataclasses.asdict(config.TrainConfig())
+    lora_sft = config.unused_fields({**defaults, "method": "lora", "max_steps": 60})
+    assert {"beta", "num_virtual_tokens", "quant_type", "epochs", "early_stopping_patience"} <= set(lora_sft)
+    assert "lora_r" not in lora_sft and "completion_only_loss" not in lora_sft
+    prefix_dpo = config.unused_fields({**defaults, "method": "prefix_tuning", "objective": "dpo",
+                                       "val_fraction": 0.1})
+    assert {"lora_r", "use_dora", "completion_only_loss"} <= set(prefix_dpo)
+    assert not {"beta", "num_virtual_tokens", "early_stopping_patience", "epochs"} & set(prefix_dpo)
+    # auto may pick QLoRA (on a CUDA GPU), so its 4-bit knobs stay live.
+    assert "quant_type" not in config.unused_fields({**defaults, "method": "auto"})

@@ -5,6 +5,7 @@ adapter), with the evaluation folder that run wrote (tests/transcripts/evaluate_
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from gui_helpers import TRANSCRIPTS, make_dataset, make_run
 
 TIMEOUT_MS = 20_000
 RECORDED = TRANSCRIPTS / "evaluate_tiny_folder"
-SHOTS = Path("/tmp/tunebench-shots")
+# Set TUNEBENCH_SCREENSHOTS=dir to keep a picture of each state (as the other page tests do).
+SHOTS = os.environ.get("TUNEBENCH_SCREENSHOTS", "")
 
 
 def recorded_result() -> dict:
@@ -35,8 +37,9 @@ def install_recorded_folder() -> Path:
 
 
 def shot(page: EvaluatePage, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.grab().save(str(SHOTS / f"evaluate-{name}.png"))
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.grab().save(str(Path(SHOTS) / f"evaluate-{name}.png"))
 
 
 @pytest.fixture

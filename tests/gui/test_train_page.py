@@ -74,6 +74,23 @@ def test_choosing_a_preset_fills_the_form(page):
     assert not train.form.widget("epochs").isEnabled()
 
 
+def test_knobs_the_method_ignores_are_greyed_out_with_the_reason(page):
+    train = page()  # CPU quick demo: LoRA, SFT, max_steps 60, no validation
+    form = train.form
+    assert form.widget("lora_r").isEnabled() and not form.widget("beta").isEnabled()
+    assert not form.widget("quant_type").isEnabled() and not form.widget("num_virtual_tokens").isEnabled()
+    assert form.widget("beta").toolTip().startswith("Not used now: used by the dpo and orpo objectives only")
+    form.widget("objective").setCurrentText("dpo")
+    assert form.widget("beta").isEnabled() and not form.widget("completion_only_loss").isEnabled()
+    form.widget("method").setCurrentText("prefix_tuning")
+    assert form.widget("num_virtual_tokens").isEnabled() and not form.widget("lora_r").isEnabled()
+    form.widget("method").setCurrentText("qlora")
+    assert form.widget("quant_type").isEnabled() and form.widget("lora_r").isEnabled()
+    assert not form.widget("early_stopping_patience").isEnabled()
+    form.widget("val_fraction").setValue(0.1)
+    assert form.widget("early_stopping_patience").isEnabled()
+
+
 def test_invalid_value_shows_one_line_and_queues_nothing(qtbot, page):
     train = page()
     train.form.widget("lora_r").setValue(8)
