@@ -384,16 +384,21 @@ def from_mapping(values: dict[str, Any], base: TrainConfig | None = None, source
     return validate(TrainConfig(**merged), source)
 
 
-def load_toml(path: Path, base: TrainConfig | None = None) -> TrainConfig:
-    """Reads a run file: the settings sit in a ``[train]`` table (or at the top level)."""
+def read_toml_table(path: Path, section: str) -> dict[str, Any]:
+    """The ``[section]`` table of a settings file, or its top-level keys when it has none;
+    ConfigError (field "config") when the file is missing or not TOML."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("config", f"not valid TOML: {exc}", str(path)) from None
-    values = data.get(SECTION, {k: v for k, v in data.items() if not isinstance(v, dict)})
-    return from_mapping(values, base, source=str(path))
+    return data.get(section, {k: v for k, v in data.items() if not isinstance(v, dict)})
+
+
+def load_toml(path: Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Reads a run file: the settings sit in a ``[train]`` table (or at the top level)."""
+    return from_mapping(read_toml_table(path, SECTION), base, source=str(path))
 
 
 def to_toml(config: TrainConfig, comment: str = "") -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine import config
 
 SECTION = "evaluate"
 PERTURBATIONS = ("typos", "casing", "whitespace", "shuffle_choices")
@@ -27,6 +28,12 @@ class SpecError(ValueError):
         self.field = field_name
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{field_name}: {message}")
+
+    @classmethod
+    def from_config_error(cls, exc: Any) -> SpecError:
+        error = cls(exc.field, "")
+        error.args = exc.args  # the same one-line message, already naming file and field
+        return error
 
 
 def _f(default: Any, help_text: str) -> Any:
@@ -105,12 +112,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 def load_toml(path: Path, base: EvalSpec | None = None) -> EvalSpec:
     """Reads a spec file: the settings sit in an ``[evaluate]`` table (or at the top level)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError("config", f"file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError("config", f"not valid TOML: {exc}", str(path)) from None
-    values = data.get(SECTION, {k: v for k, v in data.items() if not isinstance(v, dict)})
+        values = config.read_toml_table(path, SECTION)
+    except config.ConfigError as exc:
+        raise SpecError.from_config_error(exc) from None
     return from_mapping(values, base, source=str(path))
 
 

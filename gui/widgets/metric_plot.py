@@ -14,15 +14,15 @@ from typing import Mapping
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from gui.state.metric_buffer import MetricBuffer, smooth_ema
+from gui.widgets.loss_controls import LossControls
 
 REDRAW_INTERVAL_MS = 100
 BACKGROUND = "#ffffff"
 AXIS_COLOR = "#4a5260"
-DEFAULT_SMOOTHING = 0.6  # TensorBoard's default
 SMOOTHED = "loss_smoothed"  # drawn from "loss", not a metric of its own
 SMALL_COLUMNS = 2
 
@@ -96,28 +96,15 @@ class MetricPlot(QWidget):
         self._redraw_timer.timeout.connect(self._on_redraw_timer_timeout)
 
     def _build_controls(self) -> QHBoxLayout:
-        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
-        self.smoothing_slider.setRange(0, 99)
-        self.smoothing_slider.setValue(int(DEFAULT_SMOOTHING * 100))
-        self.smoothing_slider.setMaximumWidth(180)
-        self.smoothing_slider.setToolTip("Exponential moving average of the train loss, as in TensorBoard: "
-                                         "0 shows the raw curve, 0.99 a very smooth one. The raw curve "
-                                         "stays visible, faded.")
-        self.smoothing_label = QLabel()
+        controls = LossControls(
+            "Exponential moving average of the train loss, as in TensorBoard: 0 shows the raw "
+            "curve, 0.99 a very smooth one. The raw curve stays visible, faded.",
+            "Loss on a logarithmic axis: late, small improvements stay visible")
+        self.smoothing_slider, self.smoothing_label = controls.slider, controls.value_label
+        self.log_check = controls.log_check
         self.smoothing_slider.valueChanged.connect(self._on_smoothing_changed)
-        self.log_check = QCheckBox("Log scale")
-        self.log_check.setToolTip("Loss on a logarithmic axis: late, small improvements stay visible")
         self.log_check.toggled.connect(self._on_log_toggled)
-        row = QHBoxLayout()
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(QLabel("Smoothing"))
-        row.addWidget(self.smoothing_slider)
-        row.addWidget(self.smoothing_label)
-        row.addSpacing(16)
-        row.addWidget(self.log_check)
-        row.addStretch(1)
-        self._on_smoothing_changed(self.smoothing_slider.value())
-        return row
+        return controls
 
     # -- data --------------------------------------------------------------------------------
 
@@ -229,7 +216,6 @@ class MetricPlot(QWidget):
             self.redraw()
 
     def _on_smoothing_changed(self, value: int) -> None:
-        self.smoothing_label.setText(f"{value / 100:.2f}")
         if hasattr(self, "_curves") and SMOOTHED in self._curves:
             x, y = self.buffer.arrays("loss")
             self._curves[SMOOTHED].setData(x, smooth_ema(y, self.smoothing))

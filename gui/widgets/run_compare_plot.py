@@ -9,11 +9,12 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gui.state.metric_buffer import smooth_ema
 from gui.state.run_compare import RunCurves
-from gui.widgets.metric_plot import AXIS_COLOR, BACKGROUND, DEFAULT_SMOOTHING, LEGEND_STYLE
+from gui.widgets.loss_controls import LossControls
+from gui.widgets.metric_plot import AXIS_COLOR, BACKGROUND, LEGEND_STYLE
 
 # Tableau 10: distinct on white and for the common colour-vision deficiencies; cycles past ten.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -50,25 +51,16 @@ class RunComparePlot(QWidget):
         self.set_runs([])
 
     def _build_controls(self) -> QHBoxLayout:
-        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=99,
-                                        value=int(DEFAULT_SMOOTHING * 100), maximumWidth=180)
-        self.smoothing_slider.setToolTip("Exponential moving average of each run's train loss, as in "
-                                         "TensorBoard (0: raw). Validation loss is drawn as recorded.")
-        self.smoothing_label = QLabel(f"{DEFAULT_SMOOTHING:.2f}")
+        controls = LossControls(
+            "Exponential moving average of each run's train loss, as in TensorBoard (0: raw). "
+            "Validation loss is drawn as recorded.",
+            "Loss on a logarithmic axis: late, small differences between runs stay visible",
+            trailing=self.hint)
+        self.smoothing_slider, self.smoothing_label = controls.slider, controls.value_label
+        self.log_check = controls.log_check
         self.smoothing_slider.valueChanged.connect(self._on_smoothing_changed)
-        self.log_check = QCheckBox("Log scale")
-        self.log_check.setToolTip("Loss on a logarithmic axis: late, small differences between runs stay visible")
         self.log_check.toggled.connect(lambda on: self.plot.setLogMode(y=on))
-        row = QHBoxLayout()
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(QLabel("Smoothing"))
-        row.addWidget(self.smoothing_slider)
-        row.addWidget(self.smoothing_label)
-        row.addSpacing(16)
-        row.addWidget(self.log_check)
-        row.addSpacing(16)
-        row.addWidget(self.hint, 1)
-        return row
+        return controls
 
     @property
     def smoothing(self) -> float:
@@ -103,7 +95,6 @@ class RunComparePlot(QWidget):
             self._curves[(run.run_id, "eval_loss")] = curve
 
     def _on_smoothing_changed(self, value: int) -> None:
-        self.smoothing_label.setText(f"{value / 100:.2f}")
         for run in self._runs:
             curve = self._curves.get((run.run_id, "loss"))
             if curve is not None:

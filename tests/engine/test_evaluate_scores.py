@@ -106,6 +106,11 @@ def test_spec_round_trips_through_toml_and_names_bad_fields(tmp_path: Path) -> N
     file.write_text("[evaluate]\nmetrics = 3\n", encoding="utf-8")
     with pytest.raises(specs.SpecError, match="metrics: must be a list of strings"):
         specs.load_toml(file)
+    file.write_text("[evaluate\n", encoding="utf-8")
+    with pytest.raises(specs.SpecError, match=r"spec.toml: config: not valid TOML"):
+        specs.load_toml(file)
+    with pytest.raises(specs.SpecError, match="config: file not found"):
+        specs.load_toml(tmp_path / "missing.toml")
     with pytest.raises(specs.SpecError, match="batch_size: must be at least 1"):
         specs.check(specs.EvalSpec(dataset="d", batch_size=0), eval_score.known_metrics())
     with pytest.raises(specs.SpecError, match="regex: regex_match needs a pattern"):
