@@ -11,8 +11,10 @@ Chat datasets (stored as ``messages``) export as:
   last answer], "completion": [the last assistant message]}``.
 
 Preference, classification and text datasets export in their own canonical form (TRL's
-``{"prompt", "chosen", "rejected"}``, ``{"text", "label"}``, ``{"text"}``). Rows stream from the
-Arrow data into a temp file that replaces the target only when every row was written.
+``{"prompt", "chosen", "rejected"}``, ``{"text", "label"}``, ``{"text"}``). Metadata kept at import
+(the ``meta`` column) is written back as top-level fields beside them, so importing the export
+gives the same rows and metadata. Rows stream from the Arrow data into a temp file that replaces
+the target only when every row was written.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable, Iterator
 from engine import errors, protocol
 from engine.control import progress_reporter
 from engine.data_import import PROGRESS_EVERY, ProgressCallback, resolve
-from engine.data_shapes import CHAT_SHAPES
+from engine.data_shapes import CHAT_SHAPES, META_COLUMN
 from engine.data_split import load_rows
 
 log = logging.getLogger("engine.data")
@@ -80,6 +82,13 @@ CONVERTERS: dict[str, Callable[[dict], dict]] = {
     "prompt_completion": to_prompt_completion,
     "preference": as_stored(("prompt", "chosen", "rejected")),
     "classification": as_stored(("text", "label")), "text": as_stored(("text",))}
+
+
+def with_meta(row: dict, converted: dict) -> dict:
+    """``converted`` with the row's metadata as top-level fields; the format's own fields win
+    over a metadata column of the same name."""
+    meta = json.loads(row.get(META_COLUMN) or "{}")
+    return converted | {name: value for name, value in meta.items() if name not in converted}
 
 
 def choose_format(shape: str, wanted: str) -> str:
@@ -165,7 +174,7 @@ def _write_rows(handle: Any, rows: Iterator[dict], convert: Callable[[dict], dic
         if on_progress and number % PROGRESS_EVERY == 0:
             on_progress(number, total)
         try:
-            converted = convert(row)
+            converted = with_meta(row, convert(row))
         except SkipRow as exc:
             problem = f"row {number}: {exc}"
             if not skip_invalid:

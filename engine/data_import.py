@@ -8,6 +8,9 @@ Formats are read by :mod:`engine.data_formats`, shapes detected and normalised b
 Importing an unchanged file again with the same options reuses its version; a changed file gets
 a new one, so runs can record exactly what they trained on. A folder saved from a
 ``datasets.DatasetDict`` keeps its splits as the version's splits (``--split`` imports one).
+Columns the shape does not read (``category``, ``language``...) are kept, when their values are
+scalars, in one ``meta`` column of JSON objects; a file without such columns is stored exactly
+as before, without the column.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from typing import Any, Callable, Iterator
 from engine import errors, paths, protocol
 from engine.data_formats import (TXT_MODES, Record, RowError, Source, arrow_splits, count_rows, open_source,
                                  read_records)
-from engine.data_shapes import (CHAT_SHAPES, NORMALISERS, ROLES, SHAPES, apply_mapping, detect_shape,
-                                source_field)
+from engine.data_shapes import (CHAT_SHAPES, META_COLUMN, NORMALISERS, ROLES, SHAPES, apply_mapping, detect_shape,
+                                extra_columns, source_field)
 from engine.control import progress_reporter
 from engine.workspace import atomic_folder, atomic_write_json, atomic_write_text, read_json
 
@@ -65,9 +68,14 @@ class RowProblem:
 
 @dataclass
 class ImportReport:
+    """What an import found. ``meta_columns``: the extra scalar columns kept as metadata, in the
+    order first seen; ``left_out_columns``: extra columns not kept (lists, objects)."""
+
     shape: str = ""
     rows: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    meta_columns: dict[str, None] = field(default_factory=dict)
+    left_out_columns: dict[str, None] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,7 +153,18 @@ def _normalise(record: Record, options: ImportOptions, report: ImportReport) -> 
     row = apply_mapping(record.value, options.mapping)
     if not report.shape:
         report.shape = detect_shape(row)
-    return NORMALISERS[report.shape](row)
+    canonical = NORMALISERS[report.shape](row)
+    # Every row gets the column (Arrow needs one schema); _build drops it when no row had any.
+    canonical[META_COLUMN] = json.dumps(_meta(record.value, options, report), ensure_ascii=False)
+    return canonical
+
+
+def _meta(record: dict, options: ImportOptions, report: ImportReport) -> dict[str, Any]:
+    """The row's extra scalar columns; those with nested values are noted in ``report``."""
+    kept, nested = extra_columns(record, report.shape, options.mapping, bool(options.shape))
+    report.left_out_columns.update(dict.fromkeys(nested))
+    report.meta_columns.update(dict.fromkeys(kept))
+    return kept
 
 
 # -- storing ---------------------------------------------------------------------------------
@@ -218,7 +237,7 @@ def import_file(path: Path, name: str = "", skip_invalid: bool = False,
     source = open_source(path, options.format)
     name = name or dataset_name_for(path)
     digest = file_hash(path)
-    reused = _reusable_version(name, digest, options)
+    reused = _reusable_version(name, digest, options, source)
     if reused:
         log.info("%s is unchanged since %s; reusing it", path.name, reused.ref)
         _write_report(report_file, [])
@@ -235,15 +254,32 @@ def _check_options(options: ImportOptions) -> None:
         raise errors.usage(f"unknown TXT mode {options.txt_mode!r} (use {', '.join(TXT_MODES)})")
 
 
-def _reusable_version(name: str, digest: str, options: ImportOptions) -> DatasetVersion | None:
+def _reusable_version(name: str, digest: str, options: ImportOptions, source: Source) -> DatasetVersion | None:
     # Manifests written before options were recorded were made with the defaults.
     wanted = asdict(options)
     defaults = asdict(ImportOptions())  # options added later read as their defaults
     for existing in versions(name):
         if (existing.manifest.get("content_hash") == digest
-                and {**defaults, **existing.manifest.get("options", {})} == wanted):
+                and {**defaults, **existing.manifest.get("options", {})} == wanted
+                and _holds_meta(existing, source, options)):
             return existing
     return None
+
+
+def _holds_meta(existing: DatasetVersion, source: Source, options: ImportOptions) -> bool:
+    """Whether ``existing`` kept the file's extra columns. Versions stored before metadata was
+    kept (no ``meta_columns`` in the manifest) did not: they are reused only when the file has
+    no extra scalar columns, found by reading it once more."""
+    if "meta_columns" in existing.manifest:
+        return True
+    shape = existing.manifest.get("shape", "")
+    splits = arrow_splits(source.path) if source.format == "arrow" and not options.split else [options.split]
+    for split in splits:
+        for record in read_records(source, options.txt_mode, split):
+            if isinstance(record.value, dict) and shape in SHAPES:
+                if extra_columns(record.value, shape, options.mapping, bool(options.shape))[0]:
+                    return False
+    return True
 
 
 def _raise_for_problems(report: ImportReport, path: Path, skip_invalid: bool) -> None:
@@ -287,11 +323,16 @@ def _store(source: Source, name: str, digest: str, options: ImportOptions, repor
                     "format": source.format, "encoding": source.encoding if source.is_text else "",
                     "shape": report.shape, "mapping": options.mapping, "options": asdict(options),
                     "rows": report.rows, "skipped": len(report.problems), "content_hash": digest,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    "meta_columns": list(report.meta_columns), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if split_rows:
             manifest["splits"] = split_rows
         atomic_write_json(tmp / MANIFEST, manifest)
     log.info("Imported %d rows (%s shape) as %s@v%d", report.rows, report.shape, name, number)
+    if report.meta_columns:
+        log.info("Kept as metadata (for evaluate --slice-column): %s", ", ".join(report.meta_columns))
+    for column in report.left_out_columns:  # one line per column, not per row
+        log.warning("Column %r holds lists or objects in some rows; those values are not kept as metadata",
+                    column)
     return DatasetVersion(name, number, target, manifest)
 
 
@@ -318,15 +359,32 @@ def _write_rows(source: Source, options: ImportOptions, report: ImportReport,
         if empty:
             raise errors.invalid_input(f"{source.path.name}/{empty[0]}: no valid rows in this split "
                                        f"(--split picks the splits to import one at a time)")
+        if not report.meta_columns:
+            parts = {name: _without_meta(part, f"{fingerprint}-{index}")
+                     for index, (name, part) in enumerate(parts.items())}
         dataset: Any = datasets.DatasetDict(parts)
     else:
         dataset = _build(source, options, report, on_progress, cache, fingerprint, check_problems)
         check_problems()
+        if not report.meta_columns:
+            dataset = _without_meta(dataset, fingerprint)
     dataset.save_to_disk(str(folder / "data"))
     counts = {name: len(part) for name, part in dataset.items()} if splits else {}
     del dataset  # release the memory-mapped cache files before removing them (Windows)
     shutil.rmtree(cache, ignore_errors=True)
     return counts
+
+
+def _without_meta(dataset: Any, fingerprint: str) -> Any:
+    """The dataset without its all-empty meta column: stored exactly as before metadata was
+    kept (same columns, same fingerprint), so such versions stay as they were."""
+    dataset = dataset.remove_columns(META_COLUMN, new_fingerprint=fingerprint)
+    # The recorded sizes counted the dropped column; record those of the stored table.
+    size = dataset.data.nbytes
+    dataset.info.dataset_size = dataset.info.size_in_bytes = size
+    for split in (dataset.info.splits or {}).values():
+        split.num_bytes = size
+    return dataset
 
 
 def _build(source: Source, options: ImportOptions, report: ImportReport, on_progress: ProgressCallback | None,
@@ -412,6 +470,8 @@ def cmd_import(args: argparse.Namespace, job: Any) -> int:
             "skipped": len(report.problems), "shape": report.shape, "path": str(version.path)}
     if version.manifest.get("splits"):
         data["splits"] = version.manifest["splits"]
+    if version.manifest.get("meta_columns"):
+        data["meta_columns"] = version.manifest["meta_columns"]
     job.channel.send(protocol.result(data))
     return protocol.ExitCode.OK
 

@@ -12,6 +12,10 @@ Canonical rows by shape (what ``datasets`` stores and training reads):
 
 A column mapping (``{"instruction": "question"}``) says which source column holds a shape's
 field; it is applied before detection, and problems are reported under the source column name.
+
+Any other column of a row (``category``, ``language``...) with a scalar value (text, number,
+true/false or null) is kept as metadata: :func:`extra_columns` picks it out, and the importer
+stores it as one ``meta`` column holding a JSON object per row (see :data:`META_COLUMN`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,46 @@ SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("classification", ("text", "label")),
     ("text", ("text",)),
 )
+
+
+# The source fields each shape reads; every other column of a row is metadata.
+SHAPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",), "sharegpt": ("conversations",), "preference": ("prompt", "chosen", "rejected"),
+    "alpaca": ("instruction", "input", "output", "system"), "prompt_completion": ("prompt", "completion", "system"),
+    "classification": ("text", "label"), "text": ("text",)}
+META_COLUMN = "meta"  # canonical column: a JSON object string of the row's extra scalar columns
+SCALARS = (str, int, float, bool, type(None))
+
+
+def extra_columns(record: dict, shape: str, mapping: dict[str, str],
+                  forced: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """The record's columns that ``shape`` does not read, as (scalar columns, names of columns
+    left out because their values are lists, objects or other non-scalars).
+
+    Args:
+        record: the source row before the mapping is applied.
+        shape: the shape the row was normalised as.
+        mapping: ``{field: source column}``; mapped source columns are the shape's, not extra.
+        forced: ``shape`` was forced; the fields of the shape the row would be detected as are
+            then not metadata either (forcing ``text`` on ``text``+``label`` rows drops the label).
+    """
+    fields = set(SHAPE_FIELDS[shape])
+    if forced:
+        try:
+            fields.update(SHAPE_FIELDS[detect_shape(apply_mapping(record, mapping))])
+        except RowError:
+            pass  # no shape detected: only the forced shape's fields are read
+    used = {mapping.get(name, name) for name in fields}
+    kept: dict[str, Any] = {}
+    nested: list[str] = []
+    for column, value in record.items():
+        if column in used:
+            continue
+        if isinstance(value, SCALARS):
+            kept[str(column)] = value
+        else:
+            nested.append(str(column))
+    return kept, nested
 
 
 def apply_mapping(row: dict, mapping: dict[str, str]) -> dict:

@@ -10,10 +10,14 @@ Standard library only. Shapes (see engine.data_shapes):
   log-likelihood accuracy.
 - ``preference``: the prompt, with the chosen answer as the reference.
 - ``text``: no prompt; only perplexity over the whole text can be computed.
+
+Every shape's examples carry the row's metadata (the ``meta`` column the importer keeps for a
+file's extra columns, e.g. ``category``) as columns to slice by.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -59,8 +63,21 @@ def classification_prompt(text: str, choices: Sequence[str]) -> str:
     return f"{text}\n\nAnswer with one of: {', '.join(choices)}."
 
 
+META_COLUMN = "meta"  # engine.data_shapes.META_COLUMN (this module stays standard library only)
+
+
+def _meta(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's metadata columns (empty for rows stored without any)."""
+    text = row.get(META_COLUMN)
+    value = json.loads(text) if isinstance(text, str) and text else {}
+    return value if isinstance(value, dict) else {}
+
+
 def _scalars(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    """The row's own scalar columns and its metadata; the row's own columns win a name clash."""
+    own = {k: v for k, v in row.items()
+           if k != META_COLUMN and (isinstance(v, (str, int, float, bool)) or v is None)}
+    return _meta(row) | own
 
 
 def _from_messages(index: int, row: dict[str, Any]) -> EvalExample:
@@ -79,11 +96,11 @@ def _from_classification(index: int, row: dict[str, Any], labels: Sequence[str])
 
 def _from_preference(index: int, row: dict[str, Any]) -> EvalExample:
     prompt = tuple(dict(role=m["role"], content=m["content"]) for m in row["prompt"])
-    return EvalExample(index, prompt, row["chosen"][-1]["content"], (), {})
+    return EvalExample(index, prompt, row["chosen"][-1]["content"], (), _meta(row))
 
 
 def _from_text(index: int, row: dict[str, Any]) -> EvalExample:
-    return EvalExample(index, (), row["text"], (), {})
+    return EvalExample(index, (), row["text"], (), _meta(row))
 
 
 def to_examples(rows: Sequence[dict[str, Any]], shape: str) -> list[EvalExample]:
@@ -108,6 +125,7 @@ def slice_value(example: EvalExample, column: str) -> str:
 
 
 def slice_columns(examples: Sequence[EvalExample]) -> list[str]:
-    """Columns a slice can be taken by: scalar columns of the rows, and ``reference``."""
-    names = sorted({k for e in examples[:50] for k in e.columns})
+    """Columns a slice can be taken by: scalar columns and metadata of the rows (a column only
+    some rows have counts), and ``reference``."""
+    names = sorted({k for e in examples for k in e.columns})
     return names + ["reference"]

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from engine import device, errors, paths, protocol, workspace
 from engine import eval_spec as specs
-from engine.eval_data import EvalExample, slice_value, to_examples
+from engine.eval_data import EvalExample, slice_columns, slice_value, to_examples
 from engine.eval_report import EXAMPLES, SPEC, SUMMARY, finite, list_evaluations, read_summary, write_examples
 from engine.eval_robust import perturb
 from engine.eval_score import (MC_ACCURACY, PERPLEXITY, ModelOutputs, default_metrics, generation_metrics,
@@ -73,6 +73,15 @@ def _auto_split(version: Any) -> str:
     log.warning("%s is not split: scoring all rows, including any a run trained on "
                 "(make a held-out split with: tunebench-engine data split %s)", version.ref, version.ref)
     return "all"
+
+
+def check_slice_column(spec: specs.EvalSpec, ref: str, examples: list[EvalExample]) -> None:
+    """Refuses a slice column no row has (before any model loads), listing those that exist:
+    the rows' own scalar columns, the metadata kept at import, and ``reference``."""
+    known = slice_columns(examples)
+    if spec.slice_column and spec.slice_column not in known:
+        raise errors.usage(f"slice_column: {ref} has no column {spec.slice_column!r}; "
+                           f"columns: {', '.join(known)}")
 
 
 def choose_metrics(spec: specs.EvalSpec, shape: str) -> list[str]:
@@ -150,6 +159,7 @@ def evaluate(spec: specs.EvalSpec, job: Any) -> tuple[Path, dict[str, Any]]:
 
     started = time.monotonic()
     version, split, shape, examples = load_examples(spec)
+    check_slice_column(spec, version.ref, examples)
     names = choose_metrics(spec, shape)
     base_spec, refs = gen.resolve_models(spec.model, spec.adapters)
     base_dir = gen.prepare_base(base_spec)

@@ -170,6 +170,7 @@ class EvaluatePage(QWidget):
         self.max_new_tokens.setToolTip(eval_spec.help_for("max_new_tokens"))
         self.slice_combo = QComboBox(editable=True)
         self.slice_combo.addItems(["", "label", "reference"])
+        self.dataset_combo.currentTextChanged.connect(self._on_dataset_changed)
         self.slice_combo.lineEdit().setPlaceholderText("none")
         self.slice_combo.setToolTip(eval_spec.help_for("slice_column") + "; 'reference' slices by the expected answer")
         self.robust_checks: dict[str, QCheckBox] = {}
@@ -285,6 +286,16 @@ class EvaluatePage(QWidget):
         return panel
 
     # -- workspace lists -----------------------------------------------------------------------
+
+    def _on_dataset_changed(self, ref: str) -> None:
+        """Offers the chosen version's own columns (its extra file columns included) to slice by."""
+        row = next((r for r in dataset_catalog.list_datasets() if f"{r.name}@v{r.version}" == ref), None)
+        if row is None:
+            return
+        current = self.slice_combo.currentText()
+        self.slice_combo.clear()
+        self.slice_combo.addItems(["", *row.slice_columns()])
+        self.slice_combo.setCurrentText(current)
 
     def refresh(self) -> None:
         """Datasets, adapters and past evaluations from the workspace."""

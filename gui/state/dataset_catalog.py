@@ -24,6 +24,13 @@ class DatasetRow:
     created: str
     content_hash: str
     path: Path
+    meta_columns: tuple[str, ...] = ()  # extra columns of the source file, kept per row
+
+    def slice_columns(self) -> list[str]:
+        """Columns an evaluation can slice by: the label (classification), the expected
+        answer, and every extra column of the source file."""
+        own = ["label"] if self.shape == "classification" else []
+        return own + ["reference"] + list(self.meta_columns)
 
 
 def list_datasets(root: Path | None = None) -> list[DatasetRow]:
@@ -59,4 +66,5 @@ def _row(name: str, version: int, folder: Path, manifest: dict) -> DatasetRow:
         created=format_time(manifest.get("created")),
         content_hash=str(manifest.get("content_hash") or ""),
         path=folder,
+        meta_columns=tuple(str(c) for c in manifest.get("meta_columns") or ()),
     )

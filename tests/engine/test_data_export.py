@@ -137,3 +137,31 @@ def test_cli_export_json_result_and_refusal(engine_env, engine_argv, tmp_path: P
     assert done.returncode == protocol.ExitCode.INVALID_INPUT
     assert "error: row 2: has 2 exchanges" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "a.jsonl").exists()
+
+
+TAGGED = [SINGLE_TURN[0] | {"category": "math", "n": 1, "ok": True, "lang": None},
+          SINGLE_TURN[1] | {"category": "chat"}, MULTI_TURN]
+
+
+@pytest.mark.parametrize("fmt", ["messages", "sharegpt", "prompt_completion"])
+def test_meta_is_written_back_as_fields_and_round_trips(workspace_home: Path, tmp_path: Path, fmt: str) -> None:
+    original = import_rows(tmp_path, TAGGED)
+    out = tmp_path / f"tagged-{fmt}.jsonl"
+    data_export.export_dataset(original.ref, out, fmt)
+    written = read_jsonl(out)
+    assert [{k: v for k, v in r.items() if k in ("category", "n", "ok", "lang")} for r in written] == [
+        {"category": "math", "n": 1, "ok": True, "lang": None}, {"category": "chat"}, {}]
+    again = data_import.import_file(out, name="again")[0]
+    assert stored_rows(again) == stored_rows(original)
+    assert again.manifest["meta_columns"] == original.manifest["meta_columns"]
+
+
+def test_classification_meta_round_trips_and_own_fields_win(workspace_home: Path, tmp_path: Path) -> None:
+    rows = [{"text": "great", "label": "pos", "language": "en"}, {"text": "schlecht", "label": "neg", "language": "de"}]
+    original = import_rows(tmp_path, rows, name="reviews")
+    out = tmp_path / "out.jsonl"
+    data_export.export_dataset(original.ref, out)
+    assert read_jsonl(out) == rows
+    assert stored_rows(data_import.import_file(out, name="again")[0]) == stored_rows(original)
+    row = {"messages": SINGLE_TURN[0]["messages"], "meta": json.dumps({"messages": "x", "topic": "t"})}
+    assert data_export.with_meta(row, data_export.to_messages(row)) == {"messages": row["messages"], "topic": "t"}

@@ -199,3 +199,99 @@ def test_cli_cancel_on_stdin_stops_the_import_and_stores_nothing(engine_env, eng
     assert done.returncode == protocol.ExitCode.CANCELLED, done.stderr
     assert protocol.decode(done.stdout.splitlines()[-1])["type"] == "error"
     assert list((workspace_home / "datasets" / "big").iterdir()) == []
+
+
+# -- extra columns kept as metadata -----------------------------------------------------------------
+
+def stored_rows(version: data_import.DatasetVersion) -> list[dict]:
+    import datasets
+
+    return datasets.load_from_disk(str(version.path / "data")).to_list()
+
+
+def test_extra_scalar_columns_are_kept_as_meta_and_nested_ones_named_once(workspace_home: Path, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    file = write_jsonl(tmp_path / "tagged.jsonl", [
+        chat("hi", "hello") | {"category": "greeting", "score": 0.5, "ok": True, "tags": ["a"]},
+        chat("2+2?", "4") | {"category": "math", "n": 3, "lang": None, "tags": ["b", "c"]},
+        chat("bye", "see you")])
+    with caplog.at_level("INFO", logger="engine.data"):
+        version, report = data_import.import_file(file)
+    rows = stored_rows(version)
+    assert [sorted(r) for r in rows] == [["messages", "meta"]] * 3
+    assert [json.loads(r["meta"]) for r in rows] == [
+        {"category": "greeting", "score": 0.5, "ok": True}, {"category": "math", "n": 3, "lang": None}, {}]
+    assert version.manifest["meta_columns"] == ["category", "score", "ok", "n", "lang"]
+    assert list(report.left_out_columns) == ["tags"]
+    assert len([r for r in caplog.records if "'tags'" in r.getMessage()]) == 1  # one line, not one per row
+
+
+def test_mapped_source_columns_are_not_meta(workspace_home: Path, tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "qa.jsonl", [{"question": "2+2?", "answer": "4", "topic": "math"}])
+    options = data_import.ImportOptions(mapping={"instruction": "question", "output": "answer"})
+    version, _ = data_import.import_file(file, options=options)
+    assert json.loads(stored_rows(version)[0]["meta"]) == {"topic": "math"}
+
+
+# Pinned before metadata was kept: a file without extra columns must be stored exactly as before.
+PLAIN_ROWS = [chat(f"q{i}", f"a{i}") for i in range(5)]
+PLAIN_ROWS_SHA256 = "9414be3313f5f3b27147d72d1d21e90d25ff09c2af4a433c50d26daf44b8cc82"
+PLAIN_FINGERPRINT = "4cda8fe2f2df6804"
+PLAIN_CONTENT_HASH = "7e2fad8ee908be9b9ca7ae0328896339b439b1d8a42515034b16378713c66081"
+
+
+def test_a_file_without_extra_columns_is_stored_as_before(workspace_home: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    import datasets
+
+    file = tmp_path / "plain.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in PLAIN_ROWS))
+    version, _ = data_import.import_file(file)
+    stored = datasets.load_from_disk(str(version.path / "data"))
+    assert stored.column_names == ["messages"] and stored._fingerprint == PLAIN_FINGERPRINT
+    assert hashlib.sha256(json.dumps(list(stored), sort_keys=True).encode()).hexdigest() == PLAIN_ROWS_SHA256
+    assert version.manifest["content_hash"] == PLAIN_CONTENT_HASH and version.manifest["meta_columns"] == []
+    info = json.loads((version.path / "data" / "dataset_info.json").read_text())
+    assert info["dataset_size"] == stored.data.nbytes  # sizes of the stored table, not of the dropped column
+
+
+def old_style(version: data_import.DatasetVersion) -> None:
+    """Makes ``version`` look stored before metadata was kept (no meta_columns, no meta column)."""
+    import shutil
+
+    import datasets
+
+    manifest = json.loads((version.path / "manifest.json").read_text())
+    del manifest["meta_columns"]
+    (version.path / "manifest.json").write_text(json.dumps(manifest))
+    data = datasets.load_from_disk(str(version.path / "data"))
+    if "meta" in data.column_names:
+        data.remove_columns("meta").save_to_disk(str(version.path / "old"))
+        del data
+        shutil.rmtree(version.path / "data")
+        (version.path / "old").rename(version.path / "data")
+
+
+def test_versions_stored_before_meta_are_reused_only_without_extra_columns(workspace_home: Path,
+                                                                          tmp_path: Path) -> None:
+    plain = write_jsonl(tmp_path / "plain.jsonl", PLAIN_ROWS)
+    old_style(data_import.import_file(plain)[0])
+    assert data_import.import_file(plain)[0].version == 1  # same version on re-import
+    tagged = write_jsonl(tmp_path / "tagged.jsonl", [chat("hi", "hello") | {"category": "greeting"}])
+    old_style(data_import.import_file(tagged)[0])
+    again = data_import.import_file(tagged)[0]
+    assert again.version == 2 and json.loads(stored_rows(again)[0]["meta"]) == {"category": "greeting"}
+    assert data_import.import_file(tagged)[0].version == 2
+
+
+def test_dataset_dict_splits_all_get_meta_when_one_has_it(workspace_home: Path, tmp_path: Path) -> None:
+    import datasets
+
+    folder = tmp_path / "saved"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_list([{"text": "a", "label": "x", "lang": "en"}]),
+        "test": datasets.Dataset.from_list([{"text": "b", "label": "y"}])}).save_to_disk(str(folder))
+    version, _ = data_import.import_file(folder)
+    data = datasets.load_from_disk(str(version.path / "data"))
+    assert data["train"]["meta"] == ['{"lang": "en"}'] and data["test"]["meta"] == ["{}"]

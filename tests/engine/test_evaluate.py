@@ -224,3 +224,62 @@ def test_classification_slices_and_shuffled_choices_add_up(home, tmp_path) -> No
     assert shuffled["clean"] == pytest.approx(overall)
     assert shuffled["delta"] == pytest.approx(shuffled["perturbed"] - shuffled["clean"])
     assert (folder / "spec.toml").read_text().count('split = "all"') == 1
+
+
+TICKETS = [("Where is my parcel?", "It ships today.", "shipping"), ("Refund please", "Refund sent.", "billing"),
+           ("Change my address", "Address changed.", "shipping"), ("Invoice missing", "Invoice resent.", "billing"),
+           ("Package damaged", "Replacement sent.", "shipping"), ("Card declined", "Try another card.", "billing"),
+           ("Track order", "Here is the link.", "shipping")]
+
+
+@pytest.fixture
+def tagged(home, tmp_path) -> str:
+    """A chat dataset whose file has an extra ``category`` column (kept as metadata)."""
+    from engine import data_import
+
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "category": c,
+             "priority": i % 2} for i, (q, a, c) in enumerate(TICKETS)]
+    file = tmp_path / "tickets.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return data_import.import_file(file, name="tickets")[0].ref
+
+
+def test_slice_by_a_column_of_the_file_counts_its_rows(home, tagged) -> None:
+    from collections import Counter
+
+    from engine import eval_report, evaluate
+
+    spec = small_spec(home, dataset=tagged, split="auto", metrics=["token_f1", "perplexity"], slice_column="category",
+                      max_examples=0)
+    folder, summary = evaluate.evaluate(spec, FakeJob())
+    groups = summary["slices"]["groups"]
+    assert summary["slices"]["column"] == "category"
+    assert {k: g["n"] for k, g in groups.items()} == dict(Counter(c for _, _, c in TICKETS))
+    labels = [m["label"] for m in summary["models"]]
+    table = eval_report.read_examples(folder)
+    assert [r["slice"] for r in table] == [c for _, _, c in TICKETS]
+    for value, group in groups.items():
+        assert set(group["metrics"]["token_f1"]) == set(labels)
+        scores = [r["metrics"]["base"]["token_f1"] for r in table if r["slice"] == value]
+        assert group["metrics"]["token_f1"]["base"] == pytest.approx(sum(scores) / len(scores))
+
+
+def test_unknown_slice_column_lists_the_columns_in_one_line(home, tagged) -> None:
+    from engine import errors, evaluate
+
+    with pytest.raises(errors.EngineError) as caught:
+        evaluate.evaluate(small_spec(home, dataset=tagged, split="auto", slice_column="colour"), FakeJob())
+    assert caught.value.code == protocol.ExitCode.USAGE
+    assert caught.value.message == (f"slice_column: {tagged} has no column 'colour'; "
+                                    "columns: category, priority, reference")
+
+
+def test_training_ignores_meta(home, tagged) -> None:
+    from engine import train
+    from engine.config import TrainConfig
+
+    data, version, _ = train.load_training_data(TrainConfig(dataset=tagged))
+    assert version.ref == tagged and sorted(data.column_names) == ["completion", "prompt"] and len(data) == 7
+    done = engine(home["home"], "train", "--json", "--model", str(home["model"]), "--dataset", tagged,
+                  *TRAIN_FLAGS[:2], "--max-steps", "1", *TRAIN_FLAGS[4:])
+    assert done.returncode == 0, done.stderr[-2000:]

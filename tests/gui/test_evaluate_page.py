@@ -222,3 +222,18 @@ def test_hardest_rows_needs_one_adapter_and_shows_the_loss_table(qtbot, make_pag
     assert page.title.text().startswith("Hardest training rows of run run-1")
     assert page.examples_model.change_column() == -1 and page.examples_proxy.rowCount() == 2
     assert page.chart.whiskers is None and page.chart.heights == [1.0]
+
+
+def test_slice_choices_follow_the_chosen_dataset_and_its_extra_columns(qtbot, make_page):
+    make_dataset(paths.datasets_dir(), "tickets", 1, 7, shape="messages", meta_columns=["category", "lang"])
+    make_dataset(paths.datasets_dir(), "moods", 1, 5, shape="classification")
+    page = make_page()
+    page.refresh()
+    page.dataset_combo.setCurrentText("tickets@v1")
+    choices = [page.slice_combo.itemText(i) for i in range(page.slice_combo.count())]
+    assert choices == ["", "reference", "category", "lang"]
+    page.slice_combo.setCurrentText("category")
+    page.dataset_combo.setCurrentText("moods@v1")
+    choices = [page.slice_combo.itemText(i) for i in range(page.slice_combo.count())]
+    assert choices == ["", "label", "reference"]
+    assert page.slice_combo.currentText() == "category"  # what the user typed is kept
