@@ -341,9 +341,10 @@ class DatasetsPage(QWidget):
         if exit_code == 0:
             data = self._result
             skipped = f", {data['skipped']:,} invalid rows left out" if data.get("skipped") else ""
+            self.refresh()
+            self.select_version(str(data.get("name")), data.get("version"))  # shows its rows
             self.status_label.show_message(f"Imported {data.get('name')} v{data.get('version')}: "
                                            f"{data.get('rows')} rows ({data.get('shape')}){skipped}.")
-            self.refresh()
             self.sig_datasets_changed.emit()
             return
         self.status_label.show_message(f"Import failed: {self._error or summary}", error=True)
@@ -440,8 +441,9 @@ class DatasetsPage(QWidget):
             detail = ", ".join(f"{name} {count:,}" for name, count in (data.get("splits") or {}).items())
         else:
             detail = "; ".join(f"{step['step']} {step['changed']:,}" for step in data.get("steps") or [])
-        self.status_label.show_message(f"{job.capitalize()}: {data.get('name')} v{data.get('version')} ({detail}).")
         self.refresh()
+        self.select_version(str(data.get("name")), data.get("version"))
+        self.status_label.show_message(f"{job.capitalize()}: {data.get('name')} v{data.get('version')} ({detail}).")
         self.sig_datasets_changed.emit()
 
     def is_busy(self) -> bool:

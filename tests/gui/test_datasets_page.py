@@ -75,8 +75,9 @@ def test_a_successful_import_refreshes_the_table(qtbot, make_context, tmp_path):
     qtbot.addWidget(page)
     # The real engine writes the version folder before it reports the result.
     page.client.sig_hello.connect(lambda _: make_dataset(paths.datasets_dir(), "reviews", 1, 3))
-    changed = []
+    changed, commands = [], []
     page.sig_datasets_changed.connect(lambda: changed.append(True))
+    page.client.sig_hello.connect(lambda _: commands.append(page.client.command_line()))
     run_job(qtbot, page, lambda: page.import_file(str(tmp_path / "reviews.jsonl")))
 
     assert page.status_label.text() == "Imported reviews v1: 3 rows (prompt-completion)."
@@ -84,7 +85,11 @@ def test_a_successful_import_refreshes_the_table(qtbot, make_context, tmp_path):
     assert table_rows(page)[0][:3] == ["reviews", "v1", "3"]
     assert changed == [True]
     path = tmp_path / "reviews.jsonl"
-    assert f"data import {path} --report {report_path(str(path))} --json" in page.client.command_line()
+    assert f"data import {path} --report {report_path(str(path))} --json" in commands[0]
+    # The new version is selected and its rows are being read for the table.
+    assert (page.selected.name, page.selected.version) == ("reviews", 1)
+    assert "data export reviews@v1 --out " in page.client.command_line()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=20_000)
 
 
 def start_bad_import(qtbot, page: DatasetsPage, tmp_path: Path) -> Path:
@@ -246,8 +251,12 @@ def test_clean_and_split_run_on_the_selected_version(qtbot, make_context):
     page.tools.normalize.setChecked(True)
     page.tools.dedupe.setChecked(True)
     page.client.sig_hello.connect(lambda _: make_dataset(paths.datasets_dir(), "reviews", 2, 240, shape="messages"))
+    commands = []
+    page.client.sig_hello.connect(lambda _: commands.append(page.client.command_line()))
     run_job(qtbot, page, page.tools.clean_button.click)
-    assert "data clean reviews@v1 --normalize --dedupe --json" in page.client.command_line()
+    assert "data clean reviews@v1 --normalize --dedupe --json" in commands[0]
     assert page.status_label.text() == "Clean: reviews v2 (normalize 0; dedupe 0)."
     assert page.table.rowCount() == 2
+    assert page.selected.version == 2  # the cleaned version is the one shown now
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=20_000)
     assert page.tools.split_arguments() == ["--val", "0.1", "--test", "0", "--seed", "42"]
