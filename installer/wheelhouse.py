@@ -60,8 +60,12 @@ def torch_wheel_version(folder: Path) -> str | None:
 
 
 def write_manifest(folder: Path, version: str, build: str, extras: Sequence[str],
-                   model_spec: str) -> dict:
-    """Record what the wheelhouse holds, with a hash per wheel, atomically."""
+                   model_spec: str, locks: Sequence[Path] = ()) -> dict:
+    """Record what the wheelhouse holds, with a hash per wheel, atomically.
+
+    ``locks`` are the lock files its downloads were pinned by (name -> SHA-256), so that a
+    bundle can be traced to the locks of a release.
+    """
     wheels = sorted(folder.glob("*.whl"))
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -73,6 +77,7 @@ def write_manifest(folder: Path, version: str, build: str, extras: Sequence[str]
         "python": this_python(),
         "platform": sysconfig.get_platform(),
         "files": {path.name: file_digest(path) for path in wheels},
+        "locks": {path.name: file_digest(path) for path in locks},
     }
     temporary = folder / (MANIFEST_NAME + ".tmp")
     temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")

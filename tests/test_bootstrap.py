@@ -145,24 +145,24 @@ def test_install_commands_carry_the_sources_but_cuda_torch_uses_pytorch_only(mon
 
 
 def test_too_old_python_gets_one_clear_line():
-    message = bootstrap.python_version_problem((3, 9, 18, "final", 0))
-    assert "3.10" in message and "3.9.18" in message
+    message = bootstrap.python_version_problem((3, 10, 12, "final", 0))
+    assert "3.11" in message and "3.10.12" in message
     assert "\n" not in message
 
 
 def test_supported_python_has_no_problem():
-    assert bootstrap.python_version_problem((3, 10, 0)) is None
+    assert bootstrap.python_version_problem((3, 11, 0)) is None
     assert bootstrap.python_version_problem(sys.version_info) is None
 
 
 def test_main_refuses_old_python_before_doing_anything(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
     monkeypatch.setattr(bootstrap.gpu_probe, "probe", _must_not_be_called)
-    code = bootstrap.main(["run", "--venv", str(tmp_path / "venv")], version_info=(3, 9, 18))
+    code = bootstrap.main(["run", "--venv", str(tmp_path / "venv")], version_info=(3, 10, 12))
     out, err = capsys.readouterr()
     assert code == 1
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith("[tunebench] ") and "3.10" in err
+    assert err.count("\n") == 1 and err.startswith("[tunebench] ") and "3.11" in err
     assert not (tmp_path / "venv").exists()
 
 
@@ -535,7 +535,8 @@ def test_installed_app_installs_its_wheel_not_the_checkout(fake, venv, tmp_path)
     project = [argv for argv in fake.pip_installs() if argv[4].startswith(str(wheel))]
     assert project and project[0][4] == "%s[gui,engine]" % wheel and "-e" not in project[0]
     stamp = json.loads((venv / bootstrap.STAMP_NAME).read_text())
-    assert stamp["sources"] == bootstrap.sources_hash([wheel, bootstrap.BOOTSTRAP_FILE])
+    locks = bootstrap.chosen_locks(("gui", "engine"), bootstrap.make_build("cpu", ""))
+    assert stamp["sources"] == bootstrap.sources_hash([wheel, bootstrap.BOOTSTRAP_FILE] + locks)
 
 
 def test_offline_setup_installs_from_the_wheelhouse_only(fake, venv, tmp_path):
@@ -621,3 +622,79 @@ def test_test_command_hands_the_sources_to_pytest(fake, venv, monkeypatch):
     monkeypatch.setattr(bootstrap, "run_child", spy)
     assert bootstrap.main(["test", "--venv", str(venv)]) == 0
     assert json.loads(seen[0]) == {"sources": [], "network": []}
+
+
+# --------------------------------------------------------------------------- lock files
+# (what the locks hold: tests/installer/test_locks.py)
+
+
+def _constraints(argv):
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--constraint"]
+
+
+@pytest.mark.parametrize("system, machine, expected", [
+    ("linux", "x86_64", "linux"), ("win32", "AMD64", "windows"), ("darwin", "arm64", None),
+    ("linux", "aarch64", None), ("darwin", "x86_64", None)])
+def test_lock_platform(system, machine, expected):
+    assert bootstrap.lock_platform(system, machine) == expected
+
+
+def test_locks_follow_the_extras_and_the_torch_build(tmp_path):
+    build = bootstrap.make_build("cu126", "")
+    locks = bootstrap.chosen_locks(("gui", "engine", "dev"), build, system="win32",
+                                   machine="AMD64")
+    assert [path.name for path in locks] == ["gui-windows.txt", "engine-cu126-windows.txt",
+                                             "dev-windows.txt"]
+    assert all(path.is_file() for path in locks)
+    assert bootstrap.chosen_locks(("engine",), build, use_locks=False) == []
+    assert bootstrap.chosen_locks(("engine",), build, system="darwin", machine="arm64") == []
+
+
+def test_missing_lock_is_one_clear_failure(tmp_path):
+    with pytest.raises(bootstrap.StepFailed) as failure:
+        bootstrap.chosen_locks(("gui",), bootstrap.make_build("cpu", ""), folder=tmp_path,
+                               system="linux", machine="x86_64")
+    assert "gui-linux.txt" in failure.value.status and "--no-locks" in failure.value.hint
+
+
+def test_setup_installs_the_project_with_the_locks_as_constraints(fake, venv, monkeypatch):
+    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    assert bootstrap.main(["setup", "--torch", "cu130", "--venv", str(venv)]) == 0
+    project = fake.commands_with("-e")[0]
+    locks = [Path(path) for path in _constraints(project)[1:]]
+    assert [path.name for path in locks] == ["gui-linux.txt", "engine-cu130-linux.txt"]
+    assert all(path.parent == bootstrap.LOCKS_DIR for path in locks)
+    torch = fake.commands_with(bootstrap.TORCH_SPEC)[0]
+    assert _constraints(torch) == []  # a CUDA torch comes from PyTorch's index alone
+
+
+def test_no_locks_opts_out_and_changes_the_stamp(fake, venv, monkeypatch):
+    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
+    fake.calls.clear()
+    assert bootstrap.main(["setup", "--no-locks", "--venv", str(venv)]) == 0
+    project = fake.commands_with("-e")
+    assert project and len(_constraints(project[0])) == 1  # only the torch pin
+    assert bootstrap.parse_args(["run"]).locks and not bootstrap.parse_args(
+        ["run", "--no-locks"]).locks
+
+
+def test_wheelhouse_downloads_with_the_same_locks(fake, tmp_path, monkeypatch):
+    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    monkeypatch.setattr(bootstrap, "build_missing_wheels", lambda *args: None)
+    monkeypatch.setattr(bootstrap.wheelhouse, "replace_folder", lambda *args: None)
+
+    def built(argv, *args, **kwargs):  # pip wheel: leave a Tunebench wheel behind
+        if argv[3:4] == ["wheel"]:
+            folder = Path(argv[argv.index("-w") + 1])
+            (folder / "tunebench-0.1.0-py3-none-any.whl").write_bytes(b"zip")
+    monkeypatch.setattr(bootstrap, "run_step", lambda title, argv, *a, **k: (
+        fake.calls.append([str(x) for x in argv]), built([str(x) for x in argv])))
+    out = tmp_path / "house"
+    assert bootstrap.main(["wheelhouse", "--out", str(out), "--venv", str(tmp_path / "v")]) == 0
+    download = [argv for argv in fake.calls if "download" in argv and "--no-deps" not in argv
+                and bootstrap.TORCH_SPEC not in argv][0]
+    names = [Path(path).name for path in _constraints(download)[1:]]
+    assert names == ["gui-linux.txt", "engine-cpu-linux.txt"]
+    manifest = json.loads((tmp_path / "house.partial" / "tunebench-wheelhouse.json").read_text())
+    assert sorted(manifest["locks"]) == ["engine-cpu-linux.txt", "gui-linux.txt"]

@@ -37,7 +37,7 @@ MAINTAINER = "Tunebench developers <tunebench@example.org>"
 # The Qt libraries the PySide6 wheels load from the system (xcb platform plugin, OpenGL/EGL,
 # fonts, D-Bus, GLib), plus Python with venv and pip (the bootstrap builds a venv).
 DEB_DEPENDS = (
-    "python3 (>= 3.10)", "python3-venv", "python3-pip", "libxkbcommon-x11-0", "libxkbcommon0",
+    "python3 (>= 3.11)", "python3-venv", "python3-pip", "libxkbcommon-x11-0", "libxkbcommon0",
     "libxcb-cursor0", "libxcb-icccm4", "libxcb-image0", "libxcb-keysyms1", "libxcb-randr0",
     "libxcb-render-util0", "libxcb-shape0", "libxcb-xinerama0", "libxcb-xkb1", "libx11-xcb1",
     "libegl1", "libgl1", "libopengl0", "libfontconfig1", "libfreetype6", "libdbus-1-3",
@@ -93,6 +93,10 @@ def fill_payload(root: Path, wheel: Path, appdir: str) -> None:
     for name in BOOTSTRAP_MODULES:
         shutil.copy2(str(REPO / "installer" / name), str(root / "installer" / name))
     (root / "installer" / "bootstrap.py").chmod(0o755)
+    # The pinned versions the bootstrap installs (installer/make_locks.py): Linux ones only.
+    (root / "installer" / "locks").mkdir()
+    for lock in sorted((REPO / "installer" / "locks").glob("*-linux.txt")):
+        shutil.copy2(str(lock), str(root / "installer" / "locks" / lock.name))
     (root / "wheels").mkdir()
     shutil.copy2(str(wheel), str(root / "wheels" / wheel.name))
 

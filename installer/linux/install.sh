@@ -13,7 +13,7 @@ DATA="$DATA_HOME/tunebench"
 APPDIR="$DATA/app"
 BIN="$HOME/.local/bin"
 PYTHON=$(command -v python3 || true)
-[ -n "$PYTHON" ] || { echo "[tunebench] python3 (3.10 or newer) is needed; install it first." >&2; exit 1; }
+[ -n "$PYTHON" ] || { echo "[tunebench] python3 (3.11 or newer) is needed; install it first." >&2; exit 1; }
 
 echo "[tunebench] Installing into $DATA"
 mkdir -p "$DATA" "$BIN" "$DATA_HOME/applications" \

@@ -9,7 +9,7 @@ VENV="$DATA/venv"
 WHEEL=$(ls "$APPDIR"/wheels/tunebench-*.whl | head -n 1)
 PYTHON=$(command -v python3 || true)
 if [ -z "$PYTHON" ]; then
-    echo "Tunebench needs python3 (3.10 or newer); install it first." >&2
+    echo "Tunebench needs python3 (3.11 or newer); install it first." >&2
     exit 1
 fi
 # Started from the menu (no terminal) before the environment exists: show the setup's progress

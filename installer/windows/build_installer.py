@@ -43,6 +43,10 @@ def stage(folder: Path, wheel: Path) -> None:
     (folder / "installer").mkdir(parents=True)
     for name in MODULES:
         shutil.copy2(str(REPO / "installer" / name), str(folder / "installer" / name))
+    # The pinned versions the bootstrap installs (installer/make_locks.py): Windows ones only.
+    (folder / "installer" / "locks").mkdir()
+    for lock in sorted((REPO / "installer" / "locks").glob("*-windows.txt")):
+        shutil.copy2(str(lock), str(folder / "installer" / "locks" / lock.name))
     (folder / "wheels").mkdir()
     shutil.copy2(str(wheel), str(folder / "wheels" / wheel.name))
     launcher = (HERE / "Tunebench.cmd.in").read_text("utf-8").replace("@WHEEL@", wheel.name)

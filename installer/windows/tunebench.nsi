@@ -4,7 +4,7 @@
 ;
 ; Installs the stdlib bootstrap, the Tunebench wheel and a launcher; the first start of the
 ; launcher creates the environment (torch build chosen from nvidia-smi) with the user's
-; Python 3.10+ ("py -3"). Silent: /S; silent uninstall keeps models and runs unless /PURGE.
+; Python 3.11+ ("py -3"). Silent: /S; silent uninstall keeps models and runs unless /PURGE.
 
 Unicode true
 Target amd64-unicode
@@ -36,6 +36,8 @@ Section "Tunebench" SecMain
   File "${STAGE}\installer\gpu_probe.py"
   File "${STAGE}\installer\wheelhouse.py"
   File "${STAGE}\installer\system_tools.py"
+  SetOutPath "$INSTDIR\installer\locks"
+  File "${STAGE}\installer\locks\*.txt"
   SetOutPath "$INSTDIR\wheels"
   File "${STAGE}\wheels\${WHEEL}"
   SetOutPath "$INSTDIR"

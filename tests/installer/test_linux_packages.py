@@ -75,7 +75,8 @@ def test_deb_contents_and_dependencies(packages, tmp_path):
                  "usr/share/icons/hicolor/256x256/apps/tunebench.png",
                  "usr/share/icons/hicolor/scalable/apps/tunebench.svg",
                  "usr/lib/tunebench/installer/bootstrap.py",
-                 "usr/lib/tunebench/installer/gpu_probe.py"):
+                 "usr/lib/tunebench/installer/gpu_probe.py",
+                 "usr/lib/tunebench/installer/locks/engine-cu130-linux.txt"):
         assert (tmp_path / path).is_file(), path
     assert list((tmp_path / "usr/lib/tunebench/wheels").glob("tunebench-*.whl"))
     launcher = (tmp_path / "usr/bin/tunebench").read_text()

@@ -120,7 +120,7 @@ def _install(wine, setup_exe):
 def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     local, app, shortcut = _install(wine, setup_exe)
     files = [app / "Tunebench.cmd", app / "uninstall.exe", app / "installer" / "bootstrap.py",
-             app / "installer" / "gpu_probe.py"]
+             app / "installer" / "gpu_probe.py", app / "installer" / "locks" / "gui-windows.txt"]
     for path in files + [shortcut]:
         assert path.is_file(), path
     assert list((app / "wheels").glob("tunebench-*.whl"))
