@@ -3,11 +3,12 @@
 Loads the default model (SmolLM2-135M-Instruct, converted in the cache of TUNEBENCH_HOME) and
 answers the same chat prompts greedily with (a) plain transformers `model.generate` as loaded
 by default (fp32, SDPA attention), timing the first token with a streamer, (b) the engine's
-decoder (engine/decode.py) as the playground session loads the model (fp32), and (c) the same
-with the session's ``--int8`` weights, with how often int8 picks fp32's greedy token (teacher
-forced on fp32's answers). Also times a second chat turn, which reuses the KV cache of the
-first. Each variant runs ``--repeats`` times; the
-JSON keeps every run, the best and the median (the CPU is shared, so the best is the cleanest).
+decoder (engine/decode.py) with fp32 weights (the session's ``--fp32``), and (c) the same with
+the weight-only int8 Linear layers CPU sessions use by default, with how often each mode picks
+fp32's greedy token (teacher forced on fp32's answers). Also times a second chat turn, which
+reuses the KV cache of the first. Each variant runs ``--repeats`` times; the JSON keeps every
+run, the best and the median (the CPU is shared, so the best is the cleanest), and the load
+average while it ran.
 
     TUNEBENCH_HOME=/tmp/tbhome python benchmarks/decode_speed.py [--tokens 64] [--repeats 3]
 """
@@ -92,7 +93,7 @@ def second_turn(decoder: Any, tokenizer: Any, prompt: str, tokens: int) -> dict[
 
 
 def agreement(fp32: Any, int8: Any, tokenizer: Any, inputs: list[list[int]], tokens: int) -> float:
-    """Share of positions where int8's top token equals fp32's greedy token, both reading
+    """Share of positions where ``int8``'s top token equals fp32's greedy token, both reading
     fp32's answer (teacher forcing), so one early difference does not count twice."""
     import torch
 
@@ -128,7 +129,8 @@ def main() -> None:
     from engine import models
     from engine.decode import Decoder
     from engine.generate import attention_for
-    from engine.session import prompt_ids, quantize_int8
+    from engine.decode import quantize_weights_int8
+    from engine.session import prompt_ids
     from engine.workspace import atomic_write_json
 
     if args.threads:
@@ -142,7 +144,7 @@ def main() -> None:
     inputs = [prompt_ids(tokenizer, "chat", [{"role": "user", "content": p}], "") for p in PROMPTS]
     plain_generate(plain, tokenizer, inputs[0], 4)  # warm-up: first calls allocate
     tunebench(decoder, inputs[0], 4)
-    int8 = Decoder(quantize_int8(AutoModelForCausalLM.from_pretrained(
+    int8 = Decoder(quantize_weights_int8(AutoModelForCausalLM.from_pretrained(
         str(folder), dtype=torch.float32, attn_implementation=attention_for("cpu")).eval()), tokenizer)
     tunebench(int8, inputs[0], 4)
     rows: dict[str, list[dict[str, Any]]] = {"generate": [], "tunebench": [], "tunebench_int8": []}
@@ -154,16 +156,21 @@ def main() -> None:
             rows["tunebench"].append(tunebench(decoder, ids, args.tokens))
             rows["tunebench_int8"].append(tunebench(int8, ids, args.tokens))
     same = all(g["tokens"] == t["tokens"] for g, t in zip(rows["generate"], rows["tunebench"]))
+    agree = agreement(decoder, int8, tokenizer, inputs, args.tokens)
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}; torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
-        "date": time.strftime("%Y-%m-%d %H:%M"), "model": folder.name, "dtype": "float32",
+        "date": time.strftime("%Y-%m-%d %H:%M"), "model": folder.name, "activations": "float32",
         "max_new_tokens": args.tokens, "prompts": len(PROMPTS), "repeats": args.repeats,
         "load_average_during": [round(min(loads), 2), round(max(loads), 2)],
         "note": "shared CPU: other processes ran during the measurement (see load_average_during)",
-        "generate": summary(rows["generate"]), "tunebench": summary(rows["tunebench"]),
-        "tunebench_int8": summary(rows["tunebench_int8"]),
-        "int8_top1_agreement_with_fp32": agreement(decoder, int8, tokenizer, inputs, args.tokens),
+        "uptime_after": os.popen("uptime").read().strip(),
+        "generate": {**summary(rows["generate"]), "weights": "fp32", "top1_agreement_with_fp32": 1.0},
+        "tunebench": {**summary(rows["tunebench"]), "weights": "fp32 (session --fp32)",
+                      "top1_agreement_with_fp32": 1.0},
+        "tunebench_int8": {**summary(rows["tunebench_int8"]),
+                           "weights": "weight-only int8, per-output-channel scales, lm_head included "
+                                      "(CPU session default)", "top1_agreement_with_fp32": agree},
         "answers": {k: [r["text"] for r in rows[k][:len(PROMPTS)]] for k in ("tunebench", "tunebench_int8")},
         "same_token_counts": same,
         "second_chat_turn": second_turn(decoder, tokenizer, PROMPTS[1], 16),

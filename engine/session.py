@@ -7,6 +7,8 @@ generation runs. A failed request answers an ``error`` with its ``id`` and the s
 
 Models stay loaded in a :class:`ModelPool`; adapters are attached to their base by name with
 peft, so switching adapters, or running the base with adapters disabled, never reloads it.
+On CPU the bases hold weight-only int8 Linear layers by default (engine.decode: about 1.7x
+the fp32 decode speed, fp32's greedy token ~96% of the time); adapters attach on top of them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class LoadedBase:
     nbytes: int
     adapters: dict[str, str] = field(default_factory=dict)  # adapter folder -> peft name
     tokenizers: dict[str, Any] = field(default_factory=dict)  # adapter folder -> its tokenizer
+    weights: str = "fp32"  # how the base's Linear weights are held: "int8", "fp32" or "bf16"
 
 
 @dataclass
@@ -65,9 +68,13 @@ class ModelPool:
     """Loaded bases, least recently used first; evicts before a load would exceed memory."""
 
     def __init__(self, device: str, max_models: int = 0, int8: bool = False) -> None:
+        from engine.decode import int8_supported
+
         self.device = device
         self.max_models = max_models
-        self.int8 = int8 and device == "cpu"
+        self.int8 = int8 and device == "cpu" and int8_supported()
+        if int8 and device == "cpu" and not self.int8:
+            log.warning("This torch has no CPU int8-weight matmul; decoding with fp32 weights")
         self._bases: OrderedDict[str, LoadedBase] = OrderedDict()
 
     def __len__(self) -> int:
@@ -103,16 +110,14 @@ class ModelPool:
         base = _load_base(key, model_dir, self.device, self.int8)
         progress(1, 2)
         self._bases[key] = base
-        log.info("Loaded %s (%.0f MB); %d model(s) in memory", model_dir.name, base.nbytes / 2**20, len(self))
+        log.info("Loaded %s (%.0f MB, %s weights); %d model(s) in memory", model_dir.name,
+                 base.nbytes / 2**20, base.weights, len(self))
         return base
 
     def _attach(self, base: LoadedBase, adapter_dir: Path) -> str:
         """Attaches an adapter by name (once); later requests only switch to it."""
         from peft import PeftModel
 
-        if self.int8:
-            raise errors.usage("adapter: this session runs int8 base models, which take no adapters; "
-                               "start it without --int8 to use adapters")
         key = str(adapter_dir.resolve())
         if key in base.adapters:
             return base.adapters[key]
@@ -143,7 +148,7 @@ def _load_base(key: str, model_dir: Path, device: str, int8: bool = False) -> Lo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.decode import Decoder
+    from engine.decode import Decoder, quantize_weights_int8
     from engine.generate import attention_for
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -151,28 +156,13 @@ def _load_base(key: str, model_dir: Path, device: str, int8: bool = False) -> Lo
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
                                                  attn_implementation=attention_for(device)).to(device)
     model.eval()
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = str(dtype).removeprefix("torch.").replace("float32", "fp32").replace("bfloat16", "bf16")
     if int8:
-        model = quantize_int8(model)
-    return LoadedBase(key, model, tokenizer, Decoder(model, tokenizer, device), nbytes)
-
-
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 (per-channel weights) for the Linear layers, on CPU. Decoding a small model
-    on a CPU is bound by reading the weights; fewer bytes decode faster. The MLP down
-    projections stay fp32: their inputs carry the activation outliers that int8 rounds badly
-    (with them quantised too, SmolLM2-135M picked fp32's greedy token 40-45% of the time;
-    without, about 72%; benchmarks/decode_speed.py measures both speed and this agreement)."""
-    import warnings
-
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and not name.endswith("down_proj")}
-    with warnings.catch_warnings():  # torch marks torch.ao deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, spec, dtype=torch.qint8)
+        # Decoding at batch 1 on a CPU is bound by reading the weights: int8 reads a quarter.
+        model = quantize_weights_int8(model)
+        weights = "int8"
+    nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return LoadedBase(key, model, tokenizer, Decoder(model, tokenizer, device), nbytes, weights=weights)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -396,6 +386,8 @@ def result_message(request: Request, target: Target | None, outcome: Any) -> dic
         "ttft_s": None, "tokens_per_s": 0.0}
     data = {"id": request.id, **data, "model": target.label if target else request.model,
             "adapter": request.adapter}
+    if target:
+        data["weights"] = target.base.weights
     return protocol.make(protocol.RESULT, id=request.id, data=data)
 
 
