@@ -153,21 +153,28 @@ def _check_order(messages: list[dict], where: str = "messages", role_key: str = 
 
 def _message_list(value: Any, where: str) -> list[dict]:
     """Validates an OpenAI-style list of {role, content}; fields are named ``where[i].role``."""
+    return _turns(value, where, "role", "content", dict(zip(ROLES, ROLES)), "system, user or assistant")
+
+
+def _turns(value: Any, where: str, role_key: str, text_key: str, roles: dict[str, str],
+           known: str) -> list[dict]:
+    """A list of {role_key, text_key} turns as canonical {role, content} messages, each role
+    mapped through ``roles``; a problem names the turn, e.g. ``conversations[1].from``."""
     if not isinstance(value, list) or not value:
-        raise RowError(where, "must be a non-empty list of {role, content} objects")
+        raise RowError(where, f"must be a non-empty list of {{{role_key}, {text_key}}} objects")
     clean = []
-    for index, message in enumerate(value):
+    for index, turn in enumerate(value):
         at = f"{where}[{index}]"
-        if not isinstance(message, dict):
-            raise RowError(at, "must be an object with role and content")
-        role = message.get("role")
-        if role not in ROLES:
-            raise RowError(f"{at}.role", f"unknown role {role!r} (use system, user or assistant)")
+        if not isinstance(turn, dict):
+            raise RowError(at, f"must be an object with {role_key} and {text_key}")
+        role = turn.get(role_key)
+        if role not in roles:
+            raise RowError(f"{at}.{role_key}", f"unknown role {role!r} (use {known})")
         try:
-            content = _text(message, "content")
-        except RowError as exc:  # name the turn, as for roles: messages[1].content
+            content = _text(turn, text_key)
+        except RowError as exc:
             raise RowError(f"{at}.{exc.field}", exc.problem) from None
-        clean.append({"role": role, "content": content})
+        clean.append({"role": roles[role], "content": content})
     return clean
 
 
@@ -192,22 +199,8 @@ def normalise_alpaca(row: dict) -> dict:
 
 def normalise_sharegpt(row: dict) -> dict:
     """ShareGPT ``conversations: [{from, value}]`` with human/gpt/system roles → messages."""
-    turns = row.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        raise RowError("conversations", "must be a non-empty list of {from, value} objects")
-    messages = []
-    for index, turn in enumerate(turns):
-        at = f"conversations[{index}]"
-        if not isinstance(turn, dict):
-            raise RowError(at, "must be an object with from and value")
-        speaker = turn.get("from")
-        if speaker not in SHAREGPT_ROLES:
-            raise RowError(f"{at}.from", f"unknown role {speaker!r} (use human, gpt or system)")
-        try:
-            content = _text(turn, "value")
-        except RowError as exc:
-            raise RowError(f"{at}.{exc.field}", exc.problem) from None
-        messages.append({"role": SHAREGPT_ROLES[speaker], "content": content})
+    messages = _turns(row.get("conversations"), "conversations", "from", "value", SHAREGPT_ROLES,
+                      "human, gpt or system")
     _check_order(messages, where="conversations", role_key="from")
     return {"messages": messages}
 
