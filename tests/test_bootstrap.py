@@ -620,6 +620,8 @@ def test_test_command_hands_the_sources_to_pytest(fake, venv, monkeypatch):
         return original(argv, env, cwd, capture)
 
     monkeypatch.setattr(bootstrap, "run_child", spy)
+    # Under CI this suite itself runs inside `bootstrap.py test`, which set the variable.
+    monkeypatch.delenv("TUNEBENCH_PIP_SOURCES", raising=False)
     assert bootstrap.main(["test", "--venv", str(venv)]) == 0
     assert json.loads(seen[0]) == {"sources": [], "network": []}
 
