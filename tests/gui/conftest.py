@@ -55,3 +55,23 @@ def make_context(fake_engine: FakeCommand) -> Callable[..., "AppContext"]:  # no
         return AppContext.from_environment(engine_override=fake_engine(transcript, *options))
 
     return make
+
+
+@pytest.fixture
+def make_prompt_page(qtbot, make_context):
+    """``make_prompt_page("session_chat.ndjson")`` → a Prompt page on a fake session engine
+    replaying that transcript; every page's session is shut down after the test."""
+    from gui.pages.prompt import PromptPage
+
+    pages: list[PromptPage] = []
+
+    def make(transcript: str = "session_chat.ndjson", *options: str) -> PromptPage:
+        page = PromptPage(make_context(transcript, *options))
+        qtbot.addWidget(page)
+        page.resize(1280, 760)
+        pages.append(page)
+        return page
+
+    yield make
+    for page in pages:
+        page.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -49,3 +51,9 @@ def dead_pid() -> int:
     child.wait()
     assert not workspace.pid_alive(child.pid) or os.name == "nt"
     return child.pid
+
+
+def transcript_results(transcript: str) -> list[str]:
+    """The answer texts of the ``result`` messages a session transcript replays."""
+    lines = map(json.loads, (TRANSCRIPTS / transcript).read_text(encoding="utf-8").splitlines())
+    return [m["data"]["text"] for m in lines if m.get("type") == "result"]

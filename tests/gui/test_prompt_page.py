@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-import pytest
 from PySide6.QtCore import Qt
 
 from gui.pages.prompt import PromptPage
 from gui.state.prompt_params import PRESETS
 
-from gui_helpers import TRANSCRIPTS, make_run
+from gui_helpers import make_run, transcript_results
 
 TIMEOUT_MS = 15_000
-
-
-def results(transcript: str) -> list[str]:
-    lines = map(json.loads, (TRANSCRIPTS / transcript).read_text(encoding="utf-8").splitlines())
-    return [m["data"]["text"] for m in lines if m.get("type") == "result"]
-
-
-@pytest.fixture
-def make_page(qtbot, make_context):
-    pages: list[PromptPage] = []
-
-    def make(transcript: str = "session_chat.ndjson", *options: str) -> PromptPage:
-        page = PromptPage(make_context(transcript, *options))
-        qtbot.addWidget(page)
-        page.resize(1280, 760)
-        pages.append(page)
-        return page
-
-    yield make
-    for page in pages:
-        page.shutdown()
 
 
 def send_and_wait(qtbot, page: PromptPage, text: str | None = None) -> None:
@@ -43,15 +19,15 @@ def send_and_wait(qtbot, page: PromptPage, text: str | None = None) -> None:
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT_MS)
 
 
-def test_tokens_stream_into_the_column_with_ttft_and_speed(qtbot, make_page):
-    page = make_page("session_chat.ndjson", "--delay", "0.01")
+def test_tokens_stream_into_the_column_with_ttft_and_speed(qtbot, make_prompt_page):
+    page = make_prompt_page("session_chat.ndjson", "--delay", "0.01")
     column = page.columns[0]
     seen: list[str] = []
     page.session.sig_token.connect(lambda *_: seen.append(column.conversation.last_answer().text))
     send_and_wait(qtbot, page)
 
     answer = column.conversation.last_answer()
-    expected = results("session_chat.ndjson")[0]
+    expected = transcript_results("session_chat.ndjson")[0]
     assert answer.text == expected and seen[-1] == expected and len(seen) == len(answer.tokens) == 7
     assert all(seen[i + 1].startswith(seen[i]) for i in range(len(seen) - 1))  # grew token by token
     column.render_now()
@@ -62,11 +38,11 @@ def test_tokens_stream_into_the_column_with_ttft_and_speed(qtbot, make_page):
     assert page.session_label.text() == "Engine: ready on CPU (2 cores)"
 
 
-def test_chat_sends_the_system_prompt_and_the_history(qtbot, make_page):
-    page = make_page()
+def test_chat_sends_the_system_prompt_and_the_history(qtbot, make_prompt_page):
+    page = make_prompt_page()
     page.system_edit.setPlainText("Be brief.")
     send_and_wait(qtbot, page, "Capital of France?")
-    first = results("session_chat.ndjson")[0]
+    first = transcript_results("session_chat.ndjson")[0]
     request = page.build_request(page.columns[0], "And its population?")
     assert request["mode"] == "chat" and request["top_logprobs"] == 5
     assert request["messages"] == [{"role": "system", "content": "Be brief."},
@@ -79,16 +55,16 @@ def test_chat_sends_the_system_prompt_and_the_history(qtbot, make_page):
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
-def test_raw_mode_sends_the_text_as_it_is(qtbot, make_page):
-    page = make_page()
+def test_raw_mode_sends_the_text_as_it_is(qtbot, make_prompt_page):
+    page = make_prompt_page()
     page.mode_combo.setCurrentIndex(1)
     assert page.system_row.isHidden()
     request = page.build_request(page.columns[0], "Once upon a time")
     assert request["mode"] == "raw" and request["prompt"] == "Once upon a time" and "messages" not in request
 
 
-def test_parameters_and_presets_go_into_the_request(qtbot, make_page):
-    page = make_page()
+def test_parameters_and_presets_go_into_the_request(qtbot, make_prompt_page):
+    page = make_prompt_page()
     panel = page.params_panel
     panel.preset_combo.setCurrentText("Precise")
     assert page.columns[0].config.params.top_k == PRESETS["Precise"].top_k
@@ -104,9 +80,9 @@ def test_parameters_and_presets_go_into_the_request(qtbot, make_page):
     assert panel.temperature.toolTip().startswith("Randomness")
 
 
-def test_side_by_side_answers_stream_into_their_own_columns(qtbot, make_page):
+def test_side_by_side_answers_stream_into_their_own_columns(qtbot, make_prompt_page):
     run = make_run("tuned", adapter=True)
-    page = make_page("session_chat.ndjson", "--delay", "0.005")
+    page = make_prompt_page("session_chat.ndjson", "--delay", "0.005")
     page.columns[0].adapter_combo.setCurrentIndex(1)
     b = page.add_column()
     b.adapter_switch.setChecked(False)  # the same adapter, switched off: the base model
@@ -120,13 +96,13 @@ def test_side_by_side_answers_stream_into_their_own_columns(qtbot, make_page):
     assert requests[2]["params"]["temperature"] == PRESETS["Creative"].temperature != requests[0]["params"]["temperature"]
     send_and_wait(qtbot, page, "Capital?")
 
-    expected = results("session_chat.ndjson")[:3]
+    expected = transcript_results("session_chat.ndjson")[:3]
     assert [col.conversation.last_answer().text for col in page.columns] == expected
     assert page.status.text().startswith("Done: A 42.5 tok/s; B 42.5 tok/s; C 42.5 tok/s")
 
 
-def test_four_columns_at_most_and_columns_can_be_removed(qtbot, make_page):
-    page = make_page()
+def test_four_columns_at_most_and_columns_can_be_removed(qtbot, make_prompt_page):
+    page = make_prompt_page()
     while page.add_column():
         pass
     assert len(page.columns) == 4 and not page.add_column_button.isEnabled()
@@ -134,8 +110,8 @@ def test_four_columns_at_most_and_columns_can_be_removed(qtbot, make_page):
     assert [col.letter for col in page.columns] == ["A", "B", "C"] and page.add_column_button.isEnabled()
 
 
-def test_stop_cancels_at_once_and_keeps_the_text_so_far(qtbot, make_page):
-    page = make_page("session_long.ndjson", "--delay", "0.02")
+def test_stop_cancels_at_once_and_keeps_the_text_so_far(qtbot, make_prompt_page):
+    page = make_prompt_page("session_long.ndjson", "--delay", "0.02")
     qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
     answer = page.columns[0].conversation.last_answer()
     qtbot.waitUntil(lambda: len(answer.tokens) >= 3, timeout=TIMEOUT_MS)
@@ -148,8 +124,8 @@ def test_stop_cancels_at_once_and_keeps_the_text_so_far(qtbot, make_page):
     assert page.columns[0].conversation.last_answer().text == "Paris is the capital of France."
 
 
-def test_an_engine_error_is_one_line_and_the_page_keeps_working(qtbot, make_page):
-    page = make_page("session_error.ndjson")
+def test_an_engine_error_is_one_line_and_the_page_keeps_working(qtbot, make_prompt_page):
+    page = make_prompt_page("session_error.ndjson")
     page.columns[0].model_combo.setEditText("missing-model")
     send_and_wait(qtbot, page)
     assert page.status.is_error()
@@ -159,14 +135,14 @@ def test_an_engine_error_is_one_line_and_the_page_keeps_working(qtbot, make_page
     assert "⚠ model: 'missing-model'" in page.columns[0].view.toPlainText()
     page.columns[0].model_combo.set_value("default")
     send_and_wait(qtbot, page, "Capital?")
-    assert page.columns[0].conversation.last_answer().text == results("session_error.ndjson")[0]
+    assert page.columns[0].conversation.last_answer().text == transcript_results("session_error.ndjson")[0]
     # The failed turn is not part of the history the next request sends.
     assert [m["content"] for m in page.build_request(page.columns[0], "x")["messages"]] == [
-        "Capital?", results("session_error.ndjson")[0], "x"]
+        "Capital?", transcript_results("session_error.ndjson")[0], "x"]
 
 
-def test_a_crashed_engine_is_reported_and_restarted(qtbot, make_page):
-    page = make_page("session_crash.ndjson")
+def test_a_crashed_engine_is_reported_and_restarted(qtbot, make_prompt_page):
+    page = make_prompt_page("session_crash.ndjson")
     qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "restarting" in page.status.text(), timeout=TIMEOUT_MS)
     assert page.status.is_error() and "\n" not in page.status.text()
@@ -175,8 +151,8 @@ def test_a_crashed_engine_is_reported_and_restarted(qtbot, make_page):
     qtbot.waitUntil(lambda: page.session.is_running() and page.send_button.isEnabled(), timeout=TIMEOUT_MS)
 
 
-def test_token_view_colours_tokens_and_explains_them_on_hover(qtbot, make_page):
-    page = make_page()
+def test_token_view_colours_tokens_and_explains_them_on_hover(qtbot, make_prompt_page):
+    page = make_prompt_page()
     send_and_wait(qtbot, page)
     column = page.columns[0]
     page.token_view_check.setChecked(True)
@@ -189,18 +165,18 @@ def test_token_view_colours_tokens_and_explains_them_on_hover(qtbot, make_page):
     assert token_tooltip(token).splitlines()[:3] == [".  p = 0.620", "Top alternatives:", "  .  0.620"]
 
 
-def test_an_empty_prompt_is_refused(qtbot, make_page):
-    page = make_page()
+def test_an_empty_prompt_is_refused(qtbot, make_prompt_page):
+    page = make_prompt_page()
     page.prompt_edit.setPlainText("  ")
     qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
     assert page.status.is_error() and not page.session.is_running() and not page.is_busy()
 
 
-def test_ctrl_enter_sends_and_hovering_a_token_shows_its_alternatives(qtbot, make_page):
+def test_ctrl_enter_sends_and_hovering_a_token_shows_its_alternatives(qtbot, make_prompt_page):
     from PySide6.QtCore import QUrl
     from PySide6.QtWidgets import QToolTip
 
-    page = make_page()
+    page = make_prompt_page()
     page.show()
     qtbot.waitExposed(page)
     page.prompt_edit.setFocus()
@@ -212,14 +188,14 @@ def test_ctrl_enter_sends_and_hovering_a_token_shows_its_alternatives(qtbot, mak
     assert QToolTip.text().startswith("Paris  p = 0.930\nTop alternatives:")
 
 
-def test_a_transcript_recorded_from_the_real_session_streams_into_three_columns(qtbot, make_page):
+def test_a_transcript_recorded_from_the_real_session_streams_into_three_columns(qtbot, make_prompt_page):
     # Recorded from `tunebench-engine session --json` on the tiny random test model: two chat
     # answers and a raw one, with empty pieces while a multi-byte character is incomplete.
-    page = make_page("session_real_tiny.ndjson")
+    page = make_prompt_page("session_real_tiny.ndjson")
     page.add_column()
     page.add_column()
     send_and_wait(qtbot, page, "What is the capital of France?")
-    recorded = results("session_real_tiny.ndjson")
+    recorded = transcript_results("session_real_tiny.ndjson")
     for column, text in zip(page.columns, recorded):
         answer = column.conversation.last_answer()
         assert answer.text == text and answer.finish_reason == "length" and not answer.error

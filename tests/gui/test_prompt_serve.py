@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtGui import QGuiApplication
 
-from gui.pages.prompt import PromptPage
 from gui.widgets.prompt_serve_panel import serve_arguments
 
 from gui_helpers import make_run
@@ -14,29 +12,14 @@ TIMEOUT_MS = 15_000
 TOKEN = "tb-3f9c2a7e51d84b06a1c5e2f7d9b4c813"
 
 
-@pytest.fixture
-def make_page(qtbot, make_context):
-    pages: list[PromptPage] = []
-
-    def make(transcript: str) -> PromptPage:
-        page = PromptPage(make_context(transcript))
-        qtbot.addWidget(page)
-        pages.append(page)
-        return page
-
-    yield make
-    for page in pages:
-        page.shutdown()
-
-
 def test_serve_arguments():
     assert serve_arguments("", "") == ["serve", "--json", "--model", "default"]
     assert serve_arguments("/m", "/a") == ["serve", "--json", "--model", "/m", "--adapter", "/a"]
 
 
-def test_start_shows_url_and_token_then_stop(qtbot, make_page):
+def test_start_shows_url_and_token_then_stop(qtbot, make_prompt_page):
     run = make_run("tuned", adapter=True)
-    page = make_page("session_serve_running.ndjson")
+    page = make_prompt_page("session_serve_running.ndjson")
     page.columns[0].adapter_combo.setCurrentIndex(1)
     panel = page.serve_panel
     panel.start()
@@ -52,8 +35,8 @@ def test_start_shows_url_and_token_then_stop(qtbot, make_page):
     assert panel.url_edit.text() == "" and panel.start_button.isEnabled() and not page.is_busy()
 
 
-def test_a_failure_to_serve_is_one_line(qtbot, make_page):
-    panel = make_page("session_serve_port_busy.ndjson").serve_panel
+def test_a_failure_to_serve_is_one_line(qtbot, make_prompt_page):
+    panel = make_prompt_page("session_serve_port_busy.ndjson").serve_panel
     panel.start()
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=TIMEOUT_MS)
     assert panel.status.is_error() and "\n" not in panel.status.text()

@@ -5,36 +5,14 @@ from __future__ import annotations
 import csv
 import json
 
-import pytest
 
 from engine import paths, prompt_suites
 from engine.prompt_suites import Example, Prompt, Suite
-from gui.pages.prompt import PromptPage
 from gui.state.prompt_params import PRESETS
 
-from gui_helpers import TRANSCRIPTS
+from gui_helpers import TRANSCRIPTS, transcript_results
 
 TIMEOUT_MS = 15_000
-
-
-def results(transcript: str) -> list[str]:
-    lines = map(json.loads, (TRANSCRIPTS / transcript).read_text(encoding="utf-8").splitlines())
-    return [m["data"]["text"] for m in lines if m.get("type") == "result"]
-
-
-@pytest.fixture
-def make_page(qtbot, make_context):
-    pages: list[PromptPage] = []
-
-    def make(transcript: str = "session_chat.ndjson", *options: str) -> PromptPage:
-        page = PromptPage(make_context(transcript, *options))
-        qtbot.addWidget(page)
-        pages.append(page)
-        return page
-
-    yield make
-    for page in pages:
-        page.shutdown()
 
 
 def capital_suite() -> Suite:
@@ -42,8 +20,8 @@ def capital_suite() -> Suite:
                  cases=[{"country": "France"}, {"country": "Spain"}])
 
 
-def test_save_the_current_prompt_then_list_it(qtbot, make_page):
-    page = make_page()
+def test_save_the_current_prompt_then_list_it(qtbot, make_prompt_page):
+    page = make_prompt_page()
     panel = page.suites_panel
     page.system_edit.setPlainText("Be brief.")
     page.prompt_edit.setPlainText("Summarise: {{text}}")
@@ -55,8 +33,8 @@ def test_save_the_current_prompt_then_list_it(qtbot, make_page):
     assert panel.prompt_list.item(0).text() == "summary (chat, zero-shot)"
 
 
-def test_import_and_export_json(qtbot, make_page, tmp_path):
-    page = make_page()
+def test_import_and_export_json(qtbot, make_prompt_page, tmp_path):
+    page = make_prompt_page()
     panel = page.suites_panel
     source = tmp_path / "in.json"
     prompt_suites.export_json(capital_suite(), source)
@@ -71,16 +49,16 @@ def test_import_and_export_json(qtbot, make_page, tmp_path):
     assert panel.status.is_error() and panel.status.text().endswith("prompts[0]: 'template' must be a non-empty string")
 
 
-def test_run_one_prompt_with_its_variables(qtbot, make_page):
+def test_run_one_prompt_with_its_variables(qtbot, make_prompt_page):
     prompt_suites.save_suite(capital_suite())
-    page = make_page()
+    page = make_prompt_page()
     panel = page.suites_panel
     panel.values_edit.setText("country = Italy")
     panel.run_selected()
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT_MS)
     conversation = page.columns[0].conversation
     assert conversation.last_question() == "What is the capital of Italy?"
-    assert conversation.last_answer().text == results("session_chat.ndjson")[0]
+    assert conversation.last_answer().text == transcript_results("session_chat.ndjson")[0]
     assert page.system_edit.toPlainText() == "Be brief."
     panel.values_edit.setText("")
     prompt_suites.save_suite(Suite("Broken", prompts=[Prompt("p", "{{missing}}")]))
@@ -94,11 +72,11 @@ def batch_rows(transcript: str) -> list[dict]:
     return [m["row"] for m in lines if m.get("type") == "progress" and "row" in m]
 
 
-def test_a_suite_batch_runs_through_the_engine_batch_command_and_exports(qtbot, make_page, tmp_path):
+def test_a_suite_batch_runs_through_the_engine_batch_command_and_exports(qtbot, make_prompt_page, tmp_path):
     # Recorded from `tunebench-engine batch --json --suite Capitals --config <two columns>`
     # on the tiny test model.
     prompt_suites.save_suite(capital_suite())
-    page = make_page("session_batch_real_tiny.ndjson", "--delay", "0.01")
+    page = make_prompt_page("session_batch_real_tiny.ndjson", "--delay", "0.01")
     page.add_column().set_params(PRESETS["Creative"])
     panel = page.suites_panel
     panel.run_suite()
@@ -132,10 +110,10 @@ def test_a_suite_batch_runs_through_the_engine_batch_command_and_exports(qtbot, 
     assert panel.status.is_error() and "use a .csv, .jsonl or .md" in panel.status.text()
 
 
-def test_a_batch_from_a_file_column_can_be_cancelled(qtbot, make_page, tmp_path):
+def test_a_batch_from_a_file_column_can_be_cancelled(qtbot, make_prompt_page, tmp_path):
     data = tmp_path / "questions.jsonl"
     data.write_text('{"q": "first"}\n{"q": "second"}\n', encoding="utf-8")
-    page = make_page("session_batch_real_tiny.ndjson", "--delay", "0.3")
+    page = make_prompt_page("session_batch_real_tiny.ndjson", "--delay", "0.3")
     page.system_edit.setPlainText("Be brief.")
     panel = page.suites_panel
     panel.run_file(data, "q")
@@ -150,21 +128,21 @@ def test_a_batch_from_a_file_column_can_be_cancelled(qtbot, make_page, tmp_path)
     assert panel.status.is_error() and "line 1: no field 'nope'" in panel.status.text()
 
 
-def test_a_failed_batch_is_one_line(qtbot, make_page):
+def test_a_failed_batch_is_one_line(qtbot, make_prompt_page):
     prompt_suites.save_suite(capital_suite())
-    page = make_page("session_serve_port_busy.ndjson")  # any engine that fails with an error
+    page = make_prompt_page("session_serve_port_busy.ndjson")  # any engine that fails with an error
     page.suites_panel.run_suite()
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT_MS)
     assert page.status.is_error() and "\n" not in page.status.text()
     assert page.suites_panel.batch_button.isEnabled()
 
 
-def test_a_few_shot_chat_prompt_runs_as_its_turns(qtbot, make_page):
+def test_a_few_shot_chat_prompt_runs_as_its_turns(qtbot, make_prompt_page):
     few = Prompt("sentiment", "Review: {{r}}", examples=[Example("Review: bad", "negative")])
     prompt_suites.save_suite(Suite("Shots", prompts=[few], cases=[{"r": "great"}]))
-    page = make_page()
+    page = make_prompt_page()
     page.suites_panel.run_selected()
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT_MS)
     row = page.suites_panel.rows[0]
     assert [m["content"] for m in row.request["messages"]] == ["Review: bad", "negative", "Review: great"]
-    assert row.answer == results("session_chat.ndjson")[0]
+    assert row.answer == transcript_results("session_chat.ndjson")[0]
