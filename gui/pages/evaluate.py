@@ -78,6 +78,7 @@ class EvaluatePage(QWidget):
         self._context = context
         self.evaluation = Evaluation()
         self._live: dict[str, dict[str, float]] = {}
+        self._dataset_rows: dict[str, dataset_catalog.DatasetRow] = {}  # by "name@vN", from refresh()
         self.client = EngineClient(self)
         self.report_client = EngineClient(self)
         self._connect_clients()
@@ -289,7 +290,7 @@ class EvaluatePage(QWidget):
 
     def _on_dataset_changed(self, ref: str) -> None:
         """Offers the chosen version's own columns (its extra file columns included) to slice by."""
-        row = next((r for r in dataset_catalog.list_datasets() if f"{r.name}@v{r.version}" == ref), None)
+        row = self._dataset_rows.get(ref)  # typing in the box must not re-read every manifest
         if row is None:
             return
         current = self.slice_combo.currentText()
@@ -300,9 +301,9 @@ class EvaluatePage(QWidget):
     def refresh(self) -> None:
         """Datasets, adapters and past evaluations from the workspace."""
         current = self.dataset_combo.currentText()
+        self._dataset_rows = {f"{row.name}@v{row.version}": row for row in dataset_catalog.list_datasets()}
         self.dataset_combo.clear()
-        for row in dataset_catalog.list_datasets():
-            self.dataset_combo.addItem(f"{row.name}@v{row.version}")
+        self.dataset_combo.addItems(list(self._dataset_rows))
         self.dataset_combo.setCurrentText(current or (self.dataset_combo.itemText(self.dataset_combo.count() - 1)
                                                       if self.dataset_combo.count() else ""))
         ticked = set(self.checked_adapters())
