@@ -16,6 +16,9 @@ from typing import Callable
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Helpers shared by test folders (installer_scripts) import by name from here.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 SAMPLE = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
 
 CHATML_TEMPLATE = (

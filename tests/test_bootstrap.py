@@ -6,7 +6,6 @@ the commands and answers the way pip, the venv's python and pytest would.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,20 +14,10 @@ from pathlib import Path
 
 import pytest
 
-BOOTSTRAP_PATH = Path(__file__).resolve().parents[1] / "installer" / "bootstrap.py"
+from installer_scripts import load
 
 
-def _load_bootstrap():
-    # installer/ is not a package (the packaging test checks every package is shipped), so
-    # the script is loaded from its path. Registered in sys.modules for dataclasses' sake.
-    spec = importlib.util.spec_from_file_location("tunebench_bootstrap", BOOTSTRAP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bootstrap = _load_bootstrap()
+bootstrap = load("bootstrap")
 
 
 # --------------------------------------------------------------------------- torch build choice

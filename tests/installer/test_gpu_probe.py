@@ -6,7 +6,6 @@ answer and header, fail, or sleep past the timeout.
 
 from __future__ import annotations
 
-import importlib.util
 import stat
 import sys
 import time
@@ -14,18 +13,10 @@ from pathlib import Path
 
 import pytest
 
-INSTALLER = Path(__file__).resolve().parents[2] / "installer"
+from installer_scripts import load
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location("tunebench_" + name, INSTALLER / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_probe = _load("gpu_probe")
+gpu_probe = load("gpu_probe")
 
 # --------------------------------------------------------------------------- recorded outputs
 

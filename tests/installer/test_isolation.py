@@ -4,26 +4,16 @@ PYTHONPATH, user site-packages, pip config and an active conda environment."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-BOOTSTRAP_PATH = Path(__file__).resolve().parents[2] / "installer" / "bootstrap.py"
+from installer_scripts import load
 
 
-def _load_bootstrap():
-    spec = importlib.util.spec_from_file_location("tunebench_bootstrap", BOOTSTRAP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bootstrap = _load_bootstrap()
+bootstrap = load("bootstrap")
 
 pytestmark = pytest.mark.installers
 

@@ -5,12 +5,12 @@ No network: the locks are read as they are committed (``installer/make_locks.py`
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from installer_scripts import load
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -19,18 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "installer" / "locks"
 
 
-def _load(name: str):
-    # installer/ is not a package: its scripts are loaded from their paths.
-    spec = importlib.util.spec_from_file_location("tunebench_" + name,
-                                                  REPO / "installer" / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-make_locks = _load("make_locks")
-bootstrap = _load("bootstrap")
+make_locks = load("make_locks")
+bootstrap = load("bootstrap")
 ALL_LOCKS = [(target, platform) for target in make_locks.TARGETS
              for platform in make_locks.PLATFORMS]
 

@@ -7,7 +7,6 @@ it quick on CI); the install runs with proxies pointing nowhere, so any network 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,22 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from installer_scripts import load
+
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "installer" / "bootstrap.py"
 SHOW_WINDOW = Path(__file__).with_name("show_window.py")
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location("tunebench_" + name,
-                                                  REPO / "installer" / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-wheelhouse = _load("wheelhouse")
-bootstrap = _load("bootstrap")
+wheelhouse = load("wheelhouse")
+bootstrap = load("bootstrap")
 
 
 def _run(argv, env=None, cwd=None, timeout=900):

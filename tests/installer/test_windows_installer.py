@@ -10,14 +10,14 @@ antivirus) is on the manual checklist in installer/README.md.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from installer_scripts import load
 
 REPO = Path(__file__).resolve().parents[2]
 UNINSTALL_KEY = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\Tunebench"
@@ -25,16 +25,7 @@ UNINSTALL_KEY = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\Tuneb
 pytestmark = pytest.mark.installers
 
 
-def _load_builder():
-    path = REPO / "installer" / "windows" / "build_installer.py"
-    spec = importlib.util.spec_from_file_location("tunebench_build_installer", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-builder = _load_builder()
+builder = load("windows/build_installer")
 
 
 def _need(tool: str, package: str) -> None:

@@ -1,0 +1,28 @@
+"""The installer's standard-library scripts, loaded by path for the tests.
+
+installer/ is not a package (the packaging test checks that every package is shipped), so its
+scripts cannot be imported by name. Each is loaded once and registered in sys.modules, where
+dataclasses look their module up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+INSTALLER = Path(__file__).resolve().parent.parent / "installer"
+
+
+def load(relative: str) -> ModuleType:
+    """``load("bootstrap")`` or ``load("windows/build_installer")``."""
+    path = INSTALLER / f"{relative}.py"
+    name = "tunebench_" + path.stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
