@@ -12,7 +12,7 @@ from engine import config, protocol, workspace
 from engine.config import ConfigError, TrainConfig
 
 from .test_train import FakeJob
-from .test_train_resume import close_run_logs, new_run_args, run_train  # noqa: F401 (fixture)
+from .test_train_resume import new_run_args, run_train
 
 
 def validation_losses(messages) -> dict[int, float]:

@@ -13,7 +13,7 @@ import pytest
 
 from engine import train_monitor
 
-from .test_train_resume import close_run_logs, new_run_args, run_train  # noqa: F401  (fixture)
+from .test_train_resume import new_run_args, run_train
 from .test_train import FakeJob
 
 GPU_KEYS = {"gpu_util", "gpu_temp_c", "gpu_memory_used_gb"}

@@ -13,7 +13,6 @@ from engine import config, protocol, workspace
 from engine.config import ConfigError, TrainConfig
 
 from .test_train import FakeJob, assert_adapter_changes_the_model, run_cli, snapshot
-from .test_train_resume import close_run_logs  # noqa: F401  (autouse: closes each run's log file)
 
 PAIRS = [
     ("Is the kettle good?", '{"sentiment": "positive"}', '{"sentiment": "negative"}'),

@@ -5,7 +5,6 @@ the saved adapter loads with PeftModel.from_pretrained and changes the model's o
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ adapter. In-process (cmd_train is exactly what the CLI calls) to keep the tiny r
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from .test_train import FakeJob
 
 STEPS = dict(max_steps=8, save_steps=4, batch_size=4, learning_rate=5e-3, lr_scheduler="cosine",
              lora_r=8, lora_alpha=16, lora_dropout=0.0, max_length=128, device="cpu", seed=7)
-
-
-@pytest.fixture(autouse=True)
-def close_run_logs():
-    """cmd_train adds a file handler for each run's engine.log; close them after the test."""
-    before = list(logging.getLogger().handlers)
-    yield
-    for handler in logging.getLogger().handlers[:]:
-        if handler not in before:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
 
 
 def train_args(*extra: str):
