@@ -348,9 +348,18 @@ def arrow_splits(path: Path) -> list[str]:
     return [str(name) for name in splits]
 
 
+def read_only_arrow(datasets: Any) -> None:
+    """Every ``map`` on a dataset loaded from a folder (a stored version, a user's saved
+    dataset) would write cache-*.arrow files into that folder; with caching off the results go
+    to a temporary folder that is removed at exit. Engine processes run one job each, so no
+    later job misses the cache."""
+    datasets.disable_caching()
+
+
 def load_arrow_folder(path: Path, split: str = "") -> Any:
     import datasets
 
+    read_only_arrow(datasets)
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from engine import errors, paths, protocol
+from engine.data_formats import read_only_arrow
 from engine.data_import import MANIFEST, DatasetVersion, resolve, versions
 from engine.workspace import atomic_folder, atomic_write_json
 
@@ -34,6 +35,7 @@ def load_data(version: DatasetVersion) -> Any:
     """The stored ``datasets.Dataset`` (unsplit version) or ``DatasetDict`` (split version)."""
     import datasets
 
+    read_only_arrow(datasets)
     return datasets.load_from_disk(str(version.path / "data"))
 
 

@@ -17,7 +17,6 @@ language-modelling path, every token in the loss).
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import types
 from pathlib import Path
@@ -49,27 +48,11 @@ def training_form(data: Any, shape: str) -> Any:
     """The rows as training hands them to TRL (the train module's own conversion for chats)."""
     from engine.train import to_prompt_completion
 
-    with _no_cache():
-        if shape in CHAT_SHAPES or "messages" in data.column_names:
-            return data.map(to_prompt_completion, remove_columns=data.column_names)
-        if shape == "preference":
-            return data.map(_preference_form, remove_columns=data.column_names)
-        return data.select_columns(["text"])
-
-
-@contextlib.contextmanager
-def _no_cache() -> Iterator[None]:
-    """``map`` on a dataset loaded from a version folder would write cache files into that
-    folder; with caching off they go to a temporary folder instead."""
-    import datasets
-
-    was_enabled = datasets.is_caching_enabled()
-    datasets.disable_caching()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_caching()
+    if shape in CHAT_SHAPES or "messages" in data.column_names:
+        return data.map(to_prompt_completion, remove_columns=data.column_names)
+    if shape == "preference":
+        return data.map(_preference_form, remove_columns=data.column_names)
+    return data.select_columns(["text"])
 
 
 def _sft_args(scratch: str, completion_only_loss: bool) -> Any:
@@ -87,8 +70,7 @@ def _prepare(data: Any, tokenizer: Any, args: Any) -> Any:
     # when assistant_only_loss is off (train never turns it on).
     trainer_view = types.SimpleNamespace(_tokenizer=tokenizer, chat_template=None,
                                          completion_only_loss=args.completion_only_loss)
-    with _no_cache():
-        return SFTTrainer._prepare_dataset(trainer_view, data, tokenizer, args, False, None, "data")
+    return SFTTrainer._prepare_dataset(trainer_view, data, tokenizer, args, False, None, "data")
 
 
 def _loss_default(completion_only_loss: bool | None) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 from engine import config, data_import, data_split, device, errors, models, protocol, workspace
 from engine.config import TrainConfig
 from engine.train_events import make_callback
-from engine.train_peft import lora_config, peft_config_for  # noqa: F401  (part of this module's API)
+from engine.train_peft import peft_config_for
 from engine import train_resume
 from engine.train_resume import continuation_adapter, continued_config, find_run, load_adapter_for_training
 
@@ -55,14 +55,6 @@ def resolve_method(method: str, device_name: str) -> str:
 def to_prompt_completion(row: dict) -> dict:
     messages = row["messages"]
     return {"prompt": messages[:-1], "completion": messages[-1:]}
-
-
-def _keep_dataset_folders_clean() -> None:
-    """Every ``map`` here and in TRL would otherwise write cache-*.arrow files into the dataset
-    version's own folder; with caching off they go to a temporary folder removed at exit."""
-    import datasets
-
-    datasets.disable_caching()
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersion, str | None]:
@@ -234,7 +226,6 @@ def _packing_kwargs(packing: bool) -> dict[str, Any]:
 # -- the job -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace, job: Any) -> int:
-    _keep_dataset_folders_clean()
     if getattr(args, "resume", None):
         return train_resume.cmd_resume(args, job)
     source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
