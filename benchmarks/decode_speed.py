@@ -3,10 +3,11 @@
 Loads the default model (SmolLM2-135M-Instruct, converted in the cache of TUNEBENCH_HOME) and
 answers the same chat prompts greedily with (a) plain transformers `model.generate` as loaded
 by default (fp32, SDPA attention), timing the first token with a streamer, (b) the engine's
-decoder (engine/decode.py) with fp32 weights (the session's ``--fp32``), and (c) the same with
-the weight-only int8 Linear layers CPU sessions use by default, with how often each mode picks
-fp32's greedy token (teacher forced on fp32's answers). Also times a second chat turn, which
-reuses the KV cache of the first. Each variant runs ``--repeats`` times; the JSON keeps every
+decoder (engine/decode.py, with engine/llama_decode.py's lean pass) with fp32 weights (the
+session's ``--fp32``), (c) the same with the weight-only int8 Linear layers CPU sessions use by
+default, with how often it picks fp32's greedy token (teacher forced on fp32's answers), (d) the
+int8 weights through transformers' forward instead of the lean pass, and (e) int8 with an
+enabled LoRA adapter. Also times a second chat turn, which reuses the KV cache of the first. Each variant runs ``--repeats`` times; the JSON keeps every
 run, the best and the median (the CPU is shared, so the best is the cleanest), and the load
 average while it ran.
 
@@ -93,18 +94,34 @@ def second_turn(decoder: Any, tokenizer: Any, prompt: str, tokens: int) -> dict[
 
 def agreement(fp32: Any, int8: Any, tokenizer: Any, inputs: list[list[int]], tokens: int) -> float:
     """Share of positions where ``int8``'s top token equals fp32's greedy token, both reading
-    fp32's answer (teacher forcing), so one early difference does not count twice."""
+    fp32's answer (teacher forcing), so one early difference does not count twice. fp32 is
+    transformers' forward; int8 is the decoder's own pass, one token at a time as it decodes."""
     import torch
 
     same = total = 0
     for ids in inputs:
         answer = tokenizer(tunebench(fp32, ids, tokens)["text"], add_special_tokens=False)["input_ids"]
-        sequence = torch.tensor([ids + answer])
         with torch.inference_mode():
-            picks = [m(input_ids=sequence).logits[0, len(ids) - 1:-1].argmax(-1) for m in (fp32.model, int8.model)]
-        same += int((picks[0] == picks[1]).sum())
+            reference = fp32.model(input_ids=torch.tensor([ids + answer])).logits[0, len(ids) - 1:-1].argmax(-1)
+            int8.reset()
+            int8._prepare_cache(ids + answer, None)
+            steps = [int8._forward(ids)] + [int8._forward([token]) for token in answer[:-1]]
+        picks = torch.stack([step[0] for step in steps]).argmax(-1)
+        same += int((picks == reference).sum())
         total += len(answer)
     return round(same / max(total, 1), 3)
+
+
+def with_lora(model: Any) -> Any:
+    """``model`` with a rank-16 LoRA adapter on every projection, enabled (random, non-zero
+    weights: the speed of an adapter does not depend on what it learned)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    return get_peft_model(model, config).eval()
 
 
 def summary(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -143,17 +160,28 @@ def main() -> None:
     inputs = [prompt_ids(tokenizer, "chat", [{"role": "user", "content": p}], "") for p in PROMPTS]
     plain_generate(plain, tokenizer, inputs[0], 4)  # warm-up: first calls allocate
     tunebench(decoder, inputs[0], 4)
-    int8 = Decoder(quantize_weights_int8(AutoModelForCausalLM.from_pretrained(
-        str(folder), dtype=torch.float32, attn_implementation=attention_for("cpu")).eval()), tokenizer)
-    tunebench(int8, inputs[0], 4)
-    rows: dict[str, list[dict[str, Any]]] = {"generate": [], "tunebench": [], "tunebench_int8": []}
+    def int8_model() -> Any:
+        return quantize_weights_int8(AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=torch.float32, attn_implementation=attention_for("cpu")).eval())
+
+    int8 = Decoder(int8_model(), tokenizer)
+    int8_hf = Decoder(int8_model(), tokenizer)
+    int8_hf.lean = None  # the same int8 weights through transformers' forward
+    lora = Decoder(with_lora(int8_model()), tokenizer)
+    for warm in (int8, int8_hf, lora):
+        tunebench(warm, inputs[0], 4)
+    variants = {"generate": lambda ids: plain_generate(plain, tokenizer, ids, args.tokens),
+                "tunebench": lambda ids: tunebench(decoder, ids, args.tokens),
+                "tunebench_int8": lambda ids: tunebench(int8, ids, args.tokens),
+                "tunebench_int8_transformers_forward": lambda ids: tunebench(int8_hf, ids, args.tokens),
+                "tunebench_int8_lora": lambda ids: tunebench(lora, ids, args.tokens)}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     loads = []
     for _ in range(args.repeats):
         for ids in inputs:
-            loads.append(os.getloadavg()[0])
-            rows["generate"].append(plain_generate(plain, tokenizer, ids, args.tokens))
-            rows["tunebench"].append(tunebench(decoder, ids, args.tokens))
-            rows["tunebench_int8"].append(tunebench(int8, ids, args.tokens))
+            for name, variant in variants.items():
+                loads.append(os.getloadavg()[0])
+                rows[name].append(variant(ids))
     same = all(g["tokens"] == t["tokens"] for g, t in zip(rows["generate"], rows["tunebench"]))
     agree = agreement(decoder, int8, tokenizer, inputs, args.tokens)
     result = {
@@ -162,14 +190,21 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"), "model": folder.name, "activations": "float32",
         "max_new_tokens": args.tokens, "prompts": len(PROMPTS), "repeats": args.repeats,
         "load_average_during": [round(min(loads), 2), round(max(loads), 2)],
-        "note": "shared CPU: other processes ran during the measurement (see load_average_during)",
+        "note": ("shared CPU: other processes ran during the measurement (see load_average_during)"
+                 if max(loads) > 1.5 else "quiet CPU: nothing else busy during the measurement"),
         "uptime_after": os.popen("uptime").read().strip(),
         "generate": {**summary(rows["generate"]), "weights": "fp32", "top1_agreement_with_fp32": 1.0},
         "tunebench": {**summary(rows["tunebench"]), "weights": "fp32 (session --fp32)",
                       "top1_agreement_with_fp32": 1.0},
         "tunebench_int8": {**summary(rows["tunebench_int8"]),
                            "weights": "weight-only int8, per-output-channel scales, lm_head included "
-                                      "(CPU session default)", "top1_agreement_with_fp32": agree},
+                                      "(CPU session default), engine/llama_decode.py's lean pass",
+                           "top1_agreement_with_fp32": agree},
+        "tunebench_int8_transformers_forward": {
+            **summary(rows["tunebench_int8_transformers_forward"]),
+            "weights": "the same int8 weights through transformers' forward (no lean pass)"},
+        "tunebench_int8_lora": {**summary(rows["tunebench_int8_lora"]),
+                                "weights": "int8 base + an enabled rank-16 LoRA adapter on every projection"},
         "answers": {k: [r["text"] for r in rows[k][:len(PROMPTS)]] for k in ("tunebench", "tunebench_int8")},
         "same_token_counts": same,
         "second_chat_turn": second_turn(decoder, tokenizer, PROMPTS[1], 16),
