@@ -98,8 +98,6 @@ def test_fusing_shares_the_weights_so_transformers_still_reads_the_same_numbers(
 
 @pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU int8-weight matmul")
 def test_int8_weights_give_transformers_int8_logits(tiny_model_dir) -> None:
-    import torch
-
     model = quantize_weights_int8(load(tiny_model_dir))
     ids = sequence(model)
     lean = lean_model(model)
