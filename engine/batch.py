@@ -38,7 +38,7 @@ log = logging.getLogger("engine.batch")
 
 RESULTS = "results.jsonl"
 CSV_COLUMNS = ("item", "prompt", "case", "input", "config", "model", "adapter", "text", "finish_reason",
-               "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s")
+               "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "error")
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def items_of(args: argparse.Namespace) -> tuple[list[prompt_suites.Item], dict[s
 
 def cmd_batch(args: argparse.Namespace, job: Any) -> int:
     from engine import device
-    from engine.session import ModelPool, prompt_ids, run_on
+    from engine.session import ModelPool
 
     items, source = items_of(args)
     configs = read_configs(Path(args.config).expanduser()) if args.config else [flag_config(args)]
@@ -136,37 +136,78 @@ def cmd_batch(args: argparse.Namespace, job: Any) -> int:
             "configs": [c.as_dict() for c in configs], "items": len(items), "rows": 0}
     workspace.atomic_write_json(folder / "batch.json", info)
     job.channel.send(protocol.artifact("batch", str(folder)))
-    total, done = len(items) * len(configs), 0
     rows: list[dict[str, Any]] = []
-    with (folder / RESULTS).open("w", encoding="utf-8", newline="\n") as out:
-        for config in configs:
-            if job.control.cancelled.is_set():
-                break
-            target = pool.target(config.model, config.adapter, lambda c, t: job.channel.send(
-                protocol.progress(done, total, stage=f"loading {config.name}")))
-            for number, item in enumerate(items):
-                ids = prompt_ids(target.tokenizer, item.mode, item.messages, item.text)
-                outcome = run_on(target, ids, config.params, 0, job.control.cancelled, None)
-                if outcome.finish_reason == "cancelled":
+    try:
+        with (folder / RESULTS).open("w", encoding="utf-8", newline="\n") as out:
+            progress = _Progress(job, out, rows, len(items) * len(configs))
+            for config in configs:
+                if job.control.cancelled.is_set():
                     break
-                row = _row(number, item, config, target.label, outcome)
-                rows.append(row)
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                out.flush()
-                done += 1
-                job.channel.send(protocol.progress(done, total, stage="generating", row=row))
+                _run_config(pool, config, items, job, progress)
+    except BaseException:
+        # Whatever stopped the batch, its record must not say "running" forever.
+        _finish(folder, info, rows, workspace.FAILED)
+        raise
     cancelled = job.control.cancelled.is_set()
-    exports = write_exports(folder, rows)
-    info.update(status=workspace.CANCELLED if cancelled else workspace.FINISHED, rows=len(rows), ended=_now())
-    workspace.atomic_write_json(folder / "batch.json", info)
+    exports = _finish(folder, info, rows, workspace.CANCELLED if cancelled else workspace.FINISHED)
     job.channel.send(protocol.result({"batch": folder.name, "folder": str(folder), "rows": len(rows),
+                                      "errors": sum(1 for r in rows if r.get("error")),
                                       "status": info["status"], **exports}))
     return protocol.ExitCode.CANCELLED if cancelled else protocol.ExitCode.OK
 
 
-def _row(number: int, item: prompt_suites.Item, config: Config, label: str, outcome: Any) -> dict[str, Any]:
-    data = outcome.as_dict()
-    return {"item": number, "prompt": item.prompt, "case": item.case, "values": item.values,
+class _Progress:
+    """Appends each finished row to results.jsonl and reports it to the client."""
+
+    def __init__(self, job: Any, out: Any, rows: list[dict[str, Any]], total: int) -> None:
+        self.job, self.out, self.rows, self.total = job, out, rows, total
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.out.flush()
+        self.job.channel.send(protocol.progress(len(self.rows), self.total, stage="generating", row=row))
+
+
+def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Any, progress: _Progress) -> None:
+    """Every item through one configuration. A configuration whose model or adapter cannot be
+    loaded, or an item it cannot answer, gives rows with the one-line reason, and the batch
+    goes on with the rest."""
+    from engine.session import prompt_ids, run_on
+
+    try:
+        target = pool.target(config.model, config.adapter, lambda c, t: job.channel.send(
+            protocol.progress(len(progress.rows), progress.total, stage=f"loading {config.name}")))
+    except errors.EngineError as exc:
+        job.channel.send(protocol.log(f"{config.name}: {exc.message}", level="warning"))
+        for number, item in enumerate(items):
+            progress.add(_row(number, item, config, config.model, None, exc.message))
+        return
+    for number, item in enumerate(items):
+        try:
+            ids = prompt_ids(target.tokenizer, item.mode, item.messages, item.text)
+            outcome = run_on(target, ids, config.params, 0, job.control.cancelled, None)
+        except errors.EngineError as exc:
+            progress.add(_row(number, item, config, target.label, None, exc.message))
+            continue
+        if outcome.finish_reason == "cancelled":
+            return
+        progress.add(_row(number, item, config, target.label, outcome))
+
+
+def _finish(folder: Path, info: dict[str, Any], rows: list[dict[str, Any]], status: str) -> dict[str, str]:
+    exports = write_exports(folder, rows)
+    info.update(status=status, rows=len(rows), ended=_now())
+    workspace.atomic_write_json(folder / "batch.json", info)
+    return exports
+
+
+def _row(number: int, item: prompt_suites.Item, config: Config, label: str, outcome: Any,
+         error: str = "") -> dict[str, Any]:
+    data = outcome.as_dict() if outcome is not None else {
+        "text": "", "finish_reason": "error", "prompt_tokens": 0, "completion_tokens": 0,
+        "ttft_s": None, "tokens_per_s": 0.0}
+    return {"error": error, "item": number, "prompt": item.prompt, "case": item.case, "values": item.values,
             "input": item.text, "mode": item.mode, "config": config.name, "model": label,
             "adapter": config.adapter, "params": config.params.as_dict(), "text": data["text"],
             "finish_reason": data["finish_reason"], "prompt_tokens": data["prompt_tokens"],
@@ -196,7 +237,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     lines += ["| # | prompt | input | config | answer | tokens | tokens/s |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append("| " + " | ".join(_cell(v) for v in (
-            row["item"] + 1, row["prompt"], row["input"], row["config"], row["text"],
+            row["item"] + 1, row["prompt"], row["input"], row["config"],
+            f"error: {row['error']}" if row.get("error") else row["text"],
             row["completion_tokens"], row["tokens_per_s"])) + " |")
     return "\n".join(lines) + "\n"
 

@@ -38,7 +38,8 @@ def row_from_engine(row: dict[str, Any]) -> BatchRow:
                     column=str(row.get("config", "")), model=str(row.get("model", "")),
                     adapter=str(row.get("adapter", "")), input=str(row.get("input", "")),
                     answer=str(row.get("text", "")), finish_reason=str(row.get("finish_reason") or "stop"),
-                    ttft_s=row.get("ttft_s"), tokens_per_s=row.get("tokens_per_s"))
+                    ttft_s=row.get("ttft_s"), tokens_per_s=row.get("tokens_per_s"),
+                    error=str(row.get("error") or ""))
 
 
 class BatchRunner(QObject):
@@ -86,5 +87,7 @@ class BatchRunner(QObject):
             return
         rows, folder = self._result.get("rows"), self._result.get("folder", "")
         verb = "stopped" if exit_code == protocol.ExitCode.CANCELLED else "finished"
-        self.sig_finished.emit(True, f"Batch {verb}: {rows if rows is not None else 0} answers saved in {folder}."
-                               if folder else f"Batch {verb}.")
+        failed = int(self._result.get("errors") or 0)
+        problems = f" ({failed} failed: see the table)" if failed else ""
+        self.sig_finished.emit(True, f"Batch {verb}: {rows if rows is not None else 0} answers saved in "
+                               f"{folder}{problems}." if folder else f"Batch {verb}.")

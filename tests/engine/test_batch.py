@@ -96,3 +96,23 @@ def test_a_bad_configuration_names_the_file_and_entry(suite_file, tmp_path, engi
     status, messages, _ = batch(engine_argv, engine_env, "--suite", str(suite_file), "--config", str(configs))
     assert status == protocol.ExitCode.INVALID_INPUT
     assert f"{configs}: config 2: params.top_p" in messages[-1]["message"]
+
+
+def test_a_configuration_that_cannot_load_gives_error_rows_and_the_rest_still_runs(
+        suite_file, tiny_model_dir, tmp_path, engine_argv, engine_env) -> None:
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([
+        {"name": "broken", "model": str(tiny_model_dir), "adapter": str(tmp_path / "no-such-adapter"),
+         "params": {"max_new_tokens": 3}},
+        {"name": "fine", "model": str(tiny_model_dir), "params": {"max_new_tokens": 3}}]), encoding="utf-8")
+    code, messages, stderr = batch(engine_argv, engine_env, "--suite", str(suite_file), "--config", str(configs))
+    assert code == 0, stderr[-2000:]
+    result = messages[-1]["data"]
+    folder = Path(result["folder"])
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    broken = [r for r in rows if r["config"] == "broken"]
+    assert len(broken) == 4 and all("no-such-adapter" in r["error"] and r["finish_reason"] == "error" for r in broken)
+    assert len([r for r in rows if r["config"] == "fine" and not r["error"] and r["completion_tokens"]]) == 4
+    assert result["errors"] == 4 and json.loads((folder / "batch.json").read_text())["status"] == "finished"
+    assert "error: " in Path(result["markdown"]).read_text(encoding="utf-8")
+    assert any(m["type"] == "log" and m.get("level") == "warning" and "broken" in m["message"] for m in messages)

@@ -146,3 +146,18 @@ def test_a_few_shot_chat_prompt_runs_as_its_turns(qtbot, make_prompt_page):
     row = page.suites_panel.rows[0]
     assert [m["content"] for m in row.request["messages"]] == ["Review: bad", "negative", "Review: great"]
     assert row.answer == transcript_results("session_chat.ndjson")[0]
+
+
+def test_rows_a_configuration_could_not_answer_show_the_reason(qtbot, make_prompt_page):
+    # Recorded from `tunebench-engine batch --json --suite Capitals --config <A: a missing
+    # adapter, B: the tiny model>`: A's rows carry the one-line reason, B's the answers.
+    prompt_suites.save_suite(capital_suite())
+    page = make_prompt_page("session_batch_error_rows_real_tiny.ndjson", "--delay", "0.01")
+    page.add_column()
+    panel = page.suites_panel
+    panel.run_suite()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT_MS)
+    assert [(r.column, bool(r.error), bool(r.answer)) for r in panel.rows] == [
+        ("A", True, False), ("A", True, False), ("B", False, True), ("B", False, True)]
+    assert panel.table.item(0, 5).text().startswith("error: adapter: ") and "missing-adapter" in panel.table.item(0, 5).text()
+    assert "(2 failed: see the table)" in page.status.text() and not page.status.is_error()
