@@ -206,7 +206,7 @@ def _row(number: int, item: prompt_suites.Item, config: Config, label: str, outc
          error: str = "") -> dict[str, Any]:
     data = outcome.as_dict() if outcome is not None else {
         "text": "", "finish_reason": "error", "prompt_tokens": 0, "completion_tokens": 0,
-        "ttft_s": None, "tokens_per_s": 0.0}
+        "ttft_s": None, "tokens_per_s": None}
     return {"error": error, "item": number, "prompt": item.prompt, "case": item.case, "values": item.values,
             "input": item.text, "mode": item.mode, "config": config.name, "model": label,
             "adapter": config.adapter, "params": config.params.as_dict(), "text": data["text"],
@@ -244,6 +244,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return ""
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
 
 

@@ -38,9 +38,11 @@ class BatchRow:
         return bool(self.finish_reason or self.error)
 
     def cells(self) -> list[str]:
-        finish = f"error: {self.error}" if self.error else self.finish_reason
+        # The reason goes in the wide Answer column, where it can be read, when there is no answer.
+        answer = f"error: {self.error}" if self.error and not self.answer else self.answer
+        finish = "error" if self.error else self.finish_reason
         rate = f"{self.tokens_per_s:.1f}" if self.tokens_per_s is not None else ""
-        return [self.prompt, str(self.case + 1), self.column, self.input, self.answer, finish, rate]
+        return [self.prompt, str(self.case + 1), self.column, self.input, answer, finish, rate]
 
     def export(self) -> dict[str, Any]:
         data = asdict(self)

@@ -88,6 +88,7 @@ class BatchRunner(QObject):
         rows, folder = self._result.get("rows"), self._result.get("folder", "")
         verb = "stopped" if exit_code == protocol.ExitCode.CANCELLED else "finished"
         failed = int(self._result.get("errors") or 0)
-        problems = f" ({failed} failed: see the table)" if failed else ""
-        self.sig_finished.emit(True, f"Batch {verb}: {rows if rows is not None else 0} answers saved in "
-                               f"{folder}{problems}." if folder else f"Batch {verb}.")
+        answers = int(rows or 0) - failed
+        problems = f"; {failed} failed (the table says why)" if failed else ""
+        self.sig_finished.emit(True, f"Batch {verb}: {answers} answers saved in {folder}{problems}."
+                               if folder else f"Batch {verb}.")

@@ -159,5 +159,8 @@ def test_rows_a_configuration_could_not_answer_show_the_reason(qtbot, make_promp
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT_MS)
     assert [(r.column, bool(r.error), bool(r.answer)) for r in panel.rows] == [
         ("A", True, False), ("A", True, False), ("B", False, True), ("B", False, True)]
-    assert panel.table.item(0, 5).text().startswith("error: adapter: ") and "missing-adapter" in panel.table.item(0, 5).text()
-    assert "(2 failed: see the table)" in page.status.text() and not page.status.is_error()
+    reason = panel.table.item(0, 4).text()
+    assert reason.startswith("error: adapter: ") and "missing-adapter" in reason
+    assert panel.table.item(0, 5).text() == "error" and panel.table.item(2, 5).text() == "length"
+    assert page.status.text().startswith("Batch finished: 2 answers saved in ")
+    assert page.status.text().endswith("; 2 failed (the table says why).") and not page.status.is_error()
