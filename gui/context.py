@@ -6,7 +6,9 @@ so tests build one with a fake engine command and a temporary workspace.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,12 @@ from engine import paths, workspace
 
 SETTINGS_FILE = "settings.json"
 ENGINE_PYTHON_KEY = "engine_python"
+ENGINE_MISSING = ("The engine is not set up yet: set it up on the Setup page to train, test "
+                  "prompts and evaluate.")
+# Run by another interpreter: finds torch without importing it (a fraction of a second).
+ENGINE_CHECK = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('torch') else 1)"
+ENGINE_CHECK_TIMEOUT_S = 30.0
+_engine_checks: dict[str, str | None] = {}  # interpreter path -> its problem (None: usable)
 
 
 @dataclass
@@ -71,6 +79,14 @@ class AppContext:
         python = str(self.load_settings().get(ENGINE_PYTHON_KEY) or sys.executable)
         return [python, "-m", "engine"]
 
+    def engine_problem(self) -> str | None:
+        """Why engine jobs cannot start, in one line for the user, or None when they can.
+
+        An ``engine_override`` is taken as given (tests, portable installs)."""
+        if self.engine_override:
+            return None
+        return engine_problem_for(self.engine_command()[0])
+
     def engine_env(self) -> dict[str, str]:
         """Environment variables the engine gets on top of the system environment."""
         env = dict(self.extra_env)
@@ -85,6 +101,41 @@ class AppContext:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(checkout), os.environ.get("PYTHONPATH", "")) if p)
         return env
+
+
+def engine_problem_for(python: str) -> str | None:
+    """Why ``python -m engine`` cannot run jobs (no torch, or the interpreter is gone), or None.
+
+    The GUI's own interpreter is asked in-process: ``find_spec`` locates torch without
+    importing it (the window never loads torch). Another one (``engine_python`` in settings)
+    is asked in a child process. Answers are kept per path: a rebuilt engine environment is a
+    new folder, hence a new path.
+    """
+    if python not in _engine_checks:
+        _engine_checks[python] = _check_engine(python)
+    return _engine_checks[python]
+
+
+def _check_engine(python: str) -> str | None:
+    if os.path.normcase(os.path.abspath(python)) == os.path.normcase(os.path.abspath(sys.executable)):
+        return None if importlib.util.find_spec("torch") is not None else ENGINE_MISSING
+    if not Path(python).is_file():
+        return f"The engine environment {python} is gone: set it up again on the Setup page."
+    # No console window flashing up on Windows for this check.
+    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+    try:
+        done = subprocess.run([python, "-c", ENGINE_CHECK], capture_output=True,
+                              timeout=ENGINE_CHECK_TIMEOUT_S, creationflags=flags)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"The engine environment {python} does not start ({exc}): repair it on the Setup page."
+    if done.returncode != 0:
+        return f"The engine environment {python} has no torch: repair it on the Setup page."
+    return None
+
+
+def forget_engine_checks() -> None:
+    """Ask again next time (after the Setup page switched or rebuilt an engine)."""
+    _engine_checks.clear()
 
 
 def _source_checkout() -> Path | None:

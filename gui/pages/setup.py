@@ -7,10 +7,16 @@ folder, verifies it (a CPU forward; on a CUDA build a GPU tensor op and a bitsan
 forward) and prints ``{"engine_python": ...}``. Only then does the page switch the settings to
 the new interpreter and delete the older environments, so an interrupted or failed build never
 replaces a working engine.
+
+With no engine at all (the installed app's small GUI environment has no torch) the page shows a
+banner, and the window opens on it. With an engine environment of its own, the GPU check also
+asks ``probe --venv ENGINE`` whether that environment was built for this app's sources and
+locks; after an upgrade it is out of date, and Update builds the new one beside it the same way.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -32,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.context import ENGINE_PYTHON_KEY, AppContext
+from gui.context import ENGINE_MISSING, ENGINE_PYTHON_KEY, AppContext, forget_engine_checks
 
 BOOTSTRAP_ENV = "TUNEBENCH_BOOTSTRAP"  # set by the bootstrap when it starts the window
 APP_WHEEL_ENV = "TUNEBENCH_APP_WHEEL"  # set when the app runs from an installed wheel
@@ -40,6 +46,12 @@ TORCH_CHOICES = ("auto", "cpu", "cu126", "cu130")
 ENGINES_FOLDER = "engines"
 ENV_PREFIX = "env-"
 MAX_LOG_LINES = 5000
+MISSING_BANNER = "Set up the engine to train, test prompts and evaluate."
+MISSING_DETAIL = ("Set up engine installs torch and the training libraries in an environment of "
+                  "their own, checks that they work on this machine, then switches to them.")
+BANNER_STYLE = ("QLabel#banner { padding: 8px 10px; border-radius: 4px; background: #fff4e5; "
+                "color: #7a3e00; border: 1px solid #f3c98b; }")
+STALE_STYLE = "color: #b42318; font-weight: 600;"
 
 
 def find_bootstrap() -> Path | None:
@@ -49,6 +61,12 @@ def find_bootstrap() -> Path | None:
         return Path(named)
     checkout = Path(__file__).resolve().parents[2] / "installer" / "bootstrap.py"
     return checkout if checkout.is_file() else None
+
+
+def engine_venv(python: str) -> Path:
+    """The environment of an engine interpreter: ``<venv>/bin/python`` or
+    ``<venv>\\Scripts\\python.exe``."""
+    return Path(python).parent.parent
 
 
 def last_json(text: str) -> dict | None:
@@ -68,6 +86,7 @@ class SetupPage(QWidget):
     """Shows the GPU probe and builds, verifies and switches to an engine environment."""
 
     sig_engine_changed = Signal(str)
+    sig_engine_stale = Signal(str)  # one line: the engine environment is out of date
 
     def __init__(self, context: AppContext, bootstrap: Path | None = None,
                  parent: QWidget | None = None) -> None:
@@ -80,8 +99,10 @@ class SetupPage(QWidget):
         self._pending = ""  # the unfinished last line of the output
         self._target: Path | None = None
         self._checked_once = False
+        self._stale = False  # the engine environment was built for another app version
         self._build()
         self._show_current_engine()
+        self.show_engine_problem(context.engine_problem())
         if self._bootstrap is None:
             self.status.setText("The setup tools (installer/bootstrap.py) are not part of this "
                                 "installation; reinstall Tunebench to use this page.")
@@ -92,6 +113,9 @@ class SetupPage(QWidget):
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        self.banner = QLabel(wordWrap=True, objectName="banner", visible=False)
+        self.banner.setStyleSheet(BANNER_STYLE)
+        layout.addWidget(self.banner)
         machine = QGroupBox("This machine")
         form = QFormLayout(machine)
         self.gpu_label = QLabel("not checked yet", wordWrap=True)
@@ -110,7 +134,9 @@ class SetupPage(QWidget):
         engine = QGroupBox("Engine environment")
         engine_form = QFormLayout(engine)
         self.engine_label = QLabel("-", wordWrap=True)
+        self.freshness_label = QLabel("-", wordWrap=True)
         engine_form.addRow("In use", self.engine_label)
+        engine_form.addRow("Version", self.freshness_label)
         layout.addWidget(engine)
         buttons = QHBoxLayout()
         self.check_button = QPushButton("Check again")
@@ -134,19 +160,29 @@ class SetupPage(QWidget):
         chosen = self._context.load_settings().get(ENGINE_PYTHON_KEY)
         if chosen:
             self.engine_label.setText(str(chosen))
-            self.build_button.setText("Repair engine")
+            self.build_button.setText("Update engine" if self._stale else "Repair engine")
             self.build_button.setToolTip("Build a fresh engine environment; the current one "
                                          "stays in use until the new one is verified")
         else:
-            self.engine_label.setText("the app's own Python (%s); no separate engine yet"
-                                      % sys.executable)
+            own = "has no torch" if self._context.engine_problem() else "no separate engine yet"
+            self.engine_label.setText("the app's own Python (%s); %s" % (sys.executable, own))
             self.build_button.setText("Set up engine")
+            self.freshness_label.setText("-")
+
+    def show_engine_problem(self, problem: str | None) -> None:
+        """Show (or, with None, hide) the banner saying the engine must be set up first."""
+        if problem:
+            detail = MISSING_DETAIL if problem == ENGINE_MISSING else problem
+            self.banner.setText("<b>%s</b><br>%s" % (MISSING_BANNER, html.escape(detail)))
+        self.banner.setVisible(bool(problem))
+        self.build_button.setObjectName("primary" if problem or self._stale else "")
+        self.build_button.style().unpolish(self.build_button)  # the object name picks the style
+        self.build_button.style().polish(self.build_button)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         """Check the GPU the first time the page is shown (nvidia-smi, a second or two)."""
         super().showEvent(event)
         if not self._checked_once:
-            self._checked_once = True
             self.check()
 
     # ------------------------------------------------------------------ actions
@@ -155,8 +191,13 @@ class SetupPage(QWidget):
         """Ask the bootstrap for the GPU report (nvidia-smi, with its own timeouts)."""
         if self._bootstrap is None or self._process is not None:
             return
+        self._checked_once = True
         self.status.setText("Checking the GPU...")
-        self._start("probe", ["probe", "--torch", self.torch_combo.currentText()])
+        args = ["probe", "--torch", self.torch_combo.currentText()]
+        chosen = self._context.load_settings().get(ENGINE_PYTHON_KEY)
+        if chosen:  # also: was this engine environment built for this app's locks?
+            args += ["--venv", str(engine_venv(str(chosen)))] + self._wheel_args()
+        self._start("probe", args)
 
     def build_engine(self) -> None:
         """Build a new engine environment beside the current one; switch only if verified."""
@@ -166,12 +207,17 @@ class SetupPage(QWidget):
         engines.mkdir(parents=True, exist_ok=True)
         self._target = engines / (ENV_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
         args = ["engine", "--venv", str(self._target), "--torch", self.torch_combo.currentText()]
-        wheel = os.environ.get(APP_WHEEL_ENV, "")
-        if wheel and Path(wheel).is_file():
-            args += ["--wheel", wheel]
+        args += self._wheel_args()
         self.log_view.clear()
         self.status.setText("Building the engine environment in %s..." % self._target)
         self._start("engine", args)
+
+    @staticmethod
+    def _wheel_args() -> list[str]:
+        """``--wheel APP`` for an installed app: the engine is built from (and compared with)
+        the app's own wheel."""
+        wheel = os.environ.get(APP_WHEEL_ENV, "")
+        return ["--wheel", wheel] if wheel and Path(wheel).is_file() else []
 
     def cancel(self) -> None:
         if self._process is not None:
@@ -255,7 +301,38 @@ class SetupPage(QWidget):
         self.driver_label.setText(str(report.get("driver_cuda") or "-"))
         self.build_label.setText("%s: %s" % (report.get("build"), report.get("reason")))
         self.downloads_label.setText("\n".join("- " + line for line in report.get("downloads", [])))
-        self.status.setText("Ready. Set up the engine to install this build.")
+        self._show_freshness(report)
+        if self._stale:
+            self.status.setText("Ready. Update builds the new engine environment beside the old "
+                                "one and switches after verifying it.")
+        elif self._context.load_settings().get(ENGINE_PYTHON_KEY):
+            self.status.setText("Ready. Repair builds a fresh engine environment with this build.")
+        else:
+            self.status.setText("Ready. Set up the engine to install this build.")
+
+    def _show_freshness(self, report: dict) -> None:
+        """Whether the engine environment in use was built for this app (``probe --venv``)."""
+        self._stale = False
+        if "engine_current" not in report:  # no engine environment of its own was checked
+            self.freshness_label.setText("-")
+        elif report.get("engine_current"):
+            self.freshness_label.setText("built for Tunebench %s" % report.get("app_version"))
+            self.freshness_label.setStyleSheet("")
+        elif report.get("engine_stamped"):
+            self._stale = True
+            built = report.get("engine_version")
+            self.freshness_label.setText(
+                "Engine environment out of date for Tunebench %s%s \u2014 Update" % (
+                    report.get("app_version") or "?", " (built for %s)" % built if built else ""))
+            self.freshness_label.setToolTip(str(report.get("engine_reason") or ""))
+            self.freshness_label.setStyleSheet(STALE_STYLE)
+            self.sig_engine_stale.emit(self.freshness_label.text().replace("\u2014 Update",
+                                                                          "\u2014 see Setup"))
+        else:
+            self.freshness_label.setText("not built by Tunebench's setup; cannot tell")
+            self.freshness_label.setStyleSheet("")
+        self._show_current_engine()
+        self.show_engine_problem(self._context.engine_problem())
 
     def _engine_done(self, report: dict | None, output: str) -> None:
         target, self._target = self._target, None
@@ -270,7 +347,12 @@ class SetupPage(QWidget):
         settings[ENGINE_PYTHON_KEY] = python
         self._context.save_settings(settings)
         self._remove_old_engines(keep=target)
+        self._stale = False  # just built by this app's bootstrap
+        self.freshness_label.setText("built by this version of Tunebench")
+        self.freshness_label.setStyleSheet("")
         self._show_current_engine()
+        forget_engine_checks()
+        self.show_engine_problem(self._context.engine_problem())
         self.status.setText("Engine environment verified and in use: %s" % python)
         self.sig_engine_changed.emit(python)
 

@@ -1,8 +1,11 @@
 """The Setup page against a fake bootstrap script: the GPU report, a build that is verified and
-switched to, a failed build that leaves the working engine in place, and screenshots."""
+switched to, a failed build that leaves the working engine in place, an engine environment out
+of date after an upgrade and its Update, and screenshots."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,28 +21,42 @@ import json, os, sys, time
 from pathlib import Path
 args = sys.argv[1:]
 if args[0] == "probe":
-    print(json.dumps({"gpus": [{"name": "NVIDIA GeForce RTX 3090", "compute_cap": "8.6",
-                                "driver": "580.95.05"}],
-                      "driver_cuda": "13.0", "build": "cu130" if args[-1] == "auto" else args[-1],
-                      "reason": "NVIDIA GeForce RTX 3090 (compute 8.6), driver CUDA 13.0 -> CUDA 13.0 build",
-                      "downloads": ["torch 2.13.0, cu130 build (about 3 GB) from https://download.pytorch.org/whl/cu130",
-                                    "transformers, peft, ... (about 300 MB) from PyPI"]}))
+    torch = args[args.index("--torch") + 1]
+    report = {"gpus": [{"name": "NVIDIA GeForce RTX 3090", "compute_cap": "8.6",
+                        "driver": "580.95.05"}],
+              "driver_cuda": "13.0", "build": "cu130" if torch == "auto" else torch,
+              "reason": "NVIDIA GeForce RTX 3090 (compute 8.6), driver CUDA 13.0 -> CUDA 13.0 build",
+              "downloads": ["torch 2.13.0, cu130 build (about 3 GB) from https://download.pytorch.org/whl/cu130",
+                            "transformers, peft, ... (about 300 MB) from PyPI"]}
+    if "--venv" in args:  # as bootstrap.engine_freshness answers
+        stale = Path(args[args.index("--venv") + 1], "STALE").exists()
+        report.update(engine_current=not stale, engine_stamped=True, app_version="0.2.0",
+                      engine_version="0.1.0" if stale else "0.2.0",
+                      engine_reason="built for other sources or locks than this app's" if stale else "")
+        Path(os.environ["FAKE_PROBES"]).open("a").write(json.dumps(args) + "\n")
+    print(json.dumps(report))
     sys.exit(0)
 venv = Path(args[args.index("--venv") + 1])
 (venv / "bin").mkdir(parents=True)
 print("[tunebench] torch build: cpu -- chosen with --torch", flush=True)
 print("[tunebench] Installing torch 2.13.0 (cpu)...", flush=True)
+if os.environ.get("FAKE_GO"):  # wait for the test, as a long install would
+    while not Path(os.environ["FAKE_GO"]).exists():
+        time.sleep(0.05)
 if os.environ.get("FAKE_FAIL"):
     print("[tunebench] FAILED: Verifying torch (a CPU forward pass) (exit 1). Log: x", flush=True)
     sys.exit(1)
-(venv / "bin" / "python").write_text("")
+python = venv / "bin" / "python"  # stands for the new environment's: the suite's own python
+python.write_text("#!/bin/sh\nexec '%s' \"$@\"\n" % sys.executable)
+python.chmod(0o755)
 print("[tunebench] The engine environment is ready and verified.", flush=True)
 print(json.dumps({"engine_python": str(venv / "bin" / "python")}), flush=True)
 '''
 
 
 @pytest.fixture
-def page(qtbot, tmp_path, workspace_home):
+def page(qtbot, tmp_path, workspace_home, monkeypatch):
+    monkeypatch.setenv("FAKE_PROBES", str(tmp_path / "probes.jsonl"))
     script = tmp_path / "fake_bootstrap.py"
     script.write_text(FAKE_BOOTSTRAP)
     context = AppContext.from_environment()
@@ -124,3 +141,72 @@ def test_the_real_bootstrap_probe_answers(qtbot, workspace_home):
     widget.check()
     qtbot.waitUntil(lambda: widget._process is None, timeout=60000)
     assert widget.build_label.text().split(":")[0] in ("cpu", "cu126", "cu130")
+
+
+def _old_engine(context, stale=True):
+    """An engine environment the page built before (its python runs the suite's python)."""
+    old = context.workspace_dir / "engines" / "env-old"
+    (old / "bin").mkdir(parents=True)
+    python = old / "bin" / "python"
+    python.write_text("#!/bin/sh\nexec '%s' \"$@\"\n" % sys.executable)
+    python.chmod(0o755)
+    if stale:
+        (old / "STALE").write_text("")  # the fake probe answers engine_current: false
+    context.save_settings({ENGINE_PYTHON_KEY: str(python)})
+    return old
+
+
+def test_current_engine_is_checked_and_shown(qtbot, page, tmp_path):
+    old = _old_engine(page._context, stale=False)
+    page.check()
+    _wait_idle(qtbot, page)
+    probes = [json.loads(line) for line in (tmp_path / "probes.jsonl").read_text().splitlines()]
+    assert probes[-1][probes[-1].index("--venv") + 1] == str(old)
+    assert page.freshness_label.text() == "built for Tunebench 0.2.0"
+    assert page.build_button.text() == "Repair engine" and not page.banner.isVisible()
+    assert page.status.text() == "Ready. Repair builds a fresh engine environment with this build."
+
+
+def test_stale_engine_is_updated_beside_and_switched_only_after_verification(
+        qtbot, page, tmp_path, monkeypatch):
+    context = page._context
+    old = _old_engine(context)
+    old_python = str(old / "bin" / "python")
+    page.check()
+    _wait_idle(qtbot, page)
+    assert page.freshness_label.text() == (
+        "Engine environment out of date for Tunebench 0.2.0 (built for 0.1.0) \u2014 Update")
+    assert page.build_button.text() == "Update engine"
+    assert "Update builds the new engine environment beside" in page.status.text()
+    _shot(page, "stale")
+
+    go = tmp_path / "go"
+    monkeypatch.setenv("FAKE_GO", str(go))
+    page.build_button.click()
+    qtbot.waitUntil(lambda: "Installing torch" in page.log_view.toPlainText(), timeout=30000)
+    # Building: the old engine stays in use and on disk until the new one is verified.
+    assert context.load_settings()[ENGINE_PYTHON_KEY] == old_python and old.is_dir()
+    assert context.engine_command()[0] == old_python
+    _shot(page, "updating")
+    with qtbot.waitSignal(page.sig_engine_changed, timeout=30000) as signal:
+        go.write_text("")
+    python = signal.args[0]
+    assert context.load_settings()[ENGINE_PYTHON_KEY] == python != old_python
+    assert not old.exists()  # removed only now, after the switch
+    assert Path(python).parents[2] == context.workspace_dir / "engines"
+    assert page.build_button.text() == "Repair engine"
+    assert "out of date" not in page.freshness_label.text()
+    _shot(page, "updated")
+
+
+def test_failed_update_keeps_the_stale_engine(qtbot, page, monkeypatch):
+    context = page._context
+    old = _old_engine(context)
+    page.check()
+    _wait_idle(qtbot, page)
+    monkeypatch.setenv("FAKE_FAIL", "1")
+    page.build_engine()
+    _wait_idle(qtbot, page)
+    assert context.load_settings()[ENGINE_PYTHON_KEY] == str(old / "bin" / "python")
+    assert old.is_dir() and [p.name for p in old.parent.iterdir()] == ["env-old"]
+    assert page.build_button.text() == "Update engine"
