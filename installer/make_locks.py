@@ -29,6 +29,9 @@ out of every engine lock: they differ per torch build and the torch wheel alread
 So the three engine locks hold the same pins today; they are separate files so that a build
 that needs a different pin gets one without touching the others.
 
+``--uv-pin VERSION`` instead pins the ``uv`` the installers carry: it downloads uv's Windows
+and Linux wheels and writes their SHA-256 to ``locks/tools.lock`` (see ``linux/uv_tool.py``).
+
 Standard library only (it runs ``uv`` as a child process).
 """
 
@@ -130,10 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Regenerate every lock (or the named targets) for both platforms."""
     parser = argparse.ArgumentParser(prog="make_locks.py", description=__doc__.split("\n")[0])
     parser.add_argument("--uv", default=shutil.which("uv") or "uv", help="the uv to run")
+    parser.add_argument("--uv-pin", metavar="VERSION",
+                        help="only pin this uv version for the installers (locks/tools.lock)")
     parser.add_argument("targets", nargs="*", metavar="TARGET",
                         help="only these of %s (default: all; the locks they are resolved "
                         "against must exist)" % ", ".join(TARGETS))
     args = parser.parse_args(argv)
+    if args.uv_pin:
+        sys.path.insert(0, str(REPO_ROOT / "installer" / "linux"))
+        import uv_tool
+        print("[make_locks] %s" % uv_tool.write_pin(args.uv_pin).relative_to(REPO_ROOT))
+        return 0
     unknown = sorted(set(args.targets) - set(TARGETS))
     if unknown:
         parser.error("unknown target %s" % ", ".join(unknown))

@@ -6,10 +6,16 @@ Usage, from the repository root::
     python3 installer/linux/build_packages.py --out dist [--wheel dist/tunebench-X.whl]
 
 Both carry the same small payload: the stdlib bootstrap (installer/*.py), the Tunebench wheel,
-the desktop entry, the icons and a launcher. Neither carries torch: the bootstrap installs the
-right build for the machine's GPU into a per-user environment (``install.sh`` does it at once,
-the ``.deb``'s launcher on first start, since a package's maintainer scripts run as root and
-should not download gigabytes).
+the desktop entry, the icons and a launcher. Neither carries torch: the bootstrap sets up the
+window's environment per user (``install.sh`` at once, the ``.deb``'s launcher on first start,
+since a package's maintainer scripts run as root and should not download gigabytes), and the
+app's Setup page installs the torch build for the machine's GPU.
+
+The ``.tar.gz`` also carries ``uv`` (``payload/uv/uv``, pinned and hash-checked in
+``installer/locks/tools.lock``; ``--uv-from DIR`` takes its wheel from a folder instead of
+PyPI), with which install.sh and the launcher get a Python 3.11+ where the system has none
+(``find-python.sh``). The ``.deb`` stays ``Architecture: all`` without it: it depends on
+``python3 (>= 3.11)``, which apt provides.
 
 Standard library only; needs ``dpkg-deb`` for the ``.deb``.
 """
@@ -30,7 +36,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # on it when run as a script, not when loaded from its path
+    sys.path.insert(0, str(HERE))
 import wheelhouse  # noqa: E402  (clean_source_copy)
+import uv_tool  # noqa: E402
 BOOTSTRAP_MODULES = ("bootstrap.py", "gpu_probe.py", "wheelhouse.py", "system_tools.py")
 DEB_APPDIR = "/usr/lib/tunebench"
 MAINTAINER = "Tunebench developers <tunebench@example.org>"
@@ -93,6 +102,9 @@ def fill_payload(root: Path, wheel: Path, appdir: str) -> None:
     for name in BOOTSTRAP_MODULES:
         shutil.copy2(str(REPO / "installer" / name), str(root / "installer" / name))
     (root / "installer" / "bootstrap.py").chmod(0o755)
+    # Sourced by the launcher and install.sh: not a program, so no shebang and mode 0644.
+    shutil.copy2(str(HERE / "find-python.sh"), str(root / "installer" / "find-python.sh"))
+    (root / "installer" / "find-python.sh").chmod(0o644)
     # The pinned versions the bootstrap installs (installer/make_locks.py): Linux ones only.
     (root / "installer" / "locks").mkdir()
     for lock in sorted((REPO / "installer" / "locks").glob("*-linux.txt")):
@@ -114,11 +126,24 @@ def launcher(appdir: str) -> str:
 # --------------------------------------------------------------------------- .tar.gz
 
 
-def build_tarball(out: Path, wheel: Path, version: str) -> Path:
-    """``tunebench-VERSION-linux.tar.gz``: install.sh, uninstall.sh and the payload."""
+def build_tarball(out: Path, wheel: Path, version: str, uv_from: Path | None = None) -> Path:
+    """``tunebench-VERSION-linux.tar.gz``: install.sh, uninstall.sh, uv and the payload.
+
+    ``uv_from``: a folder holding the pinned uv wheel (default: PyPI through pip's cache).
+    """
     stage = Path(tempfile.mkdtemp(prefix="tunebench-tar-"))
+    try:
+        return _fill_tarball(stage, out, wheel, version, uv_from)
+    finally:
+        shutil.rmtree(str(stage), ignore_errors=True)
+
+
+def _fill_tarball(stage: Path, out: Path, wheel: Path, version: str,
+                  uv_from: Path | None) -> Path:
     top = stage / ("tunebench-" + version)
     payload = top / "payload"
+    # First, so that a failed or tampered download stops the build before anything else.
+    uv_tool.fetch_uv("linux", payload / "uv", find_links=uv_from)
     fill_payload(payload, wheel, "")
     share = payload / "share"
     write(share / "tunebench-launcher.sh", (HERE / "tunebench-launcher.sh").read_text("utf-8"))
@@ -132,7 +157,6 @@ def build_tarball(out: Path, wheel: Path, version: str) -> Path:
     target = out / ("tunebench-%s-linux.tar.gz" % version)
     with tarfile.open(str(target), "w:gz") as archive:
         archive.add(str(top), arcname=top.name, filter=_normalise)
-    shutil.rmtree(str(stage), ignore_errors=True)
     return target
 
 
@@ -251,12 +275,14 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--wheel", type=Path, help="a built Tunebench wheel (default: build one)")
     parser.add_argument("--no-deb", action="store_true", help="only the .tar.gz")
+    parser.add_argument("--uv-from", type=Path, metavar="DIR",
+                        help="a folder holding the pinned uv wheel (default: PyPI, pip's cache)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     wheel = args.wheel.resolve() if args.wheel else build_wheel(out)
     version = project_version()
-    print(build_tarball(out, wheel, version))
+    print(build_tarball(out, wheel, version, args.uv_from.resolve() if args.uv_from else None))
     if not args.no_deb:
         if shutil.which("dpkg-deb") is None:
             print("dpkg-deb not found: the .deb is built on Debian/Ubuntu only", file=sys.stderr)

@@ -7,7 +7,8 @@ DATA="$DATA_HOME/tunebench"
 rm -f "$HOME/.local/bin/tunebench" "$DATA_HOME/applications/tunebench.desktop" \
     "$DATA_HOME/icons/hicolor/256x256/apps/tunebench.png" \
     "$DATA_HOME/icons/hicolor/scalable/apps/tunebench.svg"
-rm -rf "$DATA/app" "$DATA/venv" "$DATA/uninstall.sh"
+# app/ holds the carried uv; python/ and uv-cache/ are what it downloaded (find-python.sh).
+rm -rf "$DATA/app" "$DATA/venv" "$DATA/python" "$DATA/uv-cache" "$DATA/uninstall.sh"
 rmdir "$DATA" 2>/dev/null || true
 command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$DATA_HOME/applications" || true
 # Tunebench's own folders (engine/paths.py: platformdirs with the name "Tunebench").

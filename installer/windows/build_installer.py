@@ -5,7 +5,9 @@ Usage, from the repository root (on Linux or Windows)::
 
     python3 installer/windows/build_installer.py --out dist [--wheel dist/tunebench-X.whl]
 
-Produces ``tunebench-VERSION-setup.exe``, a 64-bit (amd64-unicode stub) per-user installer.
+Produces ``tunebench-VERSION-setup.exe``, a 64-bit (amd64-unicode stub) per-user installer
+carrying the bootstrap, the wheel, the Windows locks and ``uv.exe`` (pinned and hash-checked in
+``installer/locks/tools.lock``; ``--uv-from DIR`` takes its wheel from a folder instead of PyPI).
 Standard library only.
 """
 
@@ -23,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent / "linux"))
 import build_packages  # noqa: E402  (the wheel and version helpers are shared)
+import uv_tool  # noqa: E402
 
 MODULES = ("bootstrap.py", "gpu_probe.py", "wheelhouse.py", "system_tools.py")
 PE_MACHINE_AMD64 = 0x8664
@@ -39,7 +42,10 @@ def pe_machine(path: Path) -> int:
     return struct.unpack_from("<H", data, offset + 4)[0]
 
 
-def stage(folder: Path, wheel: Path) -> None:
+def stage(folder: Path, wheel: Path, uv_from: Path | None = None) -> None:
+    """Lay out the files the .nsi packs; ``uv_from``: a folder holding the pinned uv wheel."""
+    # First, so that a failed or tampered download stops the build before anything else.
+    uv_tool.fetch_uv("windows", folder / "uv", find_links=uv_from)
     (folder / "installer").mkdir(parents=True)
     for name in MODULES:
         shutil.copy2(str(REPO / "installer" / name), str(folder / "installer" / name))
@@ -55,18 +61,21 @@ def stage(folder: Path, wheel: Path) -> None:
                                            .encode("ascii"))
 
 
-def build(out: Path, wheel: Path) -> Path:
+def build(out: Path, wheel: Path, uv_from: Path | None = None) -> Path:
     makensis = shutil.which("makensis")
     if makensis is None:
         raise SystemExit("makensis not found: install NSIS (Debian: apt-get install nsis)")
     version = build_packages.project_version()
     target = out / ("tunebench-%s-setup.exe" % version)
     folder = Path(tempfile.mkdtemp(prefix="tunebench-nsis-"))
-    stage(folder, wheel)
-    argv = [makensis, "-V2", "-DVERSION=" + version, "-DWHEEL=" + wheel.name,
-            "-DSTAGE=" + str(folder), "-DOUTFILE=" + str(target), str(HERE / "tunebench.nsi")]
-    subprocess.run(argv, check=True)
-    shutil.rmtree(str(folder), ignore_errors=True)
+    try:
+        stage(folder, wheel, uv_from)
+        argv = [makensis, "-V2", "-DVERSION=" + version, "-DWHEEL=" + wheel.name,
+                "-DSTAGE=" + str(folder), "-DOUTFILE=" + str(target),
+                str(HERE / "tunebench.nsi")]
+        subprocess.run(argv, check=True)
+    finally:
+        shutil.rmtree(str(folder), ignore_errors=True)
     machine = pe_machine(target)
     if machine != PE_MACHINE_AMD64:
         raise SystemExit("%s: PE machine 0x%x, expected 0x8664 (amd64)" % (target, machine))
@@ -77,11 +86,13 @@ def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the Windows installer with makensis.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--wheel", type=Path, help="a built Tunebench wheel (default: build one)")
+    parser.add_argument("--uv-from", type=Path, metavar="DIR",
+                        help="a folder holding the pinned uv wheel (default: PyPI, pip's cache)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     wheel = args.wheel.resolve() if args.wheel else build_packages.build_wheel(out)
-    print(build(out, wheel))
+    print(build(out, wheel, args.uv_from.resolve() if args.uv_from else None))
     return 0
 
 

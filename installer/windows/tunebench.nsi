@@ -2,9 +2,10 @@
 ; Built by installer/windows/build_installer.py, which stages the files in STAGE and passes
 ; VERSION, WHEEL (the Tunebench wheel's file name) and OUTFILE with /D.
 ;
-; Installs the stdlib bootstrap, the Tunebench wheel and a launcher; the first start of the
-; launcher creates the environment (torch build chosen from nvidia-smi) with the user's
-; Python 3.11+ ("py -3"). Silent: /S; silent uninstall keeps models and runs unless /PURGE.
+; Installs the stdlib bootstrap, the Tunebench wheel, uv.exe and a launcher; the first start of
+; the launcher creates the GUI environment with the user's Python 3.11+ ("py -3") or, when there
+; is none, one that uv installs into $INSTDIR\python. Silent: /S; silent uninstall keeps models
+; and runs unless /PURGE.
 
 Unicode true
 Target amd64-unicode
@@ -38,6 +39,8 @@ Section "Tunebench" SecMain
   File "${STAGE}\installer\system_tools.py"
   SetOutPath "$INSTDIR\installer\locks"
   File "${STAGE}\installer\locks\*.txt"
+  SetOutPath "$INSTDIR\uv"
+  File "${STAGE}\uv\uv.exe"
   SetOutPath "$INSTDIR\wheels"
   File "${STAGE}\wheels\${WHEEL}"
   SetOutPath "$INSTDIR"
@@ -57,8 +60,11 @@ SectionEnd
 Section "Uninstall"
   SetShellVarContext current
   Delete "$SMPROGRAMS\Tunebench.lnk"
-  ; The environment the launcher built, then our own files; never anything else in INSTDIR.
+  ; The environment and the Python the launcher made, then our own files; never anything else
+  ; in INSTDIR.
   RMDir /r "$INSTDIR\venv"
+  RMDir /r "$INSTDIR\python"
+  RMDir /r "$INSTDIR\uv"
   RMDir /r "$INSTDIR\installer"
   RMDir /r "$INSTDIR\wheels"
   Delete "$INSTDIR\Tunebench.cmd"

@@ -1,6 +1,8 @@
 """The Linux packages: the .deb is linted with lintian and desktop-file-validate; the .tar.gz's
 install.sh installs per user (offline, from a wheelhouse) into a home whose path has a space
-and accents, and uninstall.sh removes everything it made while keeping the user's data.
+and accents, and uninstall.sh removes everything it made (the carried uv and a Python it
+downloaded included) while keeping the user's data. How install.sh and the launcher choose a
+Python is in test_uv_launchers.py.
 
 Needs dpkg-deb, lintian and desktop-file-utils (Debian packages; ``bootstrap.py test``
 installs the missing ones on Debian when run as root).
@@ -76,8 +78,11 @@ def test_deb_contents_and_dependencies(packages, tmp_path):
                  "usr/share/icons/hicolor/scalable/apps/tunebench.svg",
                  "usr/lib/tunebench/installer/bootstrap.py",
                  "usr/lib/tunebench/installer/gpu_probe.py",
+                 "usr/lib/tunebench/installer/find-python.sh",
                  "usr/lib/tunebench/installer/locks/engine-cu130-linux.txt"):
         assert (tmp_path / path).is_file(), path
+    # Architecture: all carries no binary; apt brings the python3 >= 3.11 it depends on.
+    assert not (tmp_path / "usr/lib/tunebench/uv").exists()
     assert list((tmp_path / "usr/lib/tunebench/wheels").glob("tunebench-*.whl"))
     launcher = (tmp_path / "usr/bin/tunebench").read_text()
     assert 'APPDIR="/usr/lib/tunebench"' in launcher and os.access(tmp_path / "usr/bin/tunebench",
@@ -111,6 +116,7 @@ def test_tarball_installs_and_uninstalls_per_user(packages, built_house, tmp_pat
             data / "venv" / "tunebench-bootstrap.json"]
     for path in made:
         assert path.is_file(), path
+    assert os.access(data / "app" / "uv" / "uv", os.X_OK)
     assert 'Exec="%s"' % (home / ".local/bin/tunebench") in desktop.read_text()
     validate = _need("desktop-file-validate", "desktop-file-utils")
     assert _run([validate, desktop]).returncode == 0
@@ -120,6 +126,8 @@ def test_tarball_installs_and_uninstalls_per_user(packages, built_house, tmp_pat
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert json.loads(shown.stdout.strip().splitlines()[-1])["visible"]
 
+    # A Python uv downloaded for the launcher (find-python.sh) is part of the install.
+    (data / "python" / "cpython-3.11-linux-x86_64-gnu").mkdir(parents=True)
     work = home / ".local/share/Tunebench"  # the app's data: prepared model, runs
     assert (work / "cache" / "models").exists() or (home / ".cache/Tunebench").exists()
     done = _run(["sh", data / "uninstall.sh"], env=env, cwd=tmp_path)

@@ -1,7 +1,9 @@
 """The Windows installer: built with makensis, checked to be a 64-bit PE, then installed and
 uninstalled silently under wine (with xvfb-run), asserting the files, the Start Menu shortcut
 and the uninstall registry key exist and then are gone, and that the user's models survive a
-silent uninstall unless /PURGE is given.
+silent uninstall unless /PURGE is given. The carried uv.exe runs under wine and prints the pinned
+version; the launcher, with no Python and no network, says so in one line; the uninstaller
+removes uv\ and the python\ folder uv installs into.
 
 Needs the Debian packages nsis, wine, wine64, xvfb and xauth (``bootstrap.py test`` installs the
 missing ones on Debian when run as root). What wine cannot show (real Windows, SmartScreen,
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -26,6 +29,7 @@ pytestmark = pytest.mark.installers
 
 
 builder = load("windows/build_installer")
+uv_tool = load("linux/uv_tool")
 
 
 def _need(tool: str, package: str) -> None:
@@ -72,6 +76,7 @@ class Wine:
     def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         argv = ["xvfb-run", "-a", "wine"] + list(args)
         done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL,  # "pause" returns at once
                               errors="replace", timeout=timeout, cwd=str(self.prefix.parent))
         # wine returns before its server has written the registry to disk
         subprocess.run(["wineserver", "-w"], env=self.env, timeout=120)
@@ -86,6 +91,37 @@ class Wine:
         return user / name
 
 
+def forwarder_dll(dll_name: str, export: str, target: str) -> bytes:
+    """A data-only PE32+ DLL whose one export forwards to ``target`` ("dll.Function").
+
+    uv.exe (Rust 1.78+) imports ``ProcessPrng`` from bcryptprimitives.dll, which every Windows
+    10/11 has and wine 8.0 (Debian 12) lacks. The test's wine prefix gets this stand-in,
+    forwarding to ``advapi32.SystemFunction036`` (RtlGenRandom: the same contract, fill a buffer
+    with random bytes). It goes into the prefix's system32, never into the installer.
+    """
+    rva, at = 0x1000, {"export": 0x40, "target": 0x60, "dll": 0xA0}
+    section = bytearray(0x200)
+    # IMAGE_EXPORT_DIRECTORY: name, ordinal base 1, one function, one name, the three tables
+    struct.pack_into("<IIHHIIIIIII", section, 0, 0, 0, 0, 0, rva + at["dll"], 1, 1, 1,
+                     rva + 0x28, rva + 0x2C, rva + 0x30)
+    # An export whose address lies inside the export directory is a forwarder string.
+    struct.pack_into("<IIH", section, 0x28, rva + at["target"], rva + at["export"], 0)
+    for key, text in (("export", export), ("target", target), ("dll", dll_name)):
+        section[at[key]:at[key] + len(text) + 1] = text.encode("ascii") + b"\0"
+    dos = bytearray(0x40)
+    dos[:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, 0x40)
+    coff = struct.pack("<4sHHIIIHH", b"PE\0\0", 0x8664, 1, 0, 0, 0, 0xF0, 0x2022)  # x64 DLL
+    optional = struct.pack("<HBBIIIIIQIIHHHHHHIIIIHHQQQQII", 0x20B, 14, 0, 0, 0x200, 0, 0,
+                           rva, 0x180000000, 0x1000, 0x200, 6, 0, 0, 0, 6, 0, 0, 0x2000,
+                           0x200, 0, 3, 0, 0x100000, 0x1000, 0x100000, 0x1000, 0, 16)
+    directories = struct.pack("<II", rva, at["dll"] + len(dll_name) + 1) + bytes(8 * 15)
+    section_header = struct.pack("<8sIIIIIIHHI", b".rdata", 0x200, rva, 0x200, 0x200, 0, 0, 0,
+                                 0, 0x40000040)  # initialised data, readable
+    head = bytes(dos) + coff + optional + directories + section_header
+    return head + bytes(0x200 - len(head)) + bytes(section)
+
+
 @pytest.fixture(scope="module")
 def wine(tmp_path_factory):
     for tool, package in (("wine", "wine"), ("/usr/lib/wine/wine64", "wine64"),
@@ -95,6 +131,10 @@ def wine(tmp_path_factory):
     bottle = Wine(prefix)
     done = bottle.run("wineboot", "-i")
     assert done.returncode == 0, done.stderr[-2000:]
+    system32 = prefix / "drive_c" / "windows" / "system32"
+    if not (system32 / "bcryptprimitives.dll").exists():  # wine < 9 (see forwarder_dll)
+        (system32 / "bcryptprimitives.dll").write_bytes(forwarder_dll(
+            "bcryptprimitives.dll", "ProcessPrng", "advapi32.SystemFunction036"))
     return bottle
 
 
@@ -111,7 +151,8 @@ def _install(wine, setup_exe):
 def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     local, app, shortcut = _install(wine, setup_exe)
     files = [app / "Tunebench.cmd", app / "uninstall.exe", app / "installer" / "bootstrap.py",
-             app / "installer" / "gpu_probe.py", app / "installer" / "locks" / "gui-windows.txt"]
+             app / "installer" / "gpu_probe.py", app / "installer" / "locks" / "gui-windows.txt",
+             app / "uv" / "uv.exe"]
     for path in files + [shortcut]:
         assert path.is_file(), path
     assert list((app / "wheels").glob("tunebench-*.whl"))
@@ -120,13 +161,20 @@ def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     query = wine.run("reg", "query", UNINSTALL_KEY, "/v", "QuietUninstallString").stdout
     assert "uninstall.exe" in query and "/S" in query
 
+    version = wine.run(str(app / "uv" / "uv.exe"), "--version")
+    assert version.stdout.startswith("uv %s " % uv_tool.pinned_version()), version.stderr[-2000:]
+    # What uv installs a Python into (the launcher's UV_PYTHON_INSTALL_DIR) goes too.
+    python = app / "python" / "cpython-3.11-windows-x86_64-none"
+    python.mkdir(parents=True)
+    (python / "python.exe").write_bytes(b"MZ")
+
     models = local / "Tunebench" / "models"  # the user's work, as engine/paths.py puts it
     models.mkdir(parents=True)
     (models / "adapter.safetensors").write_text("precious")
     done = wine.run(str(app / "uninstall.exe"), "/S")
     assert done.returncode == 0
     wine.run("cmd", "/c", "exit")  # the uninstaller reruns itself from %TEMP%: let it finish
-    for path in files + [shortcut]:
+    for path in files + [shortcut, python]:
         assert not path.exists(), path
     assert not app.exists()
     assert not wine.registry_key_exists(UNINSTALL_KEY)
@@ -140,3 +188,22 @@ def test_silent_uninstall_with_purge_deletes_the_models(wine, setup_exe):
     wine.run("cmd", "/c", "exit")
     assert not app.exists()
     assert not (local / "Tunebench").exists()
+
+
+def test_launcher_without_python_offline_says_so_in_one_line(wine, setup_exe):
+    """No py launcher, no Python on the search path, no network: uv cannot download one."""
+    _, app, _ = _install(wine, setup_exe)
+    dead = "http://127.0.0.1:9"
+    wine.env.update(http_proxy=dead, https_proxy=dead)  # uv's download is refused at once
+    try:
+        done = wine.run("cmd", "/c", "Z:" + str(app / "Tunebench.cmd").replace("/", "\\"))
+    finally:
+        del wine.env["http_proxy"], wine.env["https_proxy"]
+    said = [line for line in done.stdout.splitlines() if line.startswith("[tunebench]")]
+    assert said[-1].startswith("[tunebench] Tunebench needs Python 3.11 or newer: none is "
+                               "installed and none could be downloaded"), done.stdout
+    assert done.returncode == 1
+    assert not (app / "venv").exists()
+    wine.run(str(app / "uninstall.exe"), "/S")
+    wine.run("cmd", "/c", "exit")
+    assert not app.exists()  # uv's cache and python\ folder from the attempt are gone too
