@@ -1,9 +1,13 @@
-"""Takes the README's screenshot: the Train page during a real CPU quick-demo run.
+"""Takes the README's screenshots with the real engine and the bundled default model.
 
 Run from the repository root with the app's environment active:
     QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py [--steps 20]
-It trains the bundled default model in a throw-away workspace, grabs the window once the given
-step has been plotted, then stops the run (Stop, as a user would).
+    QT_QPA_PLATFORM=offscreen TUNEBENCH_HOME=WORKSPACE python docs/make_screenshots.py \
+        --prompt RUN_ID
+The first trains the bundled default model in a throw-away workspace, grabs the Train page
+once the given step has been plotted, then stops the run (Stop, as a user would). The second
+asks the Prompt page one review greedily in two columns, the finished run's adapter on (A) and
+off (B), and grabs the page when both answers are in.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ OUT = Path(__file__).resolve().parent / "screenshots"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20, help="grab after this many steps")
+    parser.add_argument("--prompt", metavar="RUN_ID", help="the Prompt page, with this run's adapter")
     args = parser.parse_args()
+    if args.prompt:
+        return prompt_page(args.prompt)
     os.environ.setdefault("TUNEBENCH_HOME", tempfile.mkdtemp(prefix="tunebench-shot-"))
 
     from PySide6.QtCore import QTimer
@@ -54,6 +61,51 @@ def main() -> int:
     watcher.start()
     page.sig_run_finished.connect(lambda run_dir: app.quit())
     page.start_button.click()
+    return app.exec()
+
+
+SYSTEM = "Read the product review and answer with one line of JSON: sentiment, product, aspects."
+REVIEW = "The strap broke after a week and the screen scratches easily. This smartwatch was a waste of money."
+
+
+def prompt_page(run_id: str) -> int:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from gui.context import AppContext
+    from gui.main_window import MainWindow
+    from gui.state.prompt_params import Params
+
+    app = QApplication(sys.argv)
+    window = MainWindow(AppContext.from_environment())
+    window.resize(1280, 800)
+    window.show()
+    window.show_page("Prompt")
+    page = window.prompt_page
+    page.add_column()
+    for column, adapter_on in zip(page.columns, (True, False)):
+        column.adapter_combo.setCurrentIndex(next(
+            i for i in range(column.adapter_combo.count()) if run_id in column.adapter_combo.itemText(i)))
+        column.adapter_switch.setChecked(adapter_on)
+        column.set_params(Params(greedy=True, temperature=0.0, max_new_tokens=40))
+    page.select_column(page.columns[0])  # the Parameters tab shows the column's settings
+    page.system_edit.setPlainText(SYSTEM)
+    page.prompt_edit.setPlainText(REVIEW)
+
+    def grab() -> None:
+        if page.is_busy():
+            return
+        watcher.stop()
+        OUT.mkdir(parents=True, exist_ok=True)
+        window.prompt_page.grab().save(str(OUT / "prompt-page.png"))
+        print("saved", OUT / "prompt-page.png", "-", page.status.text())
+        page.shutdown()
+        app.quit()
+
+    page.send_button.click()
+    watcher = QTimer(interval=500)
+    watcher.timeout.connect(grab)
+    watcher.start()
     return app.exec()
 
 
