@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from gui.pages.prompt import PromptPage
-from gui.state.prompt_params import PRESETS
+from gui.state.prompt_params import PRESETS, Params
 
 from gui_helpers import make_run, transcript_results
 
@@ -203,3 +203,12 @@ def test_a_transcript_recorded_from_the_real_session_streams_into_three_columns(
         assert all(0 < t.prob < 1 and len(t.top) == 3 for t in answer.tokens)
         assert answer.ttft_s is not None and answer.tokens_per_s > 0
     assert page.session_label.text() == "Engine: ready on x86_64"
+
+
+def test_the_page_sampling_fields_and_defaults_are_the_engines():
+    """The GUI mirrors engine.sampling.SamplingParams (it may not import it): they must not drift."""
+    from engine import sampling
+
+    wire = Params().to_wire()
+    assert wire == sampling.SamplingParams().as_dict()
+    assert sampling.parse(Params(greedy=True, stop=("\n\n",), seed=4).to_wire()).greedy
