@@ -31,16 +31,8 @@ def main() -> int:
     os.environ.setdefault("TUNEBENCH_HOME", tempfile.mkdtemp(prefix="tunebench-shot-"))
 
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
 
-    from gui.context import AppContext
-    from gui.main_window import MainWindow
-
-    app = QApplication(sys.argv)
-    window = MainWindow(AppContext.from_environment())
-    window.resize(1280, 800)
-    window.show()
-    window.show_page("Train")
+    app, window = open_window("Train")
     page = window.train_page
 
     # The page follows the run folder that the detached queue worker writes; poll what it has
@@ -64,23 +56,31 @@ def main() -> int:
     return app.exec()
 
 
+def open_window(page_name: str):
+    """The main window at the README's screenshot size, showing ``page_name``."""
+    from PySide6.QtWidgets import QApplication
+
+    from gui.context import AppContext
+    from gui.main_window import MainWindow
+
+    app = QApplication(sys.argv)
+    window = MainWindow(AppContext.from_environment())
+    window.resize(1280, 800)
+    window.show()
+    window.show_page(page_name)
+    return app, window
+
+
 SYSTEM = "Read the product review and answer with one line of JSON: sentiment, product, aspects."
 REVIEW = "The strap broke after a week and the screen scratches easily. This smartwatch was a waste of money."
 
 
 def prompt_page(run_id: str) -> int:
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
 
-    from gui.context import AppContext
-    from gui.main_window import MainWindow
     from gui.state.prompt_params import Params
 
-    app = QApplication(sys.argv)
-    window = MainWindow(AppContext.from_environment())
-    window.resize(1280, 800)
-    window.show()
-    window.show_page("Prompt")
+    app, window = open_window("Prompt")
     page = window.prompt_page
     page.add_column()
     for column, adapter_on in zip(page.columns, (True, False)):
