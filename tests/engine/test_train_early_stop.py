@@ -40,20 +40,27 @@ def test_patience_stops_early_and_the_saved_adapter_is_the_best_checkpoint(
     from safetensors.torch import load_file
 
     job = FakeJob()
-    # Seeded: at this rate the tiny model's validation loss falls until step 6 and rises at 8.
+    # At this rate the tiny model's validation loss soon stops falling, but the exact step
+    # depends on the CPU's float kernels (it moved from 8 to 10 between two machines), so the
+    # test checks the rule on whatever curve this machine gives, not a recorded one.
     code, run = run_train(job, *new_run_args(
-        tiny_model_dir, max_steps=20, save_steps=2, eval_steps=2, val_fraction=0.05,
+        tiny_model_dir, max_steps=40, save_steps=2, eval_steps=2, val_fraction=0.05,
         learning_rate=0.3, lr_scheduler="constant", early_stopping_patience=1))
     assert code == protocol.ExitCode.OK
     evals = validation_losses(job.messages())
-    assert list(evals) == [2, 4, 6, 8] and evals[8] > evals[6]
+    steps, losses = list(evals), list(evals.values())
+    assert steps == list(range(2, steps[-1] + 1, 2)) and steps[-1] < 40
+    # Patience 1: every evaluation before the last improved on the best so far; the last did not.
+    assert all(later < earlier for earlier, later in zip(losses[:-1], losses[1:-1]))
+    assert losses[-1] >= losses[-2]
+    best_step, last_step = steps[-2], steps[-1]
     info = run.info()
-    assert info["status"] == "finished" and info["stopped_early"] and info["steps"] == 8
+    assert info["status"] == "finished" and info["stopped_early"] and info["steps"] == last_step
     best = Path(info["best_checkpoint"])
-    assert best.name == "checkpoint-6" and info["best_eval_loss"] == pytest.approx(evals[6])
+    assert best.name == f"checkpoint-{best_step}" and info["best_eval_loss"] == pytest.approx(evals[best_step])
     saved = load_file(str(run.adapter / "adapter_model.safetensors"))
     kept = load_file(str(best / "adapter_model.safetensors"))
-    last = load_file(str(run.checkpoints / "checkpoint-8" / "adapter_model.safetensors"))
+    last = load_file(str(run.checkpoints / f"checkpoint-{last_step}" / "adapter_model.safetensors"))
     assert saved.keys() == kept.keys() and all(saved[k].equal(kept[k]) for k in saved)
     assert not all(saved[k].equal(last[k]) for k in saved)
 
