@@ -1,6 +1,6 @@
 """The Runs page: every run folder in the workspace; the curves and sample generations of the
-selected run; several selected runs compared (loss overlaid, settings that differ); export and
-delete.
+selected run; several selected runs compared (any recorded curve overlaid, settings that
+differ); export and delete.
 
 Everything shown here is read back from the run folders (run.json, events.ndjson,
 samples.jsonl, config.toml), so the page looks the same after a restart as it did while the
@@ -191,7 +191,7 @@ class RunsPage(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.plot, "Curves")
         self.tabs.addTab(self.samples_view, "Samples")
-        self.tabs.addTab(self.compare_plot, "Compare loss")
+        self.tabs.addTab(self.compare_plot, "Compare")
         self.tabs.addTab(self.config_diff, "Settings diff")
         return self.tabs
 
@@ -362,7 +362,7 @@ class RunsPage(QWidget):
         elif len(runs) == 1 and self.tabs.currentIndex() >= self.tabs.indexOf(self.compare_plot):
             self.tabs.setCurrentWidget(self.plot)
         if len(runs) > 1:
-            self.path_label.setText(f"{len(runs)} runs selected: compare their loss and settings.")
+            self.path_label.setText(f"{len(runs)} runs selected: compare their curves and settings.")
 
     def _show_run(self, run: RunRow | None) -> None:
         if run is None:

@@ -1,4 +1,4 @@
-"""Comparing runs: their loss curves side by side and the settings that differ. Qt-free.
+"""Comparing runs: their curves side by side and the settings that differ. Qt-free.
 
 Reads each run's own folder (events.ndjson for the curves, config.toml for the settings) as
 the Runs page does, so a comparison looks the same after a restart.
@@ -18,7 +18,9 @@ from engine import workspace
 from gui.state import run_history
 from gui.state.run_history import RunRow
 
-COMPARED_METRICS = ("loss", "eval_loss")
+COMPARED_METRICS = run_history.CURVE_NAMES
+# Validation loss is drawn with train loss, not offered as a curve of its own.
+DRAWN_WITH = {"eval_loss": "loss"}
 MISSING = "—"  # a setting one run's config.toml does not have
 
 
@@ -35,8 +37,9 @@ class RunCurves:
 
 
 def load_curves(rows: Sequence[RunRow]) -> list[RunCurves]:
-    """The loss and validation-loss curves of each run, in the order given. Titles are made
-    unique (two runs may share a name) so the legend tells them apart."""
+    """Every recorded curve of each run (loss, validation loss, learning rate, speed, memory,
+    GPU), in the order given. Titles are made unique (two runs may share a name) so the legend
+    tells them apart."""
     titles = unique_titles(rows)
     curves = []
     for row, title in zip(rows, titles):
@@ -44,6 +47,13 @@ def load_curves(rows: Sequence[RunRow]) -> list[RunCurves]:
         series = {name: tuple(np.array(a) for a in buffer.arrays(name)) for name in COMPARED_METRICS}
         curves.append(RunCurves(row.id, title, series))  # type: ignore[arg-type]
     return curves
+
+
+def comparable_metrics(runs: Sequence[RunCurves]) -> list[str]:
+    """The metrics a comparison can show: loss always, then each other curve that at least one
+    of ``runs`` recorded, in the Train page's order."""
+    return ["loss"] + [name for name in COMPARED_METRICS if name != "loss" and name not in DRAWN_WITH
+                       and any(run.points(name) for run in runs)]
 
 
 def unique_titles(rows: Sequence[RunRow]) -> list[str]:

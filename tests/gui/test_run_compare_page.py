@@ -194,3 +194,34 @@ def test_delete_asks_first_and_never_offers_a_live_run(page, monkeypatch):
     assert not runs.delete(runs.selected_run()) and live.path.is_dir()  # even when asked directly
     assert "still training" in runs.status_line.text()
     save(runs, "runs_after_delete")
+
+
+def test_the_compare_tab_switches_to_any_curve_a_selected_run_recorded(page):
+    a = loss_run("cpu run", 30, 0.6)  # loss only
+    b = gpu_run("gpu run")  # loss, validation, learning rate, grad norm, tokens/s, memory, GPU
+    runs = page()
+    assert runs.select_runs([a.id, b.id])
+    plot = runs.compare_plot
+    assert plot.metric == "loss"
+    assert plot.metric_names() == ["loss", "learning_rate", "grad_norm", "tokens_per_s", "memory_gb",
+                                   "gpu_util", "gpu_temp_c"]
+    events = [m for m in workspace.RunFolder(b.path).read_events() if m["type"] == protocol.METRICS]
+    recorded = [(m["step"], m["values"]["gpu_util"]) for m in events if "gpu_util" in m["values"]]
+
+    assert plot.set_metric("gpu_util")
+    assert plot.legend_names() == ["gpu run"]  # the CPU run has no GPU curve to draw
+    plot.smoothing_slider.setValue(0)  # raw, to compare with the event log
+    x, y = plot.drawn_data(b.id, "gpu_util")
+    assert list(zip(x, y)) == [(float(s), float(v)) for s, v in recorded] and len(recorded) > 2
+    assert plot.drawn_data(b.id, "eval_loss")[0].size == 0  # validation loss goes with loss only
+    assert plot.plot.getAxis("left").labelText == "GPU util (%)"
+    assert plot.hint.text() == "No GPU util (%) recorded for: cpu run."
+    save(runs, "runs_compare_gpu_util")
+
+    assert plot.set_metric("learning_rate") and len(plot.legend_names()) == 1
+    assert runs.select_runs([a.id, b.id]) and plot.metric == "learning_rate"  # a refresh keeps the choice
+    c = loss_run("another cpu run", 8, 1.4)
+    runs.refresh()
+    assert runs.select_runs([a.id, c.id])  # neither recorded a learning rate: back to loss
+    assert plot.metric == "loss" and plot.metric_names() == ["loss"]
+    assert sorted(plot.legend_names()) == ["another cpu run · train", "cpu run · train"]
