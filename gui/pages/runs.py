@@ -10,7 +10,7 @@ run was live.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QShowEvent
@@ -166,8 +166,10 @@ class RunsPage(QWidget):
                                         "same settings (queued on the Train page)")
         self.continue_button.clicked.connect(self._on_continue_clicked)
         self.export_button = QPushButton("Export")
-        self.export_button.setToolTip("Save this run's metrics (CSV: a row per step, a column per metric) "
-                                      "or its summary (JSON: record, settings, last and best values)")
+        self.export_button.setToolTip("Save the selected runs' metrics (CSV: a row per step, a column per "
+                                      "metric; several runs in one table with a run column) or their summary "
+                                      "(JSON: record, settings, last and best values; for several runs also "
+                                      "the settings that differ)")
         export_menu = QMenu(self.export_button)
         self.export_csv_action = export_menu.addAction("Metrics as CSV…", self._on_export_csv_triggered)
         self.export_json_action = export_menu.addAction("Summary as JSON…", self._on_export_json_triggered)
@@ -253,22 +255,26 @@ class RunsPage(QWidget):
 
     # -- export and delete (also called by tests with a path) --------------------------------
 
-    def export_metrics(self, run: RunRow, target: Path) -> bool:
+    def export_metrics(self, runs: Sequence[RunRow], target: Path) -> bool:
         try:
-            rows = run_export.write_metrics_csv(run.path, target)
+            rows = run_export.write_runs_metrics_csv(runs, target)
         except OSError as exc:
             self._say(f"Could not write {target}: {exc.strerror or exc}", error=True)
             return False
-        self._say(f"Saved {rows} step{'s' if rows != 1 else ''} of metrics to {target}.")
+        if len(runs) == 1:
+            self._say(f"Saved {rows} step{'s' if rows != 1 else ''} of metrics to {target}.")
+        else:
+            self._say(f"Saved {rows} rows of metrics from {len(runs)} runs to {target}.")
         return True
 
-    def export_summary(self, run: RunRow, target: Path) -> bool:
+    def export_summary(self, runs: Sequence[RunRow], target: Path) -> bool:
         try:
-            run_export.write_summary_json(run.path, target)
+            run_export.write_runs_summary_json(runs, target)
         except OSError as exc:
             self._say(f"Could not write {target}: {exc.strerror or exc}", error=True)
             return False
-        self._say(f"Saved the run summary to {target}.")
+        self._say(f"Saved the run summary to {target}." if len(runs) == 1
+                  else f"Saved the summaries of {len(runs)} runs to {target}.")
         return True
 
     def delete(self, run: RunRow) -> bool:
@@ -312,22 +318,22 @@ class RunsPage(QWidget):
             self.sig_continue_requested.emit(run.id)
 
     def _on_export_csv_triggered(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            target = self._ask_save_path(run, "Export metrics as CSV", "-metrics.csv", "CSV files (*.csv)")
-            if target is not None:
-                self.export_metrics(run, target)
+        runs = self.selected_runs()
+        target = self._ask_save_path(runs, "Export metrics as CSV", "-metrics.csv", "CSV files (*.csv)")
+        if target is not None:
+            self.export_metrics(runs, target)
 
     def _on_export_json_triggered(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            target = self._ask_save_path(run, "Export run summary as JSON", "-summary.json", "JSON files (*.json)")
-            if target is not None:
-                self.export_summary(run, target)
+        runs = self.selected_runs()
+        target = self._ask_save_path(runs, "Export run summary as JSON", "-summary.json", "JSON files (*.json)")
+        if target is not None:
+            self.export_summary(runs, target)
 
-    def _ask_save_path(self, run: RunRow, title: str, suffix: str, filter_text: str) -> Path | None:
-        suggested = str(Path.home() / f"{run.id}{suffix}")
-        path, _ = QFileDialog.getSaveFileName(self, title, suggested, filter_text)
+    def _ask_save_path(self, runs: Sequence[RunRow], title: str, suffix: str, filter_text: str) -> Path | None:
+        if not runs:
+            return None
+        stem = runs[0].id if len(runs) == 1 else f"{len(runs)}-runs"
+        path, _ = QFileDialog.getSaveFileName(self, title, str(Path.home() / f"{stem}{suffix}"), filter_text)
         return Path(path) if path else None
 
     def _on_delete_clicked(self) -> None:
@@ -353,7 +359,7 @@ class RunsPage(QWidget):
         self.open_button.setEnabled(run is not None)
         self.resume_button.setEnabled(run is not None and run.can_resume())
         self.continue_button.setEnabled(run is not None and run.can_continue())
-        self.export_button.setEnabled(run is not None)
+        self.export_button.setEnabled(bool(runs))
         self.delete_button.setEnabled(run is not None and self._deletable(run))
         self._show_run(run)
         self._show_comparison(runs if len(runs) > 1 else [])

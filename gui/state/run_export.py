@@ -1,5 +1,6 @@
-"""Exporting a run: its metrics as CSV (one row per step, one column per metric) and its
-summary as JSON, each written atomically to a path the user chose. Qt-free.
+"""Exporting runs: metrics as CSV (one row per step, one column per metric; several runs in one
+long table with the run's id and name first) and summaries as JSON (several runs with the
+settings that differ between them), each written atomically to a path the user chose. Qt-free.
 
 Everything comes from the run's folder (events.ndjson, run.json, config.toml), so an export
 taken after a restart holds the same figures the live run showed.
@@ -11,13 +12,15 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from engine import protocol, workspace
 
 from gui.state import run_compare, run_history
+from gui.state.run_history import RunRow
 
 STEP = "step"
+RUN, NAME = "run", "name"
 
 
 def metric_table(run_path: Path) -> tuple[list[str], list[dict[str, float]]]:
@@ -36,10 +39,25 @@ def metric_table(run_path: Path) -> tuple[list[str], list[dict[str, float]]]:
             if _is_number(step):
                 row = by_step.setdefault(float(step), {})
                 row.update({k: float(v) for k, v in message["values"].items() if _is_number(v)})
-    names = sorted({name for values in by_step.values() for name in values},
-                   key=lambda name: (name not in run_history.CURVE_NAMES, _curve_rank(name), name))
+    names = _metric_order(name for values in by_step.values() for name in values)
     rows = [{STEP: _plain(step), **values} for step, values in sorted(by_step.items())]
     return [STEP, *names], rows
+
+
+def runs_metric_table(runs: Sequence[RunRow]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Several runs' metric tables stacked into one long table (tidy for pandas or a
+    spreadsheet pivot): each row starts with the run's id and name; a metric a run did not log
+    is absent from its rows."""
+    tables = [(run, *metric_table(run.path)) for run in runs]
+    names = _metric_order(name for _, columns, _ in tables for name in columns[1:])
+    rows = [{RUN: run.id, NAME: title, **row}
+            for (run, _, table), title in zip(tables, run_compare.unique_titles(runs)) for row in table]
+    return [RUN, NAME, STEP, *names], rows
+
+
+def _metric_order(names: Iterable[str]) -> list[str]:
+    """The Train page's curves first, in its order, then every other metric by name."""
+    return sorted(set(names), key=lambda name: (name not in run_history.CURVE_NAMES, _curve_rank(name), name))
 
 
 def _curve_rank(name: str) -> int:
@@ -51,7 +69,7 @@ def metrics_csv(run_path: Path) -> str:
     return _csv_text(*metric_table(run_path))
 
 
-def _csv_text(columns: list[str], rows: list[dict[str, float]]) -> str:
+def _csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
@@ -78,9 +96,33 @@ def summary(run_path: Path) -> dict[str, Any]:
             "samples": [{"step": step, "samples": samples} for step, samples in run_history.load_samples(run_path)]}
 
 
+def runs_summary(runs: Sequence[RunRow]) -> dict[str, Any]:
+    """Each run's summary, and the settings that differ between them (values as the Settings
+    diff tab shows them, keyed by run title)."""
+    titles = run_compare.unique_titles(runs)
+    diff = run_compare.config_diff([run_compare.load_config(run.path) for run in runs])
+    return {"runs": [summary(run.path) for run in runs],
+            "settings_that_differ": [{"setting": row.key, "values": dict(zip(titles, row.values))} for row in diff]}
+
+
+def write_runs_metrics_csv(runs: Sequence[RunRow], target: Path) -> int:
+    """One run: its own table; several: the long table. Written atomically; returns the rows."""
+    if len(runs) == 1:
+        return write_metrics_csv(runs[0].path, target)
+    return _write_csv(target, *runs_metric_table(runs))
+
+
+def write_runs_summary_json(runs: Sequence[RunRow], target: Path) -> None:
+    """One run: its summary; several: the summaries and the settings that differ."""
+    workspace.atomic_write_json(Path(target), summary(runs[0].path) if len(runs) == 1 else runs_summary(runs))
+
+
 def write_metrics_csv(run_path: Path, target: Path) -> int:
     """Writes the CSV atomically; returns the number of step rows."""
-    columns, rows = metric_table(run_path)
+    return _write_csv(target, *metric_table(run_path))
+
+
+def _write_csv(target: Path, columns: list[str], rows: list[dict[str, Any]]) -> int:
     workspace.atomic_write_text(Path(target), _csv_text(columns, rows))
     return len(rows)
 

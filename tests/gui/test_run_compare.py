@@ -118,3 +118,34 @@ def test_exports_are_atomic_and_leave_no_temp_files(tmp_path, monkeypatch):
         run_export.write_metrics_csv(run.path, target)
     assert target.read_text(encoding="utf-8").startswith("step,")  # the earlier file is intact
     assert [p.name for p in target.parent.iterdir()] == ["metrics.csv"]  # no temp file left behind
+
+
+def test_several_runs_export_as_one_long_table_and_one_summary_with_their_differences(tmp_path):
+    a = with_config(make_run("sweep", steps=3), learning_rate=2e-4, lora_r=8, name="sweep")
+    b = with_config(make_run("sweep", steps=2), learning_rate=1e-4, lora_r=8, name="sweep")
+    append_events(b, protocol.metrics(2, {"eval_loss": 1.5}))
+    rows = {row.id: row for row in run_history.list_rows()}
+    chosen = [rows[a.id], rows[b.id]]
+
+    target = tmp_path / "both.csv"
+    assert run_export.write_runs_metrics_csv(chosen, target) == 5
+    parsed = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert list(parsed[0])[:4] == ["run", "name", "step", "loss"] and "eval_loss" in parsed[0]
+    assert [(row["run"], row["step"]) for row in parsed] == [(a.id, "1"), (a.id, "2"), (a.id, "3"),
+                                                             (b.id, "1"), (b.id, "2")]
+    assert {row["name"] for row in parsed} == {f"sweep ({a.id})", f"sweep ({b.id})"}  # same names told apart
+    assert parsed[4]["eval_loss"] == "1.5" and parsed[2]["eval_loss"] == ""
+    single = run_export.metric_table(a.path)[1]
+    assert [float(row["loss"]) for row in parsed[:3]] == [row["loss"] for row in single]
+
+    summary_path = tmp_path / "both.json"
+    run_export.write_runs_summary_json(chosen, summary_path)
+    data = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert [entry["run"]["id"] for entry in data["runs"]] == [a.id, b.id]
+    assert data["runs"][1]["metrics"]["eval_loss"]["min"] == 1.5
+    differ = {entry["setting"]: entry["values"] for entry in data["settings_that_differ"]}
+    assert differ == {"learning_rate": {f"sweep ({a.id})": "0.0002", f"sweep ({b.id})": "0.0001"}}
+
+    one = tmp_path / "one.csv"  # a single run keeps its own format: no run or name column
+    assert run_export.write_runs_metrics_csv([rows[a.id]], one) == 3
+    assert one.read_text(encoding="utf-8") == run_export.metrics_csv(a.path)

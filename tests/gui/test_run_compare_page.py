@@ -162,6 +162,30 @@ def test_export_metrics_and_summary_to_the_paths_picked(page, tmp_path, monkeypa
     save(runs, "runs_exported")
 
 
+def test_several_selected_runs_export_together(page, tmp_path, monkeypatch):
+    a = with_config(loss_run("lr 2e-4", 30, 0.6), name="lr 2e-4", learning_rate=2e-4)
+    b = with_config(gpu_run("lr 1e-4"), name="lr 1e-4", learning_rate=1e-4)
+    runs = page()
+    assert runs.select_runs([a.id, b.id]) and runs.export_button.isEnabled()
+    offered = []
+
+    def pick(parent, title, suggested, filter_text):
+        offered.append(Path(suggested).name)
+        return str(tmp_path / Path(suggested).name), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", pick)
+    runs.export_csv_action.trigger()
+    assert runs.status_line.text() == f"Saved 70 rows of metrics from 2 runs to {tmp_path / '2-runs-metrics.csv'}."
+    runs.export_json_action.trigger()
+    assert offered == ["2-runs-metrics.csv", "2-runs-summary.json"]
+    rows = list(csv.DictReader((tmp_path / "2-runs-metrics.csv").open(encoding="utf-8")))
+    assert {row["run"] for row in rows} == {a.id, b.id} and len(rows) == 30 + 40
+    assert runs.status_line.text() == f"Saved the summaries of 2 runs to {tmp_path / '2-runs-summary.json'}."
+    data = json.loads((tmp_path / "2-runs-summary.json").read_text(encoding="utf-8"))
+    assert {entry["run"]["id"] for entry in data["runs"]} == {a.id, b.id}
+    assert {entry["setting"] for entry in data["settings_that_differ"]} >= {"learning_rate", "name"}
+
+
 def test_an_export_to_an_unwritable_place_says_so_in_one_line(page, tmp_path):
     run = make_run("x", steps=3)
     blocker = tmp_path / "file"
@@ -169,7 +193,7 @@ def test_an_export_to_an_unwritable_place_says_so_in_one_line(page, tmp_path):
     runs = page()
     row = runs.selected_run()
     assert row.id == run.id
-    assert not runs.export_metrics(row, blocker / "m.csv")  # a folder that is a file
+    assert not runs.export_metrics([row], blocker / "m.csv")  # a folder that is a file
     assert runs.status_line.is_error() and runs.status_line.text().startswith(f"Could not write {blocker / 'm.csv'}")
 
 
