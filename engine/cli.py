@@ -21,7 +21,8 @@ from engine.errors import EngineError
 log = logging.getLogger("engine")
 
 # Commands that load torch; their hello carries the device probe.
-HEAVY_COMMANDS = {"check-env", "train", "generate", "session", "serve", "batch", "models prepare", "evaluate run", "evaluate hardest"}
+HEAVY_COMMANDS = {"check-env", "train", "generate", "session", "serve", "batch", "models prepare", "evaluate run",
+                  "evaluate hardest", "export"}
 
 # Commands that read their own stdin (requests, not only cancel/ping) and handle Ctrl+C.
 OWN_STDIN_COMMANDS = {"session"}
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch(commands)
     _add_queue(commands, train)
     _add_evaluate(commands)
+    _add_export(commands)
     return parser
 
 
@@ -247,6 +249,23 @@ def _add_generate(commands: Any) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _common(p)
     p.set_defaults(handler=_lazy("engine.generate", "cmd_generate"), job_name="generate")
+
+
+def _add_export(commands: Any) -> None:
+    p = commands.add_parser(
+        "export", help="a run's tuned model with the adapter merged in: a Hugging Face folder, or one GGUF "
+        "file for llama.cpp, LM Studio and Ollama")
+    p.add_argument("run", help="a run id, a run folder or an adapter folder")
+    p.add_argument("--format", choices=("merged", "gguf"), default="merged",
+                   help="merged: safetensors, tokenizer and chat template in a folder; gguf: one file "
+                   "(Llama-family models)")
+    p.add_argument("--outtype", default=None, help="merged: f16 (default), bf16 or f32; gguf: f16 (default), "
+                   "q8_0 (half the size) or f32")
+    p.add_argument("--out", default=None, help="where to write (default: exports/ in the run's folder)")
+    p.add_argument("--force", action="store_true", help="replace what is already at --out")
+    p.add_argument("--model", default=None, help="the base model (default: the one the run was trained on)")
+    _common(p)
+    p.set_defaults(handler=_lazy("engine.export_model", "cmd_export"), job_name="export")
 
 
 def _add_session(commands: Any) -> None:

@@ -52,17 +52,28 @@ def base_for_adapter(adapter_dir: Path, model_spec: str | None) -> str:
     return base if Path(base).is_dir() else "default"
 
 
-def load(model_spec: str | None, adapter_spec: str, device_name: str) -> tuple[Any, Any, dict[str, Any]]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def resolve(model_spec: str | None, adapter_spec: str) -> tuple[str, Path | None, dict[str, Any]]:
+    """(base model spec, PEFT adapter folder or None, the adapter's run.json or {}). A full
+    fine-tune's folder is the base itself, with no adapter."""
     adapter_dir, run_info = resolve_adapter(adapter_spec) if adapter_spec else (None, {})
     if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
         model_spec, adapter_dir = str(adapter_dir), None  # a full fine-tune: the model itself
     base = base_for_adapter(adapter_dir, model_spec) if adapter_dir else (model_spec or "default")
+    return base, adapter_dir, run_info
+
+
+def load(model_spec: str | None, adapter_spec: str, device_name: str,
+         dtype: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """(model with the adapter attached, tokenizer, run.json); bf16 on a GPU that has it, fp32
+    otherwise, unless ``dtype`` says."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, adapter_dir, run_info = resolve(model_spec, adapter_spec)
     model_dir = models.prepare(base)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or model_dir))
-    dtype = torch.bfloat16 if device_name == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if dtype is None:
+        dtype = torch.bfloat16 if device_name == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
                                                  attn_implementation=attention_for(device_name)).to(device_name)
     if adapter_dir:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import errors, paths, protocol
-from engine.workspace import atomic_folder, atomic_write_json
+from engine.workspace import atomic_folder, atomic_write_json, read_json
 
 log = logging.getLogger("engine.models")
 
@@ -84,6 +84,17 @@ def resolve(spec: str) -> ModelSource:
         return ModelSource(spec, "hf-folder", cached)
     raise errors.not_found(
         f"model: {spec!r} is not 'default', a prepared model name, a model folder or a .gguf file")
+
+
+def gguf_origin(spec: str) -> Path | None:
+    """The GGUF file a model came from: itself, or the file a prepared copy was converted from
+    (its marker says which); None for a Hugging Face folder that never was GGUF."""
+    source = resolve(spec)
+    if source.kind in ("bundled", "gguf"):
+        return source.path
+    marker = read_json(source.path / MARKER) or {}
+    origin = Path(marker["source"]) if isinstance(marker.get("source"), str) else None
+    return origin if origin is not None and origin.is_file() else None
 
 
 def prepare(spec: str) -> Path:

@@ -55,9 +55,9 @@ class MainWindow(QMainWindow):
         }
         # The pages that run engine jobs, which must stop when the window closes. Not Train:
         # its runs belong to the queue worker and go on after the window closes.
-        self._job_pages: dict[str, DatasetsPage | PromptPage | EvaluatePage | SetupPage] = {
+        self._job_pages: dict[str, DatasetsPage | PromptPage | EvaluatePage | RunsPage | SetupPage] = {
             "Datasets": self.datasets_page, "Prompt": self.prompt_page,
-            "Evaluate": self.evaluate_page, "Setup": self.setup_page}
+            "Evaluate": self.evaluate_page, "Runs": self.runs_page, "Setup": self.setup_page}
         self._build()
         self._connect_pages()
         # No engine yet (the installed app's GUI environment has no torch): open on Setup.

@@ -33,6 +33,7 @@ from gui.context import AppContext
 from gui.state import run_compare, run_export, run_history
 from gui.state.run_history import RunRow
 from gui.widgets.metric_plot import MetricPlot
+from gui.widgets.model_export import ModelExport
 from gui.widgets.run_compare_plot import RunComparePlot
 from gui.widgets.run_config_diff import ConfigDiffView
 from gui.widgets.status_line import StatusLine
@@ -173,6 +174,11 @@ class RunsPage(QWidget):
         export_menu = QMenu(self.export_button)
         self.export_csv_action = export_menu.addAction("Metrics as CSV…", self._on_export_csv_triggered)
         self.export_json_action = export_menu.addAction("Summary as JSON…", self._on_export_json_triggered)
+        export_menu.addSeparator()
+        self.model_export = ModelExport(self._context, self)
+        self.model_export_menus = self.model_export.add_menus(export_menu, self._exportable_run)
+        self.model_export.sig_status.connect(lambda text, error: self._say(text, error=error))
+        self.model_export.sig_busy.connect(lambda _busy: self._show_export_state())
         self.export_button.setMenu(export_menu)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete this run's folder (checkpoints, adapter, logs); asks first. "
@@ -252,6 +258,13 @@ class RunsPage(QWidget):
         self.refresh()
         if run_dir:
             self.select_run(Path(run_dir).name)
+
+    def is_busy(self) -> bool:
+        """A model export is running (the window asks before closing over it)."""
+        return self.model_export.is_busy()
+
+    def shutdown(self) -> None:
+        self.model_export.client.kill()
 
     # -- export and delete (also called by tests with a path) --------------------------------
 
@@ -342,7 +355,7 @@ class RunsPage(QWidget):
             return
         answer = QMessageBox.question(
             self, "Delete run?", f"Delete the run {run.title} and everything in its folder "
-            f"(checkpoints, adapter, logs)?\n\n{run.path}\n\nThis cannot be undone.",
+            f"(checkpoints, adapter, logs, exports made there)?\n\n{run.path}\n\nThis cannot be undone.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         if answer == QMessageBox.StandardButton.Yes:
             self.delete(run)
@@ -360,6 +373,7 @@ class RunsPage(QWidget):
         self.resume_button.setEnabled(run is not None and run.can_resume())
         self.continue_button.setEnabled(run is not None and run.can_continue())
         self.export_button.setEnabled(bool(runs))
+        self._show_export_state()
         self.delete_button.setEnabled(run is not None and self._deletable(run))
         self._show_run(run)
         self._show_comparison(runs if len(runs) > 1 else [])
@@ -369,6 +383,16 @@ class RunsPage(QWidget):
             self.tabs.setCurrentWidget(self.plot)
         if len(runs) > 1:
             self.path_label.setText(f"{len(runs)} runs selected: compare their curves and settings.")
+
+    def _exportable_run(self) -> RunRow | None:
+        run = self.selected_run()
+        return run if run is not None and run.can_export_model() else None
+
+    def _show_export_state(self) -> None:
+        """Model export needs one finished run with weights to merge, and one export at a time."""
+        enabled = self._exportable_run() is not None and not self.model_export.is_busy()
+        for menu in self.model_export_menus:
+            menu.setEnabled(enabled)
 
     def _show_run(self, run: RunRow | None) -> None:
         if run is None:

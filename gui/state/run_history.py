@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import job_queue, protocol, workspace
+from engine.config import PROMPT_LEARNING
 
 from gui.state.metric_buffer import MetricBuffer
 from gui.state.timefmt import format_time
@@ -53,6 +54,14 @@ class RunRow:
     def can_continue(self) -> bool:
         """A finished run with a saved adapter can be trained further as a new run."""
         return self.status == workspace.FINISHED and (self.adapter_dir / "adapter_config.json").is_file()
+
+    def can_export_model(self) -> bool:
+        """A finished LoRA/QLoRA adapter or full fine-tune can be merged and exported; prompt and
+        prefix tuning change no weights, so they have nothing to merge."""
+        if self.status != workspace.FINISHED or self.method in PROMPT_LEARNING:
+            return False
+        return ((self.adapter_dir / "adapter_config.json").is_file()
+                or (self.path / workspace.MODEL / "config.json").is_file())
 
     @property
     def title(self) -> str:

@@ -5,14 +5,18 @@ Skipped where the engine's packages are not installed (a GUI-only environment)."
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
 
 from engine import workspace
 from gui.context import AppContext
 from gui.main_window import MainWindow
+from gui.pages.runs import RunsPage
 from gui.state.prompt_params import Params
 
 pytestmark = pytest.mark.skipif(
@@ -58,3 +62,25 @@ def test_train_then_prompt_with_the_new_adapter(qtbot, tiny_model_dir):
         assert answer.tokens_per_s is not None
     finally:
         prompt.shutdown()
+
+
+def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path, monkeypatch):
+    done = subprocess.run([sys.executable, "-m", "engine", "train", "--model", str(tiny_model_dir), "--device",
+                           "cpu", "--max-steps", "1", "--max-length", "128"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = RunsPage(AppContext.from_environment())
+    qtbot.addWidget(runs)
+    assert runs.model.rowCount() == 1 and runs.select_run(runs.model.row_at(0).id)
+    gguf_menu, merged_menu = runs.model_export_menus
+    assert gguf_menu.isEnabled() and merged_menu.isEnabled()
+    target = tmp_path / "exported" / "tuned.gguf"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    gguf_menu.actions()[0].trigger()  # Q8_0
+    assert runs.is_busy() and not gguf_menu.isEnabled()  # one export at a time
+    qtbot.waitUntil(lambda: not runs.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    assert not runs.status_line.is_error(), runs.status_line.text()
+    assert runs.status_line.text().startswith(f"Saved {target} (")
+    assert target.stat().st_size > 0 and gguf_menu.isEnabled()
+    runs.select_runs([])
+    assert not gguf_menu.isEnabled()

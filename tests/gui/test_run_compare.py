@@ -149,3 +149,18 @@ def test_several_runs_export_as_one_long_table_and_one_summary_with_their_differ
     one = tmp_path / "one.csv"  # a single run keeps its own format: no run or name column
     assert run_export.write_runs_metrics_csv([rows[a.id]], one) == 3
     assert one.read_text(encoding="utf-8") == run_export.metrics_csv(a.path)
+
+
+def test_only_finished_runs_with_weights_to_merge_offer_a_model_export():
+    tuned = make_run("lora", adapter=True)
+    running = make_run("running", status="running", adapter=True)
+    no_adapter = make_run("no adapter")
+    prompt = make_run("prompt tuning", adapter=True)
+    prompt.update_info(method="prompt_tuning")
+    full = make_run("full")
+    full.update_info(method="full")
+    (full.model).mkdir()
+    (full.model / "config.json").write_text("{}", encoding="utf-8")
+    rows = {row.id: row for row in run_history.list_rows()}
+    assert {rows[run.id].name: rows[run.id].can_export_model() for run in (tuned, running, no_adapter, prompt, full)} \
+        == {"lora": True, "running": False, "no adapter": False, "prompt tuning": False, "full": True}
