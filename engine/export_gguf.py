@@ -127,6 +127,11 @@ def _add_tokenizer(writer: Any, folder: Path, vocab_size: int) -> None:
         scores.append(-1000.0)
         types.append(gguf.TokenType.UNUSED)
     writer.add_tokenizer_model(vocab.tokenizer_model)
+    # llama.cpp's converter names the pre-tokenizer by hashing known tokenizers' output; this
+    # writer does not carry that table, so llama.cpp falls back to its default splitting.
+    log.warning("The GGUF's pre-tokenizer is written as 'default': llama.cpp may split text slightly "
+                "differently from %s's own tokenizer. For an exact file, export --format merged and "
+                "convert it with llama.cpp's convert_hf_to_gguf.py.", folder.name)
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
