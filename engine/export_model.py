@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import errors, export_gguf, generate, models, protocol, workspace
+from engine.errors import EngineError
 
 log = logging.getLogger("engine.export")
 
@@ -43,15 +44,17 @@ def cmd_export(args: argparse.Namespace, job: Any) -> int:
     started = time.monotonic()
     model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))
     model = merged(model)
-    if args.format == "merged":
-        write_merged(model, tokenizer, target, outtype, describe(base, source, outtype))
-    else:
-        try:
+    try:
+        if args.format == "merged":
+            write_merged(model, tokenizer, target, outtype, describe(base, source, outtype))
+        else:
             write_gguf(model, tokenizer, target, outtype, run_info.get("name") or source.parent.name,
                        models.gguf_origin(base), job)
-        except Cancelled:
-            log.info("Export cancelled; nothing was written to %s", target)
-            return protocol.ExitCode.CANCELLED
+    except Cancelled:
+        log.info("Export cancelled; nothing was written to %s", target)
+        return protocol.ExitCode.CANCELLED
+    except OSError as exc:  # a full disk, a folder taken away meanwhile: nothing half-written stays
+        raise EngineError(protocol.ExitCode.FAILED, f"out: could not write {target}: {exc.strerror or exc}")
     seconds = time.monotonic() - started
     size = _size(target)
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
@@ -65,6 +68,10 @@ def check_target(target: Path, fmt: str, force: bool) -> None:
     """Refuses to overwrite without --force, and even with it never replaces a folder that is
     not an earlier export (a mistyped --out must not delete someone's folder)."""
     if not target.exists():
+        try:  # fail now, not after loading the model
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.invalid_input(f"out: cannot create {target.parent}: {exc.strerror or exc}")
         return
     if not force:
         raise errors.invalid_input(f"out: {target} already exists (add --force to replace it)")

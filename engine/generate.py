@@ -71,7 +71,9 @@ def load(model_spec: str | None, adapter_spec: str, device_name: str,
 
     base, adapter_dir, run_info = resolve(model_spec, adapter_spec)
     model_dir = models.prepare(base)
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or model_dir))
+    # Runs save the tokenizer beside the adapter; an adapter folder from elsewhere may have none.
+    has_tokenizer = adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else model_dir))
     if dtype is None:
         dtype = torch.bfloat16 if device_name == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,

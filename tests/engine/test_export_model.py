@@ -92,8 +92,12 @@ def test_exports_refuse_in_one_line(tiny_model_dir, engine_argv, engine_env, wor
     keep = tmp_path / "my folder"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine", encoding="utf-8")
+    blocker = tmp_path / "a file"
+    blocker.write_text("", encoding="utf-8")
     cases = [
         (["--outtype", "q8_0"], protocol.ExitCode.USAGE, "outtype: merged export writes f16, bf16, f32"),
+        (["--format", "gguf", "--out", str(blocker / "x.gguf")], protocol.ExitCode.INVALID_INPUT,
+         f"out: cannot create {blocker}"),
         (["--out", str(keep)], protocol.ExitCode.INVALID_INPUT, "already exists (add --force"),
         (["--out", str(keep), "--force"], protocol.ExitCode.INVALID_INPUT, "is not an earlier Tunebench export"),
     ]
@@ -121,6 +125,31 @@ def test_a_cancelled_gguf_export_leaves_nothing(tiny_model_dir, tmp_path) -> Non
     with pytest.raises(export_model.Cancelled):
         export_model.write_gguf(model, tokenizer, target, "f16", "x", None, job)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_midway_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    import argparse
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "my-run" / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)),
+                   LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(str(adapter))
+
+    def disk_full(model, tokenizer_dir, target, *args, **kwargs):
+        Path(target).write_bytes(b"GGUF partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_gguf, "write", disk_full)
+    target = tmp_path / "out" / "x.gguf"
+    args = argparse.Namespace(run=str(adapter), model=str(tiny_model_dir), format="gguf", outtype="f16",
+                              out=str(target), force=False)
+    with pytest.raises(errors.EngineError) as caught:
+        export_model.cmd_export(args, FakeJob())
+    assert caught.value.code == protocol.ExitCode.FAILED
+    assert caught.value.message == f"out: could not write {target}: No space left on device"
+    assert list(target.parent.iterdir()) == []
 
 
 def test_a_base_that_came_from_gguf_keeps_that_files_tokenizer_fields(tiny_model_dir, tmp_path) -> None:
