@@ -37,7 +37,10 @@ def cmd_export(args: argparse.Namespace, job: Any) -> int:
     allowed = MERGED_TYPES if args.format == "merged" else export_gguf.OUTTYPES
     if outtype not in allowed:
         raise errors.usage(f"outtype: {args.format} export writes {', '.join(allowed)}, not {outtype!r}")
-    base, adapter_dir, run_info = generate.resolve(args.model, args.run)
+    try:
+        base, adapter_dir, run_info = generate.resolve(args.model, args.run)
+    except EngineError as exc:  # the shared resolver names its field "adapter"; here it is "run"
+        raise EngineError(exc.code, exc.message.replace("adapter: ", "run: ", 1)) from None
     source = adapter_dir or Path(base)
     target = Path(args.out).expanduser() if args.out else default_target(source, args.format, outtype)
     check_target(target, args.format, args.force)

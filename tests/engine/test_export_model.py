@@ -108,7 +108,8 @@ def test_exports_refuse_in_one_line(tiny_model_dir, engine_argv, engine_env, wor
     assert (keep / "notes.txt").read_text(encoding="utf-8") == "mine"  # a wrong --out deletes nothing
 
     code, messages, _ = run_engine(engine_argv, engine_env, "export", "no-such-run")
-    assert code == protocol.ExitCode.NOT_FOUND and "'no-such-run'" in messages[-1]["message"]
+    assert code == protocol.ExitCode.NOT_FOUND
+    assert messages[-1]["message"].startswith("run: 'no-such-run' is not an adapter folder, a run folder")
     prompt_run = train(engine_argv, engine_env, tiny_model_dir, "--max-steps", "1", "--method", "prompt_tuning")
     code, messages, _ = run_engine(engine_argv, engine_env, "export", prompt_run)
     assert code == protocol.ExitCode.INVALID_INPUT and "nothing to merge" in messages[-1]["message"]
