@@ -2,8 +2,9 @@
 base weights: a Hugging Face folder (safetensors, tokenizer, chat template) for transformers and
 vLLM, or one GGUF file for llama.cpp, LM Studio and Ollama.
 
-The merge happens on the CPU in fp32 (peft's ``merge_and_unload``), so it works on any machine
-that can load the base, and the result is then cast to the output type. Both outputs appear
+The merge happens on the CPU (peft's ``merge_and_unload``), so it works on any machine that can
+hold the base: in fp32 for a base stored in fp32, else in bf16 (``merge_dtype``); the result is
+then cast to the output type. Both outputs appear
 only when complete: the folder is filled beside its final name and renamed, the GGUF file is
 written to a temporary name and renamed.
 """
@@ -23,7 +24,6 @@ from engine.errors import EngineError
 
 log = logging.getLogger("engine.export")
 
-FORMATS = ("merged", "gguf")
 MERGED_TYPES = ("f16", "bf16", "f32")
 INFO_FILE = "tunebench-export.json"
 
@@ -137,7 +137,6 @@ def write_gguf(model: Any, tokenizer: Any, target: Path, outtype: str, name: str
             raise Cancelled()
         job.channel.send(protocol.progress(done, total, unit="tensors"))
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         with tempfile.TemporaryDirectory(prefix="tunebench-tokenizer-") as folder:

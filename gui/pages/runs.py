@@ -264,7 +264,7 @@ class RunsPage(QWidget):
         return self.model_export.is_busy()
 
     def shutdown(self) -> None:
-        self.model_export.client.kill()
+        self.model_export.kill()
 
     # -- export and delete (also called by tests with a path) --------------------------------
 

@@ -19,8 +19,7 @@ from gui.state import run_history
 from gui.state.run_history import RunRow
 
 COMPARED_METRICS = run_history.CURVE_NAMES
-# Validation loss is drawn with train loss, not offered as a curve of its own.
-DRAWN_WITH = {"eval_loss": "loss"}
+DRAWN_WITH_LOSS = ("eval_loss",)  # not offered as a curve of its own: the loss view draws it
 MISSING = "—"  # a setting one run's config.toml does not have
 
 
@@ -52,7 +51,7 @@ def load_curves(rows: Sequence[RunRow]) -> list[RunCurves]:
 def comparable_metrics(runs: Sequence[RunCurves]) -> list[str]:
     """The metrics a comparison can show: loss always, then each other curve that at least one
     of ``runs`` recorded, in the Train page's order."""
-    return ["loss"] + [name for name in COMPARED_METRICS if name != "loss" and name not in DRAWN_WITH
+    return ["loss"] + [name for name in COMPARED_METRICS if name != "loss" and name not in DRAWN_WITH_LOSS
                        and any(run.points(name) for run in runs)]
 
 

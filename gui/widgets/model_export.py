@@ -71,6 +71,10 @@ class ModelExport(QObject):
     def cancel(self) -> None:
         self.client.cancel()
 
+    def kill(self) -> None:
+        """The window is closing: the export stops now."""
+        self.client.kill()
+
     def _export_chosen(self, run: RunRow | None, fmt: str, outtype: str, ask_target) -> None:
         if run is None:
             return
