@@ -5,7 +5,7 @@
    (gui.state.dataset_rows.JsonlRows), the memory that index and its row cache hold
    (tracemalloc peak), and the time to read 1,000 random rows (what scrolling asks for).
 2. `data stats`: rows per second of TRL's tokenization of the training form
-   (engine.data_stats on N rows with the given model's tokenizer), in this process.
+   (engine.data.stats on N rows with the given model's tokenizer), in this process.
 
 Results go atomically to benchmarks/results/dataset_inspect.json and are printed.
 
@@ -69,7 +69,8 @@ def bench_table(path: Path, rows: int) -> dict:
 
 
 def bench_stats(folder: Path, rows: int, model: str) -> dict:
-    from engine import data_import, data_stats
+    from engine.data import importer as data_import
+    from engine.data import stats as data_stats
 
     file = folder / "stats.jsonl"
     write_rows(file, rows, seed=2)

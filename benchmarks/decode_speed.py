@@ -3,7 +3,7 @@
 Loads the default model (SmolLM2-135M-Instruct, converted in the cache of TUNEBENCH_HOME) and
 answers the same chat prompts greedily with (a) plain transformers `model.generate` as loaded
 by default (fp32, SDPA attention), timing the first token with a streamer, (b) the engine's
-decoder (engine/decode.py, with engine/llama_decode.py's lean pass) with fp32 weights (the
+decoder (engine/infer/decode.py, with engine/infer/llama_decode.py's lean pass) with fp32 weights (the
 session's ``--fp32``), (c) the same with the weight-only int8 Linear layers CPU sessions use by
 default, with how often it picks fp32's greedy token (teacher forced on fp32's answers), (d) the
 int8 weights through transformers' forward instead of the lean pass, and (e) int8 with an
@@ -66,7 +66,7 @@ def plain_generate(model: Any, tokenizer: Any, ids: list[int], tokens: int) -> d
 
 
 def tunebench(decoder: Any, ids: list[int], tokens: int) -> dict[str, float]:
-    from engine.sampling import SamplingParams
+    from engine.infer.sampling import SamplingParams
 
     decoder.reset()
     out = decoder.run(ids, SamplingParams(temperature=0, max_new_tokens=tokens))
@@ -76,8 +76,8 @@ def tunebench(decoder: Any, ids: list[int], tokens: int) -> dict[str, float]:
 
 def second_turn(decoder: Any, tokenizer: Any, prompt: str, tokens: int) -> dict[str, float]:
     """Time to first token of a follow-up question, with and without the first turn's cache."""
-    from engine.sampling import SamplingParams
-    from engine.session import prompt_ids
+    from engine.infer.sampling import SamplingParams
+    from engine.infer.session import prompt_ids
 
     params = SamplingParams(temperature=0, max_new_tokens=tokens)
     history = [{"role": "user", "content": prompt}]
@@ -145,12 +145,12 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine import models
-    from engine.decode import Decoder
-    from engine.generate import attention_for
-    from engine.decode import quantize_weights_int8
-    from engine.session import prompt_ids
-    from engine.workspace import atomic_write_json
+    from engine.runtime import models
+    from engine.infer.decode import Decoder
+    from engine.infer.generate import attention_for
+    from engine.infer.int8 import quantize_weights_int8
+    from engine.infer.session import prompt_ids
+    from engine.core.workspace import atomic_write_json
 
     load_before = round(os.getloadavg()[0], 2)  # before this script's own threads add to it
     if args.threads:
@@ -204,7 +204,7 @@ def main() -> None:
                       "top1_agreement_with_fp32": 1.0},
         "tunebench_int8": {**summary(rows["tunebench_int8"]),
                            "weights": "weight-only int8, per-output-channel scales, lm_head included "
-                                      "(CPU session default), engine/llama_decode.py's lean pass",
+                                      "(CPU session default), engine/infer/llama_decode.py's lean pass",
                            "top1_agreement_with_fp32": agree},
         "tunebench_int8_transformers_forward": {
             **summary(rows["tunebench_int8_transformers_forward"]),

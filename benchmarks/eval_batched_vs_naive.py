@@ -3,7 +3,7 @@ one-example-at-a-time loop, on the bundled default model (SmolLM2-135M-Instruct)
 sample dataset.
 
 Three ways over the same prompts with the same settings, through the engine's own function
-(engine.eval_generate.generate_batched): one at a time (the naive loop), batches in dataset
+(engine.eval.generation.generate_batched): one at a time (the naive loop), batches in dataset
 order, and batches sorted by prompt length (what `evaluate run` does). Reports wall time,
 examples/s, the speed-up over the naive loop and how many outputs equal the naive loop's (greedy
 decoding; padding can flip a near-tie in float arithmetic).
@@ -25,11 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.workspace import atomic_write_json  # noqa: E402
+from engine.core.workspace import atomic_write_json  # noqa: E402
 
 
 def timed(model, tokenizer, prompts, max_new_tokens: int, batch_size: int, sort: bool) -> tuple[float, list[str]]:
-    from engine.eval_generate import generate_batched
+    from engine.eval.generation import generate_batched
 
     started = time.perf_counter()
     outputs = generate_batched(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
@@ -48,8 +48,11 @@ def main() -> None:
 
     import torch
 
-    from engine import data_import, data_split, device, eval_generate as gen
-    from engine.eval_data import to_examples
+    from engine.runtime import device
+    from engine.data import importer as data_import
+    from engine.data import split as data_split
+    from engine.eval import generation as gen
+    from engine.eval.examples import to_examples
 
     version = data_import.resolve("sample")
     rows = list(data_split.load_rows(version))[: args.examples]

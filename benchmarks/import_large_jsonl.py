@@ -100,7 +100,7 @@ def summarise(result: dict[str, Any], rows: int) -> dict[str, Any]:
 
 
 def run(rows: int, seed: int, keep: bool) -> dict[str, Any]:
-    from engine.workspace import atomic_write_json
+    from engine.core.workspace import atomic_write_json
 
     work = Path(tempfile.mkdtemp(prefix="tunebench-bench-"))
     try:

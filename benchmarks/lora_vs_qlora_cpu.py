@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine import protocol  # noqa: E402  (stdlib only)
-from engine.workspace import atomic_write_json  # noqa: E402
+from engine.core import protocol  # noqa: E402  (stdlib only)
+from engine.core.workspace import atomic_write_json  # noqa: E402
 
 
 def train(method: str, steps: int, home: Path) -> dict:

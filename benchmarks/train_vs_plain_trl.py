@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine import protocol  # noqa: E402  (stdlib only)
-from engine.workspace import atomic_write_json  # noqa: E402
+from engine.core import protocol  # noqa: E402  (stdlib only)
+from engine.core.workspace import atomic_write_json  # noqa: E402
 
 DATA = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
 DEFAULT_MODEL = Path(os.environ.get("TUNEBENCH_HOME", "/tmp/tbhome")) / "cache" / "models" / "SmolLM2-135M-Instruct"

@@ -13,10 +13,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from engine import __version__, config, protocol
-from engine.channel import Channel, ChannelLogHandler, reserve_stdout
-from engine.control import Control
-from engine.errors import EngineError
+from engine import __version__
+from engine.core import config, protocol
+from engine.core.channel import Channel, ChannelLogHandler, reserve_stdout
+from engine.core.control import Control
+from engine.core.errors import EngineError
+from engine.data.formats import FORMATS, TXT_MODES
+from engine.data.shapes import SHAPES
+from engine.eval import spec as eval_spec
+from engine.runtime.device import package_versions, probe
 
 log = logging.getLogger("engine")
 
@@ -80,7 +85,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _add_check_env(commands: Any) -> None:
     p = commands.add_parser("check-env", help="show torch, CUDA, bitsandbytes, device and memory")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.device", "check_env"), job_name="check-env")
+    p.set_defaults(handler=_lazy("engine.runtime.device", "check_env"), job_name="check-env")
 
 
 def _add_models(commands: Any) -> None:
@@ -88,16 +93,14 @@ def _add_models(commands: Any) -> None:
     sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     p = sub.add_parser("list", help="the bundled default model and models prepared in the cache")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.models", "cmd_list"), job_name="models list")
+    p.set_defaults(handler=_lazy("engine.runtime.models", "cmd_list"), job_name="models list")
     p = sub.add_parser("prepare", help="make a model ready to load (converts GGUF to safetensors once)")
     p.add_argument("model", help="'default', a local Hugging Face folder or a .gguf file")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.models", "cmd_prepare"), job_name="models prepare")
+    p.set_defaults(handler=_lazy("engine.runtime.models", "cmd_prepare"), job_name="models prepare")
 
 
 def _add_data(commands: Any) -> None:
-    from engine.data_formats import FORMATS, TXT_MODES
-    from engine.data_shapes import SHAPES
 
     data = commands.add_parser("data", help="import, list, export, split, inspect and clean datasets")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -123,10 +126,10 @@ def _add_data(commands: Any) -> None:
                    help="a folder saved from a datasets DatasetDict: import only this split "
                    "(default: every split, kept as the version's splits)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.data_import", "cmd_import"), job_name="data import")
+    p.set_defaults(handler=_lazy("engine.data.importer", "cmd_import"), job_name="data import")
     p = sub.add_parser("list", help="datasets in the workspace")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.data_import", "cmd_list"), job_name="data list")
+    p.set_defaults(handler=_lazy("engine.data.importer", "cmd_list"), job_name="data list")
     # Lists written out: data_export/data_split import datasets lazily, but keep --help instant.
     export_formats = ("messages", "alpaca", "sharegpt", "prompt_completion", "preference",
                       "classification", "text")
@@ -142,7 +145,7 @@ def _add_data(commands: Any) -> None:
     p.add_argument("--skip-invalid", action="store_true",
                    help="leave out rows the format cannot hold (default: refuse, naming the first)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.data_export", "cmd_export"), job_name="data export")
+    p.set_defaults(handler=_lazy("engine.data.export", "cmd_export"), job_name="data export")
     p = sub.add_parser("split", help="split a dataset into train/validation(/test) with a seed, stored "
                        "as a new version (stratified by label for classification)")
     p.add_argument("dataset", help="NAME or NAME@vN")
@@ -150,7 +153,7 @@ def _add_data(commands: Any) -> None:
     p.add_argument("--test", type=float, default=0.0, help="fraction for a test split (default 0: none)")
     p.add_argument("--seed", type=int, default=42, help="shuffle seed; the same seed gives the same split")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.data_split", "cmd_split"), job_name="data split")
+    p.set_defaults(handler=_lazy("engine.data.split", "cmd_split"), job_name="data split")
     _add_data_inspect(sub)
 
 
@@ -176,12 +179,12 @@ def _add_data_inspect(sub: Any) -> None:
     p = sub.add_parser("stats", help="token lengths as training sees them (histogram, rows truncated by "
                        "the cutoff, answers cut), duplicates, empty answers, roles, label balance")
     _tokenizer_options(p, max_length)
-    p.set_defaults(handler=_lazy("engine.data_stats", "cmd_stats"), job_name="data stats")
+    p.set_defaults(handler=_lazy("engine.data.stats", "cmd_stats"), job_name="data stats")
     p = sub.add_parser("preview", help="one row rendered through the chat template as training sees it, "
                        "with the tokens that count in the loss marked")
     p.add_argument("--row", type=int, required=True, help="the row number, 1-based as the table shows it")
     _tokenizer_options(p, max_length)
-    p.set_defaults(handler=_lazy("engine.data_preview", "cmd_preview"), job_name="data preview")
+    p.set_defaults(handler=_lazy("engine.data.preview", "cmd_preview"), job_name="data preview")
     _add_data_clean(sub)
 
 
@@ -210,7 +213,7 @@ def _add_data_clean(sub: Any) -> None:
     p.add_argument("--augment-copies", type=int, default=1, help="augmented copies per row (default 1)")
     p.add_argument("--seed", type=int, default=42, help="seed for oversampling and augmentation")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.data_clean", "cmd_clean"), job_name="data clean")
+    p.set_defaults(handler=_lazy("engine.data.clean", "cmd_clean"), job_name="data clean")
 
 
 def _add_train(commands: Any) -> argparse.ArgumentParser:
@@ -229,7 +232,7 @@ def _add_train(commands: Any) -> argparse.ArgumentParser:
                    "start from RUN's config.toml and the other flags override them")
     config.add_arguments(p)
     _common(p)
-    p.set_defaults(handler=_lazy("engine.train", "cmd_train"), job_name="train")
+    p.set_defaults(handler=_lazy("engine.train.run", "cmd_train"), job_name="train")
     return p
 
 
@@ -248,7 +251,7 @@ def _add_generate(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.generate", "cmd_generate"), job_name="generate")
+    p.set_defaults(handler=_lazy("engine.infer.generate", "cmd_generate"), job_name="generate")
 
 
 def _add_export(commands: Any) -> None:
@@ -265,18 +268,18 @@ def _add_export(commands: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace what is already at --out")
     p.add_argument("--model", default=None, help="the base model (default: the one the run was trained on)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.export_model", "cmd_export"), job_name="export")
+    p.set_defaults(handler=_lazy("engine.export.model", "cmd_export"), job_name="export")
 
 
 def _add_session(commands: Any) -> None:
     p = commands.add_parser("session", help="the playground: keep models loaded and answer generate "
-                            "requests read from stdin as JSON lines (see engine/protocol.py)")
+                            "requests read from stdin as JSON lines (see engine/core/protocol.py)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--max-models", type=int, default=0,
                    help="base models kept loaded at once (default 0: as many as fit in memory, up to 4)")
     _speed_options(p)
     _common(p)
-    p.set_defaults(handler=_lazy("engine.session", "cmd_session"), job_name="session")
+    p.set_defaults(handler=_lazy("engine.infer.session", "cmd_session"), job_name="session")
 
 
 def _speed_options(p: argparse.ArgumentParser) -> None:
@@ -297,7 +300,7 @@ def _add_serve(commands: Any) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _speed_options(p)
     _common(p)
-    p.set_defaults(handler=_lazy("engine.serve", "cmd_serve"), job_name="serve")
+    p.set_defaults(handler=_lazy("engine.infer.serve", "cmd_serve"), job_name="serve")
 
 
 def _add_batch(commands: Any) -> None:
@@ -320,7 +323,7 @@ def _add_batch(commands: Any) -> None:
     p.add_argument("--name", default="", help="a label for the batch folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.batch", "cmd_batch"), job_name="batch")
+    p.set_defaults(handler=_lazy("engine.infer.batch", "cmd_batch"), job_name="batch")
 
 
 def _add_queue(commands: Any, train: argparse.ArgumentParser) -> None:
@@ -331,30 +334,29 @@ def _add_queue(commands: Any, train: argparse.ArgumentParser) -> None:
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="flags for `train` (after --)")
     _common(p)
     # The train parser checks the job's flags now, not when its turn comes.
-    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_add"), job_name="queue add", train_parser=train)
+    p.set_defaults(handler=_lazy("engine.train.job_queue", "cmd_add"), job_name="queue add", train_parser=train)
     p = sub.add_parser("list", help="the jobs in run order, with their status and run id")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_list"), job_name="queue list")
+    p.set_defaults(handler=_lazy("engine.train.job_queue", "cmd_list"), job_name="queue list")
     p = sub.add_parser("remove", help="take a waiting or ended job off the queue")
     p.add_argument("job", help="the job id (see queue list)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_remove"), job_name="queue remove")
+    p.set_defaults(handler=_lazy("engine.train.job_queue", "cmd_remove"), job_name="queue remove")
     p = sub.add_parser("move", help="move a waiting job earlier or later")
     p.add_argument("job", help="the job id (see queue list)")
     p.add_argument("where", choices=("up", "down", "top", "bottom"))
     _common(p)
-    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_move"), job_name="queue move")
+    p.set_defaults(handler=_lazy("engine.train.job_queue", "cmd_move"), job_name="queue move")
     p = sub.add_parser("clear", help="drop ended jobs from the list (their run folders stay)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_clear"), job_name="queue clear")
+    p.set_defaults(handler=_lazy("engine.train.job_queue", "cmd_clear"), job_name="queue clear")
     p = sub.add_parser("run", help="the worker: train the queued jobs one at a time until none is left "
                        "(one worker per workspace)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.job_queue", "cmd_run"), job_name="queue run")
+    p.set_defaults(handler=_lazy("engine.train.job_queue", "cmd_run"), job_name="queue run")
 
 
 def _add_evaluate(commands: Any) -> None:
-    from engine import eval_spec
 
     evaluate = commands.add_parser("evaluate", help="score the base model and adapters on a dataset "
                                    "split; list and export evaluations")
@@ -364,10 +366,10 @@ def _add_evaluate(commands: Any) -> None:
                        description="Settings resolve as: defaults < --config file < flags.")
     eval_spec.add_arguments(p)
     _common(p)
-    p.set_defaults(handler=_lazy("engine.evaluate", "cmd_run"), job_name="evaluate run")
+    p.set_defaults(handler=_lazy("engine.eval.run", "cmd_run"), job_name="evaluate run")
     p = sub.add_parser("list", help="evaluations in the workspace")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.evaluate", "cmd_list"), job_name="evaluate list")
+    p.set_defaults(handler=_lazy("engine.eval.run", "cmd_list"), job_name="evaluate list")
     p = sub.add_parser("hardest", help="after a run: score every training row with the run's adapter "
                        "and write the highest-loss ones for review")
     p.add_argument("run", help="run id or run folder")
@@ -377,12 +379,12 @@ def _add_evaluate(commands: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward pass (default 8)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.eval_hardest", "cmd_hardest"), job_name="evaluate hardest")
+    p.set_defaults(handler=_lazy("engine.eval.hardest", "cmd_hardest"), job_name="evaluate hardest")
     p = sub.add_parser("report", help="export an evaluation as Markdown and HTML (SVG charts) plus CSV, "
                        "into its report/ folder")
     p.add_argument("evaluation", help="evaluation id or folder (see evaluate list)")
     _common(p)
-    p.set_defaults(handler=_lazy("engine.eval_export", "cmd_report"), job_name="evaluate report")
+    p.set_defaults(handler=_lazy("engine.eval.report", "cmd_report"), job_name="evaluate report")
 
 
 def _setup_logging(job: Job, verbose: bool) -> None:
@@ -418,11 +420,9 @@ def _quiet_progress_bars() -> None:
 
 
 def _hello(job: Job) -> dict[str, Any]:
-    from engine.device import package_versions
 
     extra: dict[str, Any] = {"packages": package_versions()}
     if job.command in HEAVY_COMMANDS:
-        from engine.device import probe
 
         extra["device"] = probe()
     return protocol.hello(job.command, __version__, **extra)

@@ -9,7 +9,7 @@ from typing import Sequence
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from engine import paths
+from engine.core import paths
 
 from gui.context import AppContext
 from gui.main_window import MainWindow

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import paths, workspace
+from engine.core import paths, workspace
 
 SETTINGS_FILE = "settings.json"
 ENGINE_PYTHON_KEY = "engine_python"
@@ -48,7 +48,7 @@ class AppContext:
 
     @classmethod
     def from_environment(cls, engine_override: list[str] | None = None) -> AppContext:
-        """Reads the paths from engine.paths (which honours TUNEBENCH_HOME)."""
+        """Reads the paths from engine.core.paths (which honours TUNEBENCH_HOME)."""
         return cls(
             workspace_dir=paths.workspace_dir(),
             runs_dir=paths.runs_dir(),

@@ -1,6 +1,6 @@
 """One engine process: launch, line-buffered protocol reading, typed signals, cancel ladder.
 
-The engine writes newline-delimited JSON (engine/protocol.py) on stdout and a human log on
+The engine writes newline-delimited JSON (engine/core/protocol.py) on stdout and a human log on
 stderr. QProcess delivers bytes in arbitrary chunks, so both streams are buffered here and
 split on b"\\n"; a message is only decoded once its whole line has arrived.
 """
@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from engine import protocol
+from engine.core import protocol
 from gui.context import engine_problem_for
 
 DEFAULT_GRACE_S = 60.0

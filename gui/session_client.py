@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine import protocol
+from engine.core import protocol
 
 from gui.engine_client import ClientState, EngineClient
 

@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import protocol  # noqa: E402
+from engine.core import protocol  # noqa: E402
 
 CANCELLED_EXIT = int(protocol.ExitCode.CANCELLED)
 MODES = ("normal", "garbage", "split", "wrong-protocol", "ignore-cancel")

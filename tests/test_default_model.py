@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from engine import protocol
+from engine.core import protocol
 
 
 @pytest.mark.slow

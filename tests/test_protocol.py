@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from engine import protocol
+from engine.core import protocol
 
 
 def test_every_message_round_trips_as_one_line() -> None:
@@ -79,7 +79,7 @@ def test_exit_codes_are_distinct_and_described() -> None:
 
 
 def test_protocol_imports_only_the_standard_library() -> None:
-    code = ("import sys, engine.protocol, engine.config, engine.workspace, engine.paths;"
+    code = ("import sys, engine.core.protocol, engine.core.config, engine.core.workspace, engine.core.paths;"
             "heavy = {'torch', 'transformers', 'PySide6', 'datasets', 'peft', 'trl'} & set(sys.modules);"
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

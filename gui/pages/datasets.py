@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import paths
+from engine.core import paths
 from gui.context import AppContext
 from gui.engine_client import EngineClient
 from gui.state import dataset_catalog

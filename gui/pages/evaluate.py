@@ -41,7 +41,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import eval_catalog, eval_spec, protocol
+from engine.core import protocol
+from engine.eval import catalog as eval_catalog
+from engine.eval import spec as eval_spec
 
 from gui.context import AppContext
 from gui.engine_client import EngineClient, format_command

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import errors, ratings
+from engine.core import errors
+from engine.infer import ratings
 
 from gui.context import AppContext
 from gui.session_client import SessionClient

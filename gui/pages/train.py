@@ -1,6 +1,6 @@
 """The Train page: a config form and the queue on the left, the live run on the right.
 
-The page writes no run itself. Start adds a job to the workspace's queue (engine.job_queue) and
+The page writes no run itself. Start adds a job to the workspace's queue (engine.train.job_queue) and
 makes sure a queue worker runs, started detached so that closing the window stops nothing. The
 page follows the live run by reading its folder (runs/<id>/events.ndjson, run.json) with a timer,
 so a window opened later re-attaches the same way: it replays the history into the plots and
@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import config, job_queue, protocol, workspace
+from engine.core import config, protocol, workspace
+from engine.train import job_queue
 
 from gui.context import AppContext
 from gui.engine_client import format_command

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import paths, workspace
+from engine.core import paths, workspace
 
 from gui.state.timefmt import format_time
 

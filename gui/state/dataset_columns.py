@@ -1,6 +1,6 @@
 """Fields of each dataset shape, and the columns of a file, for the mapping editor. Qt-free.
 
-The shape names and fields are those of ``engine.data_shapes`` (which the GUI cannot import: its
+The shape names and fields are those of ``engine.data.shapes`` (which the GUI cannot import: its
 readers load ``datasets``); tests/gui/test_dataset_state.py checks the two stay the same.
 """
 

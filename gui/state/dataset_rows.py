@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import paths
+from engine.core import paths
 
 CACHE_ROWS = 512  # parsed rows kept: several screens of scrolling
 CELL_CHARS = 160  # text shown in a cell; the full row is in the tooltip and the preview

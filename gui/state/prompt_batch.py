@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import prompt_suites, workspace
+from engine.core import workspace
+from engine.infer import suites as prompt_suites
 
 TABLE_COLUMNS = ("Prompt", "Case", "Column", "Input", "Answer", "Finish", "tok/s")
 EXPORT_FIELDS = ("prompt", "case", "column", "model", "adapter", "input", "answer", "finish_reason",

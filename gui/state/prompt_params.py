@@ -2,7 +2,7 @@
 
 The wire form (:meth:`Params.to_wire`) is the ``params`` object of a session ``generate``
 request; greedy is sent as temperature 0, as the protocol defines. The fields mirror
-``engine.sampling.SamplingParams`` on purpose: that module also builds transformers' logits
+``engine.infer.sampling.SamplingParams`` on purpose: that module also builds transformers' logits
 processors, so importing it would put transformers behind the GUI (the import contract
 forbids it), and the engine validates every value it receives anyway.
 """

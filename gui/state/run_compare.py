@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine import workspace
+from engine.core import workspace
 
 from gui.state import run_history
 from gui.state.run_history import RunRow

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from engine import protocol, workspace
+from engine.core import protocol, workspace
 
 from gui.state import run_compare, run_history
 from gui.state.run_history import RunRow

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import protocol, workspace
+from engine.core import protocol, workspace
 
 TERMINAL = (protocol.RESULT, protocol.ERROR)
 

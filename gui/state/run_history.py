@@ -1,6 +1,6 @@
 """The runs in the workspace as table rows, and their loss curves. Qt-free.
 
-Reads what the engine wrote (run.json, events.ndjson) with engine.workspace, so a run shows
+Reads what the engine wrote (run.json, events.ndjson) with engine.core.workspace, so a run shows
 the same after the window restarts as while it was live.
 """
 
@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import job_queue, protocol, workspace
-from engine.config import PROMPT_LEARNING
+from engine.train import job_queue
+from engine.core import protocol, workspace
+from engine.core.config import PROMPT_LEARNING
 
 from gui.state.metric_buffer import MetricBuffer
 from gui.state.timefmt import format_time
 
 INTERRUPTED = "interrupted"
-SAMPLES_FILE = "samples.jsonl"  # engine.train_samples.SAMPLES_FILE (that module imports torch-side code)
+SAMPLES_FILE = "samples.jsonl"  # engine.train.samples.SAMPLES_FILE (that module imports torch-side code)
 # Every metric the plots draw (gui.widgets.metric_plot.SERIES_KEYS; this module stays Qt-free).
 CURVE_NAMES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_s", "memory_gb", "gpu_util",
                "gpu_temp_c")

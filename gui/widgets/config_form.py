@@ -1,4 +1,4 @@
-"""A form generated from the engine's config schema (engine/config.py), one widget per field.
+"""A form generated from the engine's config schema (engine/core/config.py), one widget per field.
 
 Labels, tooltips, limits, choices and groups all come from the field metadata, so the form
 cannot drift from the CLI flags and TOML files built from the same schema.
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import config
+from engine.core import config
 
 from gui.widgets.form_fields import FloatSpinBox, ValueCombo
 

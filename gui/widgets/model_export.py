@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
-from engine import protocol
+from engine.core import protocol
 from gui.context import AppContext
 from gui.engine_client import EngineClient
 from gui.state.run_history import RunRow

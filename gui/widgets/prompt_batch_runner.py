@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from engine import paths, protocol, workspace
+from engine.core import paths, protocol, workspace
 
 from gui.engine_client import EngineClient
 from gui.state.prompt_batch import BatchRow

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import errors, ratings
+from engine.core import errors
+from engine.infer import ratings
 
 from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only

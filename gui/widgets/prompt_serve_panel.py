@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import protocol
+from engine.core import protocol
 
 from gui.engine_client import EngineClient
 from gui.widgets.status_line import StatusLine

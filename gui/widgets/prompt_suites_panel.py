@@ -1,4 +1,4 @@
-"""The Suites tab of the Prompt page: saved prompts (engine/prompt_suites.py), one prompt run
+"""The Suites tab of the Prompt page: saved prompts (engine/infer/suites.py), one prompt run
 with its variables, and batch runs with progress, cancel, a results table and exports."""
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import errors, prompt_suites
-from engine.prompt_suites import Item, Prompt, Suite
+from engine.core import errors
+from engine.infer import suites as prompt_suites
+from engine.infer.suites import Item, Prompt, Suite
 
 from gui.state import prompt_batch
 from gui.state.prompt_batch import BatchRow

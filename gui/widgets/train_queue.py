@@ -1,6 +1,6 @@
 """The training queue as a list with remove / move up / move down.
 
-Reads and writes the queue through engine.job_queue (the same file and lock the worker uses),
+Reads and writes the queue through engine.train.job_queue (the same file and lock the worker uses),
 so what it shows survives a restart and matches `tunebench-engine queue list`.
 """
 
@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import errors, job_queue
+from engine.core import errors
+from engine.train import job_queue
 
 STATUS_WORDS = {"queued": "waiting", "running": "training", "finished": "finished", "failed": "failed",
                 "cancelled": "stopped", "interrupted": "interrupted"}

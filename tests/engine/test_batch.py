@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol
+from engine.core import protocol
 
 
 def batch(engine_argv, engine_env, *args: str, stdin: str = "") -> tuple[int, list[dict], str]:

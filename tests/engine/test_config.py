@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config
-from engine.config import ConfigError, TrainConfig
+from engine.core import config
+from engine.core.config import ConfigError, TrainConfig
 
 
 def test_every_field_has_help_text_and_a_label() -> None:

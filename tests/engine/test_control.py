@@ -8,9 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from engine import protocol, workspace
-from engine.channel import Channel
-from engine.control import Control
+from engine.core import protocol, workspace
+from engine.core.channel import Channel
+from engine.core.control import Control
 
 FAST = dict(max_steps=500, batch_size=4, learning_rate=5e-3, lr_scheduler="constant", lora_r=8,
             lora_alpha=16, lora_dropout=0.0, max_length=128, save_steps=1000, device="cpu")

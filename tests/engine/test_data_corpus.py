@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_import, data_split, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import importer as data_import
+from engine.data import split as data_split
+from engine.core.errors import EngineError
 
 GOOD = {
     "messages": {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},

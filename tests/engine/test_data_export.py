@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_export, data_import, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import export as data_export
+from engine.data import importer as data_import
+from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

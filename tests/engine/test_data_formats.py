@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_import, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import importer as data_import
+from engine.core.errors import EngineError
 
 
 def stored(version: data_import.DatasetVersion) -> list[dict]:
@@ -201,7 +202,7 @@ def test_a_fake_parquet_file_is_refused(workspace_home: Path, tmp_path: Path) ->
 def test_a_dataset_dict_folder_keeps_its_splits(workspace_home: Path, tmp_path: Path) -> None:
     import datasets
 
-    from engine import data_split
+    from engine.data import split as data_split
 
     folder = tmp_path / "dict"
     datasets.DatasetDict({"train": datasets.Dataset.from_list(ALPACA * 3),

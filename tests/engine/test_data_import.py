@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_import, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import importer as data_import
+from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -156,7 +157,7 @@ def test_progress_callback_sends_progress_and_honours_cancel() -> None:
     sent: list[dict] = []
     job = SimpleNamespace(channel=SimpleNamespace(send=sent.append),
                           control=SimpleNamespace(cancelled=threading.Event()))
-    from engine.control import progress_reporter
+    from engine.core.control import progress_reporter
 
     callback = progress_reporter(job, "import")
     callback(10, 0)

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_import, data_preview, data_tokens, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import importer as data_import
+from engine.data import preview as data_preview
+from engine.data import tokens as data_tokens
+from engine.core.errors import EngineError
 
 ROWS = [
     {"messages": [{"role": "system", "content": "Réponds brièvement 🙂"},
@@ -37,7 +40,7 @@ def trl_labels(tiny_model_dir: Path, tmp_path: Path, row: dict) -> tuple[list[in
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from engine.train import to_prompt_completion
+    from engine.data.conversations import to_prompt_completion
 
     tokenizer = data_tokens.load_tokenizer(str(tiny_model_dir))
     trainer = SFTTrainer(

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_import, data_shapes, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import importer as data_import
+from engine.data import shapes as data_shapes
+from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_export, data_import, data_split, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import export as data_export
+from engine.data import importer as data_import
+from engine.data import split as data_split
+from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import data_import, data_stats, data_tokens, protocol
-from engine.errors import EngineError
+from engine.core import protocol
+from engine.data import importer as data_import
+from engine.data import stats as data_stats
+from engine.data import tokens as data_tokens
+from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -122,7 +125,7 @@ def test_cli_unknown_dataset_is_one_line(workspace_home: Path, tiny_model_dir: P
 
 def test_stats_of_one_split_and_of_preference_pairs(workspace_home: Path, tmp_path: Path,
                                                     tiny_model_dir: Path) -> None:
-    from engine import data_split
+    from engine.data import split as data_split
 
     data_import.import_file(write_jsonl(tmp_path / "d.jsonl", ROWS * 5))
     split = data_split.split_dataset("d", val=0.2, seed=1)

@@ -1,4 +1,4 @@
-"""Weight-only int8 decoding (engine.decode.quantize_weights_int8) on the tiny model: close to
+"""Weight-only int8 decoding (engine.infer.int8.quantize_weights_int8) on the tiny model: close to
 fp32, the same greedy choices nearly everywhere, tied heads untied, and still fine-tunable by
 a LoRA adapter. Speed is measured by benchmarks/decode_speed.py, never here."""
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from engine.decode import Decoder, int8_supported, quantize_weights_int8
-from engine.sampling import SamplingParams
+from engine.infer.decode import Decoder
+from engine.infer.int8 import int8_supported, quantize_weights_int8
+from engine.infer.sampling import SamplingParams
 
 pytestmark = pytest.mark.skipif(not int8_supported(), reason="this torch has no CPU int8-weight matmul")
 

@@ -1,5 +1,5 @@
 """`evaluate run` on the tiny model: base vs a LoRA adapter trained for a few steps, the
-evaluation folder, perplexity equal to engine.perplexity, one-line errors and cancel."""
+evaluation folder, perplexity equal to engine.eval.perplexity, one-line errors and cancel."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from engine import paths, protocol
-from engine.channel import Channel
-from engine.control import Control
-from engine.eval_spec import EvalSpec
+from engine.core import paths, protocol
+from engine.core.channel import Channel
+from engine.core.control import Control
+from engine.eval.spec import EvalSpec
 
 TRAIN_FLAGS = ["--device", "cpu", "--max-steps", "4", "--batch-size", "4", "--learning-rate", "0.01",
                "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--max-length", "128",
@@ -70,7 +70,8 @@ def small_spec(trained: dict[str, Any], **changes: Any) -> EvalSpec:
 
 
 def test_base_and_adapter_give_two_columns_with_different_outputs(home) -> None:
-    from engine import eval_report, evaluate
+    from engine.eval import store as eval_report
+    from engine.eval import run as evaluate
 
     job = FakeJob()
     folder, summary = evaluate.evaluate(small_spec(home), job)
@@ -100,8 +101,10 @@ def test_base_and_adapter_give_two_columns_with_different_outputs(home) -> None:
 def test_perplexity_in_the_evaluation_equals_perplexity_module(home) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine import eval_report, evaluate, perplexity
-    from engine.eval_generate import render_prompt
+    from engine.eval import perplexity
+    from engine.eval import store as eval_report
+    from engine.eval import run as evaluate
+    from engine.eval.generation import render_prompt
 
     folder, summary = evaluate.evaluate(small_spec(home, adapters=[], metrics=["perplexity"]), FakeJob())
     version, _, shape, examples = evaluate.load_examples(small_spec(home))
@@ -142,7 +145,9 @@ def test_bad_toml_spec_names_the_file_and_field(tmp_path) -> None:
 
 
 def test_cancel_leaves_no_finished_folder(home) -> None:
-    from engine import errors, eval_report, evaluate
+    from engine.core import errors
+    from engine.eval import store as eval_report
+    from engine.eval import run as evaluate
 
     before = {e["id"] for e in eval_report.list_evaluations()}
     job = FakeJob()
@@ -181,7 +186,8 @@ def test_cli_run_with_cancel_on_stdin_exits_7(home) -> None:
 
 
 def test_hardest_lists_training_rows_by_loss_highest_first(home) -> None:
-    from engine import eval_hardest, eval_report
+    from engine.eval import hardest as eval_hardest
+    from engine.eval import store as eval_report
 
     job = FakeJob()
     folder, summary = eval_hardest.hardest(home["run_dir"].name, 5, "train", 8, "cpu", job)
@@ -198,7 +204,9 @@ def test_hardest_lists_training_rows_by_loss_highest_first(home) -> None:
 def test_classification_slices_and_shuffled_choices_add_up(home, tmp_path) -> None:
     """Label accuracy by log-likelihood, sliced by label: each slice equals the mean of its rows'
     scores in examples.jsonl, and the robustness entry is perturbed minus clean."""
-    from engine import data_import, eval_report, evaluate
+    from engine.data import importer as data_import
+    from engine.eval import store as eval_report
+    from engine.eval import run as evaluate
 
     rows = [{"text": t, "label": l} for t, l in [
         ("Great kettle, boils fast", "positive"), ("Broke after a day", "negative"), ("It is fine", "neutral"),
@@ -235,7 +243,7 @@ TICKETS = [("Where is my parcel?", "It ships today.", "shipping"), ("Refund plea
 @pytest.fixture
 def tagged(home, tmp_path) -> str:
     """A chat dataset whose file has an extra ``category`` column (kept as metadata)."""
-    from engine import data_import
+    from engine.data import importer as data_import
 
     rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "category": c,
              "priority": i % 2} for i, (q, a, c) in enumerate(TICKETS)]
@@ -247,7 +255,8 @@ def tagged(home, tmp_path) -> str:
 def test_slice_by_a_column_of_the_file_counts_its_rows(home, tagged) -> None:
     from collections import Counter
 
-    from engine import eval_report, evaluate
+    from engine.eval import store as eval_report
+    from engine.eval import run as evaluate
 
     spec = small_spec(home, dataset=tagged, split="auto", metrics=["token_f1", "perplexity"], slice_column="category",
                       max_examples=0)
@@ -265,7 +274,8 @@ def test_slice_by_a_column_of_the_file_counts_its_rows(home, tagged) -> None:
 
 
 def test_unknown_slice_column_lists_the_columns_in_one_line(home, tagged) -> None:
-    from engine import errors, evaluate
+    from engine.core import errors
+    from engine.eval import run as evaluate
 
     with pytest.raises(errors.EngineError) as caught:
         evaluate.evaluate(small_spec(home, dataset=tagged, split="auto", slice_column="colour"), FakeJob())
@@ -275,8 +285,8 @@ def test_unknown_slice_column_lists_the_columns_in_one_line(home, tagged) -> Non
 
 
 def test_training_ignores_meta(home, tagged) -> None:
-    from engine import train
-    from engine.config import TrainConfig
+    from engine.train import run as train
+    from engine.core.config import TrainConfig
 
     data, version, _ = train.load_training_data(TrainConfig(dataset=tagged))
     assert version.ref == tagged and sorted(data.column_names) == ["completion", "prompt"] and len(data) == 7

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import eval_robust, eval_score
-from engine import eval_spec as specs
-from engine.eval_data import classification_prompt, slice_value, to_examples
-from engine.eval_score import ModelOutputs
+from engine.eval import robust as eval_robust
+from engine.eval import score as eval_score
+from engine.eval import spec as specs
+from engine.eval.examples import classification_prompt, slice_value, to_examples
+from engine.eval.score import ModelOutputs
 
 CLASSIFICATION = [{"text": "Great kettle", "label": "positive"}, {"text": "Broke in a day", "label": "negative"},
                   {"text": "Fine I guess", "label": "neutral"}, {"text": "Love it", "label": "positive"}]
@@ -119,7 +120,7 @@ def test_spec_round_trips_through_toml_and_names_bad_fields(tmp_path: Path) -> N
 
 
 def test_summary_table_lines_up_models() -> None:
-    from engine.evaluate import summary_table
+    from engine.eval.run import summary_table
 
     lines = summary_table(["base", "run-1"], {"token_f1": {"base": 0.25, "run-1": 0.5}, "perplexity": {"base": 3.0, "run-1": None}})
     assert lines[1].split() == ["token_f1", "0.2500", "0.5000"] and lines[2].split() == ["perplexity", "3.0000", "-"]
@@ -127,7 +128,8 @@ def test_summary_table_lines_up_models() -> None:
 
 def write_fake_evaluation(folder: Path) -> None:
     """A finished evaluation folder with hand-set numbers (two models, three rows)."""
-    from engine import eval_report, workspace
+    from engine.core import workspace
+    from engine.eval import store as eval_report
 
     summary = {"id": folder.name, "dataset": "d@v1", "split": "test", "examples": 3, "base_model": "m",
                "models": [{"label": "base"}, {"label": "run-1"}],
@@ -146,7 +148,7 @@ def write_fake_evaluation(folder: Path) -> None:
 def test_report_writes_markdown_html_svg_and_csv(tmp_path: Path) -> None:
     import csv
 
-    from engine import eval_export
+    from engine.eval import report as eval_export
 
     folder = tmp_path / "e1"
     write_fake_evaluation(folder)

@@ -9,7 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import errors, export_gguf, export_model, models, protocol
+from engine.core import errors, protocol
+from engine.runtime import models
+from engine.export import gguf as export_gguf
+from engine.export import model as export_model
 
 from .test_train import FakeJob
 

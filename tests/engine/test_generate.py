@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol
+from engine.core import protocol
 
 
 def generate(engine_argv, engine_env, *args: str) -> tuple[int, list[dict], str]:

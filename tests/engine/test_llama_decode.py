@@ -1,4 +1,4 @@
-"""The lean Llama forward pass (engine.llama_decode) computes what transformers' forward does:
+"""The lean Llama forward pass (engine.infer.llama_decode) computes what transformers' forward does:
 same logits in fp32 (prefill in pieces, single steps, after a crop), with int8 weights, with a
 LoRA adapter on or off, and the decoder's greedy answers do not change. Which models it
 declines is checked too. Its speed is measured by benchmarks/decode_speed.py, never here."""
@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from engine.decode import Decoder, int8_supported, quantize_weights_int8
-from engine.llama_decode import lean_model
-from engine.sampling import SamplingParams
+from engine.infer.decode import Decoder
+from engine.infer.int8 import int8_supported, quantize_weights_int8
+from engine.infer.llama_decode import lean_model
+from engine.infer.sampling import SamplingParams
 
 
 def load(model_dir: Path) -> Any:

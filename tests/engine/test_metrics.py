@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine import metrics
-from engine.metrics import METRICS, get_metric
+from engine.eval import metrics
+from engine.eval.metrics import METRICS, get_metric
 
 # sacrebleu's README example: three system sentences, two reference streams.
 SACREBLEU_SYS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]

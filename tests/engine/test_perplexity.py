@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from engine import perplexity
-from engine.perplexity import IGNORE_INDEX, TokenizedExample
+from engine.eval import perplexity
+from engine.eval.perplexity import IGNORE_INDEX, TokenizedExample
 
 REL = 1e-4
 TEXTS = [

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from engine import errors, paths, prompt_suites
-from engine.prompt_suites import Example, Prompt, Suite
-from engine.protocol import ExitCode
+from engine.core import errors, paths
+from engine.infer import suites as prompt_suites
+from engine.infer.suites import Example, Prompt, Suite
+from engine.core.protocol import ExitCode
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from engine import data_import, data_split, errors, paths, ratings
-from engine.ratings import Rating
+from engine.core import errors, paths
+from engine.infer import ratings
+from engine.data import importer as data_import
+from engine.data import split as data_split
+from engine.infer.ratings import Rating
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
 BASE = {"model": "default", "adapter": "", "params": {"temperature": 0.7}}

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from engine import protocol
+from engine.core import protocol
 
 openai = pytest.importorskip("openai")
 

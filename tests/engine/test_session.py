@@ -1,6 +1,6 @@
 """The playground session: streaming, sampling controls, adapters on one base, cancel, errors.
 
-Most tests drive :class:`engine.session.Session` in this process (a model load is the slow
+Most tests drive :class:`engine.infer.session.Session` in this process (a model load is the slow
 part, so one pool serves the module); the streaming test drives a real `session` subprocess.
 """
 
@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import protocol
-from engine.decode import TextAssembler
+from engine.core import protocol
+from engine.infer.decode import TextAssembler
 
 CHAT = [{"role": "user", "content": "Is the kettle good?"}]
 
@@ -59,7 +59,7 @@ def make_adapter(model_dir: Path, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pool() -> Any:
-    from engine.session import ModelPool
+    from engine.infer.session import ModelPool
 
     return ModelPool("cpu", max_models=2)
 
@@ -72,7 +72,7 @@ def adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def run(pool: Any, tiny_model_dir: Path) -> Any:
     """run(**request fields) -> (recorder, session): one generate request, answered in full."""
-    from engine.session import Session
+    from engine.infer.session import Session
 
     recorder = Recorder()
     session = Session(SimpleNamespace(channel=recorder), pool)
@@ -250,8 +250,8 @@ def test_unload_frees_the_models_and_the_next_request_loads_again(run, pool) -> 
 def test_an_int8_session_answers_and_adapters_still_change_the_output(tiny_model_dir, adapter_dir) -> None:
     import torch
 
-    from engine.decode import int8_supported
-    from engine.session import ModelPool, Session
+    from engine.infer.int8 import int8_supported
+    from engine.infer.session import ModelPool, Session
 
     if not int8_supported():
         pytest.skip("this torch has no CPU int8-weight matmul")

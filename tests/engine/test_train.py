@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol, workspace
-from engine.channel import Channel
-from engine.config import TrainConfig
-from engine.control import Control
+from engine.core import protocol, workspace
+from engine.core.channel import Channel
+from engine.core.config import TrainConfig
+from engine.core.control import Control
 
 FAST = dict(max_steps=6, batch_size=4, learning_rate=5e-3, lr_scheduler="constant", lora_r=8,
             lora_alpha=16, lora_dropout=0.0, max_length=128, save_steps=3, device="cpu")
@@ -41,7 +41,7 @@ def write_repeated_dataset(tmp_path: Path, copies: int = 16) -> Path:
 
 
 def build(cfg: TrainConfig, method: str, tmp_path: Path):
-    from engine import train
+    from engine.train import run as train
 
     job = FakeJob()
     run = workspace.create_run("t", root=tmp_path / "runs")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config, protocol, workspace
-from engine.config import ConfigError, TrainConfig
+from engine.core import config, protocol, workspace
+from engine.core.config import ConfigError, TrainConfig
 
 from .test_train import FakeJob
 from .test_train_resume import new_run_args, run_train

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config, protocol, workspace
-from engine.config import ConfigError, TrainConfig
+from engine.core import config, protocol, workspace
+from engine.core.config import ConfigError, TrainConfig
 
 from .test_train import FAST, build, snapshot, write_repeated_dataset
 
@@ -91,7 +91,7 @@ def test_full_fine_tune_changes_base_weights_and_saves_a_loadable_model(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine import train
+    from engine.train import run as train
 
     cfg = tiny_config(tiny_model_dir, tmp_path, method="full", learning_rate=1e-3)
     trainer, callback, job, run = build(cfg, "full", tmp_path)
@@ -149,7 +149,7 @@ def test_packed_positions_keep_examples_apart_in_attention(tiny_model_dir) -> No
 
 
 def test_paged_optimizer_is_refused_when_auto_resolves_to_the_cpu() -> None:
-    from engine import train
+    from engine.train import run as train
 
     cfg = TrainConfig(optimizer="paged_adamw_8bit", device="auto")
     with pytest.raises(ConfigError) as caught:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import train_monitor
+from engine.train import monitor as train_monitor
 
 from .test_train_resume import new_run_args, run_train
 from .test_train import FakeJob

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config, protocol, workspace
-from engine.config import ConfigError, TrainConfig
+from engine.core import config, protocol, workspace
+from engine.core.config import ConfigError, TrainConfig
 
 from .test_train import FakeJob, assert_adapter_changes_the_model, run_cli, snapshot
 
@@ -32,7 +32,7 @@ def write_pairs(tmp_path: Path, copies: int = 4) -> Path:
 
 
 def build_preference(cfg: TrainConfig, tmp_path: Path):
-    from engine import train_preference
+    from engine.train import preference as train_preference
 
     job = FakeJob()
     run = workspace.create_run("p", root=tmp_path / "runs")
@@ -90,7 +90,8 @@ def test_cli_dpo_run_writes_a_run_folder_with_reward_events_and_an_adapter(
 
 
 def test_sft_on_preference_pairs_names_the_objective_to_use(tiny_model_dir, workspace_home, tmp_path) -> None:
-    from engine import errors, train
+    from engine.core import errors
+    from engine.train import run as train
 
     cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(write_pairs(tmp_path)))
     with pytest.raises(errors.EngineError, match="--objective dpo or orpo"):
@@ -98,7 +99,8 @@ def test_sft_on_preference_pairs_names_the_objective_to_use(tiny_model_dir, work
 
 
 def test_dpo_on_conversations_is_refused_naming_the_shape(tiny_model_dir, workspace_home, tmp_path) -> None:
-    from engine import errors, train_preference
+    from engine.core import errors
+    from engine.train import preference as train_preference
 
     from .test_train import write_repeated_dataset
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from engine import config, protocol, workspace
-from engine.config import ConfigError
+from engine.core import config, protocol, workspace
+from engine.core.config import ConfigError
 
 from .test_train import FAST, build, snapshot, write_repeated_dataset
 from .test_train_knobs import tiny_config
@@ -22,7 +22,7 @@ def test_only_virtual_tokens_train_and_the_saved_adapter_loads(method, tiny_mode
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from engine import train
+    from engine.train import run as train
 
     cfg = tiny_config(tiny_model_dir, tmp_path, method=method, num_virtual_tokens=6, learning_rate=3e-2,
                       max_steps=6)

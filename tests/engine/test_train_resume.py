@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli, protocol, workspace
-from engine.errors import EngineError
+from engine import cli
+from engine.core import protocol, workspace
+from engine.core.errors import EngineError
 
 from .test_train import FakeJob
 
@@ -44,7 +45,7 @@ class CancelAtStep(FakeJob):
 
 
 def run_train(job: FakeJob, *argv: str) -> tuple[int, workspace.RunFolder]:
-    from engine import train
+    from engine.train import run as train
 
     code = train.cmd_train(train_args(*argv), job)
     result = next(m["data"] for m in job.messages() if m["type"] == "result")
@@ -97,7 +98,7 @@ def test_resume_without_a_checkpoint_is_not_found(workspace_home) -> None:
     run.update_info(id=run.id, status="cancelled")
     run.config_toml.write_text("[train]\nmax_steps = 8\n", encoding="utf-8")
     (run.checkpoints / "checkpoint-3").mkdir(parents=True)  # cut off mid-save: no trainer_state.json
-    from engine import train
+    from engine.train import run as train
 
     with pytest.raises(EngineError) as caught:
         train.cmd_train(train_args("--resume", run.id), FakeJob())

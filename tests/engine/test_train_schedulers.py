@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import config
+from engine.core import config
 
 from .test_train import build
 from .test_train_knobs import tiny_config

@@ -5,7 +5,7 @@ Usage (as the Train page's engine command, which appends ``queue run``)::
     python tests/gui/fake_queue_engine.py TRANSCRIPT [--delay S] [--exit CODE] queue run
     python tests/gui/fake_queue_engine.py TRANSCRIPT [--delay S] [--exit CODE] train --json [FLAGS]
 
-``queue run`` is engine.job_queue.run_worker itself, with this script as the engine it starts
+``queue run`` is engine.train.job_queue.run_worker itself, with this script as the engine it starts
 for each job. ``train`` does what `tunebench-engine train` does to its run folder: creates it
 (or reopens it for ``--resume RUN``), keeps run.json (status, pid) up to date, appends the
 transcript's messages to events.ndjson with ``delay`` between lines (paths rewritten to the real
@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from engine import job_queue, protocol, workspace  # noqa: E402
+from engine.train import job_queue  # noqa: E402
+from engine.core import protocol, workspace
 
 OLD_DIR = "/home/ada/.local/share/Tunebench/runs/20251123-142000-cpu-quick-demo-3f2a"
 

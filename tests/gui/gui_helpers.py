@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine import protocol, workspace
+from engine.core import protocol, workspace
 
 TESTS = Path(__file__).resolve().parent.parent
 FAKE_ENGINE = TESTS / "fake_engine.py"

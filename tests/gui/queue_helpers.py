@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import job_queue, workspace
+from engine.train import job_queue
+from engine.core import workspace
 from gui.context import AppContext
 
 from gui_helpers import TRANSCRIPTS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import paths
+from engine.core import paths
 from gui.pages.datasets import DatasetsPage
 
 from gui_helpers import make_dataset

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import data_shapes
+from engine.data import shapes as data_shapes
 from gui.pages.datasets import valid_rows_from
 from gui.state.dataset_columns import SHAPE_FIELDS, SHAPE_LABELS, file_columns
 from gui.state.dataset_problems import read_report

@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from engine import paths
+from engine.core import paths
 from gui.pages.datasets import DatasetsPage, report_path
 from gui.state.dataset_rows import preview_file
 

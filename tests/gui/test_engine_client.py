@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from engine import protocol
+from engine.core import protocol
 from gui.engine_client import ClientState, EngineClient, LineBuffer, format_command
 
 FINISH_TIMEOUT_MS = 15_000

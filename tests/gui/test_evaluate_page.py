@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from engine import paths
+from engine.core import paths
 from gui.pages.evaluate import EvaluatePage
 from gui.state.eval_view import Choices, row_change
 
@@ -201,7 +201,8 @@ def test_export_writes_the_report_and_png_charts(qtbot, make_page, tmp_path):
 
 
 def test_hardest_rows_needs_one_adapter_and_shows_the_loss_table(qtbot, make_page, tmp_path):
-    from engine import eval_report, workspace
+    from engine.core import workspace
+    from engine.eval import store as eval_report
 
     page = make_page()
     qtbot.mouseClick(page.hardest_button, Qt.MouseButton.LeftButton)

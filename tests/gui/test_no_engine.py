@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from engine import protocol
+from engine.core import protocol
 from gui.context import ENGINE_MISSING, ENGINE_PYTHON_KEY, AppContext, forget_engine_checks
 from gui.engine_client import ClientState, EngineClient
 from gui.main_window import MainWindow

@@ -206,8 +206,8 @@ def test_a_transcript_recorded_from_the_real_session_streams_into_three_columns(
 
 
 def test_the_page_sampling_fields_and_defaults_are_the_engines():
-    """The GUI mirrors engine.sampling.SamplingParams (it may not import it): they must not drift."""
-    from engine import sampling
+    """The GUI mirrors engine.infer.sampling.SamplingParams (it may not import it): they must not drift."""
+    from engine.infer import sampling
 
     wire = Params().to_wire()
     assert wire == sampling.SamplingParams().as_dict()

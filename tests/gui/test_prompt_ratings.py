@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import data_import, data_split, ratings
+from engine.infer import ratings
+from engine.data import importer as data_import
+from engine.data import split as data_split
 from gui.pages.prompt import PromptPage
 
 TIMEOUT_MS = 15_000

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import prompt_suites
-from engine.prompt_suites import Prompt, Suite
+from engine.infer import suites as prompt_suites
+from engine.infer.suites import Prompt, Suite
 
 from gui.context import AppContext
 from gui.pages.prompt import PromptPage
 from gui.state.prompt_params import Params
 
 pytestmark = pytest.mark.skipif(
-    not all(importlib.util.find_spec(name) for name in ("torch", "transformers", "peft", "engine.session")),
+    not all(importlib.util.find_spec(name) for name in ("torch", "transformers", "peft", "engine.infer.session")),
     reason="the engine's ML packages or its session command are not installed here")
 
 ENGINE_TIMEOUT_MS = 300_000
@@ -65,7 +65,7 @@ def test_chat_streams_two_columns_then_stop_cancels(qtbot, page):
     assert page.session.is_running()
 
 
-@pytest.mark.skipif(not importlib.util.find_spec("engine.batch"), reason="no batch command here")
+@pytest.mark.skipif(not importlib.util.find_spec("engine.infer.batch"), reason="no batch command here")
 def test_a_suite_batch_through_the_real_batch_command(qtbot, page):
     prompt_suites.save_suite(Suite("Capitals", prompts=[Prompt("capital", "Capital of {{country}}?")],
                                    cases=[{"country": "France"}, {"country": "Spain"}]))
@@ -82,7 +82,7 @@ def test_a_suite_batch_through_the_real_batch_command(qtbot, page):
     assert [row["text"] for row in saved] == [r.answer for r in rows]
 
 
-@pytest.mark.skipif(not importlib.util.find_spec("engine.serve"), reason="no serve command here")
+@pytest.mark.skipif(not importlib.util.find_spec("engine.infer.serve"), reason="no serve command here")
 def test_the_endpoint_starts_answers_with_its_token_and_stops(qtbot, page):
     panel = page.serve_panel
     panel.start()

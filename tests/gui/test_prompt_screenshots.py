@@ -78,8 +78,8 @@ def test_error(qtbot, page):
 
 @pytest.mark.parametrize("page", ["session_batch_real_tiny.ndjson"], indirect=True)
 def test_suites_and_batch(qtbot, page):
-    from engine import prompt_suites
-    from engine.prompt_suites import Prompt, Suite
+    from engine.infer import suites as prompt_suites
+    from engine.infer.suites import Prompt, Suite
 
     prompt_suites.save_suite(Suite("Capitals", prompts=[
         Prompt("capital", "What is the capital of {{country}}?", system="Be brief."),

@@ -6,8 +6,9 @@ import csv
 import json
 
 
-from engine import paths, prompt_suites
-from engine.prompt_suites import Example, Prompt, Suite
+from engine.core import paths
+from engine.infer import suites as prompt_suites
+from engine.infer.suites import Example, Prompt, Suite
 from gui.state.prompt_params import PRESETS
 
 from gui_helpers import TRANSCRIPTS, transcript_results

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-from engine import workspace
+from engine.core import workspace
 from gui.context import AppContext
 from gui.main_window import MainWindow
 from gui.pages.runs import RunsPage

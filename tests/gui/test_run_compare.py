@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from engine import config, protocol, workspace
+from engine.core import config, protocol, workspace
 from gui.state import run_compare, run_export, run_history
 
 from gui_helpers import make_run

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from engine import config, protocol, workspace
+from engine.core import config, protocol, workspace
 from gui.pages.runs import RunsPage
 
 from gui_helpers import TRANSCRIPTS, make_run

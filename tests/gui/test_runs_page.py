@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from engine import config, job_queue, workspace
+from engine.core import config, workspace
+from engine.train import job_queue
 from gui.main_window import MainWindow
 from gui.pages.runs import RunsPage
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
-from engine import paths
+from engine.core import paths
 from gui.main_window import MainWindow
 
 from gui_helpers import make_dataset, make_run

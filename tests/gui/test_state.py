@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from engine import paths, workspace
+from engine.core import paths, workspace
 from gui.context import AppContext
 from gui.state import dataset_catalog, run_history
 from gui.state.metric_buffer import MetricBuffer, smooth_ema
@@ -111,7 +111,7 @@ def test_samples_come_from_samples_jsonl_latest_answer_per_step():
 
 
 def test_samples_fall_back_to_the_event_log():
-    from engine import protocol
+    from engine.core import protocol
 
     run = make_run("events only")
     with run.events.open("a", encoding="utf-8") as handle:
@@ -137,7 +137,7 @@ def test_delete_removes_a_finished_run_but_never_a_live_one():
 def test_delete_refuses_a_run_a_queued_job_resumes():
     import pytest
 
-    from engine import job_queue
+    from engine.train import job_queue
 
     stopped = make_run("stopped", status="cancelled")
     job_queue.add(["--resume", stopped.id])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import protocol, workspace
+from engine.core import protocol, workspace
 from gui.notifications import Notifier
 from gui.pages.train import TrainPage
 from gui.state.metric_buffer import smooth_ema

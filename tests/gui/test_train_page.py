@@ -11,7 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from engine import job_queue, workspace
+from engine.train import job_queue
+from engine.core import workspace
 from gui.engine_client import format_command
 from gui.notifications import Notifier
 from gui.pages.train import TrainPage, format_eta

@@ -1,0 +1,32 @@
+"""The engine's own exception: an expected failure with an exit code and a one-line message.
+
+Anything raised as EngineError reaches the user as that one line (and an ``error`` message);
+anything else is a bug and gets the FAILED code with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+from engine.core.protocol import ExitCode
+
+
+class EngineError(Exception):
+    def __init__(self, code: ExitCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def not_found(message: str) -> EngineError:
+    return EngineError(ExitCode.NOT_FOUND, message)
+
+
+def invalid_input(message: str) -> EngineError:
+    return EngineError(ExitCode.INVALID_INPUT, message)
+
+
+def usage(message: str) -> EngineError:
+    return EngineError(ExitCode.USAGE, message)
+
+
+def missing_dependency(message: str) -> EngineError:
+    return EngineError(ExitCode.MISSING_DEPENDENCY, message)

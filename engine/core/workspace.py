@@ -1,0 +1,209 @@
+"""Workspace folders and atomic writes (ARCHITECTURE.md rule 6).
+
+Standard library only (plus engine.core.paths), so the GUI reads run folders with the same code the
+engine writes them with.
+
+A run folder::
+
+    runs/<id>/
+        run.json        status and summary, rewritten atomically as the run goes
+        config.toml     the resolved configuration
+        events.ndjson   every protocol message of the run, appended as it happens
+        engine.log      the human log
+        checkpoints/    trainer checkpoints (checkpoint-<step>/)
+        adapter/        the final PEFT adapter, present only once complete
+        model/          instead of adapter/ for a full fine-tune: the whole tuned model
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.core import paths, protocol
+
+RUN_JSON = "run.json"
+CONFIG_TOML = "config.toml"
+EVENTS = "events.ndjson"
+ENGINE_LOG = "engine.log"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+MODEL = "model"
+
+RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes via a temp file in the same folder and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, replace: bool = False) -> Iterator[Path]:
+    """Yields a temp folder beside ``target`` to fill; on success it is renamed to ``target``,
+    on any failure (cancel included) it is removed, so a half-written folder is never visible.
+
+    Args:
+        target: The folder to create.
+        replace: Remove an existing ``target`` first (e.g. an adapter saved earlier in the run).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if replace and target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def new_run_id(name: str = "") -> str:
+    """Sortable by time, unique, safe as a folder name on Windows and Linux."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40]
+    return "-".join(part for part in (stamp, slug, secrets.token_hex(2)) if part)
+
+
+@dataclass
+class RunFolder:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_JSON
+
+    @property
+    def config_toml(self) -> Path:
+        return self.path / CONFIG_TOML
+
+    @property
+    def events(self) -> Path:
+        return self.path / EVENTS
+
+    @property
+    def engine_log(self) -> Path:
+        return self.path / ENGINE_LOG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / ADAPTER
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint the Trainer finished writing: trainer_state.json is its last
+        file, so a folder without it was cut off mid-save by a crash."""
+        complete = [folder for folder in self.checkpoints.glob("checkpoint-*")
+                    if folder.name.rsplit("-", 1)[-1].isdigit() and (folder / "trainer_state.json").is_file()]
+        return max(complete, key=checkpoint_step, default=None)
+
+    def info(self) -> dict[str, Any]:
+        return read_json(self.run_json) or {"id": self.id, "status": "unknown"}
+
+    def update_info(self, **changes: Any) -> dict[str, Any]:
+        info = self.info()
+        info.update(changes)
+        atomic_write_json(self.run_json, info)
+        return info
+
+    def read_events(self) -> Iterator[dict[str, Any]]:
+        """Every valid message in the event log; a torn last line (crash mid-write) is skipped."""
+        try:
+            handle = self.events.open(encoding="utf-8", errors="replace")
+        except OSError:
+            return
+        with handle:
+            for line in handle:
+                try:
+                    yield protocol.decode(line)
+                except protocol.ProtocolError:
+                    continue
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[-1])
+
+
+def create_run(name: str = "", root: Path | None = None) -> RunFolder:
+    root = root or paths.runs_dir()
+    folder = RunFolder(root / new_run_id(name))
+    folder.path.mkdir(parents=True)
+    return folder
+
+
+def open_run(run_id_or_path: str) -> RunFolder | None:
+    candidate = Path(run_id_or_path)
+    if not (candidate / RUN_JSON).is_file():
+        candidate = paths.runs_dir() / run_id_or_path
+    return RunFolder(candidate) if (candidate / RUN_JSON).is_file() else None
+
+
+def list_runs(root: Path | None = None) -> list[RunFolder]:
+    """Run folders, newest first."""
+    root = root or paths.runs_dir()
+    runs = [RunFolder(p) for p in root.iterdir() if (p / RUN_JSON).is_file()] if root.is_dir() else []
+    return sorted(runs, key=lambda run: run.id, reverse=True)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id still exists (for runs whose window was closed)."""
+    if not pid:
+        return False
+    if os.name == "nt":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, int(pid))  # QUERY_LIMITED_INFO
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,156 @@
+"""`export`: a run's tuned model as files other tools load, with the adapter merged into the
+base weights: a Hugging Face folder (safetensors, tokenizer, chat template) for transformers and
+vLLM, or one GGUF file for llama.cpp, LM Studio and Ollama.
+
+The merge happens on the CPU (peft's ``merge_and_unload``), so it works on any machine that can
+hold the base: in fp32 for a base stored in fp32, else in bf16 (``merge_dtype``); the result is
+then cast to the output type. Both outputs appear
+only when complete: the folder is filled beside its final name and renamed, the GGUF file is
+written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.core import errors, protocol, workspace
+from engine.core.errors import EngineError
+from engine.export import gguf as export_gguf
+from engine.infer import generate
+from engine.runtime import models
+
+log = logging.getLogger("engine.export")
+
+MERGED_TYPES = ("f16", "bf16", "f32")
+INFO_FILE = "tunebench-export.json"
+
+
+class Cancelled(Exception):
+    """The user asked to stop; whatever was half-written is removed."""
+
+
+def cmd_export(args: argparse.Namespace, job: Any) -> int:
+    outtype = args.outtype or "f16"
+    allowed = MERGED_TYPES if args.format == "merged" else export_gguf.OUTTYPES
+    if outtype not in allowed:
+        raise errors.usage(f"outtype: {args.format} export writes {', '.join(allowed)}, not {outtype!r}")
+    try:
+        base, adapter_dir, run_info = generate.resolve(args.model, args.run)
+    except EngineError as exc:  # the shared resolver names its field "adapter"; here it is "run"
+        raise EngineError(exc.code, exc.message.replace("adapter: ", "run: ", 1)) from None
+    source = adapter_dir or Path(base)
+    target = Path(args.out).expanduser() if args.out else default_target(source, args.format, outtype)
+    check_target(target, args.format, args.force)
+    started = time.monotonic()
+    model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))
+    model = merged(model)
+    try:
+        if args.format == "merged":
+            write_merged(model, tokenizer, target, outtype, describe(base, source, outtype))
+        else:
+            write_gguf(model, tokenizer, target, outtype, run_info.get("name") or source.parent.name,
+                       models.gguf_origin(base), job)
+    except Cancelled:
+        log.info("Export cancelled; nothing was written to %s", target)
+        return protocol.ExitCode.CANCELLED
+    except OSError as exc:  # a full disk, a folder taken away meanwhile: nothing half-written stays
+        raise EngineError(protocol.ExitCode.FAILED, f"out: could not write {target}: {exc.strerror or exc}")
+    seconds = time.monotonic() - started
+    size = _size(target)
+    log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
+    job.channel.send(protocol.artifact("export", str(target), format=args.format, outtype=outtype))
+    job.channel.send(protocol.result({"path": str(target), "format": args.format, "outtype": outtype,
+                                      "bytes": size, "seconds": round(seconds, 1)}))
+    return protocol.ExitCode.OK
+
+
+def check_target(target: Path, fmt: str, force: bool) -> None:
+    """Refuses to overwrite without --force, and even with it never replaces a folder that is
+    not an earlier export (a mistyped --out must not delete someone's folder)."""
+    if not target.exists():
+        try:  # fail now, not after loading the model
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.invalid_input(f"out: cannot create {target.parent}: {exc.strerror or exc}")
+        return
+    if not force:
+        raise errors.invalid_input(f"out: {target} already exists (add --force to replace it)")
+    if fmt == "merged" and not (target / INFO_FILE).is_file():
+        raise errors.invalid_input(f"out: {target} exists and is not an earlier Tunebench export; "
+                                   "choose a new folder name")
+    if fmt == "gguf" and not target.is_file():
+        raise errors.invalid_input(f"out: {target} is a folder; give the GGUF file's name")
+
+
+def merge_dtype(base: str) -> Any:
+    """fp32 for a base stored in fp32 (small models, converted GGUF files): the merge is exact.
+    A base stored in bf16/fp16 (most 1B+ checkpoints) is merged in bf16, half the memory: a
+    7B model needs about 14 GB instead of 28."""
+    import torch
+    from transformers import AutoConfig
+
+    stored = getattr(AutoConfig.from_pretrained(str(models.prepare(base))), "dtype", None)
+    return torch.float32 if stored in (None, torch.float32, "float32") else torch.bfloat16
+
+
+def default_target(source: Path, fmt: str, outtype: str) -> Path:
+    """``exports/`` in the run's folder: ``<run id>-<type>`` (a folder) or ``<run id>-<type>.gguf``."""
+    run_folder = source.parent
+    stem = f"{run_folder.name}-{outtype}"
+    return run_folder / "exports" / (f"{stem}.gguf" if fmt == "gguf" else f"{stem}-merged")
+
+
+def merged(model: Any) -> Any:
+    """The base with the adapter's updates added into its weights; a full fine-tune as it is."""
+    configs = getattr(model, "peft_config", None)
+    if configs is None:
+        return model
+    if any(getattr(config, "is_prompt_learning", False) for config in configs.values()):
+        raise errors.invalid_input(
+            "run: prompt and prefix tuning learn virtual tokens, not weight changes, so there is nothing to "
+            "merge; use the adapter folder with Tunebench or PEFT")
+    return model.merge_and_unload()
+
+
+def describe(base: str, source: Path, outtype: str) -> dict[str, Any]:
+    return {"base_model": base, "tuned": str(source), "outtype": outtype,
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def write_merged(model: Any, tokenizer: Any, target: Path, outtype: str, info: dict[str, Any]) -> None:
+    import torch
+
+    dtypes = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}
+    with workspace.atomic_folder(target, replace=True) as tmp:
+        model.to(dtypes[outtype]).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        workspace.atomic_write_json(tmp / INFO_FILE, info)
+
+
+def write_gguf(model: Any, tokenizer: Any, target: Path, outtype: str, name: str,
+               origin: Path | None, job: Any) -> None:
+    def progress(done: int, total: int) -> None:
+        if job.control.cancelled.is_set():
+            raise Cancelled()
+        job.channel.send(protocol.progress(done, total, unit="tensors"))
+
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tunebench-tokenizer-") as folder:
+            tokenizer.save_pretrained(folder)
+            export_gguf.write(model, Path(folder), partial, outtype, name, origin, progress)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())

@@ -1,0 +1,254 @@
+"""`tunebench-engine batch`: a prompt suite, or a column of a CSV/JSONL file, over configurations.
+
+Every prompt (× case) runs under every configuration (model × adapter × sampling parameters),
+configuration by configuration so each base loads once. Rows stream as ``progress`` messages
+(with the row) and are appended to ``results.jsonl`` in the batch folder as they finish; at the
+end (or on cancel, for the rows done) the folder also gets ``results.csv`` and ``results.md``.
+
+A batch folder: ``<workspace>/batches/<id>/`` with ``batch.json`` (status, source,
+configurations, counts), ``results.jsonl``, ``results.csv``, ``results.md``.
+
+A configuration file is JSON (a list, or {"configs": [...]}) or TOML ([[config]] tables)::
+
+    [[config]]
+    name = "base"
+    model = "default"
+    [[config]]
+    name = "tuned, cooler"
+    adapter = "20261123-101500-reviews-ab12"
+    params = {temperature = 0.2, max_new_tokens = 64}
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.core import errors, paths, protocol, workspace
+from engine.infer import sampling
+from engine.infer import suites as prompt_suites
+from engine.infer.session import ModelPool, prompt_ids, run_on
+from engine.runtime import device
+
+log = logging.getLogger("engine.infer.batch")
+
+RESULTS = "results.jsonl"
+CSV_COLUMNS = ("item", "prompt", "case", "input", "config", "model", "adapter", "text", "finish_reason",
+               "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "error")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    model: str
+    adapter: str
+    params: sampling.SamplingParams
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, "adapter": self.adapter, "params": self.params.as_dict()}
+
+
+def batches_dir() -> Path:
+    folder = paths.workspace_dir() / "batches"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def read_configs(path: Path) -> list[Config]:
+    """Configurations from a JSON or TOML file; errors name the file and the entry."""
+    if not path.is_file():
+        raise errors.not_found(f"{path}: configuration file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            entries: Any = tomllib.loads(text).get("config")
+        else:
+            entries = json.loads(text)
+            entries = entries.get("configs") if isinstance(entries, dict) else entries
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise errors.invalid_input(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({exc})") from None
+    if not isinstance(entries, list) or not entries:
+        raise errors.invalid_input(f"{path}: expected a non-empty list of configurations "
+                                   "(JSON list or TOML [[config]] tables)")
+    return [_config(entry, f"{path}: config {number}") for number, entry in enumerate(entries, 1)]
+
+
+def _config(entry: Any, where: str) -> Config:
+    if not isinstance(entry, dict):
+        raise errors.invalid_input(f"{where}: expected a table with model, adapter, params")
+    unknown = sorted(set(entry) - {"name", "model", "adapter", "params"})
+    if unknown:
+        raise errors.invalid_input(f"{where}: unknown field {unknown[0]!r}")
+    model, adapter = str(entry.get("model") or ""), str(entry.get("adapter") or "")
+    try:
+        params = sampling.parse(entry.get("params"), sampling.SamplingParams(temperature=0.0))
+    except errors.EngineError as exc:
+        raise errors.invalid_input(f"{where}: {exc.message}") from None
+    name = str(entry.get("name") or " + ".join(p for p in (model or "default", adapter) if p))
+    return Config(name, model, adapter, params)
+
+
+def flag_config(args: argparse.Namespace) -> Config:
+    params = sampling.parse({"temperature": args.temperature, "top_p": args.top_p,
+                             "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+                             "stop": args.stop or []})
+    name = " + ".join(p for p in (args.model or "default", args.adapter) if p)
+    return Config(name, args.model or "", args.adapter, params)
+
+
+def items_of(args: argparse.Namespace) -> tuple[list[prompt_suites.Item], dict[str, Any]]:
+    """What to run, and a description of where it came from."""
+    if bool(args.suite) == bool(args.file):
+        raise errors.usage("batch: give either --suite or --file with --column")
+    if args.suite:
+        suite = prompt_suites.load_suite(args.suite)
+        items = prompt_suites.expand(suite)
+        source = {"suite": suite.name}
+    else:
+        if not args.column:
+            raise errors.usage("--column: name the column of --file that holds the prompts")
+        texts = prompt_suites.read_column(Path(args.file).expanduser(), args.column)
+        system = [{"role": "system", "content": args.system}] if args.system else []
+        items = [prompt_suites.Item(args.column, number, {}, args.mode,
+                                    system + [{"role": "user", "content": text}],
+                                    text if args.mode == "chat" else (args.system + "\n\n" if args.system else "") + text)
+                 for number, text in enumerate(texts)]
+        source = {"file": str(Path(args.file).resolve()), "column": args.column}
+    if not items:
+        raise errors.invalid_input("batch: nothing to run (no prompts)")
+    return items, source
+
+
+def cmd_batch(args: argparse.Namespace, job: Any) -> int:
+
+    items, source = items_of(args)
+    configs = read_configs(Path(args.config).expanduser()) if args.config else [flag_config(args)]
+    pool = ModelPool(device.pick(args.device), max_models=1)
+    folder = batches_dir() / workspace.new_run_id(args.name or source.get("suite") or source.get("column", ""))
+    folder.mkdir(parents=True)
+    info = {"id": folder.name, "status": workspace.RUNNING, "source": source, "created": _now(),
+            "configs": [c.as_dict() for c in configs], "items": len(items), "rows": 0}
+    workspace.atomic_write_json(folder / "batch.json", info)
+    job.channel.send(protocol.artifact("batch", str(folder)))
+    rows: list[dict[str, Any]] = []
+    try:
+        with (folder / RESULTS).open("w", encoding="utf-8", newline="\n") as out:
+            progress = _Progress(job, out, rows, len(items) * len(configs))
+            for config in configs:
+                if job.control.cancelled.is_set():
+                    break
+                _run_config(pool, config, items, job, progress)
+    except BaseException:
+        # Whatever stopped the batch, its record must not say "running" forever.
+        _finish(folder, info, rows, workspace.FAILED)
+        raise
+    cancelled = job.control.cancelled.is_set()
+    exports = _finish(folder, info, rows, workspace.CANCELLED if cancelled else workspace.FINISHED)
+    job.channel.send(protocol.result({"batch": folder.name, "folder": str(folder), "rows": len(rows),
+                                      "errors": sum(1 for r in rows if r.get("error")),
+                                      "status": info["status"], **exports}))
+    return protocol.ExitCode.CANCELLED if cancelled else protocol.ExitCode.OK
+
+
+class _Progress:
+    """Appends each finished row to results.jsonl and reports it to the client."""
+
+    def __init__(self, job: Any, out: Any, rows: list[dict[str, Any]], total: int) -> None:
+        self.job, self.out, self.rows, self.total = job, out, rows, total
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.out.flush()
+        self.job.channel.send(protocol.progress(len(self.rows), self.total, stage="generating", row=row))
+
+
+def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Any, progress: _Progress) -> None:
+    """Every item through one configuration. A configuration whose model or adapter cannot be
+    loaded, or an item it cannot answer, gives rows with the one-line reason, and the batch
+    goes on with the rest."""
+
+    try:
+        target = pool.target(config.model, config.adapter, lambda c, t: job.channel.send(
+            protocol.progress(len(progress.rows), progress.total, stage=f"loading {config.name}")))
+    except errors.EngineError as exc:
+        job.channel.send(protocol.log(f"{config.name}: {exc.message}", level="warning"))
+        for number, item in enumerate(items):
+            progress.add(_row(number, item, config, config.model, None, exc.message))
+        return
+    for number, item in enumerate(items):
+        try:
+            ids = prompt_ids(target.tokenizer, item.mode, item.messages, item.text)
+            outcome = run_on(target, ids, config.params, 0, job.control.cancelled, None)
+        except errors.EngineError as exc:
+            progress.add(_row(number, item, config, target.label, None, exc.message))
+            continue
+        if outcome.finish_reason == "cancelled":
+            return
+        progress.add(_row(number, item, config, target.label, outcome))
+
+
+def _finish(folder: Path, info: dict[str, Any], rows: list[dict[str, Any]], status: str) -> dict[str, str]:
+    exports = write_exports(folder, rows)
+    info.update(status=status, rows=len(rows), ended=_now())
+    workspace.atomic_write_json(folder / "batch.json", info)
+    return exports
+
+
+def _row(number: int, item: prompt_suites.Item, config: Config, label: str, outcome: Any,
+         error: str = "") -> dict[str, Any]:
+    data = outcome.as_dict() if outcome is not None else {
+        "text": "", "finish_reason": "error", "prompt_tokens": 0, "completion_tokens": 0,
+        "ttft_s": None, "tokens_per_s": None}
+    return {"error": error, "item": number, "prompt": item.prompt, "case": item.case, "values": item.values,
+            "input": item.text, "mode": item.mode, "config": config.name, "model": label,
+            "adapter": config.adapter, "params": config.params.as_dict(), "text": data["text"],
+            "finish_reason": data["finish_reason"], "prompt_tokens": data["prompt_tokens"],
+            "completion_tokens": data["completion_tokens"], "ttft_s": data["ttft_s"],
+            "tokens_per_s": data["tokens_per_s"]}
+
+
+def write_exports(folder: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """results.csv and results.md beside results.jsonl, written atomically."""
+    csv_path, md_path = folder / "results.csv", folder / "results.md"
+    workspace.atomic_write_text(csv_path, to_csv(rows))
+    workspace.atomic_write_text(md_path, to_markdown(rows))
+    return {"jsonl": str(folder / RESULTS), "csv": str(csv_path), "markdown": str(md_path)}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    """One table per prompt item: the input once, then each configuration's answer."""
+    lines = ["# Batch results", ""]
+    lines += ["| # | prompt | input | config | answer | tokens | tokens/s |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(v) for v in (
+            row["item"] + 1, row["prompt"], row["input"], row["config"],
+            f"error: {row['error']}" if row.get("error") else row["text"],
+            row["completion_tokens"], row["tokens_per_s"])) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")

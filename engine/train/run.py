@@ -1,0 +1,216 @@
+"""`train`: LoRA, QLoRA, prompt/prefix tuning (``adapters``) or full fine-tuning with peft + TRL's
+SFTTrainer -- or DPO/ORPO on preference pairs (``preference``) -- streamed as protocol events.
+Loading and Trainer settings live in ``setup``, the run folder's life in ``lifecycle``, resume
+and continue-from in ``resume``, live events in ``events``, hardware figures and TensorBoard in
+``monitor``, sample generations in ``samples``.
+
+setup (resolve config, run folder, data, model) -> train (SFTTrainer with a protocol callback)
+-> finish (adapter/ -- or model/ for a full fine-tune -- saved atomically, run.json updated). The
+run folder is written by the engine itself, so a run survives the window that started it.
+
+Loss covers the answer only by default: rows become conversational prompt/completion pairs
+(everything before the last assistant turn is the prompt), and TRL's ``completion_only_loss``
+masks the prompt, end-of-turn token of the answer included in the loss (the knob of the same
+name turns the mask off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.core import config, errors, protocol, workspace
+from engine.core.config import TrainConfig
+from engine.data import importer as data_import
+from engine.data import split as data_split
+from engine.data.conversations import common_system_prompt, to_prompt_completion
+from engine.runtime import device, models
+from engine.train import preference as train_preference
+from engine.train.adapters import peft_config_for
+from engine.train.events import make_callback
+from engine.train.lifecycle import attach_run, finish, run_guarded, start_run
+from engine.train.resume import (
+    check_resumable,
+    continuation_adapter,
+    continued_config,
+    find_run,
+    refuse_flags_besides_resume,
+)
+from engine.train.setup import (
+    check_runtime,
+    load_for_training,
+    ready,
+    resolve_method,
+    run_callbacks,
+    trainer_arguments,
+)
+
+log = logging.getLogger("engine.train.run")
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+def resolve_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """defaults (or ``base``) < preset < TOML run file < flags (ConfigError names the bad field)."""
+    cfg = base or TrainConfig()
+    if args.preset:
+        cfg = config.from_mapping(config.get_preset(args.preset).values, cfg, source=f"preset {args.preset}")
+    if args.config:
+        cfg = config.load_toml(Path(args.config).expanduser(), cfg)
+    return config.from_arguments(args, cfg)
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersion, str | None]:
+    version = data_import.resolve(cfg.dataset)
+    data = data_split.load_split(version, "train")  # a split version trains on its train split
+    if "messages" not in data.column_names:
+        # Text and classification datasets import fine but need other trainers (continued
+        # pre-training, a classification head); preference pairs go to train_preference.
+        raise errors.invalid_input(
+            f"dataset: {version.ref} has shape '{version.manifest.get('shape')}'; supervised fine-tuning "
+            "needs conversations (messages, Alpaca, ShareGPT or prompt/completion); preference pairs train "
+            "with --objective dpo or orpo")
+    system = common_system_prompt(data["messages"])
+    data = data.map(to_prompt_completion, remove_columns=data.column_names)
+    log.info("Dataset %s: %d examples", version.ref, len(data))
+    return data, version, system
+
+
+def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | None]:
+    """(train, validation): a seeded split so a resumed run holds out the same rows; at least
+    one row each side, however small the dataset."""
+    if fraction <= 0:
+        return data, None
+    if len(data) < 2:
+        raise errors.invalid_input(f"val_fraction: the dataset has {len(data)} row; validation needs at least 2")
+    held_out = min(max(1, round(len(data) * fraction)), len(data) - 1)
+    parts = data.train_test_split(test_size=held_out, seed=seed, shuffle=True)
+    log.info("Validation: %d rows held out, %d train", held_out, len(parts["train"]))
+    return parts["train"], parts["test"]
+
+
+def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> Any:
+    from trl import SFTConfig
+
+    return SFTConfig(**trainer_arguments(cfg, run, device_name), max_length=cfg.max_length,
+                     completion_only_loss=cfg.completion_only_loss, **_packing_kwargs(cfg.packing))
+
+
+def _packing_kwargs(packing: bool) -> dict[str, Any]:
+    """Best-fit-decreasing packing, padding-free: the collator emits position_ids that restart
+    at every example and no attention mask, and transformers turns those into a block-diagonal
+    mask (flash attention, SDPA and eager alike, so CPU too): no attention across examples."""
+    if not packing:
+        return {"packing": False}
+    return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
+
+
+# -- the job -----------------------------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace, job: Any) -> int:
+    if getattr(args, "resume", None):
+        return cmd_resume(args, job)
+    source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
+    cfg = resolve_config(args, base=continued_config(source) if source else None)
+    init_adapter = continuation_adapter(source, cfg) if source else None
+    device_name = device.pick(cfg.device)
+    check_runtime(cfg, device_name)  # refuse before a run folder exists for a run that cannot start
+    run = start_run(cfg, job)
+    if source:
+        run.update_info(continued_from=source.id, initial_adapter=str(init_adapter))
+        log.info("Continuing from run %s: the adapter starts from %s", source.id, init_adapter)
+    return run_guarded(run, lambda: train(cfg, run, job, device_name, init_adapter=init_adapter))
+
+
+def cmd_resume(args: argparse.Namespace, job: Any) -> int:
+    refuse_flags_besides_resume(args)
+    run = find_run(args.resume, "resume")
+    info = run.info()
+    check_resumable(run, info)
+    checkpoint = run.last_checkpoint()
+    if checkpoint is None:
+        raise errors.not_found(f"resume: run {run.id} has no complete checkpoint to resume from")
+    cfg = config.from_arguments(args, config.load_toml(run.config_toml))
+    device_name = device.pick(cfg.device)
+    check_runtime(cfg, device_name)
+    attach_run(run, job)
+    step = workspace.checkpoint_step(checkpoint)
+    run.update_info(status=workspace.RUNNING, pid=os.getpid(), error=None, exit_code=None, finished=None,
+                    resumed_from=[*info.get("resumed_from", []), step])
+    job.channel.send(protocol.artifact("run_dir", str(run.path), run_id=run.id, resumed_from=step))
+    log.info("Resuming run %s from %s", run.id, checkpoint.name)
+    init_adapter = Path(info["initial_adapter"]) if info.get("initial_adapter") else None
+    return run_guarded(run, lambda: train(cfg, run, job, device_name, resume_from=checkpoint,
+                                          init_adapter=init_adapter))
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str,
+          resume_from: Path | None = None, init_adapter: Path | None = None) -> int:
+    method = resolve_method(cfg.method, device_name)
+    job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
+    load_data, build = objective_functions(cfg.objective)
+    data, version, system_prompt = load_data(cfg)
+    train_data, eval_data = split_validation(data, cfg.val_fraction, cfg.seed)
+    job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
+    model_dir = models.prepare(cfg.model)
+    run.update_info(method=method, objective=cfg.objective, device=device_name, model_dir=str(model_dir),
+                    dataset=version.ref, dataset_rows=len(data), system_prompt=system_prompt,
+                    validation_rows=len(eval_data) if eval_data is not None else 0)
+    workspace.atomic_write_text(run.config_toml, config.to_toml(
+        dataclasses.replace(cfg, method=method, device=device_name, dataset=version.ref),
+        "Resolved configuration of this run."))
+    trainer, callback = build(cfg, run, job, model_dir, method, device_name, train_data,
+                              eval_data=eval_data, init_adapter=init_adapter)
+    if job.control.cancelled.is_set():
+        return finish(run, job, trainer, callback, workspace.CANCELLED)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    status = workspace.CANCELLED if job.control.cancelled.is_set() else workspace.FINISHED
+    if callback.diverged:
+        finish(run, job, trainer, callback, workspace.FAILED)
+        raise errors.EngineError(protocol.ExitCode.FAILED,
+                                 "training diverged (loss is not finite or exploded); lower the learning rate")
+    _note_early_stop(cfg, run, trainer, status)
+    return finish(run, job, trainer, callback, status)
+
+
+def objective_functions(objective: str) -> tuple[Any, Any]:
+    """(load data, build trainer) for the objective: SFT here, DPO/ORPO in train_preference."""
+    if objective == "sft":
+        return load_training_data, build_trainer
+    return train_preference.load_preference_data, train_preference.build_preference_trainer
+
+
+def _note_early_stop(cfg: TrainConfig, run: workspace.RunFolder, trainer: Any, status: str) -> None:
+    state = trainer.state
+    if cfg.early_stopping_patience and status == workspace.FINISHED and state.global_step < state.max_steps:
+        log.info("Early stop at step %d: validation %s did not improve for %d evaluations",
+                 state.global_step, cfg.best_metric.replace("_", " "), cfg.early_stopping_patience)
+        run.update_info(stopped_early=True)
+
+
+def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
+                  device_name: str, data: Any, eval_data: Any = None,
+                  init_adapter: Path | None = None) -> tuple[Any, Any]:
+    from trl import SFTTrainer
+
+    tokenizer, model = load_for_training(cfg, model_dir, method, device_name, init_adapter)
+    callback = make_callback(job, run)
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
+                         eval_dataset=eval_data, processing_class=tokenizer,
+                         peft_config=None if init_adapter else peft_config_for(cfg, method),
+                         callbacks=run_callbacks(cfg, run, job, callback, data, eval_data))
+    if len(trainer.train_dataset) == 0:
+        raise errors.invalid_input(
+            f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
+            "learn from; raise max_length")
+    ready(trainer)
+    return trainer, callback
+
+
