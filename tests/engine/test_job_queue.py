@@ -57,7 +57,7 @@ def test_a_running_job_is_neither_removed_nor_moved(workspace_home) -> None:
 
 def test_concurrent_writers_lose_no_job(workspace_home, engine_env) -> None:
     """The window and the worker write at the same time: the lock keeps every change."""
-    script = ("import sys\nfrom engine import job_queue\n"
+    script = ("import sys\nfrom engine.train import job_queue\n"
               "for i in range(15): job_queue.add(['--max-steps', '1'], name=sys.argv[1] + str(i))\n")
     writers = [subprocess.Popen([sys.executable, "-c", script, name], env=engine_env) for name in "xyz"]
     assert [writer.wait(timeout=60) for writer in writers] == [0, 0, 0]
