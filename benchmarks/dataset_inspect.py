@@ -68,6 +68,20 @@ def bench_table(path: Path, rows: int) -> dict:
             "ms_per_random_row": round(read_s * 1000 / 1000, 3), "python_peak_mb": round(peak / 2**20, 1)}
 
 
+def model_label(model: str) -> str:
+    """The model as the results name it, the same on every machine: a name or a path inside the
+    models cache is recorded relative to that cache, any other path by its folder name."""
+    from engine.core import paths
+
+    candidate = Path(model).expanduser()
+    if not candidate.is_absolute():
+        return model
+    try:
+        return candidate.resolve().relative_to(paths.models_cache_dir().resolve()).as_posix()
+    except ValueError:
+        return candidate.name
+
+
 def bench_stats(folder: Path, rows: int, model: str) -> dict:
     from engine.data import importer as data_import
     from engine.data import stats as data_stats
@@ -78,8 +92,8 @@ def bench_stats(folder: Path, rows: int, model: str) -> dict:
     start = time.perf_counter()
     result = data_stats.data_stats("bench-stats", model, 512)
     seconds = time.perf_counter() - start
-    return {"rows": rows, "model": model, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 1),
-            "median_tokens": result["tokens"]["median"]}
+    return {"rows": rows, "model": model_label(model), "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds, 1), "median_tokens": result["tokens"]["median"]}
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """The engine's outgoing side: protocol lines on the reserved stdout, or text for a person.
 
-ARCHITECTURE.md rule 4: before anything heavy is imported, :func:`reserve_stdout` duplicates
-fd 1 for the protocol and points fd 1 at stderr, so a library that prints cannot corrupt the
-stream. With ``--json`` every message is one NDJSON line on the reserved stream; without it
-the same messages are rendered for a person (tokens and results on stdout, the rest on stderr).
-A job with a run folder also appends every message to its ``events.ndjson``.
+stdout belongs to the protocol (docs/architecture.md, 'The protocol'): before anything heavy is
+imported, :func:`reserve_stdout` duplicates fd 1 for the protocol and points fd 1 at stderr, so
+a library that prints cannot corrupt the stream. With ``--json`` every message is one NDJSON
+line on the reserved stream; without it the same messages are rendered for a person (tokens and
+results on stdout, the rest on stderr). A job with a run folder also appends every message to
+its ``events.ndjson``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The engine's incoming side: ``cancel`` and ``ping`` on stdin, and Ctrl+C in a terminal.
 
-Cancel is cooperative (ARCHITECTURE.md rule 5): it only sets a flag that long jobs check at
-each step boundary; the job then saves what it has and exits with ExitCode.CANCELLED. The same
-path works on Windows and Linux because it needs no signals from the GUI.
+Cancel is cooperative (docs/architecture.md, 'Cancelling a job'): it only sets a flag that long
+jobs check at each step boundary; the job then saves what it has and exits with
+ExitCode.CANCELLED. The same path works on Windows and Linux because it needs no signals from
+the GUI.
 """
 
 from __future__ import annotations

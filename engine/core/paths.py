@@ -1,4 +1,4 @@
-"""Where Tunebench keeps things. The one module that decides paths (ARCHITECTURE.md rule 7).
+"""Where Tunebench keeps things. The one module that decides paths (docs/architecture.md, 'Paths').
 
 Light: platformdirs and the standard library only, so the GUI can import it.
 

@@ -1,4 +1,4 @@
-"""Workspace folders and atomic writes (ARCHITECTURE.md rule 6).
+"""Workspace folders and atomic writes (docs/architecture.md, 'The run folder is the record').
 
 Standard library only (plus engine.core.paths), so the GUI reads run folders with the same code the
 engine writes them with.

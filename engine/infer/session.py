@@ -1,9 +1,10 @@
 """`tunebench-engine session`: a long-lived engine that keeps models loaded for the playground.
 
-The protocol is in /work/session-protocol.md and engine/core/protocol.py: requests (``generate``,
-``unload``, ``shutdown``) arrive on stdin one JSON object per line and run one at a time in
-arrival order; ``cancel`` and ``ping`` are handled at once by the reader thread, even while a
-generation runs. A failed request answers an ``error`` with its ``id`` and the session goes on.
+The protocol is in engine/core/protocol.py (overview in docs/architecture.md, 'The protocol'):
+requests (``generate``, ``unload``, ``shutdown``) arrive on stdin one JSON object per line and
+run one at a time in arrival order; ``cancel`` and ``ping`` are handled at once by the reader
+thread, even while a generation runs. A failed request answers an ``error`` with its ``id`` and
+the session goes on.
 
 Models stay loaded in a :class:`ModelPool`; adapters are attached to their base by name with
 peft, so switching adapters, or running the base with adapters disabled, never reloads it.

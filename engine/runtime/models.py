@@ -2,7 +2,7 @@
 
 A GGUF file (the bundled default is one) is converted once to a safetensors folder in the
 cache; every later load reads that folder (seconds, against half a minute for the conversion).
-Nothing here touches the network (ARCHITECTURE.md rule 9).
+Nothing here touches the network (docs/architecture.md, 'Offline and on a CPU').
 """
 
 from __future__ import annotations
