@@ -1,8 +1,12 @@
 """The baseline for benchmarks/train_vs_plain_trl.py: SFT with TRL + peft written the way the
-TRL/peft tutorials write it (defaults kept), plus one callback that only records the Trainer's
-logs for measurement.
+TRL/peft documentation writes it, on the same prompt/completion rows Tunebench trains on, with
+the benchmark's settings spelled out (fp32, no gradient checkpointing), plus one callback that
+only records the Trainer's logs for measurement. It saves the adapter for the shared final-loss
+measurement.
 
-    python benchmarks/train_plain_trl.py MODEL_DIR DATA.jsonl STEPS SEED OUT.json
+    python benchmarks/train_plain_trl.py MODEL_DIR DATA.jsonl EPOCHS STEPS SEED OUT_DIR
+
+STEPS 0 trains for EPOCHS.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from datasets import load_dataset
 from peft import LoraConfig
@@ -29,25 +34,31 @@ class Recorder(TrainerCallback):
                               "num_tokens": logs.get("num_tokens"), "loss": logs["loss"]})
 
 
+def to_prompt_completion(row: dict) -> dict:
+    """Everything before the last (assistant) turn is the prompt: TRL then learns the answer only."""
+    return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]}
+
+
 def main() -> None:
-    model_dir, data_file, steps, seed, out = sys.argv[1:6]
+    model_dir, data_file, epochs, steps, seed, out = sys.argv[1:7]
+    out_dir = Path(out)
     dataset = load_dataset("json", data_files=data_file, split="train")
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    dataset = dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                              task_type="CAUSAL_LM")
-    training_args = SFTConfig(output_dir=out + ".checkpoints", max_steps=int(steps), per_device_train_batch_size=4,
-                              learning_rate=5e-4, lr_scheduler_type="linear", max_length=256, logging_steps=1,
-                              seed=int(seed), save_strategy="no", report_to="none", use_cpu=True)
+    training_args = SFTConfig(output_dir=str(out_dir / "checkpoints"), num_train_epochs=float(epochs),
+                              max_steps=int(steps) or -1, per_device_train_batch_size=4, learning_rate=5e-4,
+                              lr_scheduler_type="linear", max_length=256, logging_steps=1, seed=int(seed),
+                              data_seed=int(seed), save_strategy="no", report_to="none", use_cpu=True,
+                              bf16=False, gradient_checkpointing=False, disable_tqdm=True)
     recorder = Recorder()
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[recorder])
     trainer.train()
-    with open(out, "w", encoding="utf-8") as file:
-        json.dump({"logs": recorder.logs, "bf16": training_args.bf16,
-                   "gradient_checkpointing": training_args.gradient_checkpointing,
-                   "completion_only_loss": training_args.completion_only_loss,
-                   "assistant_only_loss": training_args.assistant_only_loss}, file)
+    trainer.save_model(str(out_dir / "adapter"))
+    (out_dir / "plain.json").write_text(json.dumps({"logs": recorder.logs}), encoding="utf-8")
 
 
 if __name__ == "__main__":

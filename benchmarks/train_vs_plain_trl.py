@@ -1,19 +1,22 @@
-"""Benchmark: Tunebench's engine against a plain TRL SFTTrainer + peft script.
+"""Benchmark: Tunebench's training engine against a plain TRL SFTTrainer + peft script.
 
-Both train the same model on the same data (resources/sample_data/product_reviews.jsonl) with the
-same seed, steps, batch (4), max length (256), LoRA (r 16, alpha 32, all linear layers, no
-dropout) and learning rate (5e-4, linear) on the CPU -- Tunebench through `tunebench-engine
-train` as a subprocess, the baseline through benchmarks/train_plain_trl.py, which keeps every
-default a tutorial keeps. Each side's throughput is measured the same way: non-padding tokens
-(TRL's num_tokens) over wall time between the Trainer's step logs, median over the steps after
-the first. Peak memory is each process's peak resident set (os.wait4). Writes
-benchmarks/results/train_vs_plain_trl.json.
+Both sides train the same model on the same rows (resources/sample_data/product_reviews.jsonl as
+prompt/completion conversations, so both learn the answers only) with the same seed, epochs,
+micro-batch (4), max length (256), LoRA (r 16, alpha 32, all linear layers, no dropout) and
+learning rate (5e-4, linear). The baseline (benchmarks/train_plain_trl.py) runs in fp32 without
+gradient checkpointing; Tunebench runs `tunebench-engine train` with its default speed settings
+(padding-free batches, the answer-only chunked loss, bf16 where the CPU measures faster).
 
-    TUNEBENCH_HOME=/tmp/tbhome python benchmarks/train_vs_plain_trl.py [--steps 10] [--model DIR]
+Measured the same way on both sides, each in its own process, alternating over repeats:
+- tokens/s: non-padding tokens (TRL's num_tokens, which both sides log) over the wall time
+  between the first and the last step's log (the first step is warm-up);
+- peak memory: the process's peak resident set (os.wait4's ru_maxrss);
+- the final loss on the same tokens: each side's saved adapter scored by one shared fp32
+  forward (benchmarks/answer_loss.py) on the answers of the first --eval-rows rows.
 
-The two final losses are not the same quantity: Tunebench learns from the answers only
-(completion-only loss), the tutorial script from every token of the conversation; the JSON
-records that with the other default that differs.
+    TUNEBENCH_HOME=DIR python benchmarks/train_vs_plain_trl.py [--epochs 1] [--steps 0] [--repeats 2]
+
+Writes benchmarks/results/train_vs_plain_trl.json (or --out).
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.core import protocol  # noqa: E402  (stdlib only)
+from engine.core import paths, protocol  # noqa: E402  (stdlib only)
 from engine.core.workspace import atomic_write_json  # noqa: E402
 
 DATA = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
-DEFAULT_MODEL = Path(os.environ.get("TUNEBENCH_HOME", "/tmp/tbhome")) / "cache" / "models" / "SmolLM2-135M-Instruct"
 SEED = 42
+SHARED_FLAGS = ["--method", "lora", "--device", "cpu", "--batch-size", "4", "--max-length", "256",
+                "--learning-rate", "5e-4", "--lr-scheduler", "linear", "--warmup-steps", "0", "--lora-r", "16",
+                "--lora-alpha", "32", "--lora-dropout", "0", "--target-modules", "all-linear",
+                "--seed", str(SEED), "--sample-count", "0"]
 
 
 def run_measured(argv: list[str], env: dict, folder: Path) -> tuple[str, float, float]:
@@ -49,89 +55,94 @@ def run_measured(argv: list[str], env: dict, folder: Path) -> tuple[str, float, 
         _, status, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[1:3]} failed: {err.read_text()[-2000:]}")
+        raise SystemExit(f"{argv[1:3]} failed: {err.read_text()[-3000:]}")
     return out.read_text(), wall, usage.ru_maxrss / 2**20  # Linux reports KiB
 
 
-def median_speed(points: list[tuple[float, float]]) -> float:
+def throughput(points: list[tuple[float, float]]) -> float:
     """points: (time, cumulative non-padding tokens) at each step's log, step 1 first."""
-    speeds = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(points, points[1:]) if b[0] > a[0]]
-    return round(statistics.median(speeds), 1)
+    (t0, n0), (t1, n1) = points[0], points[-1]
+    return round((n1 - n0) / (t1 - t0), 1)
 
 
-def tunebench(model: Path, steps: int, folder: Path) -> dict:
+def tunebench(args: argparse.Namespace, folder: Path, extra: list[str]) -> dict:
     home = folder / "home"
-    argv = [sys.executable, "-m", "engine", "train", "--json", "--model", str(model), "--dataset", str(DATA),
-            "--method", "lora", "--device", "cpu", "--max-steps", str(steps), "--batch-size", "4",
-            "--max-length", "256", "--learning-rate", "5e-4", "--lr-scheduler", "linear", "--warmup-steps", "0",
-            "--lora-r", "16", "--lora-alpha", "32", "--lora-dropout", "0", "--target-modules", "all-linear",
-            "--seed", str(SEED), "--save-steps", str(steps), "--sample-count", "0"]
+    length = ["--max-steps", str(args.steps)] if args.steps else ["--epochs", str(args.epochs)]
+    argv = [sys.executable, "-m", "engine", "train", "--json", "--model", str(args.model), "--dataset", str(DATA),
+            *SHARED_FLAGS, *length, "--save-steps", "100000", *extra]
     stdout, wall, peak = run_measured(argv, {**os.environ, "TUNEBENCH_HOME": str(home)}, folder)
-    metrics = [m for m in map(protocol.decode, stdout.splitlines()) if m["type"] == "metrics" and "loss" in m["values"]]
-    # The engine's tokens_per_s is the same figure median_speed computes for the baseline:
-    # new num_tokens over the time between two step logs; step 1 (warm-up) is left out.
-    speeds = [m["values"]["tokens_per_s"] for m in metrics[1:]]
-    return {"side": "tunebench", "steps": len(metrics), "wall_s": round(wall, 1), "peak_rss_gb": round(peak, 3),
-            "tokens_per_s_median": round(statistics.median(speeds), 1),
-            "final_loss": round(metrics[-1]["values"]["loss"], 4)}
+    messages = [protocol.decode(line) for line in stdout.splitlines()]
+    steps = [m for m in messages if m["type"] == "metrics" and "loss" in m["values"]]
+    result = next(m for m in messages if m["type"] == "result")
+    points = [(m["t"], m["tokens"]) for m in steps]
+    return {"side": "tunebench", "flags": extra, "steps": len(steps), "wall_s": round(wall, 1),
+            "peak_rss_gb": round(peak, 3), "tokens_per_s": throughput(points),
+            "tokens": points[-1][1], "adapter": result["data"]["adapter"]}
 
 
-def plain(model: Path, steps: int, folder: Path) -> dict:
-    result = folder / "plain.json"
-    argv = [sys.executable, str(REPO / "benchmarks" / "train_plain_trl.py"), str(model), str(DATA), str(steps),
-            str(SEED), str(result)]
+def plain(args: argparse.Namespace, folder: Path) -> dict:
+    argv = [sys.executable, str(REPO / "benchmarks" / "train_plain_trl.py"), str(args.model), str(DATA),
+            str(args.epochs), str(args.steps), str(SEED), str(folder)]
     _, wall, peak = run_measured(argv, dict(os.environ), folder)
-    data = json.loads(result.read_text())
-    logs = data.pop("logs")
+    logs = json.loads((folder / "plain.json").read_text())["logs"]
+    points = [(e["time"], e["num_tokens"]) for e in logs]
     return {"side": "plain_trl", "steps": len(logs), "wall_s": round(wall, 1), "peak_rss_gb": round(peak, 3),
-            "tokens_per_s_median": median_speed([(e["time"], e["num_tokens"]) for e in logs]),
-            "non_padding_tokens": logs[-1]["num_tokens"], "final_loss": round(logs[-1]["loss"], 4),
-            "defaults_kept": data}
+            "tokens_per_s": throughput(points), "tokens": points[-1][1], "adapter": str(folder / "adapter")}
+
+
+def final_loss(args: argparse.Namespace, adapter: str) -> float:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "answer_loss.py"), str(args.model), adapter,
+                           str(DATA), str(args.eval_rows)], capture_output=True, text=True, check=True)
+    return round(json.loads(done.stdout.splitlines()[-1])["answer_loss"], 4)
 
 
 def combine(runs: list[dict]) -> dict:
-    """One side's figures over its repeats: the median speed and the highest peak memory; the
-    loss is deterministic (same seed), so any repeat's is the run's."""
-    first = dict(runs[0])
-    first["tokens_per_s_median"] = round(statistics.median(r["tokens_per_s_median"] for r in runs), 1)
-    first["tokens_per_s_each_repeat"] = [r["tokens_per_s_median"] for r in runs]
+    """One side over its repeats: median speed, highest peak memory, each repeat listed."""
+    first = {k: v for k, v in runs[0].items() if k != "adapter"}
+    first["tokens_per_s"] = round(statistics.median(r["tokens_per_s"] for r in runs), 1)
+    first["tokens_per_s_each_repeat"] = [r["tokens_per_s"] for r in runs]
     first["peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs)
+    first["peak_rss_gb_each_repeat"] = [r["peak_rss_gb"] for r in runs]
     first["wall_s"] = [r["wall_s"] for r in runs]
     first["final_loss_each_repeat"] = [r["final_loss"] for r in runs]
+    first["final_loss"] = runs[0]["final_loss"]
     return first
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=0, help="train this many steps instead of --epochs")
+    parser.add_argument("--model", type=Path, default=paths.models_dir() / "SmolLM2-135M-Instruct")
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs per side, alternating, to even out load from other jobs on the machine")
+    parser.add_argument("--eval-rows", type=int, default=40, help="rows whose answers score the final loss")
+    parser.add_argument("--tunebench-flags", default="", help="extra train flags for the Tunebench side, "
+                        "e.g. '--precision fp32' to measure one optimisation at a time")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_vs_plain_trl.json")
     args = parser.parse_args()
+    extra = args.tunebench_flags.split()
     sides: dict[str, list[dict]] = {"tunebench": [], "plain_trl": []}
     with tempfile.TemporaryDirectory(prefix="tb-vs-trl-") as tmp:
         for repeat in range(args.repeats):
-            for name, run in (("tunebench", tunebench), ("plain_trl", plain)):
+            for name in sides:
                 folder = Path(tmp) / f"{name}-{repeat}"
                 folder.mkdir()
-                sides[name].append(run(args.model, args.steps, folder))
-    ours, theirs = (combine(runs) for runs in sides.values())
+                run = tunebench(args, folder, extra) if name == "tunebench" else plain(args, folder)
+                run["final_loss"] = final_loss(args, run["adapter"])
+                sides[name].append(run)
+                print(json.dumps({k: v for k, v in run.items() if k != "adapter"}), flush=True)
+    ours, theirs = combine(sides["tunebench"]), combine(sides["plain_trl"])
     result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}, CPU only "
-                   "(shared with other jobs while measured: absolute figures are noisy)",
-        "date": time.strftime("%Y-%m-%d %H:%M"), "model": args.model.name, "steps": args.steps,
-        "repeats": args.repeats, "data": DATA.name, "seed": SEED,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}, CPU only",
+        "date": time.strftime("%Y-%m-%d %H:%M"), "model": args.model.name, "epochs": args.epochs,
+        "steps": args.steps, "repeats": args.repeats, "data": DATA.name, "seed": SEED, "eval_rows": args.eval_rows,
         "runs": [ours, theirs],
         "tunebench_over_plain": {
-            "tokens_per_s": round(ours["tokens_per_s_median"] / theirs["tokens_per_s_median"], 2),
+            "tokens_per_s": round(ours["tokens_per_s"] / theirs["tokens_per_s"], 2),
             "peak_rss": round(ours["peak_rss_gb"] / theirs["peak_rss_gb"], 2),
-            "final_loss": round(ours["final_loss"] / theirs["final_loss"], 2)},
-        "notes": "Same model, data, seed, steps, batch, max length, LoRA and learning rate. Losses differ in "
-                 "kind: Tunebench masks the prompt (completion-only loss), the tutorial trains on every token. "
-                 "TRL's own defaults kept by the tutorial script are listed under defaults_kept (on a CPU, "
-                 "bf16 autocast and gradient checkpointing); Tunebench uses fp32 and no checkpointing on a CPU. "
-                 "Other jobs shared the CPU while this ran: compare the repeats before reading the ratio.",
+            "final_loss_relative_difference": round(abs(ours["final_loss"] - theirs["final_loss"])
+                                                    / theirs["final_loss"], 4)},
     }
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))

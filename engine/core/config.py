@@ -225,6 +225,29 @@ class TrainConfig:
     gradient_checkpointing: bool = knob(
         False, "Recompute activations in the backward pass: about 30% slower, much less "
         "memory. Turn on for long sequences on a small GPU.", label="Gradient checkpointing")
+    padding_free: bool = knob(
+        True, "Padding-free batches: the micro-batch's examples are laid end to end in one row "
+        "instead of being padded to the longest, and attention stays inside each example (position "
+        "ids restart per example). Same examples per step and the same per-example loss as padded "
+        "batches, without computing the padding. Off: padded batches (length-grouped, see "
+        "group_by_length).", label="Padding-free batches", group="Speed")
+    group_by_length: bool = knob(
+        True, "Only without padding_free or packing: draw each micro-batch from examples of similar "
+        "length (seeded), so little padding is computed. The order of examples changes, not which "
+        "ones are trained on.", label="Length-grouped batches", group="Speed")
+    chunked_loss: bool = knob(
+        True, "Compute the output head and the loss only at the positions that count in the loss "
+        "(the answers, with completion-only loss), a chunk of positions at a time, so the "
+        "[tokens x vocabulary] logits are never held at once. Same loss and gradients as the full "
+        "head; less time and memory. Off: the trainer's own loss over every position.",
+        label="Answer-only chunked loss", group="Speed")
+    precision: str = knob(
+        "auto", "Number format of the frozen weights and the matrix multiplies. auto: bfloat16 on "
+        "a CUDA GPU that supports it and on a CPU with native bfloat16 instructions (AVX-512 BF16 "
+        "or AMX), float16 on older CUDA GPUs, float32 elsewhere. Adapter weights and the optimiser "
+        "always stay float32. bf16 halves the base's memory and runs about twice as fast where the "
+        "hardware has it; fp32 is the most precise.", label="Precision",
+        choices=("auto", "fp32", "bf16", "fp16"), group="Speed")
     device: str = knob(
         "auto", "Where to train: auto picks a CUDA GPU when there is one.", label="Device",
         choices=("auto", "cpu", "cuda"), group="Method")
@@ -260,6 +283,8 @@ def validate(config: TrainConfig, source: str = "") -> TrainConfig:
     if not lora_targets(config.target_modules):
         raise ConfigError("target_modules", "must not be empty", source)
     check_optimizer_device(config.optimizer, config.device, source)
+    if config.precision == "fp16" and config.device == "cpu":
+        raise ConfigError("precision", "fp16 needs a CUDA GPU; on the cpu use auto, bf16 or fp32", source)
     _check_validation(config, source)
     _check_method_combinations(config, source)
     if config.max_steps and config.warmup_steps >= config.max_steps:

@@ -36,7 +36,7 @@ def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(models.prepare(model)))
-    if tokenizer.pad_token is None:  # as train.build_trainer does
+    if tokenizer.pad_token is None:  # as engine.train.sft.build_trainer does
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 

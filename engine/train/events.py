@@ -54,7 +54,9 @@ def make_callback(job: Any, run: workspace.RunFolder) -> Any:
                 self.diverged = True
                 log.error("Loss became %s at step %d (first step: %s); stopping.", loss,
                           state.global_step, self.first_loss)
-            job.channel.send(protocol.metrics(state.global_step, values))
+            # tokens: the non-padding tokens trained on so far, for throughput over a whole run.
+            extra = {"tokens": int(logs["num_tokens"])} if "num_tokens" in (logs or {}) else {}
+            job.channel.send(protocol.metrics(state.global_step, values, **extra))
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
                         **kw: Any) -> None:

@@ -25,13 +25,9 @@ from typing import Any
 
 from engine.core import config, errors, protocol, workspace
 from engine.core.config import TrainConfig
-from engine.data import importer as data_import
-from engine.data import split as data_split
-from engine.data.conversations import common_system_prompt, to_prompt_completion
 from engine.runtime import device, models
 from engine.train import preference as train_preference
-from engine.train.adapters import peft_config_for
-from engine.train.events import make_callback
+from engine.train import sft
 from engine.train.lifecycle import attach_run, finish, run_guarded, start_run
 from engine.train.resume import (
     check_resumable,
@@ -42,11 +38,7 @@ from engine.train.resume import (
 )
 from engine.train.setup import (
     check_runtime,
-    load_for_training,
-    ready,
     resolve_method,
-    run_callbacks,
-    trainer_arguments,
 )
 
 log = logging.getLogger("engine.train.run")
@@ -64,22 +56,6 @@ def resolve_config(args: argparse.Namespace, base: TrainConfig | None = None) ->
     return config.from_arguments(args, cfg)
 
 
-def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersion, str | None]:
-    version = data_import.resolve(cfg.dataset)
-    data = data_split.load_split(version, "train")  # a split version trains on its train split
-    if "messages" not in data.column_names:
-        # Text and classification datasets import fine but need other trainers (continued
-        # pre-training, a classification head); preference pairs go to train_preference.
-        raise errors.invalid_input(
-            f"dataset: {version.ref} has shape '{version.manifest.get('shape')}'; supervised fine-tuning "
-            "needs conversations (messages, Alpaca, ShareGPT or prompt/completion); preference pairs train "
-            "with --objective dpo or orpo")
-    system = common_system_prompt(data["messages"])
-    data = data.map(to_prompt_completion, remove_columns=data.column_names)
-    log.info("Dataset %s: %d examples", version.ref, len(data))
-    return data, version, system
-
-
 def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | None]:
     """(train, validation): a seeded split so a resumed run holds out the same rows; at least
     one row each side, however small the dataset."""
@@ -91,22 +67,6 @@ def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | 
     parts = data.train_test_split(test_size=held_out, seed=seed, shuffle=True)
     log.info("Validation: %d rows held out, %d train", held_out, len(parts["train"]))
     return parts["train"], parts["test"]
-
-
-def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> Any:
-    from trl import SFTConfig
-
-    return SFTConfig(**trainer_arguments(cfg, run, device_name), max_length=cfg.max_length,
-                     completion_only_loss=cfg.completion_only_loss, **_packing_kwargs(cfg.packing))
-
-
-def _packing_kwargs(packing: bool) -> dict[str, Any]:
-    """Best-fit-decreasing packing, padding-free: the collator emits position_ids that restart
-    at every example and no attention mask, and transformers turns those into a block-diagonal
-    mask (flash attention, SDPA and eager alike, so CPU too): no attention across examples."""
-    if not packing:
-        return {"packing": False}
-    return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
 
 
 # -- the job -----------------------------------------------------------------------------------
@@ -183,7 +143,7 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str
 def objective_functions(objective: str) -> tuple[Any, Any]:
     """(load data, build trainer) for the objective: SFT here, DPO/ORPO in train_preference."""
     if objective == "sft":
-        return load_training_data, build_trainer
+        return sft.load_training_data, sft.build_trainer
     return train_preference.load_preference_data, train_preference.build_preference_trainer
 
 
@@ -193,24 +153,5 @@ def _note_early_stop(cfg: TrainConfig, run: workspace.RunFolder, trainer: Any, s
         log.info("Early stop at step %d: validation %s did not improve for %d evaluations",
                  state.global_step, cfg.best_metric.replace("_", " "), cfg.early_stopping_patience)
         run.update_info(stopped_early=True)
-
-
-def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
-                  device_name: str, data: Any, eval_data: Any = None,
-                  init_adapter: Path | None = None) -> tuple[Any, Any]:
-    from trl import SFTTrainer
-
-    tokenizer, model = load_for_training(cfg, model_dir, method, device_name, init_adapter)
-    callback = make_callback(job, run)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
-                         eval_dataset=eval_data, processing_class=tokenizer,
-                         peft_config=None if init_adapter else peft_config_for(cfg, method),
-                         callbacks=run_callbacks(cfg, run, job, callback, data, eval_data))
-    if len(trainer.train_dataset) == 0:
-        raise errors.invalid_input(
-            f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
-            "learn from; raise max_length")
-    ready(trainer)
-    return trainer, callback
 
 

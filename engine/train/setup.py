@@ -14,6 +14,7 @@ from typing import Any
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
 from engine.train import monitor as train_monitor
+from engine.train import precision
 from engine.train import samples as train_samples
 from engine.train.resume import load_adapter_for_training
 
@@ -31,18 +32,18 @@ def check_runtime(cfg: TrainConfig, device_name: str) -> None:
     config.check_optimizer_device(cfg.optimizer, device_name, source=f"device {cfg.device} resolved to {device_name}")
 
 
-def _bf16_available(device_name: str) -> bool:
-    import torch
+def compute_precision(cfg: TrainConfig, device_name: str) -> str:
+    """The ``precision`` knob resolved for the device: 'fp32', 'bf16' or 'fp16'."""
+    return precision.resolve(cfg.precision, device_name)
 
-    return device_name == "cuda" and torch.cuda.is_bf16_supported()
 
-
-def resolve_compute_dtype(name: str, device_name: str) -> Any:
-    """QLoRA's compute dtype: auto = bfloat16 on a CUDA GPU that supports it, else float32."""
+def resolve_compute_dtype(name: str, cfg: TrainConfig, device_name: str) -> Any:
+    """QLoRA's compute dtype: auto = the run's precision (bf16 where the device has it), else
+    the named dtype."""
     import torch
 
     if name == "auto":
-        return torch.bfloat16 if _bf16_available(device_name) else torch.float32
+        return precision.torch_dtype(compute_precision(cfg, device_name))
     return getattr(torch, name)
 
 
@@ -52,9 +53,10 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
     from transformers import AutoModelForCausalLM
 
     # A full fine-tune keeps fp32 master weights (bf16 runs as autocast): AdamW updates of a
-    # well-trained weight are often below bf16's resolution and would be lost.
-    bf16 = _bf16_available(device_name) and method != "full"
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    # well-trained weight are often below bf16's resolution and would be lost. Frozen weights
+    # (LoRA's base) are stored in the compute precision: half the memory, no cast per step.
+    half = compute_precision(cfg, device_name) != "fp32" and method != "full"
+    dtype = precision.torch_dtype(compute_precision(cfg, device_name)) if half else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if method == "qlora":
         kwargs["quantization_config"] = quantization_config(cfg, device_name)
@@ -78,7 +80,7 @@ def quantization_config(cfg: TrainConfig, device_name: str) -> Any:
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type,
                               bnb_4bit_use_double_quant=cfg.double_quant,
-                              bnb_4bit_compute_dtype=resolve_compute_dtype(cfg.compute_dtype, device_name))
+                              bnb_4bit_compute_dtype=resolve_compute_dtype(cfg.compute_dtype, cfg, device_name))
 
 
 def trainer_arguments(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> dict[str, Any]:
@@ -99,7 +101,8 @@ def trainer_arguments(cfg: TrainConfig, run: workspace.RunFolder, device_name: s
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=_bf16_available(device_name),
+        bf16=compute_precision(cfg, device_name) == "bf16",
+        fp16=compute_precision(cfg, device_name) == "fp16",
         use_cpu=device_name == "cpu",
         logging_steps=1,
         save_strategy="steps",

@@ -285,10 +285,10 @@ def test_unknown_slice_column_lists_the_columns_in_one_line(home, tagged) -> Non
 
 
 def test_training_ignores_meta(home, tagged) -> None:
-    from engine.train import run as train
+    from engine.train import sft
     from engine.core.config import TrainConfig
 
-    data, version, _ = train.load_training_data(TrainConfig(dataset=tagged))
+    data, version, _ = sft.load_training_data(TrainConfig(dataset=tagged))
     assert version.ref == tagged and sorted(data.column_names) == ["completion", "prompt"] and len(data) == 7
     done = engine(home["home"], "train", "--json", "--model", str(home["model"]), "--dataset", tagged,
                   *TRAIN_FLAGS[:2], "--max-steps", "1", *TRAIN_FLAGS[4:])

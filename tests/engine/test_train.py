@@ -41,12 +41,12 @@ def write_repeated_dataset(tmp_path: Path, copies: int = 16) -> Path:
 
 
 def build(cfg: TrainConfig, method: str, tmp_path: Path):
-    from engine.train import run as train
+    from engine.train import sft
 
     job = FakeJob()
     run = workspace.create_run("t", root=tmp_path / "runs")
-    data, _, _ = train.load_training_data(cfg)
-    trainer, callback = train.build_trainer(cfg, run, job, Path(cfg.model), method, "cpu", data)
+    data, _, _ = sft.load_training_data(cfg)
+    trainer, callback = sft.build_trainer(cfg, run, job, Path(cfg.model), method, "cpu", data)
     return trainer, callback, job, run
 
 

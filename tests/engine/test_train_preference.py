@@ -91,11 +91,11 @@ def test_cli_dpo_run_writes_a_run_folder_with_reward_events_and_an_adapter(
 
 def test_sft_on_preference_pairs_names_the_objective_to_use(tiny_model_dir, workspace_home, tmp_path) -> None:
     from engine.core import errors
-    from engine.train import run as train
+    from engine.train import sft
 
     cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(write_pairs(tmp_path)))
     with pytest.raises(errors.EngineError, match="--objective dpo or orpo"):
-        train.load_training_data(cfg)
+        sft.load_training_data(cfg)
 
 
 def test_dpo_on_conversations_is_refused_naming_the_shape(tiny_model_dir, workspace_home, tmp_path) -> None:

@@ -1,0 +1,149 @@
+"""Supervised fine-tuning: the data as prompt/completion conversations, TRL's SFTTrainer with
+Tunebench's faster loss and batches (see engine/train/loss.py and the "Speed" knobs).
+
+What differs from a plain SFTTrainer, each behind a knob and each giving the same loss:
+- padding-free batches (``padding_free``): the micro-batch in one row, no padding computed;
+- the answer-only chunked loss (``chunked_loss``): the output head runs on answer positions
+  only, in chunks, instead of on every position;
+- bf16 weights and matmuls where the device has them (``precision``, in ``setup``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from engine.core import config, errors, workspace
+from engine.core.config import TrainConfig
+from engine.data import importer as data_import
+from engine.data import split as data_split
+from engine.data.conversations import common_system_prompt, to_prompt_completion
+from engine.train.adapters import peft_config_for
+from engine.train.events import make_callback
+from engine.train.setup import load_for_training, ready, run_callbacks, trainer_arguments
+
+log = logging.getLogger("engine.train")
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVersion, str | None]:
+    version = data_import.resolve(cfg.dataset)
+    data = data_split.load_split(version, "train")  # a split version trains on its train split
+    if "messages" not in data.column_names:
+        # Text and classification datasets import fine but need other trainers (continued
+        # pre-training, a classification head); preference pairs go to train_preference.
+        raise errors.invalid_input(
+            f"dataset: {version.ref} has shape '{version.manifest.get('shape')}'; supervised fine-tuning "
+            "needs conversations (messages, Alpaca, ShareGPT or prompt/completion); preference pairs train "
+            "with --objective dpo or orpo")
+    system = common_system_prompt(data["messages"])
+    data = data.map(to_prompt_completion, remove_columns=data.column_names)
+    log.info("Dataset %s: %d examples", version.ref, len(data))
+    return data, version, system
+
+
+def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> Any:
+    from trl import SFTConfig
+
+    return SFTConfig(**trainer_arguments(cfg, run, device_name), max_length=cfg.max_length,
+                     completion_only_loss=cfg.completion_only_loss, **_packing_kwargs(cfg.packing),
+                     train_sampling_strategy="group_by_length" if _groups_by_length(cfg) else "random")
+
+
+def _groups_by_length(cfg: TrainConfig) -> bool:
+    """Length grouping only matters where batches are padded."""
+    return cfg.group_by_length and not cfg.padding_free and not cfg.packing
+
+
+def padding_free_collator(cfg: TrainConfig, tokenizer: Any) -> Any:
+    """TRL's collator in padding-free mode, without packing: the micro-batch's examples end to
+    end in one row, position ids restarting per example (no attention across them; transformers
+    builds the block-diagonal mask from the position ids, for SDPA and eager attention too).
+    None (TRL's default, padded) when the knob is off or packing does it already. TRL itself
+    only offers padding-free together with packing, which changes the examples per step."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    if not cfg.padding_free or cfg.packing or cfg.method in config.PROMPT_LEARNING:
+        return None
+    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+
+
+def _packing_kwargs(packing: bool) -> dict[str, Any]:
+    """Best-fit-decreasing packing, padding-free: the collator emits position_ids that restart
+    at every example and no attention mask, and transformers turns those into a block-diagonal
+    mask (flash attention, SDPA and eager alike, so CPU too): no attention across examples."""
+    if not packing:
+        return {"packing": False}
+    return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
+
+
+def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
+                  device_name: str, data: Any, eval_data: Any = None,
+                  init_adapter: Path | None = None) -> tuple[Any, Any]:
+    from engine.train.loss import supports_answer_only_head  # torch at import
+
+    tokenizer, model = load_for_training(cfg, model_dir, method, device_name, init_adapter)
+    callback = make_callback(job, run)
+    answer_only = (cfg.chunked_loss and cfg.method not in config.PROMPT_LEARNING
+                   and supports_answer_only_head(model))
+    if cfg.chunked_loss and not answer_only:
+        log.info("Chunked answer-only loss: not for this model or method; the trainer's own loss is used")
+    trainer = trainer_class()(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
+                              eval_dataset=eval_data, processing_class=tokenizer,
+                              data_collator=padding_free_collator(cfg, tokenizer),
+                              peft_config=None if init_adapter else peft_config_for(cfg, method),
+                              callbacks=run_callbacks(cfg, run, job, callback, data, eval_data),
+                              answer_only_loss=answer_only)
+    if len(trainer.train_dataset) == 0:
+        raise errors.invalid_input(
+            f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
+            "learn from; raise max_length")
+    ready(trainer)
+    return trainer, callback
+
+
+@functools.cache
+def trainer_class() -> type:
+    """SFTTrainer with the answer-only chunked loss (built on first use: TRL imports torch)."""
+    import torch
+    from trl import SFTTrainer
+
+    from engine.train.loss import install_answer_only_head  # torch at import
+
+    class TunebenchSFTTrainer(SFTTrainer):
+        def __init__(self, *args: Any, answer_only_loss: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.answer_only_loss = answer_only_loss
+            if answer_only_loss:
+                model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+                install_answer_only_head(model)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            if not self.answer_only_loss or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            outputs = model(**inputs, answer_only_loss=True, num_items_in_batch=num_items_in_batch)
+            loss = outputs.loss
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients
+            self._log_token_metrics(inputs, outputs)
+            return loss
+
+        def _log_token_metrics(self, inputs: dict[str, Any], outputs: Any) -> None:
+            """The figures TRL's own loss logs: entropy, top-1 accuracy and tokens seen."""
+            mode = "train" if self.model.training else "eval"
+            gather = self.accelerator.gather_for_metrics
+            valid = gather(outputs.label_mask.sum()).sum()
+            entropy, correct = gather(outputs.entropy_sum).sum(), gather(outputs.correct).sum()
+            self._metrics[mode]["entropy"].append((entropy / valid).item() if valid > 0 else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
+            if mode == "train":
+                if "attention_mask" in inputs:
+                    seen = inputs["attention_mask"].sum()
+                else:  # padding-free: one row of real tokens
+                    seen = torch.tensor(inputs["position_ids"].size(1), device=inputs["position_ids"].device)
+                self._total_train_tokens += gather(seen).sum().item()
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+    return TunebenchSFTTrainer

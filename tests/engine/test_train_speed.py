@@ -1,0 +1,191 @@
+"""Each training speed-up against the plain path on the tiny model: same loss, same gradients.
+
+- the answer-only chunked loss (engine/train/loss.py) against transformers' own loss;
+- padding-free batches against padded ones (no attention across examples);
+- bf16 weights and matmuls against fp32, within bf16's rounding;
+- whole runs through the Trainer: the speed knobs on against all of them off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.core.config import TrainConfig
+from engine.train.loss import chunked_answer_loss, install_answer_only_head, supports_answer_only_head
+from .test_train import build
+
+SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_data" / "product_reviews.jsonl"
+
+IGNORE = -100
+
+
+def _tiny(tiny_model_dir: Path, dtype: torch.dtype = torch.float32):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=dtype)
+    install_answer_only_head(model, chunk=5)  # small chunks: several per batch
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False)
+    return get_peft_model(model, lora)
+
+
+def _batch(vocab: int, lengths: list[int], prompt: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(ids, labels) per example: the first ``prompt`` labels ignored, as completion-only loss does."""
+    generator = torch.Generator().manual_seed(1)
+    examples = []
+    for length in lengths:
+        ids = torch.randint(3, vocab, (length,), generator=generator)
+        labels = ids.clone()
+        labels[:prompt] = IGNORE
+        examples.append((ids, labels))
+    return examples
+
+
+def _padded(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.zeros(len(examples), width, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE)
+    mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for row, (i, lab) in enumerate(examples):
+        ids[row, :len(i)], labels[row, :len(i)], mask[row, :len(i)] = i, lab, 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _padding_free(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    labels = torch.cat([lab for _, lab in examples])[None]
+    position_ids = torch.cat([torch.arange(len(ids)) for ids, _ in examples])[None]
+    labels[position_ids == 0] = IGNORE  # as TRL's collator: no prediction across examples
+    return {"input_ids": torch.cat([ids for ids, _ in examples])[None], "labels": labels,
+            "position_ids": position_ids}
+
+
+def _loss_and_grads(model, inputs: dict, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    out = model(**inputs, **kwargs)
+    out.loss.backward()
+    grads = {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.loss.item(), grads
+
+
+def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float, atol: float) -> None:
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=name)
+
+
+def test_chunked_loss_equals_cross_entropy_with_gradients_for_hidden_and_head() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 9, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 9))
+    labels[:, :4] = IGNORE
+    out = chunked_answer_loss(hidden, labels, weight, chunk=4)
+    out.loss.backward()
+    ours = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    logits = hidden @ weight.t()
+    reference = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1),
+                                                  ignore_index=IGNORE)
+    reference.backward()
+    torch.testing.assert_close(out.loss, reference)
+    torch.testing.assert_close(ours[0], hidden.grad)
+    torch.testing.assert_close(ours[1], weight.grad)
+    predicted = logits[:, :-1].argmax(-1)[labels[:, 1:] != IGNORE]
+    assert out.correct.item() == (predicted == labels[:, 1:][labels[:, 1:] != IGNORE]).sum().item()
+
+
+def test_answer_only_head_gives_the_models_own_loss_and_lora_gradients(tiny_model_dir) -> None:
+    model = _tiny(tiny_model_dir)
+    inputs = _padded(_batch(model.config.vocab_size, [12, 9, 15]))
+    plain_loss, plain_grads = _loss_and_grads(model, inputs)
+    fast_loss, fast_grads = _loss_and_grads(model, inputs, answer_only_loss=True)
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-5)
+    _assert_close(fast_grads, plain_grads, rtol=1e-4, atol=1e-6)
+
+
+def test_padding_free_batch_gives_the_padded_batchs_loss_and_gradients(tiny_model_dir) -> None:
+    """Attention stays inside each example: one row of three examples equals three padded rows."""
+    model = _tiny(tiny_model_dir)
+    examples = _batch(model.config.vocab_size, [12, 9, 15])
+    padded_loss, padded_grads = _loss_and_grads(model, _padded(examples), answer_only_loss=True)
+    free_loss, free_grads = _loss_and_grads(model, _padding_free(examples), answer_only_loss=True)
+    assert free_loss == pytest.approx(padded_loss, rel=1e-5)
+    _assert_close(free_grads, padded_grads, rtol=1e-4, atol=1e-6)
+
+
+def test_padding_free_without_position_ids_would_attend_across_examples(tiny_model_dir) -> None:
+    """The check above can fail: the same row without restarting positions gives another loss."""
+    model = _tiny(tiny_model_dir)
+    examples = _batch(model.config.vocab_size, [12, 9, 15])
+    inputs = _padding_free(examples)
+    with torch.no_grad():
+        separate = model(**inputs, answer_only_loss=True).loss.item()
+        inputs["position_ids"] = torch.arange(inputs["input_ids"].size(1))[None]
+        joined = model(**inputs, answer_only_loss=True).loss.item()
+    assert joined != pytest.approx(separate, rel=1e-3)
+
+
+def test_bf16_weights_give_the_fp32_loss_and_gradients_within_rounding(tiny_model_dir) -> None:
+    inputs = _padding_free(_batch(400, [12, 9, 15]))
+    fp32_loss, fp32_grads = _loss_and_grads(_tiny(tiny_model_dir), inputs, answer_only_loss=True)
+    bf16_loss, bf16_grads = _loss_and_grads(_tiny(tiny_model_dir, torch.bfloat16), inputs, answer_only_loss=True)
+    assert bf16_loss == pytest.approx(fp32_loss, rel=0.01)
+    for name, grad in fp32_grads.items():
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), bf16_grads[name].flatten(), dim=0)
+        assert cosine > 0.98, name
+
+
+def test_models_with_scaled_logits_keep_the_trainers_loss(tiny_model_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    assert supports_answer_only_head(model)
+    model.config.final_logit_softcapping = 30.0
+    assert not supports_answer_only_head(model)
+
+
+SPEED_OFF = dict(padding_free=False, chunked_loss=False, precision="fp32", group_by_length=False)
+
+
+def _sample_rows(tmp_path: Path, count: int = 24) -> Path:
+    """Rows of different lengths (real reviews), so batches have padding to save."""
+    file = tmp_path / "reviews.jsonl"
+    file.write_text("".join(SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)[:count]), encoding="utf-8")
+    return file
+
+
+def _losses(cfg: TrainConfig, tmp_path: Path) -> list[float]:
+    trainer, callback, job, run = build(cfg, "lora", tmp_path)
+    trainer.train()
+    return [m["values"]["loss"] for m in job.messages() if m["type"] == "metrics" and "loss" in m["values"]]
+
+
+def test_a_run_with_the_speed_knobs_on_follows_the_plain_runs_losses(tiny_model_dir, workspace_home,
+                                                                      tmp_path) -> None:
+    data = _sample_rows(tmp_path)
+    base = TrainConfig(model=str(tiny_model_dir), dataset=str(data), max_steps=4, batch_size=4,
+                       learning_rate=5e-3, lr_scheduler="constant", lora_r=8, lora_alpha=16, lora_dropout=0.0,
+                       max_length=128, save_steps=4, device="cpu", method="lora", sample_count=0)
+    plain = _losses(dataclasses.replace(base, **SPEED_OFF), tmp_path / "plain")
+    fast = _losses(dataclasses.replace(base, precision="fp32"), tmp_path / "fast")
+    assert fast == pytest.approx(plain, rel=1e-4)
+    bf16 = _losses(dataclasses.replace(base, precision="bf16"), tmp_path / "bf16")
+    assert bf16 == pytest.approx(plain, rel=0.02)
+
+
+def test_padded_batches_are_grouped_by_length_unless_padding_free(tiny_model_dir, workspace_home, tmp_path) -> None:
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    data = _sample_rows(tmp_path)
+    cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(data), max_steps=1, device="cpu", method="lora",
+                      sample_count=0, padding_free=False)
+    trainer = build(cfg, "lora", tmp_path / "grouped")[0]
+    assert isinstance(trainer._get_train_sampler(), LengthGroupedSampler)
+    trainer = build(dataclasses.replace(cfg, padding_free=True), "lora", tmp_path / "free")[0]
+    assert not isinstance(trainer._get_train_sampler(), LengthGroupedSampler)
+    assert trainer.data_collator.padding_free
