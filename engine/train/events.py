@@ -95,3 +95,11 @@ def is_divergent(loss: float, first_loss: float | None) -> bool:
     if not math.isfinite(loss):
         return True
     return first_loss is not None and first_loss > 0 and loss > DIVERGENCE_FACTOR * first_loss
+
+
+def report_oom(job: Any, step: int, micro_batch: int) -> None:
+    """Says in the log and on the plot (a metrics message with ``event: oom``) where memory ran
+    out and what the run goes on with."""
+    log.warning("Out of memory at step %d: micro-batch halved to %d, gradient accumulation doubled; "
+                "the effective batch is unchanged", step, micro_batch)
+    job.channel.send(protocol.metrics(step, {"micro_batch": float(micro_batch)}, event="oom"))

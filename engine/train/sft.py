@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
@@ -21,7 +21,7 @@ from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.data.conversations import common_system_prompt, to_prompt_completion
 from engine.train.adapters import peft_config_for
-from engine.train.events import make_callback
+from engine.train.events import make_callback, report_oom
 from engine.train.setup import load_for_training, ready, run_callbacks, trainer_arguments
 
 log = logging.getLogger("engine.train")
@@ -94,7 +94,7 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_di
                               data_collator=padding_free_collator(cfg, tokenizer),
                               peft_config=None if init_adapter else peft_config_for(cfg, method),
                               callbacks=run_callbacks(cfg, run, job, callback, data, eval_data),
-                              answer_only_loss=answer_only)
+                              answer_only_loss=answer_only, on_oom=functools.partial(report_oom, job))
     if len(trainer.train_dataset) == 0:
         raise errors.invalid_input(
             f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
@@ -109,15 +109,42 @@ def trainer_class() -> type:
     import torch
     from trl import SFTTrainer
 
+    from engine.train import oom  # torch at import
     from engine.train.loss import install_answer_only_head  # torch at import
 
     class TunebenchSFTTrainer(SFTTrainer):
-        def __init__(self, *args: Any, answer_only_loss: bool = False, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, answer_only_loss: bool = False,
+                     on_oom: Callable[[int, int], None] | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.answer_only_loss = answer_only_loss
             if answer_only_loss:
                 model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
                 install_answer_only_head(model)
+            self.micro_batch: int | None = None  # set by the first out-of-memory: examples per piece
+            self.on_oom = on_oom
+            self.oom_hook = oom.TestHook()
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            """Trains the micro-batch in pieces of at most ``micro_batch`` examples once memory ran
+            out; every piece shares the window's denominator, so the step is the same."""
+            pieces = oom.pieces_until(inputs, self.micro_batch)
+            return sum(self._train_piece(model, piece, num_items_in_batch) for piece in pieces)
+
+        def _train_piece(self, model: Any, piece: dict[str, Any], num_items: Any) -> Any:
+            grads = oom.backup_grads(self.model)
+            try:
+                self.oom_hook.check(self.state.global_step + 1, piece)
+                return super().training_step(model, piece, num_items)
+            except torch.OutOfMemoryError:
+                oom.free_memory()
+                oom.restore_grads(self.model, grads)
+                count = oom.examples_in(piece)
+                if count <= 1:
+                    raise oom.too_big_error(self.args.max_length) from None
+                self.micro_batch = count // 2
+                if self.on_oom is not None:
+                    self.on_oom(self.state.global_step + 1, self.micro_batch)
+                return sum(self._train_piece(model, half, num_items) for half in oom.split(piece))
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:

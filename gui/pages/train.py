@@ -387,6 +387,10 @@ class TrainPage(QWidget):
             self.log_view.append_line(f"[{message.get('level')}] {message.get('message')}")
         elif kind == protocol.PROGRESS:
             self._on_progress(message)
+        elif kind == protocol.METRICS and message.get("event") == "oom":
+            micro = (message.get("values") or {}).get("micro_batch")
+            text = f"out of memory: micro-batch {micro:g}" if isinstance(micro, (int, float)) else "out of memory"
+            self.plot.add_marker(message["step"], text)
         elif kind == protocol.METRICS and isinstance(message.get("values"), dict):
             self.plot.add_metrics(message["step"], message["values"])
         elif kind == protocol.ARTIFACT:

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from gui.state.metric_buffer import MetricBuffer, smooth_ema
@@ -59,6 +59,7 @@ PLOT_SPECS = tuple(spec for spec in SERIES if not spec.plot)  # one plot each
 RAW_LOSS_COLOR = (37, 99, 235, 70)
 # Dark labels on a near-opaque box: pyqtgraph's default light-grey text on no background is
 # hard to read and curves run through it.
+MARKER_COLOR = "#b54708"  # events on the step axis (out of memory): amber, apart from the curves
 LEGEND_STYLE = {"labelTextColor": AXIS_COLOR, "brush": pg.mkBrush(255, 255, 255, 225),
                 "pen": pg.mkPen("#d0d5dd")}  # the raw curve fades behind the smoothed one
 
@@ -85,6 +86,7 @@ class MetricPlot(QWidget):
         self._plots: dict[str, pg.PlotItem] = {}
         self._syncing_x = False
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._markers: list[pg.InfiniteLine] = []
         for spec in PLOT_SPECS:
             if not spec.optional:
                 self._add_plot(spec)
@@ -114,6 +116,16 @@ class MetricPlot(QWidget):
         if not self._redraw_timer.isActive():
             self._redraw_timer.start()
 
+    def add_marker(self, step: float, text: str) -> None:
+        """A labelled vertical line on the loss plot, e.g. where memory ran out."""
+        line = pg.InfiniteLine(pos=step, angle=90, pen=pg.mkPen(MARKER_COLOR, style=Qt.PenStyle.DashLine),
+                               label=text, labelOpts={"position": 0.9, "color": MARKER_COLOR, "anchors": [(0, 1), (0, 1)]})
+        self._plots["loss"].addItem(line, ignoreBounds=True)  # the curves decide the range
+        self._markers.append(line)
+
+    def marker_texts(self) -> list[str]:
+        return [line.label.format for line in self._markers]
+
     def set_buffer(self, buffer: MetricBuffer) -> None:
         """Shows a finished run's history at once (no timer needed: one redraw)."""
         self.buffer = buffer
@@ -121,6 +133,9 @@ class MetricPlot(QWidget):
 
     def clear(self) -> None:
         self.buffer = MetricBuffer()
+        for line in self._markers:
+            self._plots["loss"].removeItem(line)
+        self._markers.clear()
         self.redraw()
 
     @property

@@ -33,8 +33,10 @@ InstallDirRegKey HKCU "${UNINSTALL_KEY}" "InstallLocation"
 Section "Tunebench" SecMain
   SetShellVarContext current
   SetOutPath "$INSTDIR\installer"
-  ; The bootstrap and its modules: build_installer.py stages exactly the ones it needs.
-  File "${STAGE}\installer\*.py"
+  File "${STAGE}\installer\bootstrap.py"
+  File "${STAGE}\installer\gpu_probe.py"
+  File "${STAGE}\installer\wheelhouse.py"
+  File "${STAGE}\installer\system_tools.py"
   SetOutPath "$INSTDIR\installer\locks"
   File "${STAGE}\installer\locks\*.txt"
   SetOutPath "$INSTDIR\uv"

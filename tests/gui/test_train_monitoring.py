@@ -153,3 +153,17 @@ def test_notifier_uses_the_tray_when_there_is_one(qtbot):
     notifier.sig_banner.connect(banners.append)
     notifier.notify("Run x finished", "done")
     assert notifier.uses_tray and banners == [] and notifier.sent[-1].title == "Run x finished"
+
+
+def test_an_out_of_memory_recovery_is_marked_on_the_loss_plot(qtbot, page):
+    """The engine's `event: oom` metrics message becomes a labelled line at its step."""
+    run = workspace.create_run("oom run")
+    run.update_info(id=run.id, name="oom run", status="running", pid=os.getpid())
+    lines = transcript_lines(run)
+    marker = protocol.encode(protocol.metrics(12, {"micro_batch": 2.0}, event="oom")) + "\n"
+    run.events.write_text("".join(lines[:20] + [marker] + lines[20:-1]), encoding="utf-8")
+    train = page()
+    qtbot.waitUntil(lambda: train.plot.marker_texts() == ["out of memory: micro-batch 2"], timeout=3000)
+    assert train.plot.buffer.length("micro_batch") == 0  # a marker, not a curve
+    train.plot.redraw()
+    save(train, "train-oom-marker")
