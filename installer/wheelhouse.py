@@ -1,7 +1,7 @@
 """The offline bundle: a folder of wheels plus a manifest, installed with ``pip --no-index``.
 
 Standard library only, Python 3.7-parseable. ``bootstrap.py wheelhouse --out DIR`` builds it
-(see ``bootstrap.build_wheelhouse``), ``bootstrap.py setup --offline DIR`` installs from it.
+(see ``bootstrap_offline.build_wheelhouse``), ``bootstrap.py setup --offline DIR`` installs from it.
 A wheelhouse holds wheels for one platform and one Python minor version: the ones of the
 machine that built it (pip downloads what this interpreter can install).
 """

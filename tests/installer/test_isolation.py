@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from installer_scripts import load
+from installer_scripts import sibling
 
-
-bootstrap = load("bootstrap")
+bootstrap_children = sibling("bootstrap_children")
+bootstrap_pip = sibling("bootstrap_pip")
+bootstrap_venv = sibling("bootstrap_venv")
+Log = sibling("bootstrap_log").Log
 
 pytestmark = pytest.mark.installers
 
@@ -49,15 +51,15 @@ def hostile_user(tmp_path_factory):
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory, hostile_user):
     folder = tmp_path_factory.mktemp("install") / "Dossier \u00e9t\u00e9 x" / "venv"
-    python = bootstrap.ensure_venv(folder, bootstrap.child_env(hostile_user))
+    python = bootstrap_venv.ensure_venv(Log(), folder, bootstrap_children.child_env(hostile_user))
     return folder, python
 
 
 def test_venv_in_a_path_with_a_space_and_accents(venv, hostile_user):
     folder, python = venv
     assert python.is_file() and " " in str(python) and "\u00e9" in str(python)
-    env = bootstrap.child_env(hostile_user)
-    done = bootstrap.run_child([python, "-c", REPORT], env=env, cwd=folder, capture=True)
+    env = bootstrap_children.child_env(hostile_user)
+    done = bootstrap_children.run_child([python, "-c", REPORT], env=env, cwd=folder, capture=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert Path(report["prefix"]) == folder
@@ -68,22 +70,23 @@ def test_venv_in_a_path_with_a_space_and_accents(venv, hostile_user):
 
 def test_without_isolation_the_poison_would_bite(venv, hostile_user):
     _, python = venv  # proves the test above tests something
-    done = bootstrap.run_child([python, "-c", "pass"], env=hostile_user, capture=True)
+    done = bootstrap_children.run_child([python, "-c", "pass"], env=hostile_user, capture=True)
     assert done.returncode != 0 and "PYTHONPATH leaked" in done.stderr
 
 
 def test_pip_ignores_the_users_config_and_variables(venv, hostile_user):
     _, python = venv
-    env = bootstrap.child_env(hostile_user)
-    done = bootstrap.run_child([python, "-m", "pip", "config", "list"], env=env, capture=True)
+    env = bootstrap_children.child_env(hostile_user)
+    done = bootstrap_children.run_child([python, "-m", "pip", "config", "list"], env=env,
+                                        capture=True)
     assert done.returncode == 0, done.stderr
     assert "user" not in done.stdout and "no-binary" not in done.stdout
     # The same query with the user's environment sees them: they exist and are ignored above.
     user_view = dict(hostile_user, PYTHONPATH="")
-    done = bootstrap.run_child([python, "-m", "pip", "config", "list"], env=user_view,
+    done = bootstrap_children.run_child([python, "-m", "pip", "config", "list"], env=user_view,
                                capture=True)
     assert "global.user='true'" in done.stdout and ":env:.user='1'" in done.stdout
-    sources = bootstrap.read_pip_sources(python, hostile_user)
+    sources = bootstrap_pip.read_pip_sources(Log(), python, hostile_user)
     assert "--user" not in sources.all() and "--no-binary" not in sources.all()
 
 
@@ -93,13 +96,13 @@ def test_installing_a_local_wheel_into_the_accented_venv(venv, hostile_user, tmp
     wheels = tmp_path / "wheel h\u00f4use"
     wheels.mkdir()
     _write_wheel(wheels, "tb_probe_pkg", "1.0")
-    env = bootstrap.child_env(hostile_user)
+    env = bootstrap_children.child_env(hostile_user)
     argv = [python, "-m", "pip", "install", "--no-index", "--find-links", wheels,
             "tb_probe_pkg==1.0"]
-    done = bootstrap.run_child(argv, env=env, capture=True)
+    done = bootstrap_children.run_child(argv, env=env, capture=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    check = bootstrap.run_child([python, "-c", "import tb_probe_pkg; print(tb_probe_pkg.X)"],
-                                env=env, capture=True)
+    check = bootstrap_children.run_child(
+        [python, "-c", "import tb_probe_pkg; print(tb_probe_pkg.X)"], env=env, capture=True)
     assert check.stdout.strip() == "42"
 
 

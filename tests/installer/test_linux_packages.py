@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from installer_scripts import sibling
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "installer" / "linux" / "build_packages.py"
 SHOW_WINDOW = Path(__file__).with_name("show_window.py")
@@ -27,6 +29,8 @@ SHOW_WINDOW = Path(__file__).with_name("show_window.py")
 LINTIAN_ALLOWED = {"initial-upload-closes-no-bugs"}
 
 pytestmark = pytest.mark.installers
+
+bootstrap_paths = sibling("bootstrap_paths")
 
 
 def _need(tool: str, package: str) -> str:
@@ -81,6 +85,8 @@ def test_deb_contents_and_dependencies(packages, tmp_path):
                  "usr/lib/tunebench/installer/find-python.sh",
                  "usr/lib/tunebench/installer/locks/engine-cu130-linux.txt"):
         assert (tmp_path / path).is_file(), path
+    for name in bootstrap_paths.SHIPPED_MODULES:  # bootstrap.py and every module it imports
+        assert (tmp_path / "usr/lib/tunebench/installer" / name).is_file(), name
     # Architecture: all carries no binary; apt brings the python3 >= 3.11 it depends on.
     assert not (tmp_path / "usr/lib/tunebench/uv").exists()
     assert list((tmp_path / "usr/lib/tunebench/wheels").glob("tunebench-*.whl"))

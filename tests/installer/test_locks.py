@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from installer_scripts import load
+from installer_scripts import load, sibling
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -20,7 +20,9 @@ LOCKS = REPO / "installer" / "locks"
 
 
 make_locks = load("make_locks")
-bootstrap = load("bootstrap")
+bootstrap_locks = sibling("bootstrap_locks")
+bootstrap_torch = sibling("bootstrap_torch")
+Log = sibling("bootstrap_log").Log
 ALL_LOCKS = [(target, platform) for target in make_locks.TARGETS
              for platform in make_locks.PLATFORMS]
 
@@ -69,7 +71,7 @@ def test_every_direct_dependency_is_pinned_within_its_range(target, platform):
 @pytest.mark.parametrize("build", make_locks.ENGINE_BUILDS)
 def test_engine_locks_pin_the_bootstraps_torch_and_leave_its_cuda_libraries(platform, build):
     pins = parse_lock(make_locks.lock_path("engine-" + build, platform))
-    assert pins["torch"] == Version(bootstrap.TORCH_VERSION)  # no +cuXXX: the index adds it
+    assert pins["torch"] == Version(bootstrap_torch.TORCH_VERSION)  # no +cuXXX: the index adds it
     assert not [name for name in pins if make_locks.TORCH_OWNED.match(name + "==")]
 
 
@@ -86,9 +88,10 @@ def test_locks_installed_together_never_contradict_each_other(platform):
 def test_every_lock_the_bootstrap_can_choose_exists():
     for platform, system in (("linux", "linux"), ("windows", "win32")):
         for build in make_locks.ENGINE_BUILDS:
-            for extras in bootstrap.EXTRAS.values():
-                chosen = bootstrap.chosen_locks(extras, bootstrap.make_build(build, ""),
-                                                system=system, machine="x86_64")
+            for extras in bootstrap_locks.EXTRAS.values():
+                chosen = bootstrap_locks.chosen_locks(
+                    Log(), extras, bootstrap_torch.make_build(build, ""), system=system,
+                    machine="x86_64")
                 assert all(path.parent == LOCKS for path in chosen)
     assert sorted(p.name for p in LOCKS.glob("*.txt")) == sorted(
         make_locks.lock_path(t, p).name for t, p in ALL_LOCKS)

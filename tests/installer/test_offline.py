@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from installer_scripts import load
+from installer_scripts import load, sibling
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "installer" / "bootstrap.py"
@@ -24,6 +24,9 @@ SHOW_WINDOW = Path(__file__).with_name("show_window.py")
 
 wheelhouse = load("wheelhouse")
 bootstrap = load("bootstrap")
+bootstrap_children = sibling("bootstrap_children")
+bootstrap_cli = sibling("bootstrap_cli")
+bootstrap_venv = sibling("bootstrap_venv")
 
 
 def _run(argv, env=None, cwd=None, timeout=900):
@@ -71,8 +74,7 @@ def _edit(folder, **changes):
 
 
 def test_setup_with_a_bad_wheelhouse_says_so_in_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bootstrap, "_log_path", None)
-    monkeypatch.setattr(bootstrap, "run_child", _must_not_be_called)
+    monkeypatch.setattr(bootstrap_children, "run_child", _must_not_be_called)
     code = bootstrap.main(["setup", "--offline", str(tmp_path / "nothing"),
                            "--venv", str(tmp_path / "v")])
     err = capsys.readouterr().err
@@ -99,25 +101,26 @@ def test_replace_folder_never_deletes_a_foreign_folder(tmp_path):
 
 
 def test_offline_options():
-    options = bootstrap.parse_args(["setup", "--offline", "wh"])
+    options = bootstrap_cli.parse_args(["setup", "--offline", "wh"])
     assert options.offline == Path("wh").resolve()
     with pytest.raises(SystemExit):
-        bootstrap.parse_args(["test", "--offline", "wh"])
+        bootstrap_cli.parse_args(["test", "--offline", "wh"])
     with pytest.raises(SystemExit):
-        bootstrap.parse_args(["wheelhouse"])  # needs --out
-    built = bootstrap.parse_args(["wheelhouse", "--out", "wh"])
+        bootstrap_cli.parse_args(["wheelhouse"])  # needs --out
+    built = bootstrap_cli.parse_args(["wheelhouse", "--out", "wh"])
     assert (built.out, built.offline, built.wheel) == (Path("wh").resolve(), None, None)
 
 
 def test_wheel_option_for_installed_apps(tmp_path):
     wheel = tmp_path / "tunebench-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"zip")
-    options = bootstrap.parse_args(["run", "--wheel", str(wheel), "--venv", str(tmp_path / "v")])
+    options = bootstrap_cli.parse_args(["run", "--wheel", str(wheel), "--venv",
+                                        str(tmp_path / "v")])
     assert options.wheel == wheel and options.out is None and options.offline is None
     with pytest.raises(SystemExit):
-        bootstrap.parse_args(["run", "--wheel", str(tmp_path / "missing.whl")])
+        bootstrap_cli.parse_args(["run", "--wheel", str(tmp_path / "missing.whl")])
     with pytest.raises(SystemExit):
-        bootstrap.parse_args(["test", "--wheel", str(wheel)])
+        bootstrap_cli.parse_args(["test", "--wheel", str(wheel)])
 
 
 # --------------------------------------------------------------------------- the real thing
@@ -141,8 +144,8 @@ def test_offline_install_opens_the_window_and_starts_the_engine(built_house, tmp
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Setup complete" in done.stdout
 
-    python = bootstrap.venv_python(venv)
-    clean = bootstrap.child_env(env)
+    python = bootstrap_venv.venv_python(venv)
+    clean = bootstrap_children.child_env(env)
     shown = _run([python, SHOW_WINDOW], env=clean, cwd=tmp_path, timeout=300)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     window = json.loads(shown.stdout.strip().splitlines()[-1])

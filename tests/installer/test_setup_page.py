@@ -28,7 +28,7 @@ if args[0] == "probe":
               "reason": "NVIDIA GeForce RTX 3090 (compute 8.6), driver CUDA 13.0 -> CUDA 13.0 build",
               "downloads": ["torch 2.13.0, cu130 build (about 3 GB) from https://download.pytorch.org/whl/cu130",
                             "transformers, peft, ... (about 300 MB) from PyPI"]}
-    if "--venv" in args:  # as bootstrap.engine_freshness answers
+    if "--venv" in args:  # as bootstrap_engine.engine_freshness answers
         stale = Path(args[args.index("--venv") + 1], "STALE").exists()
         report.update(engine_current=not stale, engine_stamped=True, app_version="0.2.0",
                       engine_version="0.1.0" if stale else "0.2.0",

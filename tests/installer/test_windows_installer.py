@@ -153,6 +153,7 @@ def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     files = [app / "Tunebench.cmd", app / "uninstall.exe", app / "installer" / "bootstrap.py",
              app / "installer" / "gpu_probe.py", app / "installer" / "locks" / "gui-windows.txt",
              app / "uv" / "uv.exe"]
+    files += [app / "installer" / name for name in builder.MODULES]  # bootstrap.py's modules
     for path in files + [shortcut]:
         assert path.is_file(), path
     assert list((app / "wheels").glob("tunebench-*.whl"))
