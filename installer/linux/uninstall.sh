@@ -11,7 +11,7 @@ rm -f "$HOME/.local/bin/tunebench" "$DATA_HOME/applications/tunebench.desktop" \
 rm -rf "$DATA/app" "$DATA/venv" "$DATA/python" "$DATA/uv-cache" "$DATA/uninstall.sh"
 rmdir "$DATA" 2>/dev/null || true
 command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$DATA_HOME/applications" || true
-# Tunebench's own folders (engine/paths.py: platformdirs with the name "Tunebench").
+# Tunebench's own folders (engine/core/paths.py: platformdirs with the name "Tunebench").
 if [ "$1" = "--purge" ]; then
     rm -rf "$DATA_HOME/Tunebench" "${XDG_CACHE_HOME:-$HOME/.cache}/Tunebench" \
         "${XDG_CONFIG_HOME:-$HOME/.config}/Tunebench" "${XDG_STATE_HOME:-$HOME/.local/state}/Tunebench"

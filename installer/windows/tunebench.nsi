@@ -69,7 +69,7 @@ Section "Uninstall"
   Delete "$INSTDIR\uninstall.exe"
   RMDir "$INSTDIR"
   DeleteRegKey HKCU "${UNINSTALL_KEY}"
-  ; Models, datasets and runs (engine/paths.py: platformdirs "Tunebench" under LOCALAPPDATA)
+  ; Models, datasets and runs (engine/core/paths.py: platformdirs "Tunebench" under LOCALAPPDATA)
   ; are the user's work: asked about; a silent uninstall keeps them unless /PURGE is given.
   ${GetParameters} $0
   ClearErrors

@@ -169,7 +169,7 @@ def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     python.mkdir(parents=True)
     (python / "python.exe").write_bytes(b"MZ")
 
-    models = local / "Tunebench" / "models"  # the user's work, as engine/paths.py puts it
+    models = local / "Tunebench" / "models"  # the user's work, as engine/core/paths.py puts it
     models.mkdir(parents=True)
     (models / "adapter.safetensors").write_text("precious")
     done = wine.run(str(app / "uninstall.exe"), "/S")
