@@ -113,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=0, help="train this many steps instead of --epochs")
-    parser.add_argument("--model", type=Path, default=paths.models_dir() / "SmolLM2-135M-Instruct")
+    parser.add_argument("--model", type=Path, default=paths.models_cache_dir() / "SmolLM2-135M-Instruct")
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs per side, alternating, to even out load from other jobs on the machine")
     parser.add_argument("--eval-rows", type=int, default=40, help="rows whose answers score the final loss")

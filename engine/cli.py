@@ -18,6 +18,7 @@ from engine.core import config, protocol
 from engine.core.channel import Channel, ChannelLogHandler, reserve_stdout
 from engine.core.control import Control
 from engine.core.errors import EngineError
+from engine.runtime import memory
 from engine.data.formats import FORMATS, TXT_MODES
 from engine.data.shapes import SHAPES
 from engine.eval import spec as eval_spec
@@ -430,6 +431,7 @@ def _hello(job: Job) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     protocol_stream = reserve_stdout()
+    memory.return_freed_memory()
     args = build_parser().parse_args(argv)
     channel = Channel(protocol_stream, json_mode=args.json)
     job = Job(channel, Control(channel), args.job_name)

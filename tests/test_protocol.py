@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,16 @@ def test_protocol_imports_only_the_standard_library() -> None:
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+def test_every_recorded_transcript_decodes_with_todays_protocol() -> None:
+    """The GUI tests replay these recordings; each line is a message the decoder accepts, or a
+    directive to the fake engine (``{"fake": ...}``), never anything else."""
+    transcripts = sorted((Path(__file__).parent / "transcripts").glob("*.ndjson"))
+    assert len(transcripts) > 20
+    for transcript in transcripts:
+        for number, line in enumerate(transcript.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or "fake" in json.loads(line):
+                continue
+            message = protocol.decode(line)
+            assert message["type"] in protocol.REQUIRED_FIELDS, f"{transcript.name}:{number}"

@@ -15,7 +15,8 @@ may carry the ``id`` of one request (without one it cancels the current and ever
 request). Its token/progress/result/error messages carry the request ``id``; a token has
 ``index``, ``logprob`` (natural log) and, when asked for, ``top`` [[text, probability], ...];
 a result's data has text, finish_reason (stop|length|stop_string|cancelled), prompt_tokens,
-completion_tokens, ttft_s, tokens_per_s, model and adapter. Full text: session-protocol.md.
+completion_tokens, ttft_s, tokens_per_s, model and adapter. docs/architecture.md describes the protocol
+as a whole.
 """
 
 from __future__ import annotations

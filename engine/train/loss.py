@@ -63,7 +63,7 @@ class AnswerOnlyCrossEntropy(torch.autograd.Function):
         entropy = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.size(0), chunk):
             part, wanted = hidden[start:start + chunk], targets[start:start + chunk]
-            logits = (part @ weight.t()).float()
+            logits = _head(part, weight)
             log_norm = torch.logsumexp(logits, dim=-1)
             loss += (log_norm - logits.gather(1, wanted[:, None]).squeeze(1)).sum()
             correct += (logits.argmax(dim=-1) == wanted).sum()
@@ -72,11 +72,11 @@ class AnswerOnlyCrossEntropy(torch.autograd.Function):
             if grad_hidden is None and grad_weight is None:
                 continue
             probs[torch.arange(wanted.numel(), device=probs.device), wanted] -= 1.0  # d loss / d logits
-            grad_logits = probs.to(weight.dtype)
-            if grad_hidden is not None:
-                grad_hidden[start:start + chunk] = grad_logits @ weight
-            if grad_weight is not None:
-                grad_weight += grad_logits.t().float() @ part.float()
+            with torch.autocast(hidden.device.type, enabled=False):
+                if grad_hidden is not None:
+                    grad_hidden[start:start + chunk] = (probs @ weight.float()).to(hidden.dtype)
+                if grad_weight is not None:
+                    grad_weight += probs.t() @ part.float()
         ctx.save_for_backward(*(t for t in (grad_hidden, grad_weight) if t is not None))
         ctx.has_grads = (grad_hidden is not None, grad_weight is not None)
         ctx.weight_dtype = weight.dtype
@@ -94,6 +94,13 @@ class AnswerOnlyCrossEntropy(torch.autograd.Function):
         if has_weight:
             grad_weight = (saved.pop(0) * grad_loss).to(ctx.weight_dtype)
         return grad_hidden, grad_weight, None, None
+
+
+def _head(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """float32 logits of one chunk. Outside autocast: bf16 logits are off by ~0.1 at typical
+    magnitudes, which moves the loss; the head runs on answer positions only, so fp32 is cheap."""
+    with torch.autocast(hidden.device.type, enabled=False):
+        return hidden.float() @ weight.float().t()
 
 
 def chunked_answer_loss(hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,

@@ -49,25 +49,63 @@ def resolve_compute_dtype(name: str, cfg: TrainConfig, device_name: str) -> Any:
 
 def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainConfig) -> Any:
     """The base model, 4-bit for QLoRA, in the dtype the device handles well."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    # A full fine-tune keeps fp32 master weights (bf16 runs as autocast): AdamW updates of a
-    # well-trained weight are often below bf16's resolution and would be lost. Frozen weights
-    # (LoRA's base) are stored in the compute precision: half the memory, no cast per step.
-    half = compute_precision(cfg, device_name) != "fp32" and method != "full"
-    dtype = precision.torch_dtype(compute_precision(cfg, device_name)) if half else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": storage_dtype(cfg, method, device_name)}
     if method == "qlora":
         kwargs["quantization_config"] = quantization_config(cfg, device_name)
         kwargs["device_map"] = {"": 0 if device_name == "cuda" else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
+    if keeps_fp32_stream(cfg, method, device_name):
+        cast_frozen_linears(model, precision.torch_dtype(compute_precision(cfg, device_name)))
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     return model
+
+
+def storage_dtype(cfg: TrainConfig, method: str, device_name: str) -> Any:
+    """The dtype weights load in.
+
+    A full fine-tune keeps fp32 master weights (bf16 runs as autocast): AdamW updates of a
+    well-trained weight are often below bf16's resolution and would be lost. On a GPU the frozen
+    base of an adapter is stored in the compute precision, the field's usual setting: half the
+    memory, no cast per step. On the CPU it loads in fp32 and only its Linear layers are cast
+    (:func:`keeps_fp32_stream`)."""
+    import torch
+
+    half = compute_precision(cfg, device_name) != "fp32" and method != "full"
+    if half and not keeps_fp32_stream(cfg, method, device_name):
+        return precision.torch_dtype(compute_precision(cfg, device_name))
+    return torch.float32
+
+
+def keeps_fp32_stream(cfg: TrainConfig, method: str, device_name: str) -> bool:
+    """bf16 on the CPU: the frozen Linear weights in bf16 (most of the memory and all of the
+    matmul time) while embeddings, norms and the residual stream stay fp32 under autocast. A
+    residual stream summed in bf16 over every layer drifts: measured on the default model, the
+    final loss of an all-bf16 run was 1.3% off the fp32 run's; the CPU path promises fp32's loss."""
+    return (device_name == "cpu" and method not in ("full", "qlora")
+            and compute_precision(cfg, device_name) == "bf16")
+
+
+def cast_frozen_linears(model: Any, dtype: Any) -> None:
+    """Casts every Linear layer except the output head (often tied to the input embedding).
+
+    The weights that stay fp32 are copied out of the loaded file: while any tensor still views
+    the memory-mapped checkpoint, every page read from it stays resident (measured: the whole
+    fp32 file, 0.5 GB for the default model, on top of the bf16 copies)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            module.to(dtype)
+    for param in model.parameters():
+        if param.dtype == torch.float32:
+            param.data = param.data.clone()
 
 
 def quantization_config(cfg: TrainConfig, device_name: str) -> Any:

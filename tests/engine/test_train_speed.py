@@ -189,3 +189,15 @@ def test_padded_batches_are_grouped_by_length_unless_padding_free(tiny_model_dir
     trainer = build(dataclasses.replace(cfg, padding_free=True), "lora", tmp_path / "free")[0]
     assert not isinstance(trainer._get_train_sampler(), LengthGroupedSampler)
     assert trainer.data_collator.padding_free
+
+
+def test_bf16_on_the_cpu_stores_the_frozen_linears_in_bf16_and_keeps_the_rest_fp32(
+        tiny_model_dir, workspace_home, tmp_path) -> None:
+    cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(_sample_rows(tmp_path)), max_steps=1, device="cpu",
+                      method="lora", sample_count=0, precision="bf16")
+    trainer = build(cfg, "lora", tmp_path)[0]
+    dtypes = {name: p.dtype for name, p in trainer.model.named_parameters()}
+    frozen_linears = [n for n in dtypes if n.endswith("base_layer.weight")]
+    assert frozen_linears and all(dtypes[n] == torch.bfloat16 for n in frozen_linears)
+    assert all(dtypes[n] == torch.float32 for n in dtypes if "lora_" in n or "norm" in n or "embed" in n)
+    assert trainer.args.bf16  # the matmuls run under bf16 autocast
