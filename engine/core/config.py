@@ -241,6 +241,12 @@ class TrainConfig:
         "[tokens x vocabulary] logits are never held at once. Same loss and gradients as the full "
         "head; less time and memory. Off: the trainer's own loss over every position.",
         label="Answer-only chunked loss", group="Speed")
+    offload_activations: bool = knob(
+        False, "CUDA only: move the activations saved for the backward pass to CPU memory while the "
+        "forward pass goes on, and back when needed (TRL's activation offloading). Frees GPU memory "
+        "for longer sequences or larger micro-batches at some speed cost; with gradient_checkpointing "
+        "only the checkpoints are offloaded. Off on the CPU, where activations already are in CPU "
+        "memory.", label="Offload activations", group="Speed")
     precision: str = knob(
         "auto", "Number format of the frozen weights and the matrix multiplies. auto: bfloat16 on "
         "a CUDA GPU that supports it and on a CPU with native bfloat16 instructions (AVX-512 BF16 "
@@ -283,6 +289,9 @@ def validate(config: TrainConfig, source: str = "") -> TrainConfig:
     if not lora_targets(config.target_modules):
         raise ConfigError("target_modules", "must not be empty", source)
     check_optimizer_device(config.optimizer, config.device, source)
+    if config.offload_activations and config.device == "cpu":
+        raise ConfigError("offload_activations", "needs a CUDA GPU; on the cpu activations are in CPU "
+                          "memory already", source)
     if config.precision == "fp16" and config.device == "cpu":
         raise ConfigError("precision", "fp16 needs a CUDA GPU; on the cpu use auto, bf16 or fp32", source)
     _check_validation(config, source)

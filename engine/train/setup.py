@@ -29,7 +29,10 @@ def resolve_method(method: str, device_name: str) -> str:
 
 def check_runtime(cfg: TrainConfig, device_name: str) -> None:
     """Checks that need the resolved device (`auto` is only known here), before any load."""
-    config.check_optimizer_device(cfg.optimizer, device_name, source=f"device {cfg.device} resolved to {device_name}")
+    source = f"device {cfg.device} resolved to {device_name}"
+    config.check_optimizer_device(cfg.optimizer, device_name, source=source)
+    if cfg.offload_activations and device_name != "cuda":
+        raise config.ConfigError("offload_activations", "needs a CUDA GPU; turn it off on the cpu", source)
 
 
 def compute_precision(cfg: TrainConfig, device_name: str) -> str:
@@ -57,7 +60,9 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
         kwargs["device_map"] = {"": 0 if device_name == "cuda" else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     if keeps_fp32_stream(cfg, method, device_name):
-        cast_frozen_linears(model, precision.torch_dtype(compute_precision(cfg, device_name)))
+        dtype = precision.torch_dtype(compute_precision(cfg, device_name))
+        cast_frozen_linears(model, dtype)
+        cast_layer_norm_outputs(model, dtype)
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
@@ -106,6 +111,21 @@ def cast_frozen_linears(model: Any, dtype: Any) -> None:
     for param in model.parameters():
         if param.dtype == torch.float32:
             param.data = param.data.clone()
+
+
+def cast_layer_norm_outputs(model: Any, dtype: Any) -> None:
+    """Hands each decoder layer's norm output to its projections already in ``dtype``.
+
+    Autocast would round it to the same values at every Linear it enters, but it makes a copy per
+    Linear (q, k, v, gate, up, and each LoRA A), and backward keeps every copy: rounding once
+    lets them all share one tensor (measured: the saved activations about halve). The final norm,
+    which feeds the fp32 loss head, is left alone."""
+    def to_dtype(module: Any, inputs: Any, output: Any) -> Any:
+        return output.to(dtype)
+
+    for name, module in model.named_modules():
+        if ".layers." in name and type(module).__name__.endswith(("RMSNorm", "LayerNorm")):
+            module.register_forward_hook(to_dtype)
 
 
 def quantization_config(cfg: TrainConfig, device_name: str) -> Any:

@@ -48,7 +48,8 @@ def sft_config(cfg: TrainConfig, run: workspace.RunFolder, device_name: str) -> 
 
     return SFTConfig(**trainer_arguments(cfg, run, device_name), max_length=cfg.max_length,
                      completion_only_loss=cfg.completion_only_loss, **_packing_kwargs(cfg.packing),
-                     train_sampling_strategy="group_by_length" if _groups_by_length(cfg) else "random")
+                     train_sampling_strategy="group_by_length" if _groups_by_length(cfg) else "random",
+                     activation_offloading=cfg.offload_activations)
 
 
 def _groups_by_length(cfg: TrainConfig) -> bool:
@@ -120,6 +121,8 @@ def trainer_class() -> type:
             if answer_only_loss:
                 model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
                 install_answer_only_head(model)
+            if self.args.bf16 or self.args.fp16:
+                _share_lora_inputs(self.model)
             self.micro_batch: int | None = None  # set by the first out-of-memory: examples per piece
             self.on_oom = on_oom
             self.oom_hook = oom.TestHook()
@@ -174,3 +177,12 @@ def trainer_class() -> type:
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 
     return TunebenchSFTTrainer
+
+
+def _share_lora_inputs(model: Any) -> None:
+    """Under autocast, LoRA's A matrix gets the layer's input as it is: peft would first cast it to
+    the adapter's fp32, a copy that autocast then rounds back to bf16 (the same values) and keeps
+    for backward; without the cast, base and adapter share one saved input."""
+    for module in model.modules():
+        if hasattr(module, "lora_A"):
+            module.cast_input_dtype_enabled = False

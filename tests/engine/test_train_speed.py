@@ -201,3 +201,13 @@ def test_bf16_on_the_cpu_stores_the_frozen_linears_in_bf16_and_keeps_the_rest_fp
     assert frozen_linears and all(dtypes[n] == torch.bfloat16 for n in frozen_linears)
     assert all(dtypes[n] == torch.float32 for n in dtypes if "lora_" in n or "norm" in n or "embed" in n)
     assert trainer.args.bf16  # the matmuls run under bf16 autocast
+
+
+def test_activation_offloading_is_refused_on_the_cpu_in_one_line() -> None:
+    from engine.core.config import ConfigError, from_mapping
+    from engine.train.setup import check_runtime
+
+    with pytest.raises(ConfigError, match="offload_activations: needs a CUDA GPU"):
+        from_mapping({"offload_activations": True, "device": "cpu"})
+    with pytest.raises(ConfigError, match="offload_activations: needs a CUDA GPU"):
+        check_runtime(TrainConfig(offload_activations=True), "cpu")  # device auto, resolved to the cpu
