@@ -29,8 +29,11 @@ from engine.core import config, protocol, workspace
 from engine.core.config import ConfigError, TrainConfig
 from engine.train import job_queue
 
+# fp32: a CPU with native bf16 (precision auto) would round the two batch layouts differently.
+# No LoRA dropout: its random masks would differ between one process and two.
 SETTINGS = dict(model=None, dataset="sample", device="cpu", max_steps=3, learning_rate=5e-3,
-                lr_scheduler="constant", lora_dropout=0.0, max_length=128, save_steps=2, sample_count=0)
+                lr_scheduler="constant", lora_dropout=0.0, max_length=128, save_steps=2, sample_count=0,
+                precision="fp32")
 
 
 def flags(tiny_model_dir: Path, **changes: object) -> list[str]:
