@@ -231,6 +231,11 @@ def _add_train(commands: Any) -> argparse.ArgumentParser:
     p.add_argument("--continue-from", metavar="RUN", default=None,
                    help="start a new run whose adapter begins as RUN's saved adapter; settings "
                    "start from RUN's config.toml and the other flags override them")
+    p.add_argument("--export-launch", metavar="DIR", default=None,
+                   help="write cluster launch files for these settings to DIR instead of training: "
+                   "config.toml, accelerate_config.yaml, launch.sh (torchrun) and tunebench.sbatch (SLURM)")
+    p.add_argument("--nodes", type=int, default=None, help="with --export-launch: machines in the cluster (default 1)")
+    p.add_argument("--worker-of", default=None, help=argparse.SUPPRESS)  # a process of a --gpus run
     config.add_arguments(p)
     _common(p)
     p.set_defaults(handler=_lazy("engine.train.run", "cmd_train"), job_name="train")

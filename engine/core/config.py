@@ -259,6 +259,13 @@ class TrainConfig:
         choices=("auto", "cpu", "cuda"), group="Method")
     name: str = knob("", "A name for the run; the run folder gets a unique id anyway.",
                      label="Run name", group="Data")
+    gpus: int = knob(
+        1, "Processes that train together on this machine, one per GPU (data parallel, DDP through "
+        "accelerate): each takes its own micro-batches and the gradients are averaged, so one step "
+        "learns from micro-batch x grad. accumulation x gpus examples (the global batch). 0 or 1: "
+        "one process. With device cpu the processes share the CPU (gloo): the same results, not "
+        "faster. With --export-launch: the processes on each node of a cluster.",
+        label="GPUs (processes)", minimum=0, maximum=64, group="Method")
 
 
 SECTION = "train"

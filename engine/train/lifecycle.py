@@ -42,10 +42,14 @@ def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
     return run
 
 
-def attach_run(run: workspace.RunFolder, job: Any) -> None:
-    """Appends this process's events and log to the run folder (a resumed run continues both)."""
+def attach_run(run: workspace.RunFolder, job: Any, watch_cancel: bool = True) -> None:
+    """Appends this process's events and log to the run folder (a resumed run continues both).
+
+    ``watch_cancel``: poll for cancel.request (clearing an old one first). Rank 0 of a
+    multi-process run leaves that to its parent and to the per-step check every rank makes."""
     job.channel.record_to(run.events)
-    job.control.watch_cancel_file(run.path / "cancel.request")
+    if watch_cancel:
+        job.control.watch_cancel_file(run.path / "cancel.request")
     handler = logging.FileHandler(run.engine_log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -46,12 +46,13 @@ def make_samples_callback(cfg: TrainConfig, run: workspace.RunFolder, job: Any,
     path = run.path / SAMPLES_FILE
 
     class SamplesCallback(TrainerCallback):
+        # In a multi-process run only rank 0 samples (and writes samples.jsonl).
         def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if trigger == "evaluate":
+            if trigger == "evaluate" and state.is_world_process_zero:
                 self._sample(state.global_step, kw)
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if trigger == "save":
+            if trigger == "save" and state.is_world_process_zero:
                 self._sample(state.global_step, kw)
 
         def _sample(self, step: int, kw: dict) -> None:

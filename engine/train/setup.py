@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
+from engine.train import distributed
 from engine.train import monitor as train_monitor
 from engine.train import precision
 from engine.train import samples as train_samples
@@ -33,6 +34,7 @@ def check_runtime(cfg: TrainConfig, device_name: str) -> None:
     config.check_optimizer_device(cfg.optimizer, device_name, source=source)
     if cfg.offload_activations and device_name != "cuda":
         raise config.ConfigError("offload_activations", "needs a CUDA GPU; turn it off on the cpu", source)
+    distributed.check_processes(cfg, device_name)
 
 
 def compute_precision(cfg: TrainConfig, device_name: str) -> str:
@@ -57,7 +59,8 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
     kwargs: dict[str, Any] = {"dtype": storage_dtype(cfg, method, device_name)}
     if method == "qlora":
         kwargs["quantization_config"] = quantization_config(cfg, device_name)
-        kwargs["device_map"] = {"": 0 if device_name == "cuda" else "cpu"}
+        # Each process of a multi-GPU run keeps its 4-bit copy on its own GPU.
+        kwargs["device_map"] = {"": distributed.local_rank() if device_name == "cuda" else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     if keeps_fp32_stream(cfg, method, device_name):
         dtype = precision.torch_dtype(compute_precision(cfg, device_name))
@@ -170,6 +173,9 @@ def trainer_arguments(cfg: TrainConfig, run: workspace.RunFolder, device_name: s
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # Several processes (DDP): every trainable weight takes part in each step (LoRA, prompt and
+        # prefix tuning, full); the unused-parameter search would only cost a graph traversal.
+        ddp_find_unused_parameters=False,
     )
 
 
