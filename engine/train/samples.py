@@ -49,20 +49,31 @@ def make_samples_callback(cfg: TrainConfig, run: workspace.RunFolder, job: Any,
         # In a multi-process run only rank 0 samples (and writes samples.jsonl).
         def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if trigger == "evaluate" and state.is_world_process_zero:
-                self._sample(state.global_step, kw)
+                self._sample(state.global_step, args, kw)
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if trigger == "save" and state.is_world_process_zero:
-                self._sample(state.global_step, kw)
+                self._sample(state.global_step, args, kw)
 
-        def _sample(self, step: int, kw: dict) -> None:
+        def _sample(self, step: int, args: Any, kw: dict) -> None:
             if job.control.cancelled.is_set():
                 return  # the user is waiting for the stop; samples can wait for the next run
-            samples = generate_samples(kw["model"], kw["processing_class"], conversations, cfg.sample_max_tokens)
+            with _training_autocast(args):
+                samples = generate_samples(kw["model"], kw["processing_class"], conversations,
+                                           cfg.sample_max_tokens)
             append_line(path, {"step": step, "samples": samples})
             job.channel.send(protocol.artifact("samples", str(path), step=step, samples=samples))
 
     return [SamplesCallback()]
+
+
+def _training_autocast(args: Any) -> Any:
+    """The autocast the Trainer runs the model under: a bf16 run's frozen layers hold bf16
+    weights and take bf16 inputs, so generating outside it would mix dtypes."""
+    import torch
+
+    half = torch.bfloat16 if args.bf16 else torch.float16
+    return torch.autocast(args.device.type, dtype=half, enabled=bool(args.bf16 or args.fp16))
 
 
 def generate_samples(model: Any, tokenizer: Any, conversations: list[list[dict]],
