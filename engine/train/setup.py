@@ -38,7 +38,13 @@ def check_runtime(cfg: TrainConfig, device_name: str) -> None:
 
 
 def compute_precision(cfg: TrainConfig, device_name: str) -> str:
-    """The ``precision`` knob resolved for the device: 'fp32', 'bf16' or 'fp16'."""
+    """The ``precision`` knob resolved for the device: 'fp32', 'bf16' or 'fp16'.
+
+    On the CPU, auto gives bf16 to adapter methods only: bitsandbytes' CPU 4-bit kernels and a
+    full fine-tune's fp32 master weights were measured and tested in fp32 there."""
+    if (cfg.precision == "auto" and device_name == "cpu"
+            and resolve_method(cfg.method, device_name) in ("qlora", "full")):
+        return "fp32"
     return precision.resolve(cfg.precision, device_name)
 
 
