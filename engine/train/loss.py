@@ -61,9 +61,10 @@ class AnswerOnlyCrossEntropy(torch.autograd.Function):
         loss = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         entropy = hidden.new_zeros((), dtype=torch.float32)
+        weight32 = weight.float()  # once, not per chunk: a bf16 head is a full copy each time
         for start in range(0, hidden.size(0), chunk):
             part, wanted = hidden[start:start + chunk], targets[start:start + chunk]
-            logits = _head(part, weight)
+            logits = _head(part, weight32)
             log_norm = torch.logsumexp(logits, dim=-1)
             loss += (log_norm - logits.gather(1, wanted[:, None]).squeeze(1)).sum()
             correct += (logits.argmax(dim=-1) == wanted).sum()
@@ -74,7 +75,7 @@ class AnswerOnlyCrossEntropy(torch.autograd.Function):
             probs[torch.arange(wanted.numel(), device=probs.device), wanted] -= 1.0  # d loss / d logits
             with torch.autocast(hidden.device.type, enabled=False):
                 if grad_hidden is not None:
-                    grad_hidden[start:start + chunk] = (probs @ weight.float()).to(hidden.dtype)
+                    grad_hidden[start:start + chunk] = (probs @ weight32).to(hidden.dtype)
                 if grad_weight is not None:
                     grad_weight += probs.t() @ part.float()
         ctx.save_for_backward(*(t for t in (grad_hidden, grad_weight) if t is not None))
