@@ -10,11 +10,12 @@ import time
 from typing import Any
 
 from engine.core import protocol, workspace
+from engine.core.job import Job
 from engine.train.monitor import hardware_metrics
 
 log = logging.getLogger("engine.train.run")
 
-def make_callback(job: Any, run: workspace.RunFolder) -> Any:
+def make_callback(job: Job, run: workspace.RunFolder) -> Any:
     """A TrainerCallback that streams progress/metrics and honours cancel at step boundaries.
     Built in a function so importing this module does not import transformers."""
     from transformers import TrainerCallback

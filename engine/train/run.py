@@ -25,6 +25,7 @@ from typing import Any
 
 from engine.core import config, errors, protocol, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 from engine.runtime import device, models
 from engine.train import preference as train_preference
 from engine.train import sft
@@ -71,7 +72,7 @@ def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | 
 
 # -- the job -----------------------------------------------------------------------------------
 
-def cmd_train(args: argparse.Namespace, job: Any) -> int:
+def cmd_train(args: argparse.Namespace, job: Job) -> int:
     if getattr(args, "resume", None):
         return cmd_resume(args, job)
     source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
@@ -86,7 +87,7 @@ def cmd_train(args: argparse.Namespace, job: Any) -> int:
     return run_guarded(run, lambda: train(cfg, run, job, device_name, init_adapter=init_adapter))
 
 
-def cmd_resume(args: argparse.Namespace, job: Any) -> int:
+def cmd_resume(args: argparse.Namespace, job: Job) -> int:
     refuse_flags_besides_resume(args)
     run = find_run(args.resume, "resume")
     info = run.info()
@@ -111,7 +112,7 @@ def cmd_resume(args: argparse.Namespace, job: Any) -> int:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str,
+def train(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str,
           resume_from: Path | None = None, init_adapter: Path | None = None) -> int:
     method = resolve_method(cfg.method, device_name)
     job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
