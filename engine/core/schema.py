@@ -88,6 +88,7 @@ def knob_from(schema: type, name: str, **overrides: Any) -> Any:
     as another default: a command's flag that means the same as a shared setting."""
     source = knob_of(schema, name)
     keys = {"minimum": "min", "maximum": "max", "ui_minimum": "ui_min", "ui_maximum": "ui_max"}
+    # knob()'s keyword-only parameters, each read back from the metadata it was stored as.
     inherited = {arg: source.meta[keys.get(arg, arg)] for arg in knob.__kwdefaults__}
     inherited = {**inherited, "help": source.help, **overrides}
     return knob(inherited.pop("default", source.default), **inherited)
@@ -387,7 +388,8 @@ def from_namespace(schema: type, args: argparse.Namespace) -> Any:
     values = {}
     for k in knobs(schema):
         value = getattr(args, k.name)
-        values[k.name] = tuple(value) if k.kind is tuple and value is not None else value
+        # argparse gives a comma-separated list as one string, a repeatable one as a list.
+        values[k.name] = _strings(k, value, "command line") if k.kind in LISTS and value is not None else value
     return schema(**values)
 
 

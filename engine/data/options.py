@@ -8,6 +8,7 @@ modules that read files (formats, shapes), and the handlers check against the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from engine.core.config import TrainConfig
 from engine.core.schema import knob
@@ -21,7 +22,7 @@ AUGMENTS = ("delete", "swap")
 TRAIN = TrainConfig()  # tokenize as `train` does by default
 
 
-def dataset_knob() -> object:
+def dataset_knob() -> Any:
     return knob("", "NAME or NAME@vN", positional=True)
 
 
