@@ -89,7 +89,7 @@ def knob_from(schema: type, name: str, **overrides: Any) -> Any:
     source = knob_of(schema, name)
     keys = {"minimum": "min", "maximum": "max", "ui_minimum": "ui_min", "ui_maximum": "ui_max"}
     # knob()'s keyword-only parameters, each read back from the metadata it was stored as.
-    inherited = {arg: source.meta[keys.get(arg, arg)] for arg in knob.__kwdefaults__}
+    inherited = {arg: source.meta[keys.get(arg, arg)] for arg in knob.__kwdefaults__ or {}}
     inherited = {**inherited, "help": source.help, **overrides}
     return knob(inherited.pop("default", source.default), **inherited)
 
@@ -164,11 +164,15 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-@functools.cache
+_KNOBS: dict[type, tuple[Knob, ...]] = {}  # per schema: type hints are slow to resolve
+
+
 def knobs(schema: type) -> tuple[Knob, ...]:
     """Every field of ``schema`` in declaration order."""
-    hints = typing.get_type_hints(schema)
-    return tuple(_knob(f, hints[f.name]) for f in dataclasses.fields(schema))
+    if schema not in _KNOBS:
+        hints = typing.get_type_hints(schema)
+        _KNOBS[schema] = tuple(_knob(f, hints[f.name]) for f in dataclasses.fields(schema))
+    return _KNOBS[schema]
 
 
 def knob_of(schema: type, name: str) -> Knob:
@@ -184,10 +188,8 @@ def names(schema: type) -> tuple[str, ...]:
 
 def _knob(f: dataclasses.Field, hint: Any) -> Knob:
     kind, optional = _kind(hint)
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    else:
-        default = f.default_factory()  # type: ignore[misc]
+    factory = f.default_factory
+    default = factory() if callable(factory) else f.default
     return Knob(f.name, kind, optional, default, f.metadata)
 
 

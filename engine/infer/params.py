@@ -77,8 +77,13 @@ def _value(k: Knob, value: Any) -> Any:
     return _integer(k, value) if k.kind is int else _number(k, value)
 
 
+def _limits(k: Knob) -> tuple[float, float]:
+    assert k.minimum is not None and k.maximum is not None, f"{k.name} needs limits"
+    return k.minimum, k.maximum
+
+
 def _number(k: Knob, value: Any) -> float:
-    low, high, low_open = k.minimum, k.maximum, k.meta["min_exclusive"]
+    (low, high), low_open = _limits(k), k.meta["min_exclusive"]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise errors.usage(f"params.{k.name}: must be a number, got {value!r}")
     if value != value or value > high or value < low or (low_open and value == low):
@@ -92,8 +97,9 @@ def _integer(k: Knob, value: Any) -> int:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise errors.usage(f"params.{k.name}: must be a whole number, got {value!r}")
-    if not k.minimum <= value <= k.maximum:
-        raise errors.usage(f"params.{k.name}: must be between {k.minimum} and {k.maximum}, got {value}")
+    low, high = _limits(k)
+    if not low <= value <= high:
+        raise errors.usage(f"params.{k.name}: must be between {low} and {high}, got {value}")
     return value
 
 
