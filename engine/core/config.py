@@ -1,8 +1,9 @@
-"""The one configuration schema (ARCHITECTURE.md rule 8).
+"""The training configuration: TrainConfig and what only training needs (docs/architecture.md).
 
 Standard library only, so the GUI builds its forms and tooltips from the same fields that
-make the CLI flags and the TOML run files. Every field carries its help text and its limits;
-:func:`validate` refuses bad values and bad combinations before anything heavy loads.
+make the CLI flags and the TOML run files. The generic machinery (knobs, type and limit checks,
+TOML tables, flags, copy-as-command) is :mod:`engine.core.schema`'s; this module adds the
+training fields, :func:`validate` for the combinations that only training refuses, and presets.
 
 Precedence when resolving a run: field defaults < preset < TOML run file < command-line flags.
 """
@@ -12,29 +13,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.core import paths
+from engine.core import paths, schema
 
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; ``field`` names it, the message says why."""
-
-    def __init__(self, field_name: str, message: str, source: str = "") -> None:
-        self.field = field_name
-        self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{field_name}: {message}")
+# Re-exported: callers and tests know these as config.ConfigError, config.flag_name, ...
+from engine.core.schema import ConfigError, flag_name, read_toml_table  # noqa: F401
 
 
 def knob(default: Any, help: str, *, label: str = "", minimum: float | None = None,
          maximum: float | None = None, choices: tuple[str, ...] = (), group: str = "Training") -> Any:
-    """A config field with the metadata that the CLI, the TOML loader and the GUI all read."""
-    meta = {"help": help, "label": label, "min": minimum, "max": maximum, "choices": choices,
-            "group": group}
-    return field(default=default, metadata=meta)
+    """A TrainConfig field: :func:`engine.core.schema.knob` with the form's default group."""
+    return schema.knob(default, help, label=label, minimum=minimum, maximum=maximum, choices=choices,
+                       group=group)
 
 
 # best_metric -> (the Trainer's metric name, greater is better)
@@ -279,14 +272,9 @@ def fields_of(cls: type = TrainConfig) -> list[dataclasses.Field]:
     return list(dataclasses.fields(cls))
 
 
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def validate(config: TrainConfig, source: str = "") -> TrainConfig:
     """Raises ConfigError for the first bad value or combination; returns the config."""
-    for f in fields_of(type(config)):
-        _check_field(f, getattr(config, f.name), source)
+    schema.check(config, source)
     if config.lora_alpha < 1:
         raise ConfigError("lora_alpha", "must be at least 1", source)
     if config.method == "qlora" and config.device == "cpu" and config.gradient_checkpointing:
@@ -388,53 +376,10 @@ def lora_targets(target_modules: str) -> str | list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _check_field(f: dataclasses.Field, value: Any, source: str) -> None:
-    meta = f.metadata
-    expected = _python_type(f)
-    if expected is bool and not isinstance(value, bool):
-        raise ConfigError(f.name, f"must be true or false, not {value!r}", source)
-    if expected in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f.name, f"must be a number, not {value!r}", source)
-    if expected is int and isinstance(value, float) and not value.is_integer():
-        raise ConfigError(f.name, f"must be a whole number, not {value!r}", source)
-    if expected is str and not isinstance(value, str):
-        raise ConfigError(f.name, f"must be text, not {value!r}", source)
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f.name, f"must be one of {', '.join(meta['choices'])}; got {value!r}", source)
-    if meta.get("min") is not None and value < meta["min"]:
-        raise ConfigError(f.name, f"must be at least {meta['min']}; got {value}", source)
-    if meta.get("max") is not None and value > meta["max"]:
-        raise ConfigError(f.name, f"must be at most {meta['max']}; got {value}", source)
-
-
-def _python_type(f: dataclasses.Field) -> type:
-    return {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
-
-
 def from_mapping(values: dict[str, Any], base: TrainConfig | None = None, source: str = "") -> TrainConfig:
     """Overlays ``values`` on ``base`` (or the defaults), refusing unknown keys."""
-    known = {f.name: f for f in fields_of()}
-    merged = dataclasses.asdict(base or TrainConfig())
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ConfigError(key, "is not a known setting (see `tunebench-engine train --help`)", source)
-        if _python_type(known[name]) is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        merged[name] = value
-    return validate(TrainConfig(**merged), source)
-
-
-def read_toml_table(path: Path, section: str) -> dict[str, Any]:
-    """The ``[section]`` table of a settings file, or its top-level keys when it has none;
-    ConfigError (field "config") when the file is missing or not TOML."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("config", f"file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError("config", f"not valid TOML: {exc}", str(path)) from None
-    return data.get(section, {k: v for k, v in data.items() if not isinstance(v, dict)})
+    cfg = schema.from_mapping(TrainConfig, values, base, source, hint="see `tunebench-engine train --help`")
+    return validate(cfg, source)
 
 
 def load_toml(path: Path, base: TrainConfig | None = None) -> TrainConfig:
@@ -444,6 +389,7 @@ def load_toml(path: Path, base: TrainConfig | None = None) -> TrainConfig:
 
 def to_toml(config: TrainConfig, comment: str = "") -> str:
     """The config as a TOML run file that :func:`load_toml` reads back unchanged."""
+    # tomli_w, not schema.to_toml: run folders keep the config.toml format they always had.
     import tomli_w  # light, pure Python; kept local so importing this module stays stdlib-only
 
     header = "".join(f"# {line}\n" for line in comment.splitlines())
@@ -483,37 +429,13 @@ def get_preset(key: str) -> Preset:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds one flag per field, with the field's help text; unset flags stay None."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields_of():
-        group_name = f.metadata["group"]
-        group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
-        kind = _python_type(f)
-        # argparse %-formats help strings; a literal "30%" in help text must not be read as one.
-        help_text = f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
-        if kind is bool:
-            group.add_argument(flag_name(f.name), dest=f.name, default=None,
-                               action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            group.add_argument(flag_name(f.name), dest=f.name, default=None, type=kind,
-                               choices=f.metadata["choices"] or None, help=help_text,
-                               metavar=None if f.metadata["choices"] else f.name.upper())
+    schema.add_arguments(parser, TrainConfig, settings=True)
 
 
 def from_arguments(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in fields_of() if getattr(args, f.name, None) is not None}
-    return from_mapping(given, base, source="command line")
+    return from_mapping(schema.given(TrainConfig, args), base, source="command line")
 
 
 def to_arguments(config: TrainConfig, base: TrainConfig | None = None) -> list[str]:
     """The flags that turn ``base`` (default: the defaults) into ``config``: "copy as command"."""
-    base = base or TrainConfig()
-    argv: list[str] = []
-    for f in fields_of():
-        value = getattr(config, f.name)
-        if value == getattr(base, f.name):
-            continue
-        if isinstance(value, bool):
-            argv.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))
-        else:
-            argv += [flag_name(f.name), str(value)]
-    return argv
+    return schema.to_arguments(config, base or TrainConfig(), settings=True)

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Protocol
 
 from engine.core import protocol
 from engine.core.channel import Channel
@@ -24,7 +24,15 @@ log = logging.getLogger("engine")
 CANCEL_POLL_S = 0.5
 
 
-def progress_reporter(job: Any, stage: str) -> Callable[[int, int], None]:
+class RunningJob(Protocol):
+    """What :func:`progress_reporter` needs of a job. engine.core.job.Job has it; that module
+    imports this one, so naming Job here would make an import loop."""
+
+    channel: Channel
+    control: Control
+
+
+def progress_reporter(job: RunningJob, stage: str) -> Callable[[int, int], None]:
     """A row-progress callback for long data jobs: sends ``progress`` on the job's channel and
     stops the job (EngineError CANCELLED) when a cancel has arrived; the job's own atomic write
     then leaves nothing half-written behind."""

@@ -29,15 +29,17 @@ from typing import Any, Callable
 
 from engine.core import errors, paths, protocol
 from engine.core.control import progress_reporter
+from engine.core.job import Job
+from engine.core.schema import from_namespace
 from engine.core.workspace import atomic_folder, atomic_write_json
 from engine.data.importer import MANIFEST, DatasetVersion, resolve, versions
+from engine.data.options import AUGMENTS, CleanOptions
 from engine.data.split import SPLITS, load_data
 from engine.data.stats import answer_text, row_key
 from engine.data.tokens import load_tokenizer, tokenized_chunks
 
 log = logging.getLogger("engine.data")
 
-AUGMENTS = ("delete", "swap")
 DELETE_PROBABILITY = 0.1  # EDA's random deletion rate (Wei & Zou, 2019)
 SWAP_FRACTION = 0.1  # word pairs swapped per word, at least one
 ProgressCallback = Callable[[int, int], None]
@@ -46,28 +48,6 @@ _ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
 _TRAILING = re.compile(r"[ \t]+\n")
 _BLANK_RUNS = re.compile(r"\n{3,}")
-
-
-@dataclass
-class CleanOptions:
-    """Which steps to run; every one is off unless asked for."""
-
-    normalize: bool = False
-    drop_empty: bool = False
-    dedupe: bool = False
-    min_tokens: int = 0
-    max_tokens: int = 0
-    model: str = "default"
-    oversample: bool = False
-    augment: str = ""
-    augment_copies: int = 1
-    seed: int = 42
-
-    def steps(self) -> list[str]:
-        chosen = [("normalize", self.normalize), ("drop_empty", self.drop_empty), ("dedupe", self.dedupe),
-                  ("token_length", bool(self.min_tokens or self.max_tokens)), ("oversample", self.oversample),
-                  ("augment", bool(self.augment))]
-        return [name for name, on in chosen if on]
 
 
 @dataclass
@@ -315,13 +295,10 @@ def _store(parent: DatasetVersion, splits: dict[str, list[dict]], options: Clean
 # -- CLI handler ----------------------------------------------------------------------------------
 
 def options_from_args(args: argparse.Namespace) -> CleanOptions:
-    return CleanOptions(normalize=args.normalize, drop_empty=args.drop_empty, dedupe=args.dedupe,
-                        min_tokens=args.min_tokens, max_tokens=args.max_tokens, model=args.model,
-                        oversample=args.oversample, augment=args.augment or "",
-                        augment_copies=args.augment_copies, seed=args.seed)
+    return from_namespace(CleanOptions, args)
 
 
-def cmd_clean(args: argparse.Namespace, job: Any) -> int:
+def cmd_clean(args: argparse.Namespace, job: Job) -> int:
     version, reports = clean_dataset(args.dataset, options_from_args(args), progress_reporter(job, "clean"))
     job.channel.send(protocol.result({
         "name": version.name, "version": version.version, "parent": version.manifest["parent"],

@@ -30,15 +30,15 @@ from typing import Any, Callable, Iterator
 
 from engine.core import errors, protocol
 from engine.core.control import progress_reporter
+from engine.core.job import Job
 from engine.data.importer import PROGRESS_EVERY, ProgressCallback, resolve
+from engine.data.options import EXPORT_FORMATS
 from engine.data.shapes import CHAT_SHAPES, META_COLUMN
 from engine.data.split import load_rows
 
 log = logging.getLogger("engine.data")
 
 CHAT_FORMATS = CHAT_SHAPES  # messages, alpaca, sharegpt, prompt_completion
-OWN_FORMATS = ("preference", "classification", "text")  # these shapes export only as themselves
-EXPORT_FORMATS = CHAT_FORMATS + OWN_FORMATS
 SHAREGPT_SPEAKERS = {"system": "system", "user": "human", "assistant": "gpt"}
 BATCH_ROWS = 1_000  # rows read from Arrow at once: bounded memory, few calls
 
@@ -192,7 +192,7 @@ def _write_rows(handle: Any, rows: Iterator[dict], convert: Callable[[dict], dic
 
 # -- CLI handler ----------------------------------------------------------------------------------
 
-def cmd_export(args: argparse.Namespace, job: Any) -> int:
+def cmd_export(args: argparse.Namespace, job: Job) -> int:
     out = Path(args.out).expanduser()
     report = export_dataset(args.dataset, out, args.format, args.skip_invalid, args.split,
                             progress_reporter(job, "export"))

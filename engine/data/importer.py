@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from engine.core import errors, paths, protocol
 from engine.core.control import progress_reporter
+from engine.core.job import Job
 from engine.core.workspace import (
     atomic_folder,
     atomic_write_json,
@@ -479,7 +480,7 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def cmd_import(args: argparse.Namespace, job: Any) -> int:
+def cmd_import(args: argparse.Namespace, job: Job) -> int:
     options = ImportOptions(shape=getattr(args, "shape", "") or "",
                             mapping=parse_mapping(getattr(args, "map", None)),
                             txt_mode=getattr(args, "txt_mode", "paragraphs"),
@@ -498,6 +499,6 @@ def cmd_import(args: argparse.Namespace, job: Any) -> int:
     return protocol.ExitCode.OK
 
 
-def cmd_list(args: argparse.Namespace, job: Any) -> int:
+def cmd_list(args: argparse.Namespace, job: Job) -> int:
     job.channel.send(protocol.result({"datasets": list_datasets()}))
     return protocol.ExitCode.OK

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from engine.core import errors, protocol
+from engine.core.job import Job
 from engine.data.importer import resolve
 from engine.data.split import load_rows
 from engine.data.tokens import MASKED, load_tokenizer, tokenize, training_form
@@ -92,7 +93,7 @@ def render_text(result: dict[str, Any]) -> str:
 
 # -- CLI handler ----------------------------------------------------------------------------------
 
-def cmd_preview(args: argparse.Namespace, job: Any) -> int:
+def cmd_preview(args: argparse.Namespace, job: Job) -> int:
     result = preview_row(args.dataset, args.row, args.model, args.max_length, args.split,
                          args.completion_only_loss)
     if not job.channel.json_mode:

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from engine.core import errors, paths, protocol
+from engine.core.job import Job
 from engine.core.workspace import atomic_folder, atomic_write_json
 from engine.data.formats import read_only_arrow
 from engine.data.importer import MANIFEST, DatasetVersion, resolve, versions
@@ -233,7 +234,7 @@ def _manifest(source: DatasetVersion, number: int, splits: Any, fractions: dict[
 
 # -- CLI handler ----------------------------------------------------------------------------------
 
-def cmd_split(args: argparse.Namespace, job: Any) -> int:
+def cmd_split(args: argparse.Namespace, job: Job) -> int:
     version = split_dataset(args.dataset, args.val, args.test, args.seed)
     job.channel.send(protocol.result({"name": version.name, "version": version.version,
                                       "split_of": version.manifest["split_of"],

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from engine.core import protocol
 from engine.core.config import TrainConfig
 from engine.core.control import progress_reporter
+from engine.core.job import Job
 from engine.data.importer import resolve
 from engine.data.split import load_rows
 from engine.data.tokens import (
@@ -174,7 +175,7 @@ def _log_summary(result: dict[str, Any]) -> None:
 
 # -- CLI handler ----------------------------------------------------------------------------------
 
-def cmd_stats(args: argparse.Namespace, job: Any) -> int:
+def cmd_stats(args: argparse.Namespace, job: Job) -> int:
     result = data_stats(args.dataset, args.model, args.max_length, args.split, args.completion_only_loss,
                         progress_reporter(job, "stats"))
     job.channel.send(protocol.result(result))

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from engine.core import errors, paths, protocol, workspace
+from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.eval import generation as gen
@@ -50,7 +51,7 @@ def _run_and_data(run_ref: str, split: str) -> tuple[workspace.RunFolder, Any, A
     return run, version, data_split.load_split(version, split)
 
 
-def hardest(run_ref: str, top: int, split: str, batch_size: int, device_spec: str, job: Any) -> tuple[Any, dict]:
+def hardest(run_ref: str, top: int, split: str, batch_size: int, device_spec: str, job: Job) -> tuple[Any, dict]:
     """Scores every row of the run's split; writes the ``top`` highest-loss rows."""
 
     started = time.monotonic()
@@ -95,7 +96,7 @@ def hardest(run_ref: str, top: int, split: str, batch_size: int, device_spec: st
     return target, summary
 
 
-def cmd_hardest(args: argparse.Namespace, job: Any) -> int:
+def cmd_hardest(args: argparse.Namespace, job: Job) -> int:
     if args.top < 1:
         raise errors.usage(f"top: must be at least 1, not {args.top}")
     if args.batch_size < 1:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.core import errors, protocol, workspace
+from engine.core.job import Job
 from engine.eval.store import evaluation_folder, read_examples, read_summary
 
 REPORT = "report"
@@ -249,7 +250,7 @@ def write_report(folder: Path) -> Path:
     return target
 
 
-def cmd_report(args: argparse.Namespace, job: Any) -> int:
+def cmd_report(args: argparse.Namespace, job: Job) -> int:
     folder = evaluation_folder(args.evaluation)
     if folder is None:
         raise errors.not_found(f"evaluation: {args.evaluation!r} is not an evaluation id or folder")

@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.core import errors, paths, protocol, workspace
+from engine.core import errors, paths, protocol, schema, workspace
+from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.eval import generation as gen
@@ -58,8 +59,7 @@ def resolve_spec(args: argparse.Namespace) -> specs.EvalSpec:
     """defaults < --config TOML < flags; a bad value raises USAGE naming the field."""
     try:
         spec = specs.load_toml(Path(args.config).expanduser()) if args.config else specs.EvalSpec()
-        flags = {name: getattr(args, name) for name in specs.FIELDS if getattr(args, name, None) is not None}
-        spec = specs.from_mapping(flags, spec, source="flags")
+        spec = specs.from_mapping(schema.given(specs.EvalSpec, args), spec, source="flags")
         specs.check(spec, known_metrics())
     except specs.SpecError as exc:
         raise errors.usage(str(exc)) from None
@@ -121,7 +121,7 @@ class Runner:
     answer perplexity, with progress and ETA across the whole evaluation."""
 
     def __init__(self, spec: specs.EvalSpec, names: Sequence[str], examples: list[EvalExample],
-                 models: int, job: Any) -> None:
+                 models: int, job: Job) -> None:
 
         self.spec, self.names, self.examples, self.job = spec, list(names), examples, job
         self.variants = {p: perturb(examples, p, spec.seed) for p in spec.robustness}
@@ -171,7 +171,7 @@ class Runner:
                                     on_rows=self.progress(stage))
 
 
-def evaluate(spec: specs.EvalSpec, job: Any) -> tuple[Path, dict[str, Any]]:
+def evaluate(spec: specs.EvalSpec, job: Job) -> tuple[Path, dict[str, Any]]:
     """Runs the evaluation; returns the finished folder and its summary."""
 
     started = time.monotonic()
@@ -204,7 +204,7 @@ def evaluate(spec: specs.EvalSpec, job: Any) -> tuple[Path, dict[str, Any]]:
     return folder, read_summary(folder) or {}
 
 
-def _send_metrics(job: Any, step: int, label: str, names: Sequence[str], out: ModelOutputs,
+def _send_metrics(job: Job, step: int, label: str, names: Sequence[str], out: ModelOutputs,
                   examples: list[EvalExample], spec: specs.EvalSpec) -> None:
 
     rows = list(range(len(examples)))
@@ -251,7 +251,7 @@ def _shown_output(out: ModelOutputs, i: int) -> str:
 
 # -- command handlers ------------------------------------------------------------------------
 
-def cmd_run(args: argparse.Namespace, job: Any) -> int:
+def cmd_run(args: argparse.Namespace, job: Job) -> int:
     spec = resolve_spec(args)
     folder, summary = evaluate(spec, job)
     labels = [m["label"] for m in summary["models"]]
@@ -277,6 +277,6 @@ def summary_table(labels: Sequence[str], values: dict[str, dict[str, Any]]) -> l
     return lines
 
 
-def cmd_list(args: argparse.Namespace, job: Any) -> int:
+def cmd_list(args: argparse.Namespace, job: Job) -> int:
     job.channel.send(protocol.result({"evaluations": list_evaluations()}))
     return protocol.ExitCode.OK

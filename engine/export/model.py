@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.core import errors, protocol, workspace
 from engine.core.errors import EngineError
+from engine.core.job import Job
 from engine.export import gguf as export_gguf
 from engine.infer import generate
 from engine.runtime import models
@@ -35,7 +36,7 @@ class Cancelled(Exception):
     """The user asked to stop; whatever was half-written is removed."""
 
 
-def cmd_export(args: argparse.Namespace, job: Any) -> int:
+def cmd_export(args: argparse.Namespace, job: Job) -> int:
     outtype = args.outtype or "f16"
     allowed = MERGED_TYPES if args.format == "merged" else export_gguf.OUTTYPES
     if outtype not in allowed:
@@ -134,7 +135,7 @@ def write_merged(model: Any, tokenizer: Any, target: Path, outtype: str, info: d
 
 
 def write_gguf(model: Any, tokenizer: Any, target: Path, outtype: str, name: str,
-               origin: Path | None, job: Any) -> None:
+               origin: Path | None, job: Job) -> None:
     def progress(done: int, total: int) -> None:
         if job.control.cancelled.is_set():
             raise Cancelled()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import errors, paths, protocol, workspace
+from engine.core.job import Job
 from engine.infer import sampling
 from engine.infer import suites as prompt_suites
 from engine.infer.session import ModelPool, prompt_ids, run_on
@@ -127,7 +128,7 @@ def items_of(args: argparse.Namespace) -> tuple[list[prompt_suites.Item], dict[s
     return items, source
 
 
-def cmd_batch(args: argparse.Namespace, job: Any) -> int:
+def cmd_batch(args: argparse.Namespace, job: Job) -> int:
 
     items, source = items_of(args)
     configs = read_configs(Path(args.config).expanduser()) if args.config else [flag_config(args)]
@@ -161,7 +162,7 @@ def cmd_batch(args: argparse.Namespace, job: Any) -> int:
 class _Progress:
     """Appends each finished row to results.jsonl and reports it to the client."""
 
-    def __init__(self, job: Any, out: Any, rows: list[dict[str, Any]], total: int) -> None:
+    def __init__(self, job: Job, out: Any, rows: list[dict[str, Any]], total: int) -> None:
         self.job, self.out, self.rows, self.total = job, out, rows, total
 
     def add(self, row: dict[str, Any]) -> None:
@@ -171,7 +172,7 @@ class _Progress:
         self.job.channel.send(protocol.progress(len(self.rows), self.total, stage="generating", row=row))
 
 
-def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Any, progress: _Progress) -> None:
+def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Job, progress: _Progress) -> None:
     """Every item through one configuration. A configuration whose model or adapter cannot be
     loaded, or an item it cannot answer, gives rows with the one-line reason, and the batch
     goes on with the rest."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import errors, protocol, workspace
+from engine.core.job import Job
 from engine.infer import sampling
 from engine.infer.decode import Decoder
 from engine.runtime import device, models
@@ -97,7 +98,7 @@ def build_prompt(tokenizer: Any, prompt: str, system: str | None, raw: bool) -> 
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def cmd_generate(args: argparse.Namespace, job: Any) -> int:
+def cmd_generate(args: argparse.Namespace, job: Job) -> int:
     if args.max_new_tokens < 1:
         raise errors.usage("max_new_tokens: must be at least 1")
     if args.temperature < 0:

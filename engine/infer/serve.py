@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from engine.core import errors, protocol
 from engine.core.errors import EngineError
+from engine.core.job import Job
 from engine.infer import sampling
 from engine.infer.session import ModelPool, _messages, prompt_ids, run_on, set_threads
 from engine.runtime import device
@@ -237,7 +238,7 @@ def make_server(endpoint: Endpoint, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def cmd_serve(args: argparse.Namespace, job: Any) -> int:
+def cmd_serve(args: argparse.Namespace, job: Job) -> int:
 
     if not 0 <= args.port <= 65535:
         raise errors.usage(f"port: must be 0 (any free port) to 65535, got {args.port}")

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from engine.core import errors, protocol
 from engine.core.errors import EngineError
+from engine.core.job import Job
 from engine.infer import generate, sampling
 from engine.infer.decode import Decoder
 from engine.infer.generate import attention_for
@@ -273,7 +274,7 @@ def prompt_ids(tokenizer: Any, mode: str, messages: list[dict[str, str]], prompt
 
 
 class Session:
-    def __init__(self, job: Any, pool: ModelPool) -> None:
+    def __init__(self, job: Job, pool: ModelPool) -> None:
         self.job = job
         self.pool = pool
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -409,7 +410,7 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def cmd_session(args: argparse.Namespace, job: Any) -> int:
+def cmd_session(args: argparse.Namespace, job: Job) -> int:
     """Reads requests from stdin until it closes or ``shutdown`` arrives."""
 
     set_threads(args.threads)

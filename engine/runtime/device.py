@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import platform
 from typing import Any
 
 from engine.core import errors, protocol
+from engine.core.job import Job
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
 
@@ -59,7 +61,7 @@ def pick(requested: str) -> str:
     return requested
 
 
-def check_env(args: Any, job: Any) -> int:
+def check_env(args: argparse.Namespace, job: Job) -> int:
     """`tunebench-engine check-env`: versions and device, as a result message."""
 
     data = {"packages": package_versions(), **probe()}

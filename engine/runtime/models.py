@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import errors, paths, protocol
+from engine.core.job import Job
 from engine.core.workspace import atomic_folder, atomic_write_json, read_json
 
 log = logging.getLogger("engine.runtime.models")
@@ -147,12 +148,12 @@ def list_models() -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_list(args: argparse.Namespace, job: Any) -> int:
+def cmd_list(args: argparse.Namespace, job: Job) -> int:
     job.channel.send(protocol.result({"models": list_models()}))
     return protocol.ExitCode.OK
 
 
-def cmd_prepare(args: argparse.Namespace, job: Any) -> int:
+def cmd_prepare(args: argparse.Namespace, job: Job) -> int:
     folder = prepare(args.model)
     job.channel.send(protocol.artifact("model", str(folder)))
     job.channel.send(protocol.result({"model": args.model, "path": str(folder)}))

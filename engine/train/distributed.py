@@ -35,13 +35,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.core import config, errors, protocol, workspace
 from engine.core.channel import Channel
 from engine.core.config import ConfigError, TrainConfig
+from engine.core.job import Job
 
 log = logging.getLogger("engine.train.run")
 
@@ -151,24 +151,14 @@ def any_rank(flags: list[bool], device: Any = None) -> list[bool]:
     return [bool(v) for v in values.tolist()]
 
 
-@dataclass
-class QuietJob:
-    """What a rank other than 0 hands the training code: its protocol messages go nowhere (rank 0
-    sends the run's), its control still sees Ctrl+C."""
-
-    channel: Channel
-    control: Any
-    command: str = "train"
-
-
-def quiet(job: Any) -> QuietJob:
+def quiet(job: Job) -> Job:
     """The job as a non-zero rank runs it: messages dropped, the engine's log at warnings only."""
     logging.getLogger("engine").setLevel(logging.WARNING)
     sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 -- lives as long as the process
-    return QuietJob(Channel(sink, json_mode=True), job.control, getattr(job, "command", "train"))
+    return Job(Channel(sink, json_mode=True), job.control, job.command)
 
 
-def cancel_requested(job: Any, run: workspace.RunFolder, device: Any = None) -> bool:
+def cancel_requested(job: Job, run: workspace.RunFolder, device: Any = None) -> bool:
     """A cancel on any rank (Ctrl+C, or cancel.request in the run folder, which the parent also
     writes for a cancel on its stdin) counts for all of them; the flag is then set everywhere."""
     local = job.control.cancelled.is_set() or (run.path / CANCEL_REQUEST).exists()
@@ -178,7 +168,7 @@ def cancel_requested(job: Any, run: workspace.RunFolder, device: Any = None) -> 
     return agreed
 
 
-def stop_together_callback(job: Any, run: workspace.RunFolder) -> Any:
+def stop_together_callback(job: Job, run: workspace.RunFolder) -> Any:
     """A TrainerCallback, last in line, that makes the ranks agree after every step on stopping
     and saving. Without it a cancel seen by one rank would stop it alone, and the others would
     wait for it in the next gradient all-reduce."""
@@ -201,7 +191,7 @@ def stop_together_callback(job: Any, run: workspace.RunFolder) -> Any:
 
 # -- the parent: start the workers, relay rank 0, pass a cancel on ---------------------------------
 
-def launch(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str, resume: bool = False) -> int:
+def launch(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str, resume: bool = False) -> int:
     """Trains ``run`` (its config.toml already resolved) on ``gpus`` worker processes on this
     machine and returns rank 0's exit code."""
     require_accelerate()
@@ -294,7 +284,7 @@ def stop_group(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _relay(process: subprocess.Popen, run: workspace.RunFolder, job: Any, offset: int) -> int:
+def _relay(process: subprocess.Popen, run: workspace.RunFolder, job: Job, offset: int) -> int:
     """Sends on what rank 0 records until the launcher exits; turns this process's cancel
     (stdin, Ctrl+C, cancel.request) into cancel.request for the workers."""
     tail = EventTail(run.events, offset)
@@ -311,7 +301,7 @@ def _relay(process: subprocess.Popen, run: workspace.RunFolder, job: Any, offset
         time.sleep(RELAY_POLL_S)
 
 
-def forward(job: Any, message: dict[str, Any]) -> None:
+def forward(job: Job, message: dict[str, Any]) -> None:
     """One of rank 0's messages on this process's stream. Its hello is not passed on (the stream
     began with this process's own); in text mode its log lines are printed as the log is."""
     kind = message["type"]
@@ -388,7 +378,7 @@ def accelerate_config(machines: int, per_machine: int, cpu: bool, port: int = DE
     return "\n".join(lines) + "\n"
 
 
-def export_launch(folder: Path, cfg: TrainConfig, nodes: int, job: Any) -> int:
+def export_launch(folder: Path, cfg: TrainConfig, nodes: int, job: Job) -> int:
     """Writes the cluster launch files for ``cfg`` into ``folder`` (each file atomically) and
     reports them; trains nothing."""
     if nodes < 1:

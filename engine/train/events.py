@@ -10,11 +10,12 @@ import time
 from typing import Any
 
 from engine.core import protocol, workspace
+from engine.core.job import Job
 from engine.train.monitor import hardware_metrics
 
 log = logging.getLogger("engine.train.run")
 
-def make_callback(job: Any, run: workspace.RunFolder) -> Any:
+def make_callback(job: Job, run: workspace.RunFolder) -> Any:
     """A TrainerCallback that streams progress/metrics and honours cancel at step boundaries.
     Built in a function so importing this module does not import transformers."""
     from transformers import TrainerCallback
@@ -97,7 +98,7 @@ def is_divergent(loss: float, first_loss: float | None) -> bool:
     return first_loss is not None and first_loss > 0 and loss > DIVERGENCE_FACTOR * first_loss
 
 
-def report_oom(job: Any, step: int, micro_batch: int) -> None:
+def report_oom(job: Job, step: int, micro_batch: int) -> None:
     """Says in the log and on the plot (a metrics message with ``event: oom``) where memory ran
     out and what the run goes on with."""
     log.warning("Out of memory at step %d: micro-batch halved to %d, gradient accumulation doubled; "

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from engine.core import config, errors, paths, protocol, workspace
+from engine.core.job import Job
 
 log = logging.getLogger("engine")
 
@@ -307,7 +308,7 @@ def launch_worker(engine: list[str], env: dict[str, str] | None = None, root: Pa
 
 # -- commands ------------------------------------------------------------------------------------
 
-def cmd_add(args: argparse.Namespace, job: Any) -> int:
+def cmd_add(args: argparse.Namespace, job: Job) -> int:
     train_args = [a for a in args.train_args if a != "--"]
     _check_train_args(train_args, args.train_parser)
     entry = add(train_args, args.name)
@@ -341,7 +342,7 @@ def _check_train_args(train_args: list[str], parser: argparse.ArgumentParser) ->
     config.from_arguments(parsed, cfg)
 
 
-def cmd_list(args: argparse.Namespace, job: Any) -> int:
+def cmd_list(args: argparse.Namespace, job: Job) -> int:
     jobs = load()
     if job.channel.json_mode:
         job.channel.send(protocol.result({"jobs": jobs, "worker_pid": worker_pid()}))
@@ -355,25 +356,25 @@ def cmd_list(args: argparse.Namespace, job: Any) -> int:
     return protocol.ExitCode.OK
 
 
-def cmd_remove(args: argparse.Namespace, job: Any) -> int:
+def cmd_remove(args: argparse.Namespace, job: Job) -> int:
     entry = remove(args.job)
     job.channel.send(protocol.result({"removed": entry}))
     return protocol.ExitCode.OK
 
 
-def cmd_move(args: argparse.Namespace, job: Any) -> int:
+def cmd_move(args: argparse.Namespace, job: Job) -> int:
     offset = {"up": -1, "down": 1, "top": -10**6, "bottom": 10**6}[args.where]
     index = move(args.job, offset)
     job.channel.send(protocol.result({"job": args.job, "position": index + 1}))
     return protocol.ExitCode.OK
 
 
-def cmd_clear(args: argparse.Namespace, job: Any) -> int:
+def cmd_clear(args: argparse.Namespace, job: Job) -> int:
     job.channel.send(protocol.result({"cleared": clear_ended()}))
     return protocol.ExitCode.OK
 
 
-def cmd_run(args: argparse.Namespace, job: Any) -> int:
+def cmd_run(args: argparse.Namespace, job: Job) -> int:
     def on_event(what: str, entry: Entry) -> None:
         if what == "start":
             log.info("Job %s started: train %s", entry["id"], " ".join(entry["args"]))

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.core import config, errors, protocol, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 
 log = logging.getLogger("engine.train")
 
@@ -30,7 +31,7 @@ def run_guarded(run: workspace.RunFolder, body: Any) -> int:
         raise
 
 
-def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
+def start_run(cfg: TrainConfig, job: Job) -> workspace.RunFolder:
     run = workspace.create_run(cfg.name)
     attach_run(run, job)
     workspace.atomic_write_text(run.config_toml, config.to_toml(cfg, "As given; run.json records what auto resolved to."))
@@ -42,7 +43,7 @@ def start_run(cfg: TrainConfig, job: Any) -> workspace.RunFolder:
     return run
 
 
-def attach_run(run: workspace.RunFolder, job: Any, watch_cancel: bool = True) -> None:
+def attach_run(run: workspace.RunFolder, job: Job, watch_cancel: bool = True) -> None:
     """Appends this process's events and log to the run folder (a resumed run continues both).
 
     ``watch_cancel``: poll for cancel.request (clearing an old one first). Rank 0 of a
@@ -56,7 +57,7 @@ def attach_run(run: workspace.RunFolder, job: Any, watch_cancel: bool = True) ->
     logging.captureWarnings(True)
 
 
-def finish(run: workspace.RunFolder, job: Any, trainer: Any, callback: Any, status: str) -> int:
+def finish(run: workspace.RunFolder, job: Job, trainer: Any, callback: Any, status: str) -> int:
     kind, folder = ("model", run.model) if is_full_fine_tune(trainer) else ("adapter", run.adapter)
     save_atomically(trainer, folder)
     job.channel.send(protocol.artifact(kind, str(folder)))

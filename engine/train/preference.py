@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.core import errors, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.data.conversations import common_system_prompt
@@ -41,7 +42,7 @@ def load_preference_data(cfg: TrainConfig) -> tuple[Any, data_import.DatasetVers
     return data, version, common_system_prompt(data["prompt"])
 
 
-def build_preference_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path,
+def build_preference_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Job, model_dir: Path,
                              method: str, device_name: str, data: Any, eval_data: Any = None,
                              init_adapter: Path | None = None) -> tuple[Any, Any]:
     tokenizer, model = setup.load_for_training(cfg, model_dir, method, device_name, init_adapter)

@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.core import config, errors, protocol, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.runtime import device, models
 from engine.train import distributed
@@ -74,7 +75,7 @@ def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | 
 
 # -- the job -----------------------------------------------------------------------------------
 
-def cmd_train(args: argparse.Namespace, job: Any) -> int:
+def cmd_train(args: argparse.Namespace, job: Job) -> int:
     if getattr(args, "worker_of", None):
         return cmd_worker(args, job)
     _check_launch_flags(args)
@@ -105,7 +106,7 @@ def _check_launch_flags(args: argparse.Namespace) -> None:
                            "--resume or --continue-from (their adapter and checkpoints live in this workspace)")
 
 
-def cmd_resume(args: argparse.Namespace, job: Any) -> int:
+def cmd_resume(args: argparse.Namespace, job: Job) -> int:
     refuse_flags_besides_resume(args)
     run = find_run(args.resume, "resume")
     info = run.info()
@@ -131,7 +132,7 @@ def cmd_resume(args: argparse.Namespace, job: Any) -> int:
 
 # -- several processes (engine/train/distributed.py) -------------------------------------------
 
-def launch_workers(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str,
+def launch_workers(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str,
                    resume: bool = False) -> int:
     """The parent of a multi-process run: resolves what only one process may write (a data
     file imported into the workspace, a GGUF model converted once) and the resolved
@@ -140,7 +141,7 @@ def launch_workers(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_
     return distributed.launch(cfg, run, job, device_name, resume=resume)
 
 
-def _prepare_shared(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str) -> TrainConfig:
+def _prepare_shared(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str) -> TrainConfig:
     job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
     version = data_import.resolve(cfg.dataset)
     job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
@@ -151,7 +152,7 @@ def _prepare_shared(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device
     return resolved
 
 
-def cmd_worker(args: argparse.Namespace, job: Any) -> int:
+def cmd_worker(args: argparse.Namespace, job: Job) -> int:
     """One process of a multi-process run, started by accelerate launch or torchrun (never by
     hand): ``--worker-of RUN`` trains in that run folder with its config.toml; ``--worker-of
     new`` (cluster launch files) has rank 0 create the run from --config and the flags."""
@@ -186,7 +187,7 @@ def cmd_worker(args: argparse.Namespace, job: Any) -> int:
     return code
 
 
-def _join_new_run(args: argparse.Namespace, job: Any, main: bool) -> tuple[workspace.RunFolder, TrainConfig, str]:
+def _join_new_run(args: argparse.Namespace, job: Job, main: bool) -> tuple[workspace.RunFolder, TrainConfig, str]:
     """Rank 0 creates the run folder (dataset and model resolved once); every rank gets its path
     and the resolved settings from rank 0."""
     cfg = resolve_config(args)
@@ -205,7 +206,7 @@ def _join_new_run(args: argparse.Namespace, job: Any, main: bool) -> tuple[works
 # -- the run -----------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str,
+def train(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str,
           resume_from: Path | None = None, init_adapter: Path | None = None) -> int:
     """Trains in this process; in a multi-process run every rank calls it and rank 0 alone
     writes the run folder."""
@@ -250,7 +251,7 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Any, device_name: str
     return _end(run, job, trainer, callback, status)
 
 
-def _end(run: workspace.RunFolder, job: Any, trainer: Any, callback: Any, status: str) -> int:
+def _end(run: workspace.RunFolder, job: Job, trainer: Any, callback: Any, status: str) -> int:
     """finish() in rank 0, the one writer. The other ranks wait until it has saved and then
     exit 0, so the launcher never stops rank 0 because another rank ended first."""
     code = finish(run, job, trainer, callback, status) if distributed.is_main_process() else protocol.ExitCode.OK

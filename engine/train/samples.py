@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.core import config, protocol, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 from engine.data.conversations import common_system_prompt
 
 log = logging.getLogger("engine.train.run")
@@ -34,7 +35,7 @@ def sample_conversations(cfg: TrainConfig, train_data: Any, eval_data: Any) -> l
     return [list(messages) for messages in source["prompt"][:cfg.sample_count]]
 
 
-def make_samples_callback(cfg: TrainConfig, run: workspace.RunFolder, job: Any,
+def make_samples_callback(cfg: TrainConfig, run: workspace.RunFolder, job: Job,
                           conversations: list[list[dict]]) -> list[Any]:
     """[] when sampling is off; else a TrainerCallback that samples at each evaluation, or at
     each save when the run has no validation data."""

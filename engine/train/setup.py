@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 from engine.train import distributed
 from engine.train import monitor as train_monitor
 from engine.train import precision
@@ -243,7 +244,7 @@ def ready(trainer: Any) -> None:
     log.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
 
-def run_callbacks(cfg: TrainConfig, run: workspace.RunFolder, job: Any, callback: Any, data: Any,
+def run_callbacks(cfg: TrainConfig, run: workspace.RunFolder, job: Job, callback: Any, data: Any,
                   eval_data: Any) -> list[Any]:
     """The protocol callback first (cancel, divergence), then early stopping, TensorBoard files
     in runs/<id>/tensorboard and the sample generations."""

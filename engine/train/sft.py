@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
+from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.data.conversations import common_system_prompt, to_prompt_completion
@@ -79,7 +80,7 @@ def _packing_kwargs(packing: bool) -> dict[str, Any]:
     return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
 
 
-def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Any, model_dir: Path, method: str,
+def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Job, model_dir: Path, method: str,
                   device_name: str, data: Any, eval_data: Any = None,
                   init_adapter: Path | None = None) -> tuple[Any, Any]:
     from engine.train.loss import supports_answer_only_head  # torch at import

@@ -1,62 +1,52 @@
 """Sampling parameters of the Prompt page, their help text and presets. Qt-free.
 
-The wire form (:meth:`Params.to_wire`) is the ``params`` object of a session ``generate``
-request; greedy is sent as temperature 0, as the protocol defines. The fields mirror
-``engine.infer.sampling.SamplingParams`` on purpose: that module also builds transformers' logits
-processors, so importing it would put transformers behind the GUI (the import contract
-forbids it), and the engine validates every value it receives anyway.
+:class:`Params` is built from the engine's stdlib sampling schema,
+``engine.infer.params.SamplingParams`` (the same fields, defaults, help and limits), plus the
+page's ``greedy`` switch. The wire form (:meth:`Params.to_wire`) is the ``params`` object of a
+session ``generate`` request; greedy is sent as temperature 0, as the protocol defines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from engine.core.schema import knob
+from engine.infer.params import SamplingParams
 
-@dataclass(frozen=True)
-class Params:
-    temperature: float = 0.7
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    max_new_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    greedy: bool = False
+GREEDY_HELP = "Always pick the most likely token (temperature 0): repeatable, often repetitive."
+
+
+class _ParamsMethods:
+    """What the page adds to the engine's fields."""
 
     def to_wire(self) -> dict[str, Any]:
-        wire = asdict(self)
-        wire.pop("greedy")
-        wire["stop"] = list(self.stop)
-        if self.greedy:
+        wire = asdict(self)  # type: ignore[call-overload]
+        if wire.pop("greedy"):
             wire["temperature"] = 0.0
+        wire["stop"] = list(wire["stop"])
         return wire
 
     def summary(self) -> str:
         """A short line for a column header."""
-        sampling = "greedy" if self.greedy or self.temperature == 0 else f"T {self.temperature:g}, top-p {self.top_p:g}"
-        seed = f", seed {self.seed}" if self.seed is not None else ""
-        return f"{sampling}, max {self.max_new_tokens}{seed}"
+        p: Any = self
+        sampling = "greedy" if p.greedy or p.temperature == 0 else f"T {p.temperature:g}, top-p {p.top_p:g}"
+        seed = f", seed {p.seed}" if p.seed is not None else ""
+        return f"{sampling}, max {p.max_new_tokens}{seed}"
 
 
-HELP: dict[str, str] = {
-    "temperature": "Randomness of sampling. 0 = greedy; 0.2–0.5 focused; 0.7–1.0 varied; above 1.2 "
-                   "often incoherent.",
-    "top_p": "Nucleus sampling: sample only from the most likely tokens whose probabilities add up "
-             "to this. 1 = off.",
-    "top_k": "Sample only from the k most likely tokens. 0 = off.",
-    "min_p": "Drop tokens less likely than this fraction of the most likely token's probability "
-             "(0.05 is a common choice). 0 = off.",
-    "repetition_penalty": "Above 1 makes tokens already in the text less likely (1.1 curbs loops). "
-                          "1 = off.",
-    "max_new_tokens": "Stop after this many generated tokens.",
-    "stop": "Stop as soon as the answer contains one of these strings (one per line; write \\n "
-            "for a newline). The stop string is not shown.",
-    "seed": "Fixes the random choices: the same seed, prompt and settings give the same answer. "
-            "Empty = a new random answer each time.",
-    "greedy": "Always pick the most likely token (temperature 0): repeatable, often repetitive.",
-}
+def _fields() -> list[tuple[str, Any, Any]]:
+    """The engine's sampling fields (a fresh Field each: a Field belongs to one class), then greedy."""
+    fields = [(f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+              for f in dataclasses.fields(SamplingParams)]
+    return fields + [("greedy", "bool", knob(False, GREEDY_HELP, label="Greedy"))]
+
+
+# Made, not written out, so that a sampling knob added to the engine appears on the page.
+Params = dataclasses.make_dataclass(
+    "Params", _fields(), bases=(_ParamsMethods,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": "One column's sampling parameters and greedy switch."})
 
 PRESETS: dict[str, Params] = {
     "Precise": Params(temperature=0.2, top_p=0.9, top_k=40, repetition_penalty=1.05),

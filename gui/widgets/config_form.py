@@ -1,4 +1,5 @@
-"""A form generated from the engine's config schema (engine/core/config.py), one widget per field.
+"""A form generated from the engine's train config schema (engine/core/config.py, built with
+engine/core/schema.py), one widget per field.
 
 Labels, tooltips, limits, choices and groups all come from the field metadata, so the form
 cannot drift from the CLI flags and TOML files built from the same schema.
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import config
+from engine.core.schema import Knob, knobs
 
 from gui.widgets.form_fields import FloatSpinBox, ValueCombo
 
@@ -35,7 +37,7 @@ class ConfigForm(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._suggestions = dict(suggestions or {})
-        self._fields = {f.name: f for f in config.fields_of()}
+        self._fields = {k.name: k for k in knobs(config.TrainConfig) if k.gui}
         self._widgets: dict[str, QWidget] = {}
         self._getters: dict[str, Callable[[], Any]] = {}
         self._setters: dict[str, Callable[[Any], None]] = {}
@@ -69,7 +71,7 @@ class ConfigForm(QWidget):
         return self._widgets[name]
 
     def label(self, name: str) -> str:
-        return self._fields[name].metadata.get("label") or name
+        return self._fields[name].label
 
     def set_suggestions(self, name: str, items: Sequence[tuple[str, str]]) -> None:
         combo = self._widgets[name]
@@ -78,17 +80,17 @@ class ConfigForm(QWidget):
 
     # -- building ------------------------------------------------------------------------------
 
-    def _build_group(self, title: str, fields: list[dataclasses.Field]) -> QGroupBox:
+    def _build_group(self, title: str, fields: list[Knob]) -> QGroupBox:
         box = QGroupBox(title)
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         for f in fields:
             widget = self._build_widget(f)
-            widget.setToolTip(f.metadata["help"])
+            widget.setToolTip(f.help)
             widget.setObjectName(f"field_{f.name}")
             self._widgets[f.name] = widget
-            label = QLabel(self.label(f.name), toolTip=f.metadata["help"])
+            label = QLabel(f.label, toolTip=f.help)
             label.setBuddy(widget)
             self._labels.append(label)
             form.addRow(label, widget)
@@ -100,18 +102,17 @@ class ConfigForm(QWidget):
         for label in self._labels:
             label.setMinimumWidth(width)
 
-    def _build_widget(self, f: dataclasses.Field) -> QWidget:
-        meta, kind = f.metadata, str(f.type)
+    def _build_widget(self, f: Knob) -> QWidget:
         if f.name in self._suggestions:
             return self._combo(f.name, ValueCombo(self._suggestions[f.name]))
-        if meta["choices"]:
-            return self._choice(f.name, meta["choices"])
-        if kind == "bool":
+        if f.choices:
+            return self._choice(f.name, f.choices)
+        if f.kind is bool:
             return self._check(f.name)
-        if kind == "int":
-            return self._int(f.name, meta)
-        if kind == "float":
-            return self._float(f.name, meta)
+        if f.kind is int:
+            return self._int(f.name, f)
+        if f.kind is float:
+            return self._float(f.name, f)
         return self._text(f.name)
 
     def _combo(self, name: str, combo: ValueCombo) -> ValueCombo:
@@ -132,18 +133,18 @@ class ConfigForm(QWidget):
         self._setters[name] = lambda value: box.setChecked(bool(value))
         return box
 
-    def _int(self, name: str, meta: Mapping[str, Any]) -> QSpinBox:
+    def _int(self, name: str, f: Knob) -> QSpinBox:
+        low, high = f.ui_range
         spin = QSpinBox()
-        spin.setRange(int(meta["min"] if meta["min"] is not None else -INT_LIMIT),
-                      int(min(meta["max"] if meta["max"] is not None else INT_LIMIT, INT_LIMIT)))
+        spin.setRange(int(-INT_LIMIT if low is None else low), int(INT_LIMIT if high is None else min(high, INT_LIMIT)))
         spin.setGroupSeparatorShown(True)
         self._getters[name] = spin.value
         self._setters[name] = lambda value: spin.setValue(int(value))
         return spin
 
-    def _float(self, name: str, meta: Mapping[str, Any]) -> FloatSpinBox:
-        spin = FloatSpinBox(float(meta["min"] if meta["min"] is not None else -1e12),
-                            float(meta["max"] if meta["max"] is not None else 1e12))
+    def _float(self, name: str, f: Knob) -> FloatSpinBox:
+        low, high = f.ui_range
+        spin = FloatSpinBox(float(-1e12 if low is None else low), float(1e12 if high is None else high))
         self._getters[name] = spin.value
         self._setters[name] = lambda value: spin.setValue(float(value))
         return spin
@@ -166,14 +167,14 @@ class ConfigForm(QWidget):
     def update_unused(self) -> None:
         unused = config.unused_fields(self.values())
         for name, widget in self._widgets.items():
-            help_text = self._fields[name].metadata["help"]
+            help_text = self._fields[name].help
             widget.setEnabled(name not in unused)
             widget.setToolTip(help_text if name not in unused else f"Not used now: {unused[name]}.\n\n{help_text}")
 
 
-def _grouped(fields: Iterable[dataclasses.Field]) -> dict[str, list[dataclasses.Field]]:
+def _grouped(fields: Iterable[Knob]) -> dict[str, list[Knob]]:
     """Fields by group, groups in the order they first appear in the schema."""
-    groups: dict[str, list[dataclasses.Field]] = {}
+    groups: dict[str, list[Knob]] = {}
     for f in fields:
-        groups.setdefault(f.metadata["group"], []).append(f)
+        groups.setdefault(f.group, []).append(f)
     return groups

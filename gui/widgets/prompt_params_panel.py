@@ -1,6 +1,13 @@
-"""The sampling parameter form of the Prompt page: presets, every parameter with its tooltip."""
+"""The sampling parameter form of the Prompt page: presets, and one field per sampling knob.
+
+The fields, their order, labels, tooltips, ranges and steps come from the sampling schema
+(``gui.state.prompt_params.Params``, built from ``engine.infer.params.SamplingParams``), so the
+form cannot drift from what the engine accepts.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -15,9 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.schema import Knob, knobs
 from gui.state.prompt_params import (
     CUSTOM,
-    HELP,
     PRESETS,
     Params,
     apply_preset,
@@ -29,7 +36,10 @@ from gui.widgets.form_fields import FloatSpinBox
 
 
 class ParamsPanel(QWidget):
-    """Edits one Params value; ``sig_changed`` carries the new one after every edit."""
+    """Edits one Params value; ``sig_changed`` carries the new one after every edit.
+
+    Each knob's widget is also an attribute of the same name (``panel.temperature``).
+    """
 
     sig_changed = Signal(object)  # Params
 
@@ -42,18 +52,14 @@ class ParamsPanel(QWidget):
         self.preset_combo.setToolTip("Precise: focused and near-repeatable. Balanced: the usual "
                                      "choice. Creative: varied wording. Greedy: always the most "
                                      "likely token.")
-        self.temperature = _float(0.0, 2.0, 0.05)
-        self.top_p = _float(0.0, 1.0, 0.05)
-        self.top_k = QSpinBox(minimum=0, maximum=1000)
-        self.min_p = _float(0.0, 1.0, 0.01)
-        self.repetition_penalty = _float(0.5, 2.0, 0.05)
-        self.max_new_tokens = QSpinBox(minimum=1, maximum=8192, singleStep=32)
-        self.stop = QPlainTextEdit()
-        self.stop.setFixedHeight(52)
-        self.stop.setPlaceholderText("one per line, e.g. \\n\\n")
-        self.seed = QLineEdit()
-        self.seed.setPlaceholderText("random")
-        self.greedy = QCheckBox("Greedy")
+        self.fields: dict[str, QWidget] = {}
+        self._getters: dict[str, Callable[[], Any]] = {}
+        self._setters: dict[str, Callable[[Any], None]] = {}
+        for k in knobs(Params):
+            widget, getter, setter = _field(k)
+            widget.setToolTip(k.help)
+            self.fields[k.name], self._getters[k.name], self._setters[k.name] = widget, getter, setter
+            setattr(self, k.name, widget)
         self._build()
 
     def _build(self) -> None:
@@ -64,58 +70,35 @@ class ParamsPanel(QWidget):
         outer.addStretch(1)  # the form keeps its height at the top of a tall panel
         form.addRow(self.title)
         form.addRow("Preset", self.preset_combo)
-        rows = (("Temperature", "temperature", self.temperature), ("Top-p", "top_p", self.top_p),
-                ("Top-k", "top_k", self.top_k), ("Min-p", "min_p", self.min_p),
-                ("Repetition penalty", "repetition_penalty", self.repetition_penalty),
-                ("Max new tokens", "max_new_tokens", self.max_new_tokens),
-                ("Stop strings", "stop", self.stop), ("Seed", "seed", self.seed))
-        for label, key, widget in rows:
+        for k in knobs(Params):
+            widget = self.fields[k.name]
+            if isinstance(widget, QCheckBox):
+                form.addRow("", widget)  # a check box carries its own label
+                continue
             widget.setMinimumWidth(64)  # spin boxes ask for room for 12 decimals otherwise
-            widget.setToolTip(HELP[key])
-            form.addRow(label, widget)
-            form.labelForField(widget).setToolTip(HELP[key])
-        self.greedy.setToolTip(HELP["greedy"])
-        form.addRow("", self.greedy)
+            form.addRow(k.label, widget)
+            form.labelForField(widget).setToolTip(k.help)
         self.preset_combo.currentTextChanged.connect(self._on_preset_changed)
-        for spin in (self.temperature, self.top_p, self.min_p, self.repetition_penalty):
-            spin.valueChanged.connect(self._on_edited)
-        for spin in (self.top_k, self.max_new_tokens):
-            spin.valueChanged.connect(self._on_edited)
-        self.stop.textChanged.connect(self._on_edited)
-        self.seed.textChanged.connect(self._on_edited)
-        self.greedy.toggled.connect(self._on_edited)
+        for widget in self.fields.values():
+            _changed_signal(widget).connect(self._on_edited)
 
     def set_params(self, params: Params, title: str = "Parameters") -> None:
         """Shows ``params`` without emitting sig_changed."""
         self._loading = True
         try:
             self.title.setText(title)
-            self.temperature.setValue(params.temperature)
-            self.top_p.setValue(params.top_p)
-            self.top_k.setValue(params.top_k)
-            self.min_p.setValue(params.min_p)
-            self.repetition_penalty.setValue(params.repetition_penalty)
-            self.max_new_tokens.setValue(params.max_new_tokens)
-            if parse_stop(self.stop.toPlainText()) != params.stop:
-                self.stop.setPlainText(format_stop(params.stop))
-            self.seed.setText("" if params.seed is None else str(params.seed))
-            self.greedy.setChecked(params.greedy)
-            self.temperature.setEnabled(not params.greedy)
+            for name, setter in self._setters.items():
+                setter(getattr(params, name))
+            self.fields["temperature"].setEnabled(not params.greedy)
             self.preset_combo.setCurrentText(preset_of(params))
         finally:
             self._loading = False
 
     def params(self) -> Params:
-        seed_text = self.seed.text().strip()
-        return Params(temperature=self.temperature.value(), top_p=self.top_p.value(), top_k=self.top_k.value(),
-                      min_p=self.min_p.value(), repetition_penalty=self.repetition_penalty.value(),
-                      max_new_tokens=self.max_new_tokens.value(), stop=parse_stop(self.stop.toPlainText()),
-                      seed=int(seed_text) if seed_text.lstrip("-").isdigit() else None,
-                      greedy=self.greedy.isChecked())
+        return Params(**{name: getter() for name, getter in self._getters.items()})
 
     def seed_is_valid(self) -> bool:
-        text = self.seed.text().strip()
-        return not text or text.lstrip("-").isdigit()
+        return _whole_number_or_empty(self.fields["seed"].text())
 
     def _on_preset_changed(self, name: str) -> None:
         if self._loading or name not in PRESETS:
@@ -130,13 +113,61 @@ class ParamsPanel(QWidget):
         params = self.params()
         self._loading = True
         self.preset_combo.setCurrentText(preset_of(params))
-        self.temperature.setEnabled(not params.greedy)
+        self.fields["temperature"].setEnabled(not params.greedy)
         self._loading = False
         self.sig_changed.emit(params)
 
 
-def _float(minimum: float, maximum: float, step: float) -> FloatSpinBox:
-    spin = FloatSpinBox(minimum, maximum)
-    spin.setSingleStep(step)
-    spin.setStepType(FloatSpinBox.StepType.DefaultStepType)
-    return spin
+def _field(k: Knob) -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:
+    """(widget, getter, setter) for one knob, chosen by its kind."""
+    low, high = k.ui_range
+    if k.kind is bool:
+        box = QCheckBox(k.label)
+        return box, box.isChecked, lambda value: box.setChecked(bool(value))
+    if k.kind is tuple:
+        return _stop_strings()
+    if k.kind is int and k.optional:
+        return _optional_int()
+    if k.kind is int:
+        spin = QSpinBox(minimum=int(low), maximum=int(high), singleStep=int(k.step or 1))
+        return spin, spin.value, lambda value: spin.setValue(int(value))
+    double = FloatSpinBox(float(low), float(high))
+    double.setSingleStep(k.step or 0.1)
+    double.setStepType(FloatSpinBox.StepType.DefaultStepType)
+    return double, double.value, lambda value: double.setValue(float(value))
+
+
+def _stop_strings() -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:
+    edit = QPlainTextEdit()
+    edit.setFixedHeight(52)
+    edit.setPlaceholderText("one per line, e.g. \\n\\n")
+
+    def show(stop: tuple[str, ...]) -> None:
+        if parse_stop(edit.toPlainText()) != stop:  # keeps the cursor while the user types
+            edit.setPlainText(format_stop(stop))
+
+    return edit, lambda: parse_stop(edit.toPlainText()), show
+
+
+def _optional_int() -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:
+    """A line edit: empty means None (a seed left random)."""
+    edit = QLineEdit()
+    edit.setPlaceholderText("random")
+
+    def value() -> int | None:
+        text = edit.text().strip()
+        return int(text) if text and _whole_number_or_empty(text) else None
+
+    return edit, value, lambda number: edit.setText("" if number is None else str(number))
+
+
+def _whole_number_or_empty(text: str) -> bool:
+    text = text.strip()
+    return not text or text.lstrip("-").isdigit()
+
+
+def _changed_signal(widget: QWidget) -> Any:
+    for name in ("valueChanged", "toggled", "textChanged"):
+        if hasattr(widget, name):
+            return getattr(widget, name)
+    raise TypeError(f"no change signal on {type(widget).__name__}")

@@ -206,7 +206,7 @@ def test_a_transcript_recorded_from_the_real_session_streams_into_three_columns(
 
 
 def test_the_page_sampling_fields_and_defaults_are_the_engines():
-    """The GUI mirrors engine.infer.sampling.SamplingParams (it may not import it): they must not drift."""
+    """The page's Params are built from engine.infer.params.SamplingParams: they must not drift."""
     from engine.infer import sampling
 
     wire = Params().to_wire()

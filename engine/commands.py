@@ -1,0 +1,158 @@
+"""Every engine command, in one table: its name, handler, options schemas and how it runs.
+
+The CLI (engine/cli.py) builds its argparse parsers from this table and nothing else, so a
+command's flags, its help and the schema its handler reads cannot drift apart; tests walk the
+table to check every option has help text. Handlers are named as ``module:function`` strings and
+imported only when their command runs, which keeps ``tunebench-engine --help`` instant (no torch).
+
+A command's flags come from, in this order:
+
+- ``options``: schemas whose flags go straight to the handler (:mod:`engine.core.schema`);
+- ``settings``: a schema resolved in layers (defaults < preset or file < flags), whose flags
+  default to None. TrainConfig and EvalSpec are the two today; the sweep and judge settings
+  will be settings schemas of their own commands, added here the same way;
+- :class:`engine.core.job.CommonOptions` (``--json``, ``-v``), which every command takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from engine.core.config import TrainConfig
+from engine.core.job import CommonOptions, Job
+from engine.data import options as data
+from engine.eval import options as evaluate
+from engine.eval.spec import EvalSpec
+from engine.export.options import ExportOptions
+from engine.infer import options as infer
+from engine.runtime.options import ModelsPrepareOptions
+from engine.train import options as train
+
+Handler = Callable[[argparse.Namespace, Job], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand.
+
+    Attributes:
+        name: the words after ``tunebench-engine``, e.g. ``"data import"``; the first of two
+            words names a group in :data:`GROUPS`.
+        handler: ``"module:function"``, called as ``function(args, job)`` for an exit code.
+        help: the one line the command list shows.
+        options: option schemas, their flags in this order.
+        settings: the settings schema layered over a preset or file, if any.
+        description: more text for the command's own ``--help``.
+        heavy: loads torch; its ``hello`` carries the device probe.
+        own_stdin: reads requests from stdin and handles Ctrl+C itself, so the CLI does not
+            start the cancel reader.
+    """
+
+    name: str
+    handler: str
+    help: str
+    options: tuple[type, ...] = ()
+    settings: type | None = None
+    description: str | None = None
+    heavy: bool = False
+    own_stdin: bool = False
+
+    @property
+    def schemas(self) -> tuple[type, ...]:
+        """Every schema whose fields are this command's flags, in flag order."""
+        return (*self.options, *((self.settings,) if self.settings else ()), CommonOptions)
+
+    def load(self) -> Handler:
+        """The handler function (imports its module)."""
+        module, function = self.handler.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+GROUPS = {
+    "models": "list and prepare base models",
+    "data": "import, list, export, split, inspect and clean datasets",
+    "queue": "training jobs that wait their turn; one runs at a time",
+    "evaluate": "score the base model and adapters on a dataset split; list and export evaluations",
+}
+
+COMMANDS: tuple[Command, ...] = (
+    Command("check-env", "engine.runtime.device:check_env", "show torch, CUDA, bitsandbytes, device and memory",
+            heavy=True),
+    Command("models list", "engine.runtime.models:cmd_list",
+            "the bundled default model and models prepared in the cache"),
+    Command("models prepare", "engine.runtime.models:cmd_prepare",
+            "make a model ready to load (converts GGUF to safetensors once)", (ModelsPrepareOptions,), heavy=True),
+    Command("data import", "engine.data.importer:cmd_import",
+            "validate a dataset file (JSONL, JSON, CSV, TSV, Parquet, TXT or a datasets folder; any common "
+            "shape) and store it as a versioned dataset in the workspace", (data.ImportOptions,)),
+    Command("data list", "engine.data.importer:cmd_list", "datasets in the workspace"),
+    Command("data export", "engine.data.export:cmd_export",
+            "write a stored dataset to JSONL in a shape other tools read (OpenAI messages, Alpaca, ShareGPT, "
+            "TRL prompt/completion)", (data.DataExportOptions,)),
+    Command("data split", "engine.data.split:cmd_split",
+            "split a dataset into train/validation(/test) with a seed, stored as a new version (stratified "
+            "by label for classification)", (data.SplitOptions,)),
+    Command("data stats", "engine.data.stats:cmd_stats",
+            "token lengths as training sees them (histogram, rows truncated by the cutoff, answers cut), "
+            "duplicates, empty answers, roles, label balance", (data.TokenizerOptions,)),
+    Command("data preview", "engine.data.preview:cmd_preview",
+            "one row rendered through the chat template as training sees it, with the tokens that count in "
+            "the loss marked", (data.PreviewRowOptions, data.TokenizerOptions)),
+    Command("data clean", "engine.data.clean:cmd_clean",
+            "normalise, dedupe, drop empty rows, filter by token length, oversample minority labels, "
+            "augment; stored as a new version that names its parent", (data.DatasetOptions, data.CleanOptions),
+            description="Steps run in this order and each reports how many rows it changed. Splits are kept; "
+            "oversampling and augmentation add to the train split only."),
+    Command("train", "engine.train.run:cmd_train",
+            "fine-tune (QLoRA, LoRA, full, prompt or prefix tuning; SFT, DPO or ORPO); writes a run folder "
+            "in the workspace", (train.TrainOptions,), TrainConfig,
+            description="Settings resolve as: defaults < --preset < --config file < flags.", heavy=True),
+    Command("generate", "engine.infer.generate:cmd_generate", "answer one prompt, streaming tokens",
+            (infer.GenerateOptions,), heavy=True),
+    Command("session", "engine.infer.session:cmd_session",
+            "the playground: keep models loaded and answer generate requests read from stdin as JSON lines "
+            "(see engine/core/protocol.py)", (infer.SessionOptions, infer.SpeedOptions), heavy=True,
+            own_stdin=True),
+    Command("serve", "engine.infer.serve:cmd_serve",
+            "a local OpenAI-compatible endpoint (/v1/chat/completions, /v1/completions, /v1/models) on "
+            "127.0.0.1 with a generated bearer token", (infer.ServeOptions, infer.SpeedOptions), heavy=True),
+    Command("batch", "engine.infer.batch:cmd_batch",
+            "run a prompt suite, or a column of a CSV/JSONL file, over one or more configurations; results "
+            "(JSONL, CSV, Markdown) in a workspace folder", (infer.BatchOptions,), heavy=True),
+    Command("queue add", "engine.train.job_queue:cmd_add",
+            "queue a training job: queue add [--name N] -- TRAIN FLAGS...", (train.QueueAddOptions,)),
+    Command("queue list", "engine.train.job_queue:cmd_list", "the jobs in run order, with their status and run id"),
+    Command("queue remove", "engine.train.job_queue:cmd_remove", "take a waiting or ended job off the queue",
+            (train.QueueJobOptions,)),
+    Command("queue move", "engine.train.job_queue:cmd_move", "move a waiting job earlier or later",
+            (train.QueueMoveOptions,)),
+    Command("queue clear", "engine.train.job_queue:cmd_clear",
+            "drop ended jobs from the list (their run folders stay)"),
+    Command("queue run", "engine.train.job_queue:cmd_run",
+            "the worker: train the queued jobs one at a time until none is left (one worker per workspace)"),
+    Command("evaluate run", "engine.eval.run:cmd_run",
+            "evaluate the base model and each adapter with the same rows and settings; writes an evaluation "
+            "folder in the workspace", (evaluate.EvalRunOptions,), EvalSpec,
+            description="Settings resolve as: defaults < --config file < flags.", heavy=True),
+    Command("evaluate list", "engine.eval.run:cmd_list", "evaluations in the workspace"),
+    Command("evaluate hardest", "engine.eval.hardest:cmd_hardest",
+            "after a run: score every training row with the run's adapter and write the highest-loss ones "
+            "for review", (evaluate.HardestOptions,), heavy=True),
+    Command("evaluate report", "engine.eval.report:cmd_report",
+            "export an evaluation as Markdown and HTML (SVG charts) plus CSV, into its report/ folder",
+            (evaluate.ReportOptions,)),
+    Command("export", "engine.export.model:cmd_export",
+            "a run's tuned model with the adapter merged in: a Hugging Face folder, or one GGUF file for "
+            "llama.cpp, LM Studio and Ollama", (ExportOptions,), heavy=True),
+)
+
+
+def find(name: str) -> Command:
+    """The command called ``name`` (e.g. ``"data import"``)."""
+    for command in COMMANDS:
+        if command.name == name:
+            return command
+    raise KeyError(name)

@@ -1,0 +1,79 @@
+"""Options of the inference commands: generate, session, serve and batch.
+
+Standard library only and light, so the CLI builds these parsers without importing the handlers.
+Flags that mean a sampling parameter take that knob's help and limits from
+:class:`engine.infer.params.SamplingParams`, with the command's own default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.core.schema import knob, knob_from
+from engine.infer.params import SamplingParams
+from engine.runtime.options import device_knob
+
+BASE_MODEL_HELP = "base model (as for train; default: the adapter's base, else the bundled model)"
+ADAPTER_HELP = "a PEFT adapter folder or a run folder / run id"
+GREEDY_HELP = "0 means greedy decoding"
+
+
+@dataclass
+class GenerateOptions:
+    model: str | None = knob(None, BASE_MODEL_HELP)
+    adapter: str = knob("", ADAPTER_HELP)
+    prompt: str = knob("", "the user message", required=True)
+    system: str | None = knob(None, "system prompt (default: the dataset's, if the adapter's run recorded "
+                              "one, else none)")
+    raw: bool = knob(False, "complete the prompt as plain text, no chat template")
+    max_new_tokens: int = knob_from(SamplingParams, "max_new_tokens", default=128)
+    temperature: float = knob_from(SamplingParams, "temperature", default=0.0, help=GREEDY_HELP)
+    top_p: float = knob_from(SamplingParams, "top_p", default=1.0)
+    seed: int = knob_from(SamplingParams, "seed", default=0, help="seed of the random choices when "
+                          "sampling; the same seed, prompt and settings give the same answer")
+    device: str = device_knob()
+
+
+@dataclass
+class SessionOptions:
+    device: str = device_knob()
+    max_models: int = knob(0, "base models kept loaded at once (default 0: as many as fit in memory, up to 4)")
+
+
+@dataclass
+class SpeedOptions:
+    """CPU speed options of the long-lived inference commands (session, serve)."""
+
+    int8: bool = knob(True, "CPU: keep fp32 weights (default: weight-only int8 Linear layers, about 1.7x as "
+                      "fast, fp32's greedy token ~96% of the time; see benchmarks/decode_speed.py)",
+                      flags=("--fp32",))
+    threads: int = knob(0, "torch CPU threads (default 0: one per core; 1 is faster on a busy shared CPU)")
+
+
+@dataclass
+class ServeOptions:
+    model: str | None = knob(None, BASE_MODEL_HELP)
+    adapter: str = knob("", ADAPTER_HELP)
+    port: int = knob(0, "port on 127.0.0.1 (default 0: any free port)")
+    device: str = device_knob()
+
+
+@dataclass
+class BatchOptions:
+    suite: str = knob("", "a saved suite name or a suite JSON file")
+    file: str = knob("", "a CSV/TSV/JSONL file whose --column holds the prompts")
+    column: str = knob("", "the column (or JSONL field) of --file")
+    mode: str = knob("chat", "--file prompts: chat or raw", choices=("chat", "raw"))
+    system: str = knob("", "--file prompts: a system prompt")
+    config: str = knob("", "configurations (model x adapter x params) as a JSON list or TOML [[config]] "
+                       "tables; without it one configuration from the flags below")
+    model: str | None = knob(None, "base model (default: the adapter's base, else the bundled model)")
+    adapter: str = knob("", ADAPTER_HELP)
+    max_new_tokens: int = knob_from(SamplingParams, "max_new_tokens", default=128)
+    temperature: float = knob_from(SamplingParams, "temperature", default=0.0, help=GREEDY_HELP)
+    top_p: float = knob_from(SamplingParams, "top_p", default=1.0)
+    stop: list[str] = knob([], "a stop string (repeatable)", repeatable=True)
+    seed: int | None = knob_from(SamplingParams, "seed", help="seed of the random choices when sampling "
+                                 "(default: a new random answer each time)")
+    name: str = knob("", "a label for the batch folder")
+    device: str = device_knob()
