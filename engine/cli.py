@@ -102,7 +102,7 @@ def _hello(job: Job, heavy: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     protocol_stream = reserve_stdout()
-    memory.return_freed_memory()
+    memory.configure_process()
     args = build_parser().parse_args(argv)
     command: Command = args.entry
     channel = Channel(protocol_stream, json_mode=args.json)

@@ -5,6 +5,7 @@ ACCENT_DARK = "#1d4ed8"
 TEXT_MUTED = "#5b6473"
 BORDER = "#d5dae1"
 ERROR = "#b42318"
+FITS = "#166534"
 
 STYLESHEET = f"""
 QListWidget#nav {{
@@ -48,6 +49,17 @@ QLabel#section {{
 }}
 QLabel#status[error="true"] {{
     color: {ERROR};
+}}
+QLabel#fitAnswer[state="fits"] {{
+    color: {FITS};
+    font-weight: 600;
+}}
+QLabel#fitAnswer[state="nofit"], QLabel#fitAnswer[state="error"] {{
+    color: {ERROR};
+    font-weight: 600;
+}}
+QLabel#fitAnswer[state="busy"] {{
+    color: {TEXT_MUTED};
 }}
 QPushButton {{
     padding: 5px 14px;

@@ -79,6 +79,11 @@ def models_cache_dir() -> Path:
     return _ensure(cache_dir() / "models")
 
 
+def probes_dir() -> Path:
+    """Scratch folders of fit probes (`train --probe`), each removed when its probe ends."""
+    return _ensure(cache_dir() / "probes")
+
+
 def resources_dir() -> Path:
     """The bundled resources folder (sample data, presets, icons).
 

@@ -330,6 +330,8 @@ def _check_train_args(train_args: list[str], parser: argparse.ArgumentParser) ->
         raise errors.usage("queue add: invalid train flags (see `tunebench-engine train --help`)") from None
     if unknown:
         raise errors.usage(f"queue add: train does not take {' '.join(unknown)}")
+    if getattr(parsed, "probe", False):
+        raise errors.usage("queue add: --probe answers at once and trains no run; run `train --probe` instead")
     if parsed.resume or parsed.continue_from:
         return  # those start from another run's config.toml; train checks them at their turn
     # defaults < preset < TOML file < flags, as train resolves them (engine.train.run is not imported:

@@ -8,9 +8,10 @@ Also the TensorBoard writer for the run folder."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
+
+from engine.runtime.peak import nvml_index as _nvml_index
 
 log = logging.getLogger("engine.train.run")
 
@@ -71,17 +72,6 @@ def _nvml_handle() -> Any:
         log.debug("NVML unavailable, GPU utilisation and temperature not reported: %s", exc)
         return None
     return _nvml_state["handle"]
-
-
-def _nvml_index() -> int:
-    """NVML numbers every GPU on the machine; torch sees those in CUDA_VISIBLE_DEVICES, in order."""
-    import torch
-
-    current = torch.cuda.current_device()
-    visible = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
-    if current < len(visible) and visible[current].isdigit():
-        return int(visible[current])
-    return current
 
 
 def tensorboard_callbacks(folder: Path) -> list[Any]:

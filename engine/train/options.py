@@ -25,6 +25,9 @@ class TrainOptions:
     continue_from: str | None = knob(
         None, "start a new run whose adapter begins as RUN's saved adapter; settings start from RUN's "
         "config.toml and the other flags override them", metavar="RUN")
+    probe: bool = knob(
+        False, "check that these settings fit in memory: two steps on the longest rows, then the peak, "
+        "the margin and, if it does not fit, a micro-batch or max length that does; writes nothing to runs/")
     export_launch: str | None = knob(
         None, "write cluster launch files for these settings to DIR instead of training: config.toml, "
         "accelerate_config.yaml, launch.sh (torchrun) and tunebench.sbatch (SLURM)", metavar="DIR")

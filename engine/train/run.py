@@ -30,9 +30,9 @@ from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.runtime import device, models
 from engine.train import distributed
-from engine.train import preference as train_preference
-from engine.train import sft
+from engine.train import probe as fit_probe
 from engine.train.lifecycle import attach_run, finish, run_guarded, start_run
+from engine.train.objectives import objective_functions, split_validation
 from engine.train.resume import (
     check_resumable,
     continuation_adapter,
@@ -60,19 +60,6 @@ def resolve_config(args: argparse.Namespace, base: TrainConfig | None = None) ->
     return config.from_arguments(args, cfg)
 
 
-def split_validation(data: Any, fraction: float, seed: int) -> tuple[Any, Any | None]:
-    """(train, validation): a seeded split so a resumed run holds out the same rows; at least
-    one row each side, however small the dataset."""
-    if fraction <= 0:
-        return data, None
-    if len(data) < 2:
-        raise errors.invalid_input(f"val_fraction: the dataset has {len(data)} row; validation needs at least 2")
-    held_out = min(max(1, round(len(data) * fraction)), len(data) - 1)
-    parts = data.train_test_split(test_size=held_out, seed=seed, shuffle=True)
-    log.info("Validation: %d rows held out, %d train", held_out, len(parts["train"]))
-    return parts["train"], parts["test"]
-
-
 # -- the job -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace, job: Job) -> int:
@@ -80,12 +67,16 @@ def cmd_train(args: argparse.Namespace, job: Job) -> int:
         return cmd_worker(args, job)
     _check_launch_flags(args)
     if getattr(args, "resume", None):
+        if getattr(args, "probe", False):
+            raise errors.usage("--probe checks a new run's settings; a resumed run keeps its own")
         return cmd_resume(args, job)
     source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
     cfg = resolve_config(args, base=continued_config(source) if source else None)
     if getattr(args, "export_launch", None):
         return distributed.export_launch(Path(args.export_launch), cfg, 1 if args.nodes is None else args.nodes, job)
     init_adapter = continuation_adapter(source, cfg) if source else None
+    if getattr(args, "probe", False):
+        return fit_probe.cmd_probe(cfg, job, init_adapter=init_adapter)  # writes nothing to runs/
     device_name = device.pick(cfg.device)
     check_runtime(cfg, device_name)  # refuse before a run folder exists for a run that cannot start
     run = start_run(cfg, job)
@@ -257,13 +248,6 @@ def _end(run: workspace.RunFolder, job: Job, trainer: Any, callback: Any, status
     code = finish(run, job, trainer, callback, status) if distributed.is_main_process() else protocol.ExitCode.OK
     distributed.wait_for_everyone()
     return code
-
-
-def objective_functions(objective: str) -> tuple[Any, Any]:
-    """(load data, build trainer) for the objective: SFT here, DPO/ORPO in train_preference."""
-    if objective == "sft":
-        return sft.load_training_data, sft.build_trainer
-    return train_preference.load_preference_data, train_preference.build_preference_trainer
 
 
 def _note_early_stop(cfg: TrainConfig, run: workspace.RunFolder, trainer: Any, status: str) -> None:

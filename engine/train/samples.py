@@ -59,7 +59,7 @@ def make_samples_callback(cfg: TrainConfig, run: workspace.RunFolder, job: Job,
         def _sample(self, step: int, args: Any, kw: dict) -> None:
             if job.control.cancelled.is_set():
                 return  # the user is waiting for the stop; samples can wait for the next run
-            with _training_autocast(args):
+            with training_autocast(args):
                 samples = generate_samples(kw["model"], kw["processing_class"], conversations,
                                            cfg.sample_max_tokens)
             append_line(path, {"step": step, "samples": samples})
@@ -68,7 +68,7 @@ def make_samples_callback(cfg: TrainConfig, run: workspace.RunFolder, job: Job,
     return [SamplesCallback()]
 
 
-def _training_autocast(args: Any) -> Any:
+def training_autocast(args: Any) -> Any:
     """The autocast the Trainer runs the model under: a bf16 run's frozen layers hold bf16
     weights and take bf16 inputs, so generating outside it would mix dtypes."""
     import torch

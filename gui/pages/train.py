@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,11 +29,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import config, protocol, workspace
+from engine.core import config, fit, fit_estimate, protocol, workspace
 from engine.train import job_queue
 
 from gui.context import AppContext
-from gui.engine_client import format_command
+from gui.engine_client import EngineClient, format_command
 from gui.notifications import Notice, Notifier
 from gui.state import dataset_catalog, run_history
 from gui.state.run_follower import RunFollower, find_live_run
@@ -50,6 +50,10 @@ SAMPLE_DATASET = ("Product reviews (bundled sample)", "sample")
 POLL_MS = 200  # ~5 Hz: the run folder is read this often
 SLOW_EVERY = 5  # ticks between looks at the queue and for a live run to attach to
 DETACHED_HINT = "Training runs on when this window closes; reopen Tunebench to follow it."
+# Settings the model picker's memory estimate depends on (engine/core/fit_estimate.py).
+ESTIMATE_FIELDS = ("method", "batch_size", "max_length", "precision", "device", "lora_r", "target_modules",
+                   "gradient_checkpointing", "num_virtual_tokens")
+FIT_CHECKING = "Checking the fit: loading the model, then two training steps on the longest rows…"
 END_WORDS = {workspace.FINISHED: "finished", workspace.CANCELLED: "stopped", workspace.FAILED: "failed",
              "interrupted": "was interrupted"}
 
@@ -77,10 +81,20 @@ class TrainPage(QWidget):
         self._result: dict[str, Any] = {}
         self._error = ""
         self._ticks = 0
+        self._shapes: dict[str, fit_estimate.ModelShape | None] = {}  # model value -> its shape, read once
+        self._fit_result: dict[str, Any] = {}
+        self._fit_client = EngineClient(self)
+        self._fit_client.sig_progress.connect(self._on_fit_progress)
+        self._fit_client.sig_result.connect(self._on_fit_result)
+        self._fit_client.sig_finished.connect(self._on_fit_finished)
         self.notifier = notifier or Notifier(self)
         self.notifier.sig_banner.connect(self._show_banner)
         self._build()
+        self._estimate_timer = QTimer(self, singleShot=True, interval=50)
+        self._estimate_timer.timeout.connect(self.refresh_estimates)
+        self._watch_estimate_fields()
         self._select_default_preset()
+        self.refresh_estimates()
         self._set_running(False)
         self._poll_timer = QTimer(self, interval=POLL_MS)
         self._poll_timer.timeout.connect(self._on_poll_timer_timeout)
@@ -129,6 +143,8 @@ class TrainPage(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll, 1)
         layout.addLayout(self._build_buttons())
+        layout.addLayout(self._build_fit_answer())
+        layout.addWidget(self.estimate_label)
         layout.addWidget(self.queue_panel)
         return panel
 
@@ -138,16 +154,38 @@ class TrainPage(QWidget):
                                      + DETACHED_HINT)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop the live run at its next step; it keeps a checkpoint to resume from")
+        self.fit_button = QPushButton("Check fit")
+        self.fit_button.setToolTip("Measure whether these settings fit in memory before starting: loads the model "
+                                   "and trains two steps on the dataset's longest rows (seconds to minutes); "
+                                   "writes no run")
         self.copy_button = QPushButton("Copy as command")
         self.copy_button.setToolTip("Copy the engine command for these settings; it runs the same job in a terminal")
         self.start_button.clicked.connect(self._on_start_clicked)
         self.stop_button.clicked.connect(self._on_stop_clicked)
         self.copy_button.clicked.connect(self._on_copy_clicked)
+        self.fit_button.clicked.connect(self._on_fit_clicked)
         row = QHBoxLayout()
         row.addWidget(self.start_button)
         row.addWidget(self.stop_button)
+        row.addWidget(self.fit_button)
         row.addStretch(1)
         row.addWidget(self.copy_button)
+        return row
+
+    def _build_fit_answer(self) -> QHBoxLayout:
+        """The probe's answer under Start (with a button to take its proposal), and the model's
+        memory estimate under it."""
+        self.fit_label = QLabel(wordWrap=True, objectName="fitAnswer")
+        self.fit_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fit_label.setVisible(False)
+        self.fit_apply_button = QPushButton("Use these settings")
+        self.fit_apply_button.setToolTip("Set micro-batch, grad. accumulation and max length to the probe's proposal")
+        self.fit_apply_button.setVisible(False)
+        self.fit_apply_button.clicked.connect(self._on_fit_apply_clicked)
+        self.estimate_label = QLabel(wordWrap=True, objectName="hint")
+        row = QHBoxLayout()
+        row.addWidget(self.fit_label, 1)
+        row.addWidget(self.fit_apply_button, 0, Qt.AlignmentFlag.AlignTop)
         return row
 
     def _build_run_panel(self) -> QWidget:
@@ -184,6 +222,58 @@ class TrainPage(QWidget):
 
     def refresh_datasets(self) -> None:
         self.form.set_suggestions("dataset", self._dataset_suggestions())
+
+    # -- memory estimate ---------------------------------------------------------------------
+
+    def _watch_estimate_fields(self) -> None:
+        for name in (*ESTIMATE_FIELDS, "model"):
+            widget = self.form.widget(name)
+            for signal in ("currentIndexChanged", "editTextChanged", "valueChanged", "textChanged", "toggled"):
+                if hasattr(widget, signal):  # every one there: an editable combo's typing too
+                    getattr(widget, signal).connect(lambda *_: self._estimate_timer.start())
+
+    def _model_shape(self, spec: str) -> fit_estimate.ModelShape | None:
+        if spec not in self._shapes:
+            self._shapes[spec] = fit_estimate.model_shape(spec)
+        return self._shapes[spec]
+
+    def _estimate(self, spec: str, values: dict[str, Any]) -> fit_estimate.Estimate | None:
+        shape = self._model_shape(spec)
+        if shape is None:
+            return None
+        try:
+            return fit_estimate.estimate(shape, values)
+        except (ValueError, KeyError, TypeError, ZeroDivisionError):
+            return None  # a half-typed value: no estimate until it makes sense
+
+    def refresh_estimates(self) -> None:
+        """Each model in the picker gets its memory estimate for the settings in the form, and
+        the line under the buttons explains the one chosen."""
+        values = self.form.values()
+        items = [*MODEL_SUGGESTIONS, *((name, name) for name in fit_estimate.prepared_models())]
+        labelled = []
+        for label, spec in items:
+            estimate = self._estimate(spec, values)
+            labelled.append((f"{label} — up to {fit.format_gb(estimate.total_gb)} for {estimate.method}"
+                             if estimate else label, spec))
+        combo = self.form.widget("model")
+        if [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())] != labelled:
+            blocker = QSignalBlocker(combo)  # new labels are not a new choice: no re-estimate
+            self.form.set_suggestions("model", labelled)
+            del blocker
+            if not combo.hasFocus():
+                combo.lineEdit().setCursorPosition(0)  # the model's name first; the estimate may be cut off
+        estimate = self._estimate(values["model"], values)
+        if estimate is None:
+            self.estimate_label.setText("Memory estimate: not available for this model until it is prepared; "
+                                        "Check fit measures it.")
+            return
+        where = "GPU memory, the CUDA context aside" if estimate.device == "cuda" else "RAM"
+        self.estimate_label.setText(
+            f"Memory estimate ({where}): up to {fit.format_gb(estimate.total_gb)} for {estimate.method} in "
+            f"{estimate.precision} — weights and training state {fit.format_gb(estimate.weights_gb)}, activations "
+            f"{fit.format_gb(estimate.activations_gb)} for rows as long as max length, runtime "
+            f"{fit.format_gb(estimate.runtime_gb)}. Check fit measures it on your data.")
 
     def _select_default_preset(self) -> None:
         index = self.preset_combo.findText(DEFAULT_PRESET_TITLE)
@@ -283,6 +373,75 @@ class TrainPage(QWidget):
             return
         QGuiApplication.clipboard().setText(command)
         self.status_label.show_message("Copied the command to the clipboard.")
+
+    # -- the fit probe ----------------------------------------------------------------------------
+
+    def _on_fit_clicked(self) -> None:
+        if self._fit_client.is_active():
+            self._fit_client.cancel()
+            self._show_fit("Stopping the check…", "busy")
+            return
+        try:
+            args = self.train_arguments()
+        except config.ConfigError as exc:
+            self._show_config_error(exc)
+            return
+        self._fit_result = {}
+        self.fit_apply_button.setVisible(False)
+        self._show_fit(FIT_CHECKING, "busy")
+        self.fit_button.setText("Cancel check")
+        self._fit_client.start([*self._context.engine_command(), "train", "--probe", "--json", *args],
+                               env=self._context.engine_env())
+
+    def _on_fit_progress(self, message: dict) -> None:
+        if message.get("stage") == "probe" and message.get("message"):
+            self._show_fit(str(message["message"]), "busy")
+
+    def _on_fit_result(self, message: dict) -> None:
+        data = message.get("data")
+        if isinstance(data, dict) and data.get("probe"):
+            self._fit_result = data
+
+    def _on_fit_finished(self, code: int, summary: str) -> None:
+        self.fit_button.setText("Check fit")
+        result = self._fit_result
+        if code == protocol.ExitCode.CANCELLED:
+            self._show_fit("Fit check stopped.", "busy")
+        elif result and isinstance(result.get("summary"), str):
+            self._show_fit(result["summary"] + ".", "fits" if result.get("fits") else "nofit",
+                           self._fit_details(result))
+            self.fit_apply_button.setVisible(isinstance(result.get("proposal"), dict))
+        else:
+            self._show_fit(f"Could not check the fit: {summary}", "error")
+
+    def _fit_details(self, result: dict[str, Any]) -> str:
+        lines = [f"Measured: {result.get('measure', '')}.",
+                 (f"Micro-batch {result.get('batch_size')} of the longest rows ({result.get('batch_tokens')} tokens), "
+                  f"{result.get('method')} in {result.get('precision')} on {result.get('device')}."),
+                 f"Available: {result.get('available_source', '')}; fits below {fit.SAFETY:.0%} of it."]
+        return "\n".join(lines)
+
+    def _on_fit_apply_clicked(self) -> None:
+        proposal = self._fit_result.get("proposal")
+        if not isinstance(proposal, dict):
+            return
+        values = {**self.form.values(), **{key: proposal[key] for key in ("batch_size", "grad_accum", "max_length")
+                                           if isinstance(proposal.get(key), int)}}
+        self.form.set_values(values)
+        self.fit_apply_button.setVisible(False)
+        self.status_label.show_message("Applied the fit check's proposal; Check fit again to measure it.")
+
+    def _show_fit(self, text: str, state: str, tooltip: str = "") -> None:
+        self.fit_label.setText(text)
+        self.fit_label.setToolTip(tooltip)
+        self.fit_label.setVisible(True)
+        if self.fit_label.property("state") != state:
+            self.fit_label.setProperty("state", state)
+            self.fit_label.style().unpolish(self.fit_label)
+            self.fit_label.style().polish(self.fit_label)
+
+    def fit_answer(self) -> str:
+        return "" if self.fit_label.isHidden() else self.fit_label.text()
 
     def _show_config_error(self, exc: config.ConfigError) -> None:
         """One line naming the setting by its form label; the form keeps what was typed."""
@@ -505,6 +664,7 @@ class TrainPage(QWidget):
     def shutdown(self) -> None:
         """The window closes: stop reading; the run itself goes on (the worker owns it)."""
         self._poll_timer.stop()
+        self._fit_client.kill()  # a fit check is the window's own job: it ends with the window
         if self._follower is not None:
             self.notifier.notify("Training continues", f"The run in {self._follower.run.path} keeps "
                                  "training in the background. Reopen Tunebench to follow it.")
