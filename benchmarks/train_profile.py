@@ -26,6 +26,7 @@ from engine.core.workspace import atomic_write_json  # noqa: E402
 from engine.core.channel import Channel  # noqa: E402
 from engine.core.config import TrainConfig  # noqa: E402
 from engine.core.control import Control  # noqa: E402
+from engine.core.job import Job  # noqa: E402
 
 DATA = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
 SETTINGS = {
@@ -35,12 +36,10 @@ SETTINGS = {
 }
 
 
-class Job:
+def quiet_job() -> Job:
     """What a handler gets from the CLI, with the protocol stream kept in memory."""
-
-    def __init__(self) -> None:
-        self.channel = Channel(io.StringIO(), json_mode=True)
-        self.control = Control(self.channel)
+    channel = Channel(io.StringIO(), json_mode=True)
+    return Job(channel, Control(channel), "train")
 
 
 def profile(cfg: TrainConfig, folder: Path) -> list[dict]:
@@ -59,7 +58,7 @@ def profile(cfg: TrainConfig, folder: Path) -> list[dict]:
 
     data, _, _ = sft.load_training_data(cfg)
     run = workspace.create_run("profile", root=folder)
-    trainer, _ = sft.build_trainer(cfg, run, Job(), Path(cfg.model), "lora", "cpu", data)
+    trainer, _ = sft.build_trainer(cfg, run, quiet_job(), Path(cfg.model), "lora", "cpu", data)
     callback = Profiled()
     trainer.add_callback(callback)
     started = time.perf_counter()

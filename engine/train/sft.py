@@ -2,7 +2,8 @@
 Tunebench's faster loss and batches (see engine/train/loss.py and the "Speed" knobs).
 
 What differs from a plain SFTTrainer, each behind a knob and each giving the same loss:
-- padding-free batches (``padding_free``): the micro-batch in one row, no padding computed;
+- padding-free batches (``padding_free``): the micro-batch in one row, no padding computed,
+  and attention computed per example (engine/train/varlen.py);
 - the answer-only chunked loss (``chunked_loss``): the output head runs on answer positions
   only, in chunks, instead of on every position;
 - bf16 weights and matmuls where the device has them (``precision``, in ``setup``).
@@ -84,8 +85,11 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Job, model_di
                   device_name: str, data: Any, eval_data: Any = None,
                   init_adapter: Path | None = None) -> tuple[Any, Any]:
     from engine.train.loss import supports_answer_only_head  # torch at import
+    from engine.train.varlen import use_per_example_attention  # torch at import
 
     tokenizer, model = load_for_training(cfg, model_dir, method, device_name, init_adapter)
+    if (cfg.padding_free or cfg.packing) and cfg.method not in config.PROMPT_LEARNING:
+        use_per_example_attention(model)
     callback = make_callback(job, run)
     answer_only = (cfg.chunked_loss and cfg.method not in config.PROMPT_LEARNING
                    and supports_answer_only_head(model))

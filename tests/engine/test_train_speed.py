@@ -211,3 +211,54 @@ def test_activation_offloading_is_refused_on_the_cpu_in_one_line() -> None:
         from_mapping({"offload_activations": True, "device": "cpu"})
     with pytest.raises(ConfigError, match="offload_activations: needs a CUDA GPU"):
         check_runtime(TrainConfig(offload_activations=True), "cpu")  # device auto, resolved to the cpu
+
+
+def _per_example(model):
+    from engine.train.varlen import use_per_example_attention
+
+    assert use_per_example_attention(model.get_base_model())
+    return model
+
+
+@pytest.mark.parametrize("bounds_from", ["position_ids", "cu_seq_lens"])
+def test_per_example_attention_gives_the_padded_batchs_loss_and_gradients(tiny_model_dir, bounds_from) -> None:
+    """engine/train/varlen.py: SDPA on each example's slice of a padding-free row, with the
+    example bounds from the position ids or from TRL's cu_seq_lens_q, equals padded rows."""
+    examples = _batch(400, [12, 9, 15])
+    padded_loss, padded_grads = _loss_and_grads(_tiny(tiny_model_dir), _padded(examples), answer_only_loss=True)
+    inputs = _padding_free(examples)
+    if bounds_from == "cu_seq_lens":
+        inputs["cu_seq_lens_q"] = inputs["cu_seq_lens_k"] = torch.tensor([0, 12, 21, 36], dtype=torch.int32)
+    model = _per_example(_tiny(tiny_model_dir))
+    free_loss, free_grads = _loss_and_grads(model, inputs, answer_only_loss=True)
+    assert free_loss == pytest.approx(padded_loss, rel=1e-5)
+    _assert_close(free_grads, padded_grads, rtol=1e-4, atol=1e-6)
+
+
+def test_per_example_attention_leaves_padded_batches_and_cached_decoding_to_sdpa(tiny_model_dir) -> None:
+    """Sample generations during a run decode padded prompts with a cache: same tokens."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    prompts = tokenizer(["hello there, how are", "a much longer prompt than the first one is"],
+                        return_tensors="pt", padding=True)
+    outputs = []
+    for switch in (False, True):
+        model = _tiny(tiny_model_dir)
+        if switch:
+            _per_example(model)
+        with torch.no_grad():
+            outputs.append(model.generate(**prompts, max_new_tokens=6, do_sample=False))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_runs_with_padding_free_batches_attend_per_example(tiny_model_dir, workspace_home, tmp_path) -> None:
+    from engine.train.varlen import NAME
+
+    for padding_free, expected in ((True, NAME), (False, "sdpa")):
+        cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(_sample_rows(tmp_path)), method="lora",
+                          device="cpu", padding_free=padding_free, max_steps=1, sample_count=0)
+        trainer, *_ = build(cfg, "lora", tmp_path / str(padding_free))
+        assert trainer.model.config._attn_implementation == expected
