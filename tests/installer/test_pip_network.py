@@ -14,6 +14,7 @@ import datetime
 import functools
 import hashlib
 import http.server
+import importlib.util
 import ipaddress
 import os
 import shutil
@@ -73,8 +74,10 @@ def _with_cryptography(cert_path: Path, key_path: Path) -> None:
 
 def _index(root: Path) -> None:
     """A PEP 503 simple index holding one small wheel."""
-    from test_isolation import _write_wheel
-
+    spec = importlib.util.spec_from_file_location("isolation_tests", Path(__file__).with_name("test_isolation.py"))
+    isolation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(isolation)
+    _write_wheel = isolation._write_wheel
     files = root / "files"
     files.mkdir(parents=True)
     wheel = _write_wheel(files, PACKAGE, VERSION)
