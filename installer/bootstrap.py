@@ -25,8 +25,12 @@ app's launchers use): install only the ``gui`` extra and the app, no torch and n
 the window then opens on its Setup page, which builds the engine environment with ``engine``.
 
 Every child process is isolated from the user's Python settings
-(``bootstrap_children.child_env``); only the package sources of the user's pip configuration are
-carried, as flags (``bootstrap_pip.read_pip_sources``).
+(``bootstrap_children.child_env``): pip in a child reads no configuration file, not even the
+machine-wide one. What is carried: the network settings of the pip configuration (index,
+extra index, trusted hosts, certificates, proxy, timeout, retries; from the machine-wide file,
+the user's file and PIP_* variables, in pip's order) as PIP_* variables
+(``bootstrap_pipconf``), and the package sources also as flags
+(``bootstrap_pip.read_pip_sources``).
 
 Steps: find or create the venv with the Python running this script; pick the torch build from
 ``nvidia-smi`` (see ``gpu_probe.py``); install torch, then ``tunebench[extras]`` in

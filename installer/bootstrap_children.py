@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import bootstrap_log
+import bootstrap_pipconf
 from bootstrap_log import Log
 
 # Variables that would make a child Python or installer look outside the venv.
@@ -29,9 +30,13 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
     Dropped: PYTHONPATH/PYTHONHOME and friends, every PIP_* and UV_* variable, an active conda
     environment (its variables and its folders on PATH) and an active virtualenv's variable.
-    pip then reads no per-user config file (PIP_CONFIG_FILE=os.devnull; the machine-wide one,
-    set by an administrator, still applies), uv none at all (UV_NO_CONFIG), and Python no user
-    site-packages. The user's package sources are carried separately, as explicit flags (see
+    pip then reads no config file at all (PIP_CONFIG_FILE=os.devnull skips the machine-wide one
+    too), uv none (UV_NO_CONFIG), and Python no user site-packages. The network settings of
+    the pip configuration -- machine-wide file, user's file and PIP_* variables, as pip reads
+    them: ``index-url``, ``extra-index-url``, ``trusted-host``, ``cert``, ``client-cert``,
+    ``proxy``, ``timeout``, ``retries`` -- come back as PIP_* variables
+    (``bootstrap_pipconf.network_env``), so every pip child reaches the network as the user's
+    pip would. The package sources are also given to installs as explicit flags (see
     ``bootstrap_pip.read_pip_sources``).
 
     Args:
@@ -41,6 +46,7 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         A new environment mapping.
     """
     env = dict(os.environ if base is None else base)
+    network = bootstrap_pipconf.network_env(env)
     conda_prefix = ""
     for key in list(env):
         name = key.upper()  # Windows variable names are case-insensitive
@@ -52,7 +58,7 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         for key in [key for key in env if key.upper() == "PATH"]:
             env[key] = without_folders_under(env[key], conda_prefix)
     env.update(PYTHONNOUSERSITE="1", PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1",
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_DISABLE_PIP_VERSION_CHECK="1", **network)
     return env
 
 

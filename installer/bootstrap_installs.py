@@ -16,6 +16,7 @@ import bootstrap_children as children
 import bootstrap_locks
 import bootstrap_paths as paths
 import bootstrap_pip
+import bootstrap_pipconf
 import bootstrap_stamp as stamps
 import bootstrap_torch
 from bootstrap_children import StepFailed
@@ -52,6 +53,13 @@ def torch_install_command(context: Context, python: Path, build: TorchBuild) -> 
     return install_command(context, python, bootstrap_torch.TORCH_SPEC)
 
 
+def torch_env(context: Context, build: TorchBuild, env: Mapping[str, str]) -> Mapping[str, str]:
+    """A CUDA torch's pip sees PyTorch's index alone: not the carried PIP_*_INDEX_URL either."""
+    if build.index_url and not context.sources.offline:
+        return bootstrap_pipconf.without_sources(env)
+    return env
+
+
 def install_torch(context: Context, python: Path, build: TorchBuild,
                   env: Mapping[str, str]) -> None:
     """Install the chosen torch build unless it is already there.
@@ -72,8 +80,8 @@ def install_torch(context: Context, python: Path, build: TorchBuild,
     source = ("the wheelhouse" if context.sources.offline
               else build.index_url or "the package sources")
     title = "Installing torch %s (%s) from %s" % (bootstrap_torch.TORCH_VERSION, build.name, source)
-    children.run_step(log, title, torch_install_command(context, python, build), env,
-                      paths.REPO_ROOT)
+    children.run_step(log, title, torch_install_command(context, python, build),
+                      torch_env(context, build, env), paths.REPO_ROOT)
     state = bootstrap_torch.probe_torch(log, python, env)
     if not bootstrap_torch.torch_matches(build, state):
         status = "found %s, wanted %s %s" % (state.describe(), bootstrap_torch.TORCH_VERSION,

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import bootstrap_children as children
 import bootstrap_log
 import bootstrap_paths as paths
+import bootstrap_qtlibs
 from bootstrap_children import StepFailed
 from bootstrap_context import Context
 from bootstrap_log import Log
@@ -41,8 +42,13 @@ def launch_app(context: Context, python: Path, repo: Path, args: Sequence[str],
     """Open the window: ``<venv python> -m gui ARGS`` from the repository root.
 
     The repository root, not the user's folder, is the working folder, so that ``-m gui``
-    cannot pick up an unrelated ``gui`` folder from wherever the command was typed.
+    cannot pick up an unrelated ``gui`` folder from wherever the command was typed. On a Linux
+    X11 desktop the X libraries of Qt's xcb plugin are checked first (``bootstrap_qtlibs``):
+    when some are missing, the packages to install are named and the window is not started.
     """
+    missing = bootstrap_qtlibs.report(context.log, python.parent.parent, env)
+    if missing is not None:
+        return missing
     argv = [str(python), "-m", "gui"] + list(args)
     # The setup page finds the bootstrap (and the installed app's wheel) through these.
     env = dict(env, TUNEBENCH_BOOTSTRAP=str(paths.BOOTSTRAP_FILE))

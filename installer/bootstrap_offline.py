@@ -81,7 +81,8 @@ def download_torch(context: Context, python: Path, repo: Path, folder: Path, bui
     argv = installs.pip_command(context.log, python, "download", "-d", str(folder),
                                 bootstrap_torch.TORCH_SPEC)
     title = "Downloading torch %s (%s)" % (bootstrap_torch.TORCH_VERSION, build.name)
-    children.run_step(context.log, title, argv + torch_sources, env, repo)
+    children.run_step(context.log, title, argv + torch_sources,
+                      installs.torch_env(context, build, env), repo)
 
 
 def download_dependencies(context: Context, python: Path, repo: Path, folder: Path,

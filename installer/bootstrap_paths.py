@@ -30,8 +30,9 @@ OWN_MODULES = (
     "bootstrap.py", "bootstrap_app.py", "bootstrap_children.py", "bootstrap_cli.py",
     "bootstrap_commands.py", "bootstrap_context.py", "bootstrap_engine.py",
     "bootstrap_installs.py", "bootstrap_launch.py", "bootstrap_locks.py", "bootstrap_log.py",
-    "bootstrap_offline.py", "bootstrap_paths.py", "bootstrap_pip.py", "bootstrap_python.py",
-    "bootstrap_stamp.py", "bootstrap_torch.py", "bootstrap_venv.py",
+    "bootstrap_offline.py", "bootstrap_paths.py", "bootstrap_pip.py", "bootstrap_pipconf.py",
+    "bootstrap_python.py", "bootstrap_qtlibs.py", "bootstrap_stamp.py", "bootstrap_torch.py",
+    "bootstrap_venv.py",
 )
 # Helpers it imports whose text does not decide what a setup installs: not in the stamp.
 HELPER_MODULES = ("gpu_probe.py", "system_tools.py", "wheelhouse.py")

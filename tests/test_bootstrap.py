@@ -29,6 +29,7 @@ bootstrap_locks = sibling("bootstrap_locks")
 bootstrap_offline = sibling("bootstrap_offline")
 bootstrap_paths = sibling("bootstrap_paths")
 bootstrap_pip = sibling("bootstrap_pip")
+bootstrap_pipconf = sibling("bootstrap_pipconf")
 bootstrap_python = sibling("bootstrap_python")
 bootstrap_stamp = sibling("bootstrap_stamp")
 bootstrap_torch = sibling("bootstrap_torch")
@@ -79,7 +80,8 @@ def test_child_env_drops_python_pip_uv_and_conda_settings(tmp_path):
         "QT_QPA_PLATFORM": "offscreen",
     }
     env = bootstrap_children.child_env(base)
-    for name in ("PYTHONPATH", "PYTHONHOME", "PIP_INDEX_URL", "PIP_USER", "UV_INDEX_URL",
+    assert env["PIP_INDEX_URL"] == "https://example.invalid/simple"  # a network setting: carried
+    for name in ("PYTHONPATH", "PYTHONHOME", "PIP_USER", "UV_INDEX_URL",
                  "UV_SYSTEM_PYTHON", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "CONDA_SHLVL",
                  "VIRTUAL_ENV"):
         assert name not in env, name
@@ -90,6 +92,77 @@ def test_child_env_drops_python_pip_uv_and_conda_settings(tmp_path):
     assert env["PATH"] == "/usr/bin"  # the conda env's folders are gone
     assert env["QT_QPA_PLATFORM"] == "offscreen"
     assert base["PYTHONPATH"] == "/somewhere/else"  # the caller's mapping is untouched
+
+
+def _pip_conf(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_pip_config_files_in_pips_order(tmp_path):
+    home = tmp_path / "home"
+    linux = bootstrap_pipconf.config_files({"HOME": str(home), "XDG_CONFIG_DIRS": "/a:/b"}, "linux")
+    assert linux == [Path("/a/pip/pip.conf"), Path("/b/pip/pip.conf"), Path("/etc/pip.conf"),
+                     home / ".pip" / "pip.conf", home / ".config" / "pip" / "pip.conf"]
+    assert bootstrap_pipconf.config_files({"HOME": str(home)}, "linux")[:2] == [
+        Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]
+    windows = bootstrap_pipconf.config_files({"USERPROFILE": "C:/Users/me", "APPDATA": "C:/Users/me/AppData/Roaming",
+                                              "ProgramData": "C:/ProgramData"}, "win32")
+    assert windows == [Path("C:/ProgramData/pip/pip.ini"), Path("C:/Users/me/pip/pip.ini"),
+                       Path("C:/Users/me/AppData/Roaming/pip/pip.ini")]
+    mac = bootstrap_pipconf.config_files({"HOME": str(home)}, "darwin")
+    assert mac[0] == Path("/Library/Application Support/pip/pip.conf")
+    assert mac[-1] == home / "Library" / "Application Support" / "pip" / "pip.conf"
+    # PIP_CONFIG_FILE comes last and, when it exists, replaces the user's files; devnull: none.
+    mine = _pip_conf(tmp_path / "mine.conf", "")
+    chosen = bootstrap_pipconf.config_files({"HOME": str(home), "PIP_CONFIG_FILE": str(mine)}, "linux")
+    assert chosen[-1] == mine and home / ".pip" / "pip.conf" not in chosen
+    assert bootstrap_pipconf.config_files({"PIP_CONFIG_FILE": os.devnull}, "linux") == []
+
+
+def test_every_network_setting_is_carried_in_pips_precedence(tmp_path, monkeypatch):
+    machine = _pip_conf(tmp_path / "etc" / "pip.conf", (
+        "[global]\ncert = /etc/company-ca.pem\nproxy = http://proxy.corp:3128\n"
+        "trusted-host = mirror.corp\n  other.corp\nindex-url = https://machine/simple\n"
+        "user = true\nno-binary = :all:\n"
+        "[install]\nindex-url = https://machine-install/simple\n"))
+    _pip_conf(tmp_path / "home" / ".config" / "pip" / "pip.conf", (
+        "[global]\nindex-url = https://user/simple\nextra-index-url = https://x/simple https://y/simple\n"
+        "client-cert = /home/me/client.pem\ndefault-timeout = 60\nretries = 9\n"))
+    monkeypatch.setattr(bootstrap_pipconf, "_global_files", lambda env, platform: [machine])
+    env = {"HOME": str(tmp_path / "home"), "PIP_RETRIES": "2", "PIP_USER": "1"}
+    assert bootstrap_pipconf.network_settings(env, "linux") == {
+        # [install] beats [global] even from an earlier file, as in pip
+        "index-url": "https://machine-install/simple",
+        "extra-index-url": "https://x/simple https://y/simple", "trusted-host": "mirror.corp other.corp",
+        "cert": "/etc/company-ca.pem", "client-cert": "/home/me/client.pem",
+        "proxy": "http://proxy.corp:3128", "timeout": "60", "retries": "2"}  # a variable beats files
+    child = bootstrap_children.child_env(env)
+    assert child["PIP_CERT"] == "/etc/company-ca.pem" and child["PIP_PROXY"] == "http://proxy.corp:3128"
+    assert child["PIP_CLIENT_CERT"] == "/home/me/client.pem" and child["PIP_TIMEOUT"] == "60"
+    assert child["PIP_TRUSTED_HOST"] == "mirror.corp other.corp" and child["PIP_RETRIES"] == "2"
+    assert child["PIP_CONFIG_FILE"] == os.devnull and "PIP_USER" not in child and "PIP_NO_BINARY" not in child
+
+
+def test_a_nested_child_keeps_what_its_parent_carried(tmp_path, monkeypatch):
+    monkeypatch.setattr(bootstrap_pipconf, "_global_files", lambda env, platform: [])
+    outer = bootstrap_children.child_env({"HOME": str(tmp_path), "PIP_CERT": "/ca.pem", "PATH": "/usr/bin"})
+    assert bootstrap_children.child_env(outer)["PIP_CERT"] == "/ca.pem"  # devnull there; the variable stays
+
+
+def test_an_unreadable_pip_conf_carries_nothing_and_does_not_stop_the_bootstrap(tmp_path, monkeypatch):
+    broken = _pip_conf(tmp_path / "pip.conf", "[global\ncert = /x\n")
+    monkeypatch.setattr(bootstrap_pipconf, "_global_files", lambda env, platform: [broken])
+    assert bootstrap_pipconf.network_settings({"HOME": str(tmp_path)}, "linux") == {}
+
+
+def test_a_cuda_torch_install_drops_the_carried_sources_but_keeps_the_network():
+    env = {"PIP_INDEX_URL": "https://mirror/simple", "PIP_EXTRA_INDEX_URL": "https://x", "PIP_CERT": "/c.pem",
+           "PIP_FIND_LINKS": "/w"}
+    cuda = bootstrap_installs.torch_env(Context(), bootstrap_torch.make_build("cu126", ""), env)
+    assert cuda == {"PIP_CERT": "/c.pem"}
+    assert bootstrap_installs.torch_env(Context(), bootstrap_torch.make_build("cpu", ""), env) == env
 
 
 PIP_CONFIG_LIST = """\
@@ -749,3 +822,110 @@ def test_the_shipped_modules_alone_run_the_bootstrap(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["build"] == "cpu"
+
+
+# --------------------------------------------------------------------------- Qt's X libraries
+
+bootstrap_qtlibs = sibling("bootstrap_qtlibs")
+
+# What ldd printed for PySide6 6.x's libqxcb.so on a bare Debian 12 desktop (trimmed).
+LDD_BARE_DEBIAN = """\
+\tlinux-vdso.so.1 (0x00007ffd5a9f2000)
+\tlibQt6XcbQpa.so.6 => /v/lib/python3.11/site-packages/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f)
+\tlibxcb-icccm.so.4 => not found
+\tlibxcb-keysyms.so.1 => not found
+\tlibxcb.so.1 => /lib/x86_64-linux-gnu/libxcb.so.1 (0x00007f)
+\tlibxcb-icccm.so.4 => not found
+\tlibfoo-unknown.so.3 => not found
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)
+"""
+X11_DESKTOP = {"DISPLAY": ":0", "XDG_SESSION_TYPE": "x11", "PATH": "/usr/bin", "PYTHONNOUSERSITE": "1"}
+
+
+def _gui_venv(root: Path) -> Path:
+    python = root / "bin" / "python"
+    plugin = root.joinpath("lib", "python3.11", "site-packages", *bootstrap_qtlibs.PLUGIN)
+    for path in (python, plugin):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    return python
+
+
+def _fake_ldd(monkeypatch, stdout):
+    seen = []
+
+    def run_child(argv, env, cwd=None, capture=False):
+        seen.append([str(arg) for arg in argv])
+        assert argv[0] == "ldd" and capture
+        return subprocess.CompletedProcess(argv, 0, stdout=stdout, stderr="")
+
+    monkeypatch.setattr(bootstrap_children, "run_child", run_child)
+    monkeypatch.setattr(bootstrap_launch, "replace_process", _record_launch)
+    _record_launch.calls = []
+    return seen
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb check runs on Linux only")
+def test_missing_x_libraries_are_named_with_the_install_commands_and_the_window_not_started(
+        monkeypatch, tmp_path, capsys):
+    python = _gui_venv(tmp_path / "venv")
+    seen = _fake_ldd(monkeypatch, LDD_BARE_DEBIAN)
+    code = bootstrap_launch.launch_app(Context(), python, tmp_path, [], X11_DESKTOP)
+    err = capsys.readouterr().err
+    assert code == bootstrap_qtlibs.MISSING_DEPENDENCY == 5 and _record_launch.calls == []
+    assert seen == [["ldd", str(tmp_path.joinpath("venv", "lib", "python3.11", "site-packages",
+                                                   *bootstrap_qtlibs.PLUGIN))]]
+    assert "libxcb-icccm.so.4, libxcb-keysyms.so.1, libfoo-unknown.so.3" in err
+    assert "Debian/Ubuntu: sudo apt install libxcb-icccm4 libxcb-keysyms1\n" in err
+    assert "Fedora: sudo dnf install xcb-util-wm xcb-util-keysyms\n" in err
+    assert "Arch: sudo pacman -S --needed xcb-util-wm xcb-util-keysyms\n" in err
+    assert "provides libfoo-unknown.so.3" in err and "Traceback" not in err
+
+
+def test_the_missing_dependency_code_is_the_engines():
+    from engine.core.protocol import ExitCode
+
+    assert bootstrap_qtlibs.MISSING_DEPENDENCY == ExitCode.MISSING_DEPENDENCY
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb check runs on Linux only")
+def test_with_every_x_library_present_the_window_starts(monkeypatch, tmp_path):
+    python = _gui_venv(tmp_path / "venv")
+    _fake_ldd(monkeypatch, LDD_BARE_DEBIAN.replace("not found", "/lib/x86_64-linux-gnu/x.so (0x1)"))
+    assert bootstrap_launch.launch_app(Context(), python, tmp_path, [], X11_DESKTOP) == 0
+    assert _record_launch.calls and _record_launch.calls[0][1:3] == ["-m", "gui"]
+
+
+@pytest.mark.parametrize("platform, env", [
+    ("linux", {"QT_QPA_PLATFORM": "offscreen"}),
+    ("linux", {"QT_QPA_PLATFORM": "wayland"}),
+    ("linux", {"QT_QPA_PLATFORM": "wayland;xcb"}),  # xcb only if Wayland fails
+    ("linux", {"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}),
+    ("linux", {"WAYLAND_DISPLAY": "wayland-0"}),
+    ("win32", {}),
+    ("darwin", {}),
+])
+def test_the_check_is_skipped_where_qt_does_not_use_xcb(platform, env):
+    assert not bootstrap_qtlibs.uses_xcb(env, platform)
+
+
+@pytest.mark.parametrize("env", [{}, {"DISPLAY": ":0", "XDG_SESSION_TYPE": "x11"}, {"QT_QPA_PLATFORM": "xcb"},
+                                 {"QT_QPA_PLATFORM": "xcb:no-glx", "WAYLAND_DISPLAY": "wayland-0"}])
+def test_the_check_runs_where_qt_uses_xcb(env):
+    assert bootstrap_qtlibs.uses_xcb(env, "linux")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb check runs on Linux only")
+def test_skipped_or_unanswerable_checks_let_the_window_start(monkeypatch, tmp_path):
+    python = _gui_venv(tmp_path / "venv")
+    seen = _fake_ldd(monkeypatch, LDD_BARE_DEBIAN)
+    env = dict(X11_DESKTOP, QT_QPA_PLATFORM="offscreen")
+    assert bootstrap_launch.launch_app(Context(), python, tmp_path, [], env) == 0 and seen == []
+
+    def no_ldd(argv, env, cwd=None, capture=False):
+        raise FileNotFoundError("ldd")
+
+    monkeypatch.setattr(bootstrap_children, "run_child", no_ldd)  # e.g. a musl system without ldd
+    assert bootstrap_launch.launch_app(Context(), python, tmp_path, [], X11_DESKTOP) == 0
+    assert bootstrap_qtlibs.check(tmp_path / "no venv", X11_DESKTOP, "linux") == (
+        [], "no PySide6 xcb plugin in %s" % (tmp_path / "no venv"))

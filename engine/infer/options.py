@@ -54,7 +54,19 @@ class SpeedOptions:
 class ServeOptions:
     model: str | None = knob(None, BASE_MODEL_HELP)
     adapter: str = knob("", ADAPTER_HELP)
-    port: int = knob(0, "port on 127.0.0.1 (default 0: any free port)")
+    host: str = knob("127.0.0.1", "address to listen on (default 127.0.0.1: this machine only); another "
+                     "address, such as 0.0.0.0 for every network, also needs --allow-remote", group="network")
+    port: int = knob(0, "port to listen on (default 0: any free port)", group="network")
+    allow_remote: bool = knob(False, "let a non-loopback --host expose the model to other machines (plain "
+                              "HTTP; they still need the token); a warning is printed", group="network")
+    allow_origin: list[str] = knob([], "a web page origin (scheme://host[:port], e.g. http://localhost:3000) "
+                                   "whose scripts may call the endpoint from a browser (repeatable); requests "
+                                   "carrying any other Origin are refused", repeatable=True, group="network",
+                                   metavar="ORIGIN")
+    max_tokens: int = knob(4096, "the largest max_tokens a request may ask for; larger ones get HTTP 400",
+                           minimum=1, maximum=32_768, group="limits")
+    max_waiting: int = knob(4, "requests that may wait while one is generating; more get HTTP 429 (busy)",
+                            minimum=0, maximum=1000, group="limits")
     device: str = device_knob()
 
 

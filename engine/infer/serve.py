@@ -1,19 +1,23 @@
 """`tunebench-engine serve`: a local OpenAI-compatible endpoint for one model ± adapter.
 
 ``/v1/chat/completions``, ``/v1/completions`` (streamed as server-sent events, or whole) and
-``/v1/models``, on 127.0.0.1 only, behind a bearer token generated at start. Any OpenAI
-client works with ``base_url=<url>`` and ``api_key=<token>``. Answers come from the same
-decoder as the playground (engine/infer/decode.py), one at a time (a lock), so two clients never
-share the KV cache. Beyond OpenAI's fields a request may carry ``top_k``, ``min_p`` and
-``repetition_penalty``, as vLLM and llama.cpp's servers accept.
+``/v1/models``, on 127.0.0.1 unless ``--host`` and ``--allow-remote`` say otherwise, behind a
+bearer token generated at start. Any OpenAI client works with ``base_url=<url>`` and
+``api_key=<token>``. Answers come from the same decoder as the playground
+(engine/infer/decode.py), one at a time (a lock), so two clients never share the KV cache. Beyond
+OpenAI's fields a request may carry ``top_k``, ``min_p`` and ``repetition_penalty``, as vLLM and
+llama.cpp's servers accept. engine/infer/serve_guard.py holds the checks made before a request
+reaches the model (Host, Origin, sizes, the queue); a client that hangs up stops its generation.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +27,7 @@ from engine.core import errors, protocol
 from engine.core.errors import EngineError
 from engine.core.job import Job
 from engine.infer import sampling
+from engine.infer.serve_guard import Admission, ClientGone, RequestGuard, remote_warning
 from engine.infer.session import ModelPool, _messages, prompt_ids, run_on, set_threads
 from engine.runtime import device
 
@@ -30,22 +35,31 @@ log = logging.getLogger("engine.infer.serve")
 
 FINISH = {"stop": "stop", "stop_string": "stop", "length": "length", "cancelled": "stop"}
 MAX_BODY = 4 * 2**20
+DEFAULT_MAX_TOKENS = 256
+IDLE_TIMEOUT_S = 60  # a connection that sends nothing for this long is closed (slow clients hold a thread)
 
 
 class Endpoint:
-    """The served model and what a request needs to run on it."""
+    """The served model, its limits, and what a request needs to run on it."""
 
-    def __init__(self, target: Any, token: str, stopping: threading.Event) -> None:
+    def __init__(self, target: Any, token: str, stopping: threading.Event, guard: RequestGuard,
+                 max_tokens: int, max_waiting: int) -> None:
         self.target = target
         self.token = token
         self.stopping = stopping
-        self.lock = threading.Lock()
+        self.guard = guard
+        self.max_tokens = max_tokens
+        self.admission = Admission(max_waiting)
         self.model_id = target.label
 
     def params(self, body: dict[str, Any]) -> sampling.SamplingParams:
         """OpenAI's names mapped onto the engine's sampling parameters (OpenAI's defaults)."""
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(asked, int) and asked > self.max_tokens:
+            raise errors.usage(f"max_tokens: at most {self.max_tokens} on this server (serve --max-tokens), "
+                               f"got {asked}")
         raw = {"temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0),
-               "max_new_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or 256,
+               "max_new_tokens": asked or min(DEFAULT_MAX_TOKENS, self.max_tokens),
                "stop": body.get("stop") or [], "seed": body.get("seed")}
         for extra in ("top_k", "min_p", "repetition_penalty"):
             if body.get(extra) is not None:
@@ -55,17 +69,20 @@ class Endpoint:
         return sampling.parse(raw)
 
     def run(self, ids: list[int], params: sampling.SamplingParams, on_piece: Callable[[str], None],
-            gone: threading.Event) -> Any:
-
+            gone: ClientGone) -> Any:
+        """Generates once the model is free (the caller was admitted); stops early if the client goes."""
         stop = _Either(gone, self.stopping)
-        with self.lock:
-            return run_on(self.target, ids, params, 0, stop, lambda event: on_piece(event.text))
+        with self.admission.running:
+            outcome = run_on(self.target, ids, params, 0, stop, lambda event: on_piece(event.text))
+        if gone.is_set():
+            log.info("The client went away: stopped its generation after %d tokens", outcome.completion_tokens)
+        return outcome
 
 
 class _Either:
-    """Cancelled when either event is set: the client went away, or the server is stopping."""
+    """Cancelled when either is set: the client went away, or the server is stopping."""
 
-    def __init__(self, *events: threading.Event) -> None:
+    def __init__(self, *events: Any) -> None:
         self._events = events
 
     def is_set(self) -> bool:
@@ -105,12 +122,24 @@ def completion_ids(tokenizer: Any, body: dict[str, Any]) -> list[int]:
 class Handler(BaseHTTPRequestHandler):
     endpoint: Endpoint  # set on the subclass made per server
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         log.debug("%s %s", self.address_string(), format % args)
 
+    def do_OPTIONS(self) -> None:  # noqa: N802 (a browser's CORS preflight, sent without the token)
+        if not self._addressed_to_us():
+            return
+        self.send_response(204)
+        self._cors_headers()
+        self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if not self._authorised():
+        if not (self._addressed_to_us() and self._authorised()):
             return
         if self.path.rstrip("/") == "/v1/models":
             self._json(200, {"object": "list", "data": [
@@ -120,11 +149,13 @@ class Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route {self.path}", "not_found")
 
     def do_POST(self) -> None:  # noqa: N802
-        if not self._authorised():
+        if not (self._addressed_to_us() and self._authorised()):
             return
         route = self.path.rstrip("/")
         if route not in ("/v1/chat/completions", "/v1/completions"):
             self._error(404, f"no route {self.path}", "not_found")
+            return
+        if not self._body_size_ok():
             return
         try:
             body = self._body()
@@ -135,14 +166,22 @@ class Handler(BaseHTTPRequestHandler):
         except EngineError as exc:
             self._error(400, exc.message, "invalid_request_error")
             return
-        if body.get("stream"):
-            self._stream(chat, ids, params)
-        else:
-            self._whole(chat, ids, params)
+        if not self.endpoint.admission.try_enter():
+            self._error(429, "the server is busy: too many requests waiting for the model; retry shortly "
+                        "(serve --max-waiting)", "rate_limit_exceeded", retry_after=1)
+            return
+        try:
+            (self._stream if body.get("stream") else self._whole)(chat, ids, params)
+        finally:
+            self.endpoint.admission.leave()
 
     # -- answers
     def _whole(self, chat: bool, ids: list[int], params: sampling.SamplingParams) -> None:
-        outcome = self.endpoint.run(ids, params, lambda piece: None, threading.Event())
+        gone = ClientGone(self.connection)
+        outcome = self.endpoint.run(ids, params, lambda piece: None, gone)
+        if gone.is_set():  # nobody to answer
+            self.close_connection = True
+            return
         reason = FINISH[outcome.finish_reason]
         if chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": outcome.text},
@@ -158,10 +197,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
+        self._cors_headers()
         self.end_headers()
         self.close_connection = True
         head = self._head(chat, stream=True)
-        gone = threading.Event()
+        gone = ClientGone(self.connection)
 
         def event(delta: dict[str, Any] | str, reason: str | None) -> None:
             choice = ({"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None} if chat
@@ -186,21 +226,59 @@ class Handler(BaseHTTPRequestHandler):
                 "model": self.endpoint.model_id}
 
     # -- plumbing
+    def _addressed_to_us(self) -> bool:
+        """Host names this server (DNS rebinding) and a browser's Origin was allowed (CORS)."""
+        guard = self.endpoint.guard
+        if not guard.host_ok(self.headers.get("Host")):
+            self._error(403, f"Host {self.headers.get('Host')!r} is not an address this server answers to",
+                        "host_not_allowed")
+            return False
+        if not guard.origin_ok(self.headers.get("Origin")):
+            self._error(403, f"Origin {self.headers.get('Origin')!r} is not allowed (serve --allow-origin)",
+                        "origin_not_allowed")
+            return False
+        return True
+
     def _authorised(self) -> bool:
         given = self.headers.get("Authorization", "")
         expected = f"Bearer {self.endpoint.token}"
-        if secrets.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
+        if hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
             return True
         self._error(401, "invalid or missing bearer token", "invalid_api_key")
         return False
 
-    def _body(self) -> dict[str, Any]:
+    def _body_size_ok(self) -> bool:
+        """Refuses, before reading it, a body without a length or larger than MAX_BODY."""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = int(self.headers.get("Content-Length") or -1)
         except ValueError:
-            raise errors.usage("Content-Length: not a number") from None
-        if length <= 0 or length > MAX_BODY:
-            raise errors.usage("body: expected a JSON object of at most 4 MiB")
+            length = -1
+        if length < 0:
+            self._error(411, "Content-Length: required, as a number of bytes", "length_required")
+        elif length > MAX_BODY:
+            self._error(413, f"body: {length} bytes is more than this server takes "
+                        f"({MAX_BODY // 2**20} MiB)", "request_too_large")
+        else:
+            return True
+        self._close_unread()
+        return False
+
+    def _close_unread(self) -> None:
+        """Ends a connection whose body was not read, after the answer has gone out: closing a
+        socket with unread input sends a TCP reset, which can destroy the answer before the client
+        reads it, so the write side is shut first and some input drained (a lingering close)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(1.0)
+            for _ in range(64):  # at most 4 MiB, or until a second passes without input
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers["Content-Length"])
         try:
             body = json.loads(self.rfile.read(length))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -209,19 +287,31 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.usage("body: expected a JSON object")
         return body
 
-    def _json(self, status: int, data: dict[str, Any]) -> None:
+    def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        self._cors_headers()
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
-    def _error(self, status: int, message: str, code: str) -> None:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        self._json(status, {"error": {"message": message, "type": kind, "code": code, "param": None}})
+    def _cors_headers(self) -> None:
+        """An allowed browser origin may read the answer; no Origin, no CORS headers."""
+        origin = self.headers.get("Origin")
+        if origin is not None and self.endpoint.guard.origin_ok(origin):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
 
-    def _sse(self, data: str, gone: threading.Event) -> None:
+    def _error(self, status: int, message: str, code: str, retry_after: int | None = None) -> None:
+        kind = {401: "authentication_error", 429: "rate_limit_error"}.get(
+            status, "invalid_request_error" if status < 500 else "server_error")
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        self._json(status, {"error": {"message": message, "type": kind, "code": code, "param": None}}, headers)
+
+    def _sse(self, data: str, gone: ClientGone) -> None:
         if gone.is_set():
             return
         try:
@@ -231,29 +321,45 @@ class Handler(BaseHTTPRequestHandler):
             gone.set()
 
 
-def make_server(endpoint: Endpoint, port: int) -> ThreadingHTTPServer:
-    handler = type("EndpointHandler", (Handler,), {"endpoint": endpoint})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
-    return server
+def make_server(host: str, port: int) -> ThreadingHTTPServer:
+    """Listens before the model loads, so a taken port fails at once; :func:`attach` adds the endpoint."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("EndpointServer", (ThreadingHTTPServer,), {"address_family": family,
+                                                                    "daemon_threads": True})
+    return server_class((host, port), type("EndpointHandler", (Handler,), {}))
+
+
+def attach(server: ThreadingHTTPServer, endpoint: Endpoint) -> None:
+    server.RequestHandlerClass.endpoint = endpoint  # type: ignore[attr-defined]
+
+
+def url_of(host: str, port: int) -> str:
+    """The address a client on this machine uses (the loopback one when listening on all addresses)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/v1"
 
 
 def cmd_serve(args: argparse.Namespace, job: Job) -> int:
 
     if not 0 <= args.port <= 65535:
         raise errors.usage(f"port: must be 0 (any free port) to 65535, got {args.port}")
+    warning = remote_warning(args.host, args.allow_remote, args.port)
+    try:
+        server = make_server(args.host, args.port)
+    except OSError as exc:
+        raise errors.usage(f"port: cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+    port = server.server_address[1]
+    guard = RequestGuard(args.host, port, args.allow_origin)
+    if warning:
+        log.warning("%s", warning)
     set_threads(args.threads)
     pool = ModelPool(device.pick(args.device), max_models=1, int8=args.int8)
     target = pool.target(args.model or "", args.adapter,
                          lambda current, total: job.channel.send(protocol.progress(current, total,
                                                                                    stage="loading model")))
-    token = secrets.token_urlsafe(24)
-    endpoint = Endpoint(target, token, job.control.cancelled)
-    try:
-        server = make_server(endpoint, args.port)
-    except OSError as exc:
-        raise errors.usage(f"port: cannot listen on 127.0.0.1:{args.port} ({exc.strerror})") from None
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    token = secrets.token_urlsafe(32)
+    attach(server, Endpoint(target, token, job.control.cancelled, guard, args.max_tokens, args.max_waiting))
+    url = url_of(args.host, port)
     threading.Thread(target=server.serve_forever, name="serve", daemon=True).start()
     log.info("Serving %s at %s (bearer token %s); cancel or Ctrl+C stops it", target.label, url, token)
     job.channel.send(protocol.result({"url": url, "token": token, "model": target.label,

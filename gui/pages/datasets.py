@@ -50,6 +50,7 @@ from gui.widgets.dataset_tools import DatasetTools
 from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
 
+NO_DATASETS = "No datasets imported yet. The bundled sample is always available for training as “sample”."
 HEADERS = ("Name", "Version", "Rows", "Shape", "Source", "Created")
 FILE_FILTER = ("Data files (*.jsonl *.json *.csv *.tsv *.parquet *.txt);;JSON Lines (*.jsonl);;JSON (*.json);;"
                "CSV or TSV (*.csv *.tsv);;Parquet (*.parquet);;Text (*.txt);;All files (*)")
@@ -227,8 +228,9 @@ class DatasetsPage(QWidget):
                 self.table.selectRow(r)
         self.table.blockSignals(False)
         if not self._rows and not self.status_label.text():
-            self.status_label.setText("No datasets imported yet. The bundled sample is always "
-                                      "available for training as “sample”.")
+            self.status_label.setText(NO_DATASETS)
+        elif self._rows and self.status_label.text() == NO_DATASETS:  # imported since, e.g. from the CLI
+            self.status_label.setText("")
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

@@ -64,6 +64,21 @@ LEGEND_STYLE = {"labelTextColor": AXIS_COLOR, "brush": pg.mkBrush(255, 255, 255,
                 "pen": pg.mkPen("#d0d5dd")}  # the raw curve fades behind the smoothed one
 
 
+class StepAxis(pg.AxisItem):
+    """A step axis: whole steps only. pyqtgraph's spacings go on below 1 (0.5, 0.2, ...) when
+    zoomed in, which would label steps 1.5 and 2.5 that no run has."""
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N802, N803
+        levels = super().tickSpacing(minVal, maxVal, size)
+        whole = [(spacing, offset) for spacing, offset in levels
+                 if spacing >= 1 and float(spacing).is_integer() and float(offset).is_integer()]
+        return whole or [(1.0, 0.0)]
+
+
+def step_axis() -> StepAxis:
+    return StepAxis(orientation="bottom")
+
+
 class MetricPlot(QWidget):
     """The loss plot on top, smaller plots in a grid below, all linked on X (training step),
     fed from a MetricBuffer.
@@ -277,7 +292,8 @@ class MetricPlot(QWidget):
 
     def _add_plot(self, spec: SeriesSpec) -> None:
         row, col = self._next_cell(spec)
-        plot = self.view.addPlot(row=row, col=col, colspan=SMALL_COLUMNS if spec.key == "loss" else 1)
+        plot = self.view.addPlot(row=row, col=col, colspan=SMALL_COLUMNS if spec.key == "loss" else 1,
+                                 axisItems={"bottom": step_axis()})
         plot.setDownsampling(mode="peak")
         plot.setClipToView(True)
         plot.showGrid(x=True, y=True, alpha=0.15)

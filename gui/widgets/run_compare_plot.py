@@ -15,7 +15,13 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from gui.state.metric_buffer import smooth_ema
 from gui.state.run_compare import RunCurves, comparable_metrics
 from gui.widgets.loss_controls import LossControls
-from gui.widgets.metric_plot import AXIS_COLOR, BACKGROUND, LEGEND_STYLE, SERIES
+from gui.widgets.metric_plot import (
+    AXIS_COLOR,
+    BACKGROUND,
+    LEGEND_STYLE,
+    SERIES,
+    step_axis,
+)
 
 LABELS = {spec.key: (f"{spec.label} ({spec.units})" if spec.units else spec.label) for spec in SERIES}
 LABELS["loss"] = "Loss"
@@ -34,7 +40,7 @@ class RunComparePlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.plot_widget = pg.PlotWidget(background=BACKGROUND)
+        self.plot_widget = pg.PlotWidget(background=BACKGROUND, axisItems={"bottom": step_axis()})
         self.plot = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.setMenuEnabled(False)

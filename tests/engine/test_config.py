@@ -27,6 +27,16 @@ def test_bundled_presets_load_and_say_which_method_they_use() -> None:
     assert demo.title == "CPU quick demo" and gpu.title == "12 GB GPU"
 
 
+def test_preset_descriptions_cite_no_repository_paths() -> None:
+    """Descriptions are shown to end users, who have no checkout to look files up in."""
+    import re
+
+    for preset in config.list_presets(Path(__file__).resolve().parents[2] / "resources" / "presets"):
+        found = re.findall(r"\b(?:benchmarks|tests|engine|gui|resources|docs)/\S*|\S+\.(?:json|py|toml)\b",
+                           preset.description)
+        assert not found, (preset.key, found)
+
+
 @pytest.mark.parametrize("values, field", [
     ({"learning_rate": -1.0}, "learning_rate"),
     ({"batch_size": 0}, "batch_size"),

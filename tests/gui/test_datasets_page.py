@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from engine.core import paths
-from gui.pages.datasets import DatasetsPage, report_path
+from gui.pages.datasets import NO_DATASETS, DatasetsPage, report_path
 from gui.state.dataset_rows import preview_file
 
 from gui_helpers import TRANSCRIPTS, make_dataset
@@ -41,6 +41,20 @@ def reviews_with_rows() -> Path:
     later = time.time() + 5
     os.utime(target, (later, later))
     return folder
+
+
+def test_the_empty_workspace_line_goes_once_a_dataset_is_listed(qtbot, make_context):
+    page = DatasetsPage(make_context())
+    qtbot.addWidget(page)
+    page.refresh()
+    assert page.table.rowCount() == 0 and page.status_label.text() == NO_DATASETS
+    make_dataset(paths.datasets_dir(), "reviews", 1, 40)  # imported meanwhile, e.g. from the CLI
+    page.resize(1100, 650)
+    page.show()  # showing the page again lists what is there now
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1)
+    assert page.status_label.text() == ""
+    if os.environ.get("TUNEBENCH_SHOTS"):
+        page.grab().save(os.path.join(os.environ["TUNEBENCH_SHOTS"], "datasets-after-import.png"))
 
 
 def test_lists_every_version_of_every_dataset(qtbot, make_context):

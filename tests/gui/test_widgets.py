@@ -156,3 +156,41 @@ def test_compare_plot_smooths_train_loss_and_gives_each_run_its_colour(qtbot):
     assert np.allclose(plot.drawn_data("r1")[1], 3.0 / steps + 1)
     plot.set_runs(runs[:1])
     assert plot.legend_names() == ["run 0 · train"] and "two or more" in plot.hint.text()
+
+
+def _tick_values(axis) -> list[float]:
+    low, high = axis.linkedView().viewRange()[0]
+    return [value for _, values in axis.tickValues(low, high, axis.geometry().width()) for value in values]
+
+
+def test_the_step_axes_show_whole_steps_only(qtbot, tmp_path):
+    """Three steps on a wide plot: pyqtgraph alone would label 1.5 and 2.5 (or 1.2, 1.4, ...)."""
+    import os
+
+    import numpy as np
+
+    from gui.state.run_compare import RunCurves
+    from gui.widgets.run_compare_plot import RunComparePlot
+
+    plot = MetricPlot()
+    qtbot.addWidget(plot)
+    for step in (1, 2, 3):
+        plot.add_metrics(step, {"loss": 3.0 / step, "learning_rate": 1e-4})
+    plot.redraw()
+    plot.resize(1000, 600)
+    plot.show()
+    qtbot.waitExposed(plot)
+    compare = RunComparePlot()
+    qtbot.addWidget(compare)
+    steps = np.arange(1.0, 4.0)
+    compare.set_runs([RunCurves("a", "run a", {"loss": (steps, 3.0 / steps)}),
+                      RunCurves("b", "run b", {"loss": (steps, 2.0 / steps)})])
+    compare.resize(1000, 600)
+    compare.show()
+    qtbot.waitExposed(compare)
+    for axis in [p.getAxis("bottom") for p in plot._plots.values()] + [compare.plot.getAxis("bottom")]:
+        values = _tick_values(axis)
+        assert values and all(float(v).is_integer() for v in values), values
+    shots = os.environ.get("TUNEBENCH_SHOTS", str(tmp_path))
+    plot.grab().save(os.path.join(shots, "train-plot-three-steps.png"))
+    compare.grab().save(os.path.join(shots, "runs-compare-three-steps.png"))
