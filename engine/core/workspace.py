@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.core import paths, protocol
+from engine.core import names, paths, protocol
 
 RUN_JSON = "run.json"
 CONFIG_TOML = "config.toml"
@@ -169,7 +169,7 @@ def checkpoint_step(folder: Path) -> int:
 
 def create_run(name: str = "", root: Path | None = None) -> RunFolder:
     root = root or paths.runs_dir()
-    folder = RunFolder(root / new_run_id(name))
+    folder = RunFolder(names.child(root, new_run_id(name), "run name"))
     folder.path.mkdir(parents=True)
     return folder
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, protocol, workspace
+from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
 from engine.export import gguf as export_gguf
@@ -46,7 +46,7 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     except EngineError as exc:  # the shared resolver names its field "adapter"; here it is "run"
         raise EngineError(exc.code, exc.message.replace("adapter: ", "run: ", 1)) from None
     source = adapter_dir or Path(base)
-    target = Path(args.out).expanduser() if args.out else default_target(source, args.format, outtype)
+    target = names.check_out_path(args.out, "--out") if args.out else default_target(source, args.format, outtype)
     check_target(target, args.format, args.force)
     started = time.monotonic()
     model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, paths, workspace
+from engine.core import errors, names, paths, workspace
 
 FORMAT = "tunebench-suite"
 VERSION = 1
@@ -222,7 +222,11 @@ def slug_of(name: str) -> str:
 
 
 def suite_path(name: str) -> Path:
-    return paths.suites_dir() / f"{slug_of(name)}.json"
+    slug = slug_of(name)
+    problem = names.name_problem(f"{slug}.json")  # the slug is safe, but may be CON, NUL, COM1...
+    if problem:
+        raise errors.usage(f"suite name {name!r}: {problem}")
+    return names.child(paths.suites_dir(), f"{slug}.json", "suite name")
 
 
 def save_suite(suite: Suite) -> Path:
