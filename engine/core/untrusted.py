@@ -111,9 +111,10 @@ def read_text(path: Path, limit: int | None = None, encoding: str = "utf-8") -> 
 
 # -- JSON -------------------------------------------------------------------------------------------
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    if len(pairs) > MAX_KEYS:
-        raise InputError(f"an object with more than {MAX_KEYS} keys")
+def _object(pairs: list[tuple[str, Any]], max_keys: int | None = None) -> dict[str, Any]:
+    max_keys = MAX_KEYS if max_keys is None else max_keys
+    if len(pairs) > max_keys:
+        raise InputError(f"an object with more than {max_keys} keys")
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
@@ -133,11 +134,15 @@ def _float(text: str) -> float:
     return value
 
 
-def json_loads(text: str | bytes) -> Any:
+def json_loads(text: str | bytes, max_keys: int | None = None) -> Any:
     """Parses JSON from a user file, raising InputError (never RecursionError, never a value a
-    later writer chokes on) for the classes listed in the module docstring."""
+    later writer chokes on) for the classes listed in the module docstring. ``max_keys``
+    raises the per-object key limit for documents that are indexes, not records."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        return _object(pairs, max_keys)
+
     try:
-        value = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
+        value = json.loads(text, object_pairs_hook=hook, parse_constant=_constant, parse_float=_float)
     except InputError:
         raise
     except json.JSONDecodeError as exc:

@@ -12,6 +12,7 @@ written to a temporary name and renamed.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import tempfile
@@ -61,7 +62,9 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
         log.info("Export cancelled; nothing was written to %s", target)
         return protocol.ExitCode.CANCELLED
     except OSError as exc:  # a full disk, a folder taken away meanwhile: nothing half-written stays
-        raise EngineError(protocol.ExitCode.FAILED, f"out: could not write {target}: {exc.strerror or exc}")
+        problem = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise EngineError(protocol.ExitCode.FAILED, f"out: could not write {target}: {problem}; nothing was "
+                          "left half-written") from None
     seconds = time.monotonic() - started
     size = _size(target)
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
