@@ -14,7 +14,9 @@ Each kill is one of five kinds, taken in turn:
 - ``export``: ``export --format merged`` of a finished run, killed at a random moment of its work.
 
 After each kill the harness checks that no half-written dataset version, checkpoint or export is
-visible (what Tunebench lists or resumes from is complete), that run.json and queue.json parse,
+visible (what Tunebench lists or resumes from is complete; the Trainer writes a checkpoint in
+place, so a folder cut off mid-save is ignored, then removed by the resume), that run.json and
+queue.json parse,
 that the next command of the same kind succeeds, and, for training, that ``train --resume``
 continues from the last complete checkpoint and ends with the same loss curve as an
 uninterrupted run (every step within 1e-4). "Random moment" is drawn uniformly over the
@@ -221,6 +223,9 @@ class Harness:
         resumed = run_engine_ok(self.home, kill, "train", "--resume", str(run.path))
         if resumed is None:
             return
+        cut_off = [c.name for c in run.checkpoints.glob("checkpoint-*") if not (c / "trainer_state.json").is_file()]
+        if cut_off:
+            kill.notes.append(f"half-written checkpoints still there after the resume: {cut_off}")
         got, expected = losses(list(run.read_events())), self.reference["losses"]
         if sorted(got) != sorted(expected):
             kill.notes.append(f"resumed curve has steps {sorted(got)}, expected {sorted(expected)}")

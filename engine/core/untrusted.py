@@ -16,7 +16,7 @@ traceback or unbounded memory:
   downstream could store;
 - **TOML** (:func:`toml_loads`) refuses the same depth and nan/inf values.
 
-Limits are documented in README ("What Tunebench guarantees") and docs/data.md.
+Limits are documented in README ("What Tunebench guarantees").
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class LineTooLong:
 
     @property
     def problem(self) -> str:
-        return f"line is longer than the {size_text(self.limit)} limit ({size_text(self.size)} or more); split it"
+        return f"line is longer than the {size_text(self.limit)} limit ({size_text(self.size)}); split it"
 
 
 def size_text(size: int) -> str:

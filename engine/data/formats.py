@@ -35,6 +35,8 @@ SNIFF_BYTES = 8192
 BATCH_ROWS = 10_000  # rows pulled at once from Parquet and Arrow: bounded memory, few calls
 MAX_COLUMNS = untrusted.MAX_KEYS
 MAX_ROW_GROUP_BYTES = 1024 * 1024 * 1024  # uncompressed; a Parquet row group is read whole
+# Stands in for a line too long to keep, so a CSV reader still sees a row to report it on.
+TOO_LONG_TEXT = "\ufffd\n"
 
 
 class RowError(ValueError):
@@ -167,7 +169,7 @@ def _decoded_lines(source: Source) -> Iterator[tuple[int, str, RowError | None]]
     with source.path.open("rb") as handle:
         for number, raw in enumerate(untrusted.bounded_lines(handle), start=1):
             if isinstance(raw, untrusted.LineTooLong):
-                yield number, "\n", RowError("(line)", raw.problem)
+                yield number, TOO_LONG_TEXT, RowError("(line)", raw.problem)
                 continue
             if number == 1:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
@@ -186,7 +188,7 @@ def _utf16_lines(path: Path) -> Iterator[tuple[int, str, RowError | None]]:
         try:
             for number, line in enumerate(untrusted.bounded_lines(handle, untrusted.MAX_LINE_BYTES // 2), start=1):
                 if isinstance(line, untrusted.LineTooLong):
-                    yield number, "\n", RowError("(line)", line.problem.replace("bytes", "characters"))
+                    yield number, TOO_LONG_TEXT, RowError("(line)", line.problem.replace("bytes", "characters"))
                 else:
                     yield number, line, None
         except UnicodeDecodeError as exc:
@@ -376,7 +378,8 @@ def read_parquet(source: Source) -> Iterator[Record]:
                 index += 1
                 yield Record(index, value, "row")
     except (OSError, ValueError, NotImplementedError) as exc:  # pyarrow's errors derive from these
-        raise errors.invalid_input(f"{source.path.name}:row {index + 1}: cannot read Parquet: {exc}") from None
+        raise errors.invalid_input(f"{source.path.name}:row {index + 1}: cannot read Parquet: "
+                                   f"{_one_line(exc)}") from None
 
 
 SLICE_BYTES = 64 * 1024 * 1024  # decoded text turned into Python objects at once
@@ -392,7 +395,7 @@ def _open_parquet(path: Path) -> tuple[Any, list[str]]:
         metadata = pq.read_metadata(str(path))
         schema = metadata.schema.to_arrow_schema()
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise errors.invalid_input(f"{path.name}: cannot read Parquet: {exc}") from None
+        raise errors.invalid_input(f"{path.name}: cannot read Parquet: {_one_line(exc)}") from None
     if metadata.num_columns > MAX_COLUMNS:
         raise errors.invalid_input(f"{path.name}: {metadata.num_columns} columns, more than the "
                                    f"{MAX_COLUMNS} a dataset can have")
@@ -409,7 +412,7 @@ def _open_parquet(path: Path) -> tuple[Any, list[str]]:
     try:
         return pq.ParquetFile(str(path), read_dictionary=dictionary), dictionary
     except Exception as exc:
-        raise errors.invalid_input(f"{path.name}: cannot read Parquet: {exc}") from None
+        raise errors.invalid_input(f"{path.name}: cannot read Parquet: {_one_line(exc)}") from None
 
 
 def _batch_rows(batch: Any, dictionary_columns: list[str]) -> Iterator[Any]:
@@ -488,7 +491,7 @@ def load_arrow_folder(path: Path, split: str = "") -> Any:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:
-        raise errors.invalid_input(f"{path.name}: cannot read the datasets folder: {exc}") from None
+        raise errors.invalid_input(f"{path.name}: cannot read the datasets folder: {_one_line(exc)}") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split and split not in loaded:
             raise errors.usage(f"--split {split}: {path.name} has no such split (it has {', '.join(loaded)})")
@@ -516,3 +519,9 @@ def read_records(source: Source, txt_mode: str = "paragraphs", split: str = "") 
         "parquet": read_parquet, "arrow": lambda s: read_arrow_folder(s, split),
         "txt": lambda s: read_txt(s, txt_mode)}
     return readers[source.format](source)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A library's message (pyarrow's span several lines) as one clipped line."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -18,7 +18,7 @@ from engine.core import names, protocol, untrusted
 from engine.core.errors import EngineError
 from engine.data import formats
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
@@ -136,7 +136,7 @@ line_bytes = (st.binary(max_size=60) | jsonish.map(lambda t: t.encode("utf-8", "
               | st.sampled_from([b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00", b"\xed\xa0\x80", b'"', b"\r"]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(line_bytes, max_size=12).map(b"\n".join), TEXT_SUFFIXES)
 def test_text_readers_never_raise_anything_but_their_one_line(data: bytes, suffix: str) -> None:
     _read_all(data, suffix)
@@ -160,7 +160,7 @@ def _parquet_bytes() -> bytes:
 PARQUET = _parquet_bytes()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(min_value=0, max_value=len(PARQUET) - 1), st.integers(0, 255)),
                 min_size=1, max_size=6))
 def test_parquet_reader_on_damaged_files(flips: list[tuple[int, int]]) -> None:

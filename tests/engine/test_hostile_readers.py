@@ -84,7 +84,7 @@ def test_prompt_file_line_over_the_limit(tmp_path: Path, monkeypatch: pytest.Mon
     ("b.json", '[{"name": "a", "params": {"temperature": NaN}}]', "NaN"),
     ("b.toml", "[[config]]\nname = 'a'\nx = " + "[" * 3000 + "]" * 3000, "nested more than"),
     ("b.toml", "[[config]]\nname = 'a'\n[config.params]\ntemperature = nan\n", "nan is not a usable number"),
-    ("b.toml", "[[config]]\nname = 'a'\nname = 'b'\n", "line 3"),
+    ("b.toml", "[[config]]\nname = 'a'\nname = 'b'\n", ":3: not valid TOML"),
 ])
 def test_batch_files(name: str, content: str, words: str, tmp_path: Path) -> None:
     from engine.infer import batch
