@@ -388,7 +388,6 @@ SLICE_BYTES = 64 * 1024 * 1024  # decoded text turned into Python objects at onc
 def _open_parquet(path: Path) -> tuple[Any, list[str]]:
     """The file, opened to keep its dictionary-encoded text columns encoded, after checking
     its metadata; raises EngineError INVALID_INPUT naming what is too large."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -407,12 +406,21 @@ def _open_parquet(path: Path) -> tuple[Any, list[str]]:
             raise errors.invalid_input(
                 f"{path.name}: row group {number + 1} expands to {untrusted.size_text(size)}, more than the "
                 f"{untrusted.size_text(MAX_ROW_GROUP_BYTES)} limit (write it with smaller row groups)")
-    text_types = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
-    dictionary = [field.name for field in schema if any(check(field.type) for check in text_types)]
+    dictionary = [field.name for field in schema if _is_text(field.type)]
     try:
         return pq.ParquetFile(str(path), read_dictionary=dictionary), dictionary
     except Exception as exc:
         raise errors.invalid_input(f"{path.name}: cannot read Parquet: {_one_line(exc)}") from None
+
+
+def _is_text(kind: Any) -> bool:
+    """Text or bytes, or a dictionary of them (a file written from an Arrow dictionary column)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _is_text(kind.value_type)
+    return any(check(kind) for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                                         pa.types.is_large_binary))
 
 
 def _batch_rows(batch: Any, dictionary_columns: list[str]) -> Iterator[Any]:
