@@ -268,8 +268,9 @@ def import_json(path: Path) -> Suite:
         document = untrusted.json_loads(untrusted.read_text(path))
     except OSError as exc:
         raise errors.not_found(f"{path}: cannot read ({exc.strerror})") from None
-    except untrusted.InputError as exc:
-        raise errors.invalid_input(exc.located(str(path))) from None
+    except untrusted.InputError as exc:  # this module's style: "FILE: line N: ..."
+        where = f"{path}: line {exc.line}" if exc.line else str(path)
+        raise errors.invalid_input(f"{where}: not valid JSON ({exc})" if exc.column else f"{where}: {exc}") from None
     return from_json(document, str(path))
 
 
@@ -300,13 +301,13 @@ def _jsonl_column(path: Path, column: str) -> list[str]:
     with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(untrusted.bounded_lines(handle), start=1):
             if isinstance(line, untrusted.LineTooLong):
-                raise errors.invalid_input(f"{path}:{number}: {line.problem}")
+                raise errors.invalid_input(f"{path}: line {number}: {line.problem}")
             if not line.strip():
                 continue
             try:
                 row = untrusted.json_loads(line)
             except untrusted.InputError as exc:
-                raise errors.invalid_input(f"{path}:{number}: not valid JSON: {exc}") from None
+                raise errors.invalid_input(f"{path}: line {number}: not valid JSON ({exc})") from None
             if not isinstance(row, dict) or column not in row:
                 raise errors.invalid_input(f"{path}: line {number}: no field {column!r}")
             values.append(str(row[column]))

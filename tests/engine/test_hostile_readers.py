@@ -66,7 +66,7 @@ def test_prompt_file_columns(line: str, words: str, tmp_path: Path) -> None:
     file = write(tmp_path / "prompts.jsonl", '{"q": "fine"}\n' + line + "\n")
     with pytest.raises(EngineError) as caught:
         suites.read_column(file, "q")
-    assert_one_line(caught.value, f"{file}:2: not valid JSON", words)
+    assert_one_line(caught.value, f"{file}: line 2: not valid JSON", words)
 
 
 def test_prompt_file_line_over_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +76,7 @@ def test_prompt_file_line_over_the_limit(tmp_path: Path, monkeypatch: pytest.Mon
     file = write(tmp_path / "prompts.jsonl", '{"q": "fine"}\n{"q": "' + "x" * 500 + '"}\n')
     with pytest.raises(EngineError) as caught:
         suites.read_column(file, "q")
-    assert_one_line(caught.value, f"{file}:2: line is longer than the 100 bytes limit")
+    assert_one_line(caught.value, f"{file}: line 2: line is longer than the 100 bytes limit")
 
 
 @pytest.mark.parametrize("name, content, words", [
