@@ -8,6 +8,7 @@ subcommands, their flags and their handlers come from the table in engine/comman
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -102,6 +103,7 @@ def _hello(job: Job, heavy: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     protocol_stream = reserve_stdout()
+    logging.raiseExceptions = False  # a full disk must not print a traceback for each log line
     memory.configure_process()
     args = build_parser().parse_args(argv)
     command: Command = args.entry
@@ -120,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail(channel, protocol.ExitCode.CANCELLED, "interrupted")
     except Exception as exc:  # a bug: the user gets one line, the log gets the traceback
+        if disk_full(exc):
+            log.debug("disk full", exc_info=True)
+            return _fail(channel, protocol.ExitCode.FAILED, DISK_FULL)
         if type(exc).__name__ == "OutOfMemoryError":
             return _fail(channel, protocol.ExitCode.OUT_OF_MEMORY,
                          "out of memory: lower batch_size or max_length, or use qlora")
@@ -127,6 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(channel, protocol.ExitCode.FAILED, f"internal error: {type(exc).__name__}: {exc}")
     finally:
         channel.close()
+
+
+DISK_FULL = ("disk full: the last write did not fit and was removed; free some space and run it again "
+             "(train --resume continues a run from its last complete checkpoint)")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk. torch and safetensors wrap the OSError
+    in their own errors, so their messages are read too."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(seen) or "StorageFull" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _fail(channel: Channel, code: int, message: str) -> int:

@@ -2,7 +2,9 @@
 
 The engine writes newline-delimited JSON (engine/core/protocol.py) on stdout and a human log on
 stderr. QProcess delivers bytes in arbitrary chunks, so both streams are buffered here and
-split on b"\\n"; a message is only decoded once its whole line has arrived.
+split on b"\\n"; a message is only decoded once its whole line has arrived. A line longer than
+protocol.MAX_LINE_BYTES is never held: its bytes are dropped as they arrive and it is reported
+as one warning, so a broken engine cannot make the window run out of memory.
 """
 
 from __future__ import annotations
@@ -45,20 +47,54 @@ def format_command(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
-class LineBuffer:
-    """Collects byte chunks and hands back whole lines, decoded as UTF-8 with replacement."""
+class TooLongLine(str):
+    """Stands for a line over the buffer's limit, whose bytes were dropped; the text says so."""
 
-    def __init__(self) -> None:
-        self._pending = b""
+    def __new__(cls, size: int, limit: int) -> "TooLongLine":
+        line = super().__new__(cls, f"(a line of {size} bytes, over the {limit}-byte limit, was dropped)")
+        line.size = size
+        return line
+
+
+class LineBuffer:
+    """Collects byte chunks and hands back whole lines, decoded as UTF-8 with replacement.
+
+    Holds at most ``limit`` bytes of an unfinished line: past that the line is dropped (counted,
+    not kept) until its newline arrives, and handed back as a TooLongLine."""
+
+    def __init__(self, limit: int = protocol.MAX_LINE_BYTES) -> None:
+        self._pending = bytearray()
+        self._limit = limit
+        self._dropped = 0  # bytes of the current over-long line seen so far
 
     def feed(self, chunk: bytes) -> list[str]:
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        return [_decode(line) for line in lines]
+        *complete, rest = chunk.split(b"\n")
+        found = [self._finish(piece) for piece in complete]
+        self._absorb(rest)
+        return found
 
     def flush(self) -> list[str]:
         """The last line when the stream ended without a newline."""
-        rest, self._pending = self._pending, b""
+        if self._dropped:
+            return [self._finish(b"")]
+        rest, self._pending = bytes(self._pending), bytearray()
         return [_decode(rest)] if rest.strip() else []
+
+    def _absorb(self, piece: bytes) -> None:
+        """Keeps the start of an unfinished line, or only counts it once it is over the limit."""
+        if self._dropped or len(self._pending) + len(piece) > self._limit:
+            self._dropped += len(self._pending) + len(piece)
+            self._pending = bytearray()
+        else:
+            self._pending += piece
+
+    def _finish(self, piece: bytes) -> str:
+        """The line that ``piece`` (the bytes before a newline) completes."""
+        size = self._dropped + len(self._pending) + len(piece)
+        line = (TooLongLine(size, self._limit) if self._dropped or size > self._limit
+                else _decode(bytes(self._pending) + piece))
+        self._pending, self._dropped = bytearray(), 0
+        return line
 
 
 def _decode(line: bytes) -> str:
@@ -225,6 +261,9 @@ class EngineClient(QObject):
                 self._handle_line(line)
 
     def _handle_line(self, line: str) -> None:
+        if isinstance(line, TooLongLine):
+            self.sig_log.emit("warning", f"engine wrote a line too long to read: {line}")
+            return
         try:
             message = protocol.decode(line)
         except protocol.ProtocolError as exc:

@@ -18,6 +18,10 @@ Modes:
                     without its newline (exercises the reader's line buffering)
     wrong-protocol  the hello announces protocol 99
     ignore-cancel   read cancel but keep going (exercises kill after the grace period)
+    hostile         after the hello, also write a line over protocol.MAX_LINE_BYTES, a line
+                    nested far deeper than JSON readers allow, and a message cut off mid-line
+                    (each must cost one warning, not the window)
+    die-mid-line    after the third message, write half a line and die by SIGKILL
 
 The exit code is ``--exit`` when given, else the code of the last error message in the
 transcript, else 0.
@@ -39,7 +43,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -51,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from engine.core import protocol  # noqa: E402
 
 CANCELLED_EXIT = int(protocol.ExitCode.CANCELLED)
-MODES = ("normal", "garbage", "split", "wrong-protocol", "ignore-cancel")
+MODES = ("normal", "garbage", "split", "wrong-protocol", "ignore-cancel", "hostile", "die-mid-line")
 
 
 class Output:
@@ -59,6 +65,8 @@ class Output:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.hostile_done = False  # --mode hostile writes its bad lines once
+        self.sent = 0  # messages written, for --mode die-mid-line
 
     def write(self, text: str, pause: float = 0.0) -> None:
         with self._lock:
@@ -237,6 +245,16 @@ def replay_session(out: Output, lines: list[dict], args: argparse.Namespace, can
 
 def write_message(out: Output, message: dict, mode: str, last: bool) -> None:
     line = protocol.encode(message)
+    if mode == "hostile" and message.get("type") != protocol.HELLO and not out.hostile_done:
+        out.hostile_done = True
+        out.write('{"type": "log", "t": 0, "level": "info", "message": "' + "x" * (protocol.MAX_LINE_BYTES + 10) + '"}\n')
+        out.write('{"type": "log", "t": 0, "level": "info", "message": ' + "[" * 50_000 + "]" * 50_000 + "}\n")
+        out.write(line[: len(line) // 2] + "\n")
+    if mode == "die-mid-line":
+        out.sent += 1
+        if out.sent == 4:
+            out.write(line[: len(line) // 2])
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
     if mode == "garbage":
         out.write("this line is not JSON at all\n")
         out.write('{"type": "progress", "current": \n')

@@ -98,3 +98,28 @@ def test_every_recorded_transcript_decodes_with_todays_protocol() -> None:
                 continue
             message = protocol.decode(line)
             assert message["type"] in protocol.REQUIRED_FIELDS, f"{transcript.name}:{number}"
+
+
+def test_decode_refuses_hostile_lines_with_a_protocol_error(monkeypatch) -> None:
+    """Too long, too deep, NaN, duplicate keys: a ProtocolError each, never another exception."""
+    monkeypatch.setattr(protocol, "MAX_LINE_BYTES", 1000)
+    for line, reason in [('{"type": "pong", "t": 0, "x": "' + "x" * 2000 + '"}', "over the 1000 limit"),
+                         ('{"type": "pong", "t": 0, "x": ' + "[" * 300 + "]" * 300 + "}", "nested more than"),
+                         ('{"type": "pong", "t": NaN}', "NaN"), ('{"type": "pong", "type": "ping", "t": 0}', "duplicate")]:
+        with pytest.raises(protocol.ProtocolError, match=reason):
+            protocol.decode(line)
+
+
+def test_stdin_lines_are_read_within_the_limit(monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr(protocol, "MAX_LINE_BYTES", 100)
+    stream = io.StringIO('{"type": "ping", "t": 0}\n' + "x" * 5000 + '\n{"type": "cancel", "t": 0}\n')
+    decoded = []
+    for line in protocol.read_lines(stream):
+        assert len(line) <= 101
+        try:
+            decoded.append(protocol.decode(line)["type"])
+        except protocol.ProtocolError:
+            decoded.append("refused")
+    assert decoded == ["ping", "refused", "cancel"]

@@ -10,6 +10,7 @@ its ``events.ndjson``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -20,6 +21,18 @@ from typing import Any, TextIO
 from engine.core import protocol
 
 log = logging.getLogger("engine")
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, 2)
+            return handle.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def reserve_stdout() -> TextIO:
@@ -49,10 +62,12 @@ class Channel:
         """Also append every message to ``events_path`` (the run's event log), starting with
         the hello already sent, so the log reads like the stream a client saw."""
         with self._lock:
+            torn = _ends_mid_line(events_path)
             self._events = events_path.open("a", encoding="utf-8", newline="\n")
+            if torn:  # a process killed mid-line: its fragment must not swallow our first line
+                self._record("\n")
             if self._hello is not None:
-                self._events.write(protocol.encode(self._hello))
-                self._events.flush()
+                self._record(protocol.encode(self._hello))
 
     def send(self, message: dict[str, Any]) -> None:
         line = protocol.encode(message)
@@ -60,8 +75,7 @@ class Channel:
             self._hello = message
         with self._lock:
             if self._events is not None:
-                self._events.write(line)
-                self._events.flush()
+                self._record(line)
             if self._json:
                 self._write(line)
             else:
@@ -70,8 +84,23 @@ class Channel:
     def close(self) -> None:
         with self._lock:
             if self._events is not None:
-                self._events.close()
+                with contextlib.suppress(OSError):  # a full disk: what could be written, was
+                    self._events.close()
                 self._events = None
+
+    def _record(self, line: str) -> None:
+        """Appends to the event log. A full disk stops the log, not the job: the client still
+        gets every message, and the error the job then meets says "disk full" once."""
+        try:
+            self._events.write(line)
+            self._events.flush()
+        except OSError as exc:
+            # Not log.warning: the log handler sends through this channel, whose lock we hold.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"warning: the run's event log stopped: {exc.strerror or exc}\n")
+            with contextlib.suppress(OSError):
+                self._events.close()
+            self._events = None
 
     def _write(self, line: str) -> None:
         try:

@@ -91,7 +91,7 @@ class Control:
     def _read_stdin(self) -> None:
         # End of input (the window closed) is not a cancel: the job keeps running and its run
         # folder keeps its record, so a new window can re-attach.
-        for line in sys.stdin:
+        for line in protocol.read_lines(sys.stdin):
             try:
                 message = protocol.decode(line)
             except protocol.ProtocolError as exc:

@@ -24,9 +24,14 @@ from __future__ import annotations
 import enum
 import json
 import time
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+from engine.core import untrusted
 
 PROTOCOL_VERSION = 1
+# The longest message line either side reads; a longer one is a ProtocolError, and readers drop
+# its bytes as they arrive instead of buffering them (a result of a few thousand rows is ~1 MB).
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 # Messages the engine sends.
 HELLO = "hello"
@@ -160,15 +165,17 @@ def encode(message: dict[str, Any]) -> str:
 
 def decode(line: str | bytes) -> dict[str, Any]:
     """Parses one line into a message, or raises ProtocolError saying what is wrong with it."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError(f"a line of {len(line)} bytes, over the {MAX_LINE_BYTES} limit")
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
     text = line.strip()
     if not text:
         raise ProtocolError("empty line")
     try:
-        message = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"not JSON ({exc.msg}): {_clip(text)}") from None
+        message = untrusted.json_loads(text)
+    except untrusted.InputError as exc:  # also too deep, NaN, duplicate keys, lone surrogates
+        raise ProtocolError(f"not JSON ({exc}): {_clip(text)}") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"not a JSON object: {_clip(text)}")
     kind = message.get("type")
@@ -178,6 +185,17 @@ def decode(line: str | bytes) -> dict[str, Any]:
     if missing:
         raise ProtocolError(f"{kind} message is missing {', '.join(missing)}: {_clip(text)}")
     return message
+
+
+def read_lines(stream: Iterable[str]) -> Iterator[str]:
+    """Lines of a text stream (stdin) for :func:`decode`, a line over MAX_LINE_BYTES replaced by
+    a placeholder that decode refuses, so a reader never holds one."""
+    readline = getattr(stream, "readline", None)
+    if readline is None:  # a list of lines (tests)
+        yield from stream
+        return
+    for line in untrusted.bounded_lines(stream, MAX_LINE_BYTES):  # type: ignore[arg-type]
+        yield line if isinstance(line, str) else "(a line over the limit)"
 
 
 def check_hello(message: dict[str, Any]) -> None:

@@ -20,12 +20,13 @@ import argparse
 import dataclasses
 import functools
 import json
-import tomllib
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+from engine.core import untrusted
 
 LISTS = (list, tuple)
 
@@ -292,11 +293,14 @@ def read_toml_table(path: Path, section: str) -> dict[str, Any]:
     """The ``[section]`` table of a settings file, or its top-level keys when it has none;
     ConfigError (field "config") when the file is missing or not TOML."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = untrusted.toml_loads(untrusted.read_text(path))
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError("config", f"not valid TOML: {exc}", str(path)) from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+    except untrusted.InputError as exc:  # too large, not UTF-8, not TOML, too deep, nan/inf
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        raise ConfigError("config", f"not valid TOML: {exc}", where) from None
     return data.get(section, {k: v for k, v in data.items() if not isinstance(v, dict)})
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.core import paths, protocol
+from engine.core import names, paths, protocol, untrusted
 
 RUN_JSON = "run.json"
 CONFIG_TOML = "config.toml"
@@ -83,8 +83,10 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing, torn or hostile (too large, too
+    deep...: run.json, manifests and summaries may have been edited by hand)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = untrusted.json_loads(untrusted.read_text(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -156,7 +158,9 @@ class RunFolder:
         except OSError:
             return
         with handle:
-            for line in handle:
+            for line in untrusted.bounded_lines(handle, protocol.MAX_LINE_BYTES):
+                if isinstance(line, untrusted.LineTooLong):
+                    continue
                 try:
                     yield protocol.decode(line)
                 except protocol.ProtocolError:
@@ -169,7 +173,7 @@ def checkpoint_step(folder: Path) -> int:
 
 def create_run(name: str = "", root: Path | None = None) -> RunFolder:
     root = root or paths.runs_dir()
-    folder = RunFolder(root / new_run_id(name))
+    folder = RunFolder(names.child(root, new_run_id(name), "run name"))
     folder.path.mkdir(parents=True)
     return folder
 

@@ -27,12 +27,18 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from engine.core import errors, paths, protocol
+from engine.core import errors, protocol
 from engine.core.control import progress_reporter
 from engine.core.job import Job
 from engine.core.schema import from_namespace
 from engine.core.workspace import atomic_folder, atomic_write_json
-from engine.data.importer import MANIFEST, DatasetVersion, resolve, versions
+from engine.data.importer import (
+    MANIFEST,
+    DatasetVersion,
+    dataset_folder,
+    resolve,
+    versions,
+)
 from engine.data.options import AUGMENTS, CleanOptions
 from engine.data.split import SPLITS, load_data
 from engine.data.stats import answer_text, row_key
@@ -273,7 +279,7 @@ def _store(parent: DatasetVersion, splits: dict[str, list[dict]], options: Clean
     features = (features[next(iter(features))] if isinstance(features, datasets.DatasetDict) else features).features
     built = {name: datasets.Dataset.from_list(rows, features=features) for name, rows in splits.items()}
     number = versions(parent.name)[-1].version + 1
-    target = paths.datasets_dir() / parent.name / f"v{number}"
+    target = dataset_folder(parent.name) / f"v{number}"
     inherited = {key: parent.manifest[key] for key in ("source", "format", "encoding", "shape", "mapping", "options")
                  if key in parent.manifest}
     manifest: dict[str, Any] = {

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from engine.core import errors, protocol
+from engine.core import errors, names, protocol
 from engine.core.control import progress_reporter
 from engine.core.job import Job
 from engine.data.importer import PROGRESS_EVERY, ProgressCallback, resolve
@@ -193,7 +193,9 @@ def _write_rows(handle: Any, rows: Iterator[dict], convert: Callable[[dict], dic
 # -- CLI handler ----------------------------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace, job: Job) -> int:
-    out = Path(args.out).expanduser()
+    out = names.check_out_path(args.out, "--out")
+    if out.is_dir():
+        raise errors.usage(f"--out {args.out!r}: is a folder; give the JSONL file's name")
     report = export_dataset(args.dataset, out, args.format, args.skip_invalid, args.split,
                             progress_reporter(job, "export"))
     job.channel.send(protocol.result({"path": str(out.resolve()), "format": report.format,

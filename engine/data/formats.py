@@ -7,6 +7,11 @@ problems (binary content, an unreadable file, JSON that does not parse) raise En
 INVALID_INPUT naming the file, because no row of such a file can be trusted.
 
 Readers never hold all rows in memory except for JSON documents, which have to be parsed whole.
+Hostile input is bounded by :mod:`engine.core.untrusted`: a line (or a TXT record) over
+``MAX_LINE_BYTES`` becomes that line's problem without being held, a JSON document over
+``MAX_DOCUMENT_BYTES`` is refused before it is read, every JSON value goes through its checked
+parser (depth, duplicate keys, NaN, surrogates), and a Parquet file's metadata is checked
+(columns, uncompressed row-group size) before any data is decompressed.
 """
 
 from __future__ import annotations
@@ -14,12 +19,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from engine.core import errors
+from engine.core import errors, untrusted
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt", "arrow")
 TXT_MODES = ("paragraphs", "file")
@@ -29,6 +33,10 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv
 PARQUET_MAGIC = b"PAR1"
 SNIFF_BYTES = 8192
 BATCH_ROWS = 10_000  # rows pulled at once from Parquet and Arrow: bounded memory, few calls
+MAX_COLUMNS = untrusted.MAX_KEYS
+MAX_ROW_GROUP_BYTES = 1024 * 1024 * 1024  # uncompressed; a Parquet row group is read whole
+# Stands in for a line too long to keep, so a CSV reader still sees a row to report it on.
+TOO_LONG_TEXT = "\ufffd\n"
 
 
 class RowError(ValueError):
@@ -156,10 +164,13 @@ def _decoded_lines(source: Source) -> Iterator[tuple[int, str, RowError | None]]
     """(line number, text, problem): a line that is not UTF-8 comes with its problem and its
     text decoded with replacement characters, for readers that must keep parsing around it."""
     if source.encoding == "utf-16":
-        yield from ((number, text, None) for number, text in _utf16_lines(source.path))
+        yield from _utf16_lines(source.path)
         return
     with source.path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(untrusted.bounded_lines(handle), start=1):
+            if isinstance(raw, untrusted.LineTooLong):
+                yield number, TOO_LONG_TEXT, RowError("(line)", raw.problem)
+                continue
             if number == 1:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
@@ -169,15 +180,32 @@ def _decoded_lines(source: Source) -> Iterator[tuple[int, str, RowError | None]]
                 yield number, raw.decode("utf-8", errors="replace"), problem
 
 
-def _utf16_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _utf16_lines(path: Path) -> Iterator[tuple[int, str, RowError | None]]:
     with path.open("rb") as raw:
         # newline="" keeps CR LF as it is, so the csv module can see quoted line breaks.
         handle = io.TextIOWrapper(raw, encoding="utf-16", newline="")
+        number = 0
         try:
-            for number, line in enumerate(handle, start=1):
-                yield number, line
+            for number, line in enumerate(untrusted.bounded_lines(handle, untrusted.MAX_LINE_BYTES // 2), start=1):
+                if isinstance(line, untrusted.LineTooLong):
+                    yield number, TOO_LONG_TEXT, RowError("(line)", line.problem.replace("bytes", "characters"))
+                else:
+                    yield number, line, None
         except UnicodeDecodeError as exc:
-            raise errors.invalid_input(f"{path.name}: not valid UTF-16 text ({exc.reason})") from None
+            line = _first_undecodable_utf16_line(path)
+            raise errors.invalid_input(f"{path.name}:{line}: not valid UTF-16 text ({exc.reason})") from None
+
+
+def _first_undecodable_utf16_line(path: Path) -> int:
+    """The decoder reads ahead in blocks, so its error does not say which line; decoding again
+    with replacement finds the first line holding a replacement character."""
+    with path.open("rb") as raw:
+        handle = io.TextIOWrapper(raw, encoding="utf-16", errors="replace", newline="")
+        number = 0
+        for number, line in enumerate(untrusted.bounded_lines(handle, untrusted.MAX_LINE_BYTES // 2), start=1):
+            if isinstance(line, str) and "\ufffd" in line:
+                return number
+    return max(number, 1)
 
 
 # -- readers ---------------------------------------------------------------------------------------
@@ -191,30 +219,31 @@ def read_jsonl(source: Source) -> Iterator[Record]:
         if not text.strip():
             continue
         try:
-            yield Record(number, json.loads(text))
-        except json.JSONDecodeError as exc:
-            yield Record(number, RowError("(line)", f"not valid JSON: {_json_problem(exc)}"))
-
-
-def _json_problem(exc: json.JSONDecodeError) -> str:
-    # Some of json's messages end in "at" already ("Invalid control character at").
-    return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+            yield Record(number, untrusted.json_loads(text))
+        except untrusted.InputError as exc:
+            yield Record(number, RowError("(line)", f"not valid JSON: {exc}"))
 
 
 def read_json(source: Source) -> Iterator[Record]:
     """An array of records, or an object of equally long columns. A ``.json`` file that is
     really JSON Lines (several values, one a line) is read as JSONL."""
     try:
-        document = json.loads(source.path.read_text(encoding=source.encoding))
-    except UnicodeDecodeError as exc:
-        raise errors.invalid_input(f"{source.path.name}: not {source.encoding} text "
-                                   f"(byte {exc.start + 1})") from None
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
+        text = untrusted.read_text(source.path, untrusted.MAX_DOCUMENT_BYTES, source.encoding)
+    except untrusted.InputError as exc:
+        if exc.line:
+            raise errors.invalid_input(exc.located(source.path.name)) from None
+        raise errors.invalid_input(f"{source.path.name}: {exc}; a JSON array is read whole, so convert it to "
+                                   "JSON Lines (one record a line)") from None
+    try:
+        document = untrusted.json_loads(text)
+    except untrusted.InputError as exc:
+        if exc.problem == "Extra data":
             yield from read_jsonl(source)
             return
-        raise errors.invalid_input(f"{source.path.name}:{exc.lineno}: not valid JSON: "
-                                   f"{_json_problem(exc)}") from None
+        raise errors.invalid_input(f"{source.path.name}:{exc.line}: not valid JSON: {exc}" if exc.column
+                                   else f"{source.path.name}: not usable JSON: {exc}") from None
+    finally:
+        del text
     for index, value in enumerate(_json_records(source.path.name, document), start=1):
         yield Record(index, value, "row")
 
@@ -251,6 +280,9 @@ def read_csv(source: Source) -> Iterator[Record]:
     numbered by the physical line it starts on."""
     delimiter = "\t" if source.format == "tsv" else ","
     bad_lines: dict[int, RowError] = {}
+    # A quoted field may span lines; this bounds what one field can hold (the default, 128 KiB,
+    # refused long texts that are fine).
+    csv.field_size_limit(untrusted.MAX_LINE_BYTES)
     lines = _csv_text(source, bad_lines)
     reader = csv.reader(lines, delimiter=delimiter)
     header: list[str] | None = None
@@ -264,7 +296,7 @@ def read_csv(source: Source) -> Iterator[Record]:
             if header is None:
                 if problem:
                     raise errors.invalid_input(f"{source.path.name}:{start}: header: {problem.problem}")
-                header = [name.strip() for name in cells]
+                header = _csv_header(source.path.name, start, cells)
                 continue
             yield Record(start, problem or _csv_row(header, cells))
     except csv.Error as exc:
@@ -280,6 +312,19 @@ def _csv_text(source: Source, bad_lines: dict[int, RowError]) -> Iterator[str]:
         yield text
 
 
+def _csv_header(name: str, line: int, cells: list[str]) -> list[str]:
+    header = [cell.strip() for cell in cells]
+    if len(header) > MAX_COLUMNS:
+        raise errors.invalid_input(f"{name}:{line}: header: {len(header)} columns, more than the {MAX_COLUMNS} "
+                                   "a dataset can have")
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise errors.invalid_input(f"{name}:{line}: header: column {column[:40]!r} appears twice")
+        seen.add(column)
+    return header
+
+
 def _csv_row(header: list[str], cells: list[str]) -> dict | RowError:
     if len(cells) > len(header):
         return RowError("(row)", f"has {len(cells)} fields but the header names {len(header)}")
@@ -292,36 +337,125 @@ def read_txt(source: Source, mode: str = "paragraphs") -> Iterator[Record]:
     """``file``: the whole file as one ``{"text"}`` record; ``paragraphs``: one record for each
     block of text separated by blank lines, numbered by the line it starts on."""
     block: list[str] = []
-    start = 0
+    start = size = 0
+    oversized = False  # the current record passed the limit: its lines are dropped, not kept
     for number, text in text_lines(source):
         if isinstance(text, RowError):
             yield Record(number, text)
             continue
         if mode == "paragraphs" and not text.strip():
-            if block:
+            if block and not oversized:
                 yield Record(start, {"text": "".join(block).strip()})
-            block = []
+            block, size, oversized = [], 0, False
             continue
-        if not block:
+        if not block and not oversized:
             start = number
-        block.append(text.replace("\r\n", "\n"))
-    if block and "".join(block).strip():
+        size += len(text)
+        if size > untrusted.MAX_LINE_BYTES and not oversized:
+            oversized, block = True, []
+            yield Record(start, RowError("text", f"longer than the {untrusted.size_text(untrusted.MAX_LINE_BYTES)} "
+                                                 "limit for one record; split it"))
+        if not oversized:
+            block.append(text.replace("\r\n", "\n"))
+    if block and not oversized and "".join(block).strip():
         yield Record(start, {"text": "".join(block).strip() if mode == "paragraphs" else "".join(block)})
 
 
 def read_parquet(source: Source) -> Iterator[Record]:
-    """Rows in batches, so a large file never sits in memory as Python objects."""
+    """Rows in batches, so a large file never sits in memory as Python objects.
+
+    A Parquet file can expand enormously when read (a "zip bomb"): a compressed page of
+    repeated bytes, or one long string that a dictionary repeats on every row. The metadata is
+    checked before anything is decompressed (columns, each row group's uncompressed size), and
+    dictionary-encoded text stays encoded until each row's decoded size has been measured: a
+    row over ``MAX_LINE_BYTES`` becomes that row's problem, and rows are turned into Python
+    objects ``SLICE_BYTES`` at a time."""
+    parquet, dictionary_columns = _open_parquet(source.path)
+    index = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            for value in _batch_rows(batch, dictionary_columns):
+                index += 1
+                yield Record(index, value, "row")
+    except (OSError, ValueError, NotImplementedError) as exc:  # pyarrow's errors derive from these
+        raise errors.invalid_input(f"{source.path.name}:row {index + 1}: cannot read Parquet: "
+                                   f"{_one_line(exc)}") from None
+
+
+SLICE_BYTES = 64 * 1024 * 1024  # decoded text turned into Python objects at once
+
+
+def _open_parquet(path: Path) -> tuple[Any, list[str]]:
+    """The file, opened to keep its dictionary-encoded text columns encoded, after checking
+    its metadata; raises EngineError INVALID_INPUT naming what is too large."""
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(str(source.path))
+        metadata = pq.read_metadata(str(path))
+        schema = metadata.schema.to_arrow_schema()
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise errors.invalid_input(f"{source.path.name}: cannot read Parquet: {exc}") from None
-    index = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-        for value in batch.to_pylist():
-            index += 1
-            yield Record(index, value, "row")
+        raise errors.invalid_input(f"{path.name}: cannot read Parquet: {_one_line(exc)}") from None
+    if metadata.num_columns > MAX_COLUMNS:
+        raise errors.invalid_input(f"{path.name}: {metadata.num_columns} columns, more than the "
+                                   f"{MAX_COLUMNS} a dataset can have")
+    for number in range(metadata.num_row_groups):
+        group = metadata.row_group(number)
+        size = max(group.total_byte_size,
+                   sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)))
+        if size > MAX_ROW_GROUP_BYTES:
+            raise errors.invalid_input(
+                f"{path.name}: row group {number + 1} expands to {untrusted.size_text(size)}, more than the "
+                f"{untrusted.size_text(MAX_ROW_GROUP_BYTES)} limit (write it with smaller row groups)")
+    dictionary = [field.name for field in schema if _is_text(field.type)]
+    try:
+        return pq.ParquetFile(str(path), read_dictionary=dictionary), dictionary
+    except Exception as exc:
+        raise errors.invalid_input(f"{path.name}: cannot read Parquet: {_one_line(exc)}") from None
+
+
+def _is_text(kind: Any) -> bool:
+    """Text or bytes, or a dictionary of them (a file written from an Arrow dictionary column)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _is_text(kind.value_type)
+    return any(check(kind) for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                                         pa.types.is_large_binary))
+
+
+def _batch_rows(batch: Any, dictionary_columns: list[str]) -> Iterator[Any]:
+    """The batch's rows as dicts, or a RowError for a row whose text is over the line limit."""
+    sizes = _row_text_sizes(batch, dictionary_columns)
+    start = 0
+    while start < batch.num_rows:
+        if sizes[start] > untrusted.MAX_LINE_BYTES:
+            yield RowError("(row)", f"holds {untrusted.size_text(sizes[start])} of text, more than the "
+                                    f"{untrusted.size_text(untrusted.MAX_LINE_BYTES)} limit for one record")
+            start += 1
+            continue
+        end, total = start, 0
+        while end < batch.num_rows and sizes[end] <= untrusted.MAX_LINE_BYTES and (
+                end == start or total + sizes[end] <= SLICE_BYTES):
+            total += sizes[end]
+            end += 1
+        yield from batch.slice(start, end - start).to_pylist()
+        start = end
+
+
+def _row_text_sizes(batch: Any, columns: list[str]) -> list[int]:
+    """Decoded bytes of each row's text columns, measured without decoding them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    totals = pa.array([0] * batch.num_rows, pa.int64())
+    for name in columns:
+        column = batch.column(name)
+        if pa.types.is_dictionary(column.type):
+            lengths = pc.take(pc.binary_length(column.dictionary).cast(pa.int64()), column.indices)
+        else:
+            lengths = pc.binary_length(column).cast(pa.int64())
+        totals = pc.add(totals, pc.fill_null(lengths, 0))
+    return totals.to_pylist()
 
 
 def read_arrow_folder(source: Source, split: str = "") -> Iterator[Record]:
@@ -342,7 +476,9 @@ def arrow_splits(path: Path) -> list[str]:
     if not index.is_file():
         return []
     try:
-        splits = json.loads(index.read_text(encoding="utf-8"))["splits"]
+        splits = untrusted.json_loads(untrusted.read_text(index))["splits"]
+        if not isinstance(splits, list):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
         raise errors.invalid_input(f"{path.name}: dataset_dict.json is not readable") from None
     return [str(name) for name in splits]
@@ -363,7 +499,7 @@ def load_arrow_folder(path: Path, split: str = "") -> Any:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:
-        raise errors.invalid_input(f"{path.name}: cannot read the datasets folder: {exc}") from None
+        raise errors.invalid_input(f"{path.name}: cannot read the datasets folder: {_one_line(exc)}") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split and split not in loaded:
             raise errors.usage(f"--split {split}: {path.name} has no such split (it has {', '.join(loaded)})")
@@ -377,9 +513,7 @@ def load_arrow_folder(path: Path, split: str = "") -> Any:
 def count_rows(source: Source, split: str = "") -> int:
     """Rows known without reading the data (Parquet metadata, Arrow length), else 0."""
     if source.format == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(str(source.path)).metadata.num_rows
+        return _open_parquet(source.path)[0].metadata.num_rows
     if source.format == "arrow":
         return len(load_arrow_folder(source.path, split))
     return 0
@@ -393,3 +527,9 @@ def read_records(source: Source, txt_mode: str = "paragraphs", split: str = "") 
         "parquet": read_parquet, "arrow": lambda s: read_arrow_folder(s, split),
         "txt": lambda s: read_txt(s, txt_mode)}
     return readers[source.format](source)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A library's message (pyarrow's span several lines) as one clipped line."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from engine.core import errors, paths, protocol
+from engine.core import errors, names, paths, protocol
 from engine.core.control import progress_reporter
 from engine.core.job import Job
 from engine.core.workspace import (
@@ -222,8 +222,13 @@ def dataset_name_for(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "dataset"
 
 
+def dataset_folder(name: str) -> Path:
+    """``datasets/<name>``; a name that is not one plain folder name is refused (names.py)."""
+    return names.child(paths.datasets_dir(), name, "dataset name")
+
+
 def versions(name: str) -> list[DatasetVersion]:
-    folder = paths.datasets_dir() / name
+    folder = dataset_folder(name)
     found = []
     for child in folder.glob("v*") if folder.is_dir() else []:
         manifest = read_json(child / MANIFEST)
@@ -257,8 +262,9 @@ def import_file(path: Path, name: str = "", skip_invalid: bool = False,
     _check_options(options)
     if not path.exists():
         raise errors.not_found(f"dataset: file not found: {path}")
-    source = open_source(path, options.format)
     name = name or dataset_name_for(path)
+    dataset_folder(name)  # refuse a bad --name before reading anything
+    source = open_source(path, options.format)
     digest = file_hash(path)
     reused = _reusable_version(name, digest, options, source)
     if reused:
@@ -333,7 +339,7 @@ def _store(source: Source, name: str, digest: str, options: ImportOptions, repor
     version is ever visible."""
     existing = versions(name)
     number = existing[-1].version + 1 if existing else 1
-    target = paths.datasets_dir() / name / f"v{number}"
+    target = dataset_folder(name) / f"v{number}"
 
     def check_problems() -> None:
         _write_report(report_file, report.problems)
@@ -443,7 +449,7 @@ def resolve(spec: str) -> DatasetVersion:
     if spec == "sample":
         return import_file(paths.sample_dataset_path(), name="sample-product-reviews")[0]
     name, _, wanted = spec.partition("@v")
-    known = versions(name)
+    known = versions(name) if names.is_name(name) else []  # not a name: perhaps a file path
     if known:
         if not wanted:
             return known[-1]
@@ -459,7 +465,7 @@ def resolve(spec: str) -> DatasetVersion:
 def list_datasets() -> list[dict[str, Any]]:
     root = paths.datasets_dir()
     return [v.manifest | {"path": str(v.path)}
-            for folder in sorted(root.iterdir()) if folder.is_dir()
+            for folder in sorted(root.iterdir()) if folder.is_dir() and names.is_name(folder.name)
             for v in versions(folder.name)]
 
 
@@ -486,7 +492,7 @@ def cmd_import(args: argparse.Namespace, job: Job) -> int:
                             txt_mode=getattr(args, "txt_mode", "paragraphs"),
                             format=getattr(args, "format", "") or "",
                             split=getattr(args, "split", "") or "")
-    report_file = Path(args.report).expanduser() if getattr(args, "report", None) else None
+    report_file = names.check_out_path(args.report, "--report") if getattr(args, "report", None) else None
     version, report = import_file(Path(args.path).expanduser(), args.name, args.skip_invalid,
                                   options, progress_reporter(job, "import"), report_file)
     data = {"name": version.name, "version": version.version, "rows": report.rows,

@@ -18,11 +18,17 @@ import logging
 import time
 from typing import Any
 
-from engine.core import errors, paths, protocol
+from engine.core import errors, protocol
 from engine.core.job import Job
 from engine.core.workspace import atomic_folder, atomic_write_json
 from engine.data.formats import read_only_arrow
-from engine.data.importer import MANIFEST, DatasetVersion, resolve, versions
+from engine.data.importer import (
+    MANIFEST,
+    DatasetVersion,
+    dataset_folder,
+    resolve,
+    versions,
+)
 
 log = logging.getLogger("engine.data")
 
@@ -207,7 +213,7 @@ def _store(source: DatasetVersion, splits: Any, fractions: dict[str, float], see
     so a half-written split is never visible."""
     existing = versions(source.name)
     number = existing[-1].version + 1
-    target = paths.datasets_dir() / source.name / f"v{number}"
+    target = dataset_folder(source.name) / f"v{number}"
     with atomic_folder(target) as tmp:
         splits.save_to_disk(str(tmp / "data"))
         manifest = _manifest(source, number, splits, fractions, seed, stratified_by)

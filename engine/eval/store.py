@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.core import paths, workspace
+from engine.core import paths, untrusted, workspace
 
 SPEC = "spec.toml"
 EXAMPLES = "examples.jsonl"
@@ -46,16 +46,17 @@ def read_examples(folder: Path) -> list[dict[str, Any]]:
     """The per-example rows; a torn or invalid line is skipped."""
     rows = []
     try:
-        lines = (folder / EXAMPLES).read_text(encoding="utf-8").splitlines()
+        handle = (folder / EXAMPLES).open(encoding="utf-8", errors="replace")
     except OSError:
         return []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+    with handle:
+        for line in untrusted.bounded_lines(handle):
+            try:
+                row = untrusted.json_loads(line) if isinstance(line, str) else None
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 

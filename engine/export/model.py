@@ -12,6 +12,7 @@ written to a temporary name and renamed.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import tempfile
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, protocol, workspace
+from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
 from engine.export import gguf as export_gguf
@@ -46,7 +47,7 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     except EngineError as exc:  # the shared resolver names its field "adapter"; here it is "run"
         raise EngineError(exc.code, exc.message.replace("adapter: ", "run: ", 1)) from None
     source = adapter_dir or Path(base)
-    target = Path(args.out).expanduser() if args.out else default_target(source, args.format, outtype)
+    target = names.check_out_path(args.out, "--out") if args.out else default_target(source, args.format, outtype)
     check_target(target, args.format, args.force)
     started = time.monotonic()
     model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))
@@ -61,7 +62,9 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
         log.info("Export cancelled; nothing was written to %s", target)
         return protocol.ExitCode.CANCELLED
     except OSError as exc:  # a full disk, a folder taken away meanwhile: nothing half-written stays
-        raise EngineError(protocol.ExitCode.FAILED, f"out: could not write {target}: {exc.strerror or exc}")
+        problem = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise EngineError(protocol.ExitCode.FAILED, f"out: could not write {target}: {problem}; nothing was "
+                          "left half-written") from None
     seconds = time.monotonic() - started
     size = _size(target)
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)

@@ -27,12 +27,11 @@ import io
 import json
 import logging
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, paths, protocol, workspace
+from engine.core import errors, paths, protocol, untrusted, workspace
 from engine.core.job import Job
 from engine.infer import sampling
 from engine.infer import suites as prompt_suites
@@ -67,15 +66,17 @@ def read_configs(path: Path) -> list[Config]:
     """Configurations from a JSON or TOML file; errors name the file and the entry."""
     if not path.is_file():
         raise errors.not_found(f"{path}: configuration file not found")
-    text = path.read_text(encoding="utf-8")
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
     try:
-        if path.suffix.lower() == ".toml":
-            entries: Any = tomllib.loads(text).get("config")
+        text = untrusted.read_text(path)
+        if kind == "TOML":
+            entries: Any = untrusted.toml_loads(text).get("config")
         else:
-            entries = json.loads(text)
+            entries = untrusted.json_loads(text)
             entries = entries.get("configs") if isinstance(entries, dict) else entries
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise errors.invalid_input(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({exc})") from None
+    except untrusted.InputError as exc:
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        raise errors.invalid_input(f"{where}: not valid {kind}: {exc}") from None
     if not isinstance(entries, list) or not entries:
         raise errors.invalid_input(f"{path}: expected a non-empty list of configurations "
                                    "(JSON list or TOML [[config]] tables)")

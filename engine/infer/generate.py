@@ -8,7 +8,6 @@ unless ``--system`` says otherwise, so the model is asked the way it was taught.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from engine.core import errors, protocol, workspace
 from engine.core.job import Job
 from engine.infer import sampling
 from engine.infer.decode import Decoder
-from engine.runtime import device, models
+from engine.runtime import device, model_files, models
 
 log = logging.getLogger("engine.infer.generate")
 
@@ -50,8 +49,8 @@ def base_for_adapter(adapter_dir: Path, model_spec: str | None) -> str:
     """The base model to load: the one asked for, else the one the adapter was trained on."""
     if model_spec:
         return model_spec
-    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path") or "default"
+    config = model_files.check_json_config(adapter_dir / "adapter_config.json", "adapter")
+    base = str(config.get("base_model_name_or_path") or "default")
     return base if Path(base).is_dir() else "default"
 
 
@@ -61,6 +60,8 @@ def resolve(model_spec: str | None, adapter_spec: str) -> tuple[str, Path | None
     adapter_dir, run_info = resolve_adapter(adapter_spec) if adapter_spec else (None, {})
     if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
         model_spec, adapter_dir = str(adapter_dir), None  # a full fine-tune: the model itself
+    if adapter_dir:  # headers checked before PEFT reads them (model_files.py)
+        model_files.check_folder(adapter_dir, "adapter_config.json", "adapter")
     base = base_for_adapter(adapter_dir, model_spec) if adapter_dir else (model_spec or "default")
     return base, adapter_dir, run_info
 

@@ -29,7 +29,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, paths, workspace
+from engine.core import errors, paths, untrusted, workspace
 
 RATINGS_FILE = "ratings.jsonl"
 KINDS = ("thumbs", "score", "ab")
@@ -82,19 +82,29 @@ def load(path: Path | None = None) -> list[Rating]:
     """Every readable rating, oldest first."""
     path = path or ratings_file()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        handle = path.open(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return []
     found = []
-    for line in lines:
-        try:
-            data = json.loads(line)
-            rating = Rating(**{k: v for k, v in data.items() if k in Rating.__dataclass_fields__})
-            rating.check()
-        except (ValueError, TypeError, KeyError, errors.EngineError):
-            continue  # a line cut off by a crash, or written by hand: never fatal
-        found.append(rating)
+    with handle:
+        for line in untrusted.bounded_lines(handle):
+            rating = _rating(line)
+            if rating is not None:
+                found.append(rating)
     return found
+
+
+def _rating(line: str | untrusted.LineTooLong) -> Rating | None:
+    """The rating on one line, or None for a line cut off by a crash or written by hand: never fatal."""
+    if isinstance(line, untrusted.LineTooLong):
+        return None
+    try:
+        data = untrusted.json_loads(line)
+        rating = Rating(**{k: v for k, v in data.items() if k in Rating.__dataclass_fields__})
+        rating.check()
+    except (ValueError, TypeError, KeyError, AttributeError, errors.EngineError):
+        return None
+    return rating
 
 
 def record(rating: Rating, path: Path | None = None) -> None:

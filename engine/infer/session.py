@@ -283,7 +283,7 @@ class Session:
 
     # -- the reader thread: cancel and ping at once, the rest queued in order
     def read(self, lines: Any) -> None:
-        for line in lines:
+        for line in protocol.read_lines(lines):
             try:
                 message = protocol.decode(line)
             except protocol.ProtocolError as exc:

@@ -26,13 +26,12 @@ Bad input raises ``EngineError`` with one line naming the file, prompt or field.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, paths, workspace
+from engine.core import errors, names, paths, untrusted, workspace
 
 FORMAT = "tunebench-suite"
 VERSION = 1
@@ -222,7 +221,11 @@ def slug_of(name: str) -> str:
 
 
 def suite_path(name: str) -> Path:
-    return paths.suites_dir() / f"{slug_of(name)}.json"
+    slug = slug_of(name)
+    problem = names.name_problem(f"{slug}.json")  # the slug is safe, but may be CON, NUL, COM1...
+    if problem:
+        raise errors.usage(f"suite name {name!r}: {problem}")
+    return names.child(paths.suites_dir(), f"{slug}.json", "suite name")
 
 
 def save_suite(suite: Suite) -> Path:
@@ -262,11 +265,12 @@ def delete_suite(name: str) -> None:
 def import_json(path: Path) -> Suite:
     """Reads a suite JSON file (an exported suite or one written by hand)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = untrusted.json_loads(untrusted.read_text(path))
     except OSError as exc:
         raise errors.not_found(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise errors.invalid_input(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except untrusted.InputError as exc:  # this module's style: "FILE: line N: ..."
+        where = f"{path}: line {exc.line}" if exc.line else str(path)
+        raise errors.invalid_input(f"{where}: not valid JSON ({exc})" if exc.column else f"{where}: {exc}") from None
     return from_json(document, str(path))
 
 
@@ -295,13 +299,15 @@ def read_column(path: Path, column: str) -> list[str]:
 def _jsonl_column(path: Path, column: str) -> list[str]:
     values = []
     with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(untrusted.bounded_lines(handle), start=1):
+            if isinstance(line, untrusted.LineTooLong):
+                raise errors.invalid_input(f"{path}: line {number}: {line.problem}")
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise errors.invalid_input(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+                row = untrusted.json_loads(line)
+            except untrusted.InputError as exc:
+                raise errors.invalid_input(f"{path}: line {number}: not valid JSON ({exc})") from None
             if not isinstance(row, dict) or column not in row:
                 raise errors.invalid_input(f"{path}: line {number}: no field {column!r}")
             values.append(str(row[column]))

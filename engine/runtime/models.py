@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from engine.core import errors, paths, protocol
 from engine.core.job import Job
 from engine.core.workspace import atomic_folder, atomic_write_json, read_json
+from engine.runtime import model_files
 
 log = logging.getLogger("engine.runtime.models")
 
@@ -75,10 +75,12 @@ def resolve(spec: str) -> ModelSource:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise errors.not_found(f"model: {path} is a folder but not a Hugging Face model (no config.json)")
+        model_files.check_folder(path)
         return ModelSource(path.name, "hf-folder", path.resolve())
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise errors.not_found(f"model: {path} is neither a .gguf file nor a model folder")
+        model_files.check_gguf(path)
         return ModelSource(path.stem, "gguf", path.resolve())
     cached = paths.models_cache_dir() / spec
     if (cached / MARKER).is_file():
@@ -142,7 +144,7 @@ def list_models() -> list[dict[str, Any]]:
     for folder in sorted(paths.models_cache_dir().iterdir()):
         marker = folder / MARKER
         if folder.name != DEFAULT_NAME and marker.is_file():
-            meta = json.loads(marker.read_text(encoding="utf-8"))
+            meta = read_json(marker) or {}
             rows.append({"name": folder.name, "source": meta.get("source", ""), "path": str(folder),
                          "prepared": True})
     return rows

@@ -72,7 +72,7 @@ def _locked(root: Path | None) -> Iterator[Path]:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
-            if _age(lock) > STALE_LOCK_S:
+            if _age(lock) > STALE_LOCK_S or _holder_gone(lock):
                 lock.unlink(missing_ok=True)
                 continue
             if time.monotonic() > deadline:
@@ -84,6 +84,16 @@ def _locked(root: Path | None) -> Iterator[Path]:
         yield folder
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _holder_gone(lock: Path) -> bool:
+    """Whether the process named in the lock has ended (killed mid-write): its lock is stale at
+    once, instead of blocking every other writer until STALE_LOCK_S has passed."""
+    try:
+        pid = int(lock.read_text(encoding="ascii").strip() or "0")
+    except (OSError, ValueError):
+        return False
+    return pid > 0 and pid != os.getpid() and not workspace.pid_alive(pid)
 
 
 def _age(path: Path) -> float:

@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,16 @@ def _check_launch_flags(args: argparse.Namespace) -> None:
                            "--resume or --continue-from (their adapter and checkpoints live in this workspace)")
 
 
+def remove_cut_off_checkpoints(run: workspace.RunFolder) -> None:
+    """A checkpoint folder without trainer_state.json (the Trainer writes it last) was cut off
+    mid-save by a crash or a kill: it is never resumed from, and the resumed run would write
+    into it again, so it goes before training restarts."""
+    for folder in run.checkpoints.glob("checkpoint-*"):
+        if folder.is_dir() and not (folder / "trainer_state.json").is_file():
+            log.info("Removing %s, cut off mid-save", folder.name)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def cmd_resume(args: argparse.Namespace, job: Job) -> int:
     refuse_flags_besides_resume(args)
     run = find_run(args.resume, "resume")
@@ -105,6 +116,7 @@ def cmd_resume(args: argparse.Namespace, job: Job) -> int:
     checkpoint = run.last_checkpoint()
     if checkpoint is None:
         raise errors.not_found(f"resume: run {run.id} has no complete checkpoint to resume from")
+    remove_cut_off_checkpoints(run)
     cfg = config.from_arguments(args, config.load_toml(run.config_toml))
     device_name = device.pick(cfg.device)
     check_runtime(cfg, device_name)

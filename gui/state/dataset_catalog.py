@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.core import paths, workspace
+from engine.core import names, paths, workspace
 
 from gui.state.timefmt import format_time
 
@@ -38,7 +38,8 @@ def list_datasets(root: Path | None = None) -> list[DatasetRow]:
     (an import still being written has none yet)."""
     root = root or paths.datasets_dir()
     rows = []
-    for name_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and names.is_name(p.name)) if root.is_dir() else []
+    for name_dir in folders:
         for version, folder in _versions(name_dir):
             manifest = workspace.read_json(folder / MANIFEST)
             if manifest is not None:
@@ -58,7 +59,7 @@ def _versions(name_dir: Path) -> list[tuple[int, Path]]:
 def _row(name: str, version: int, folder: Path, manifest: dict) -> DatasetRow:
     rows = manifest.get("rows")
     return DatasetRow(
-        name=str(manifest.get("name") or name),
+        name=name,  # the folder's name: a manifest's own could name a path outside datasets/
         version=version,  # the folder name is the truth; manifests may write "v1" or 1
         rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
         shape=str(manifest.get("shape") or ""),

@@ -208,3 +208,42 @@ def test_command_line_quotes_arguments_for_the_shell(qtbot, client, fake_engine)
     run_to_end(qtbot, client, fake_engine("data_import_invalid.ndjson") + ["--prompt", "it's two words"])
     assert client.command_line().endswith("--prompt 'it'\"'\"'s two words'")
     assert format_command(["python", "-m", "engine"]) == "python -m engine"
+
+
+def test_hostile_lines_cost_one_warning_each_and_the_job_goes_on(qtbot, client, fake_engine):
+    """An over-long line (never buffered whole), a line nested 50,000 deep and a message cut off
+    mid-line: three warnings, then every real message still arrives."""
+    rec = run_to_end(qtbot, client, fake_engine("train_tiny.ndjson", "--mode", "hostile"))
+
+    warnings = [text for level, text in rec.logs if level == "warning"]
+    assert len(warnings) == 3, warnings
+    assert "too long to read" in warnings[0] and f"over the {protocol.MAX_LINE_BYTES}-byte limit" in warnings[0]
+    assert "nested more than" in warnings[1]
+    assert warnings[2].startswith("engine wrote a non-protocol line")
+    assert all(len(w) < 400 for w in warnings)
+    assert len(rec.metrics) == 12 and rec.finished[0][0] == 0 and client.state == ClientState.EXITED
+
+
+def test_engine_dying_mid_line_ends_with_one_summary(qtbot, client, fake_engine):
+    rec = run_to_end(qtbot, client, fake_engine("train_tiny.ndjson", "--mode", "die-mid-line"))
+
+    assert client.state == ClientState.CRASHED
+    code, summary = rec.finished[0]
+    assert code != 0 and summary.splitlines()[0] == f"The engine was killed (exit code {code})."
+    warnings = [text for level, text in rec.logs if level == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith("engine wrote a non-protocol line")
+
+
+def test_line_buffer_never_holds_more_than_its_limit():
+    buffer = LineBuffer(limit=100)
+    assert buffer.feed(b"x" * 60) == [] and buffer.feed(b"x" * 60) == []
+    assert len(buffer._pending) == 0  # dropped, not held
+    for _ in range(1000):
+        assert buffer.feed(b"y" * 1000) == []
+    [line] = buffer.feed(b"z\n")
+    assert line.size == 120 + 1000 * 1000 + 1 and "was dropped" in line
+    assert buffer.feed(b'{"ok": 1}\n' + b"w" * 101 + b"\nlast") == [
+        '{"ok": 1}', "(a line of 101 bytes, over the 100-byte limit, was dropped)"]
+    assert buffer.flush() == ["last"]
+    buffer.feed(b"v" * 200)
+    assert buffer.flush() == ["(a line of 200 bytes, over the 100-byte limit, was dropped)"]
