@@ -49,10 +49,20 @@ class Channel:
         """Also append every message to ``events_path`` (the run's event log), starting with
         the hello already sent, so the log reads like the stream a client saw."""
         with self._lock:
+            if self._events is not None:
+                self._events.close()
             self._events = events_path.open("a", encoding="utf-8", newline="\n")
             if self._hello is not None:
                 self._events.write(protocol.encode(self._hello))
                 self._events.flush()
+
+    def stop_recording(self) -> None:
+        """Stops appending to the event log :meth:`record_to` opened (a sweep's next trial has
+        its own)."""
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
 
     def send(self, message: dict[str, Any]) -> None:
         line = protocol.encode(message)
