@@ -94,8 +94,12 @@ def objective(sweep: spec.Sweep, job: Job, failures: list[str]) -> Callable[[Any
         cfg = sweep.trial_config(values, name=f"{sweep.name}-trial-{trial.number}")
         shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         log.info("Sweep %s, trial %d: %s", sweep.name, trial.number, shown)
+        pruned = study.optuna().TrialPruned
         try:
             value = _train_trial(trial, sweep, cfg, values, job)
+        except pruned:
+            failures.clear()  # a pruned trial worked as it should
+            raise
         except BaseException as exc:
             failures.append(getattr(exc, "message", str(exc)) or type(exc).__name__)
             raise
