@@ -190,8 +190,8 @@ class SweepsPage(QWidget):
             self.refresh()  # trials finished since the page was last shown
         super().showEvent(event)
 
-    def _on_result(self, data: dict) -> None:
-        self.show_summary(SweepSummary(data))
+    def _on_result(self, message: dict) -> None:
+        self.show_summary(SweepSummary(message.get("data", {})))
         self.status.show_message(f"Sweep {self.summary.name if self.summary else ''}: read from its study.")
 
     def _on_finished(self, code: int, summary: str) -> None:
