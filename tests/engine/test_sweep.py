@@ -106,14 +106,16 @@ def test_six_trials_run_as_ordinary_runs_and_the_pruner_stops_one(six_trials) ->
         if trial["state"] == "pruned":
             assert info["status"] == "pruned" and info["pruned_step"] == trial["pruned_step"]
             # Stopped at the evaluation that pruned it, before its planned length.
-            planned = max(m["total"] for m in workspace.RunFolder(home / "runs" / trial["run_id"]).read_events()
-                          if m["type"] == "progress" and m.get("stage") == "train")
-            assert info["steps"] == trial["pruned_step"] < planned
+            assert info["steps"] == trial["pruned_step"] <= info["total_steps"]
             assert max(int(step) for step in trial["intermediate"]) == trial["pruned_step"]
         else:
             assert info["status"] == "finished" and info["best_eval_loss"] == pytest.approx(trial["value"])
             assert (home / "runs" / trial["run_id"] / "adapter" / "adapter_config.json").is_file()
     assert len({t["run_id"] for t in summary["trials"]}) == 6
+    # At least one pruned trial was stopped before its planned length (the pruner cut it short).
+    cut = [t for t in summary["trials"] if t["state"] == "pruned" and
+           workspace.RunFolder(home / "runs" / t["run_id"]).info()["total_steps"] > t["pruned_step"]]
+    assert cut, summary["trials"]
 
 
 def test_the_best_trials_config_reproduces_its_value(six_trials, tmp_path) -> None:
