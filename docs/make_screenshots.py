@@ -4,10 +4,13 @@ Run from the repository root with the app's environment active:
     QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py [--steps 20]
     QT_QPA_PLATFORM=offscreen TUNEBENCH_HOME=WORKSPACE python docs/make_screenshots.py \
         --prompt RUN_ID
+    QT_QPA_PLATFORM=offscreen TUNEBENCH_HOME=WORKSPACE python docs/make_screenshots.py \
+        --sweep NAME
 The first trains the bundled default model in a throw-away workspace, grabs the Train page
 once the given step has been plotted, then stops the run (Stop, as a user would). The second
 asks the Prompt page one review greedily in two columns, the finished run's adapter on (A) and
-off (B), and grabs the page when both answers are in.
+off (B), and grabs the page when both answers are in. The third shows the Sweeps page with a
+sweep of that workspace (made with `sweep create` and `sweep run`) once the engine's summary is in.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20, help="grab after this many steps")
     parser.add_argument("--prompt", metavar="RUN_ID", help="the Prompt page, with this run's adapter")
+    parser.add_argument("--sweep", metavar="NAME", help="the Sweeps page, showing this sweep")
     args = parser.parse_args()
     if args.prompt:
         return prompt_page(args.prompt)
+    if args.sweep:
+        return sweeps_page(args.sweep)
     os.environ.setdefault("TUNEBENCH_HOME", tempfile.mkdtemp(prefix="tunebench-shot-"))
 
     from PySide6.QtCore import QTimer
@@ -103,6 +109,28 @@ def prompt_page(run_id: str) -> int:
         app.quit()
 
     page.send_button.click()
+    watcher = QTimer(interval=500)
+    watcher.timeout.connect(grab)
+    watcher.start()
+    return app.exec()
+
+
+def sweeps_page(name: str) -> int:
+    from PySide6.QtCore import QTimer
+
+    app, window = open_window("Sweeps")
+    page = window.sweeps_page
+    page.sweep_combo.setCurrentText(name)
+
+    def grab() -> None:
+        if page.is_busy() or page.summary is None or page.summary.name != name:
+            return
+        watcher.stop()
+        OUT.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(OUT / "sweeps-page.png"))
+        print("saved", OUT / "sweeps-page.png")
+        app.quit()
+
     watcher = QTimer(interval=500)
     watcher.timeout.connect(grab)
     watcher.start()

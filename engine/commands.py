@@ -29,6 +29,7 @@ from engine.eval.spec import EvalSpec
 from engine.export.options import ExportOptions
 from engine.infer import options as infer
 from engine.runtime.options import ModelsPrepareOptions
+from engine.sweep import options as sweep
 from engine.train import options as train
 
 Handler = Callable[[argparse.Namespace, Job], int]
@@ -75,6 +76,7 @@ GROUPS = {
     "models": "list and prepare base models",
     "data": "import, list, export, split, inspect and clean datasets",
     "queue": "training jobs that wait their turn; one runs at a time",
+    "sweep": "hyperparameter search with Optuna: each trial is an ordinary run; one machine or several",
     "evaluate": "score the base model and adapters on a dataset split; list and export evaluations",
 }
 
@@ -133,6 +135,30 @@ COMMANDS: tuple[Command, ...] = (
             "drop ended jobs from the list (their run folders stay)"),
     Command("queue run", "engine.train.job_queue:cmd_run",
             "the worker: train the queued jobs one at a time until none is left (one worker per workspace)"),
+    Command("sweep init", "engine.sweep.handlers:cmd_init",
+            "write a sweep file to start from: every setting with its help text, a base and a small space",
+            (sweep.SweepInitOptions,)),
+    Command("sweep create", "engine.sweep.handlers:cmd_create",
+            "create a sweep from a sweep file: its settings, the base run config and the search space",
+            (sweep.SweepCreateOptions,),
+            description="A sweep file has a [sweep] table (n_trials, sampler, pruner, ...), a [sweep.base] "
+            "table (train settings every trial starts from) and one [sweep.space.KNOB] table per train knob "
+            "searched: low/high (log, step) or choices. `sweep init FILE` writes one with every setting's help."),
+    Command("sweep run", "engine.sweep.handlers:cmd_run",
+            "run a sweep's trials until it has n_trials finished or pruned ones; a killed sweep resumes "
+            "with the interrupted trial retried", (sweep.SweepNameOptions,), heavy=True),
+    Command("sweep worker", "engine.sweep.handlers:cmd_worker",
+            "join a sweep held in a database server and train its trials on this machine",
+            (sweep.SweepWorkerOptions,), heavy=True),
+    Command("sweep status", "engine.sweep.handlers:cmd_status",
+            "a sweep's trials (state, value, knobs, duration), best trial and each knob's importance",
+            (sweep.SweepNameOptions,)),
+    Command("sweep best", "engine.sweep.handlers:cmd_best",
+            "the best trial: its value, knobs, run and full run config", (sweep.SweepBestOptions,)),
+    Command("sweep export", "engine.sweep.handlers:cmd_export",
+            "write the trials as CSV and the study as a SQLite file that optuna and optuna-dashboard open",
+            (sweep.SweepExportOptions,)),
+    Command("sweep list", "engine.sweep.handlers:cmd_list", "the sweeps in the workspace"),
     Command("evaluate run", "engine.eval.run:cmd_run",
             "evaluate the base model and each adapter with the same rows and settings; writes an evaluation "
             "folder in the workspace", (evaluate.EvalRunOptions,), EvalSpec,

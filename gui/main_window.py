@@ -23,6 +23,7 @@ from gui.pages.evaluate import EvaluatePage
 from gui.pages.prompt import PromptPage
 from gui.pages.runs import RunsPage
 from gui.pages.setup import SetupPage
+from gui.pages.sweeps import SweepsPage
 from gui.pages.train import TrainPage
 
 DEFAULT_SIZE = QSize(1280, 800)
@@ -44,6 +45,7 @@ class MainWindow(QMainWindow):
         self.train_page = TrainPage(context)
         self.evaluate_page = EvaluatePage(context)
         self.runs_page = RunsPage(context)
+        self.sweeps_page = SweepsPage(context)
         self.setup_page = SetupPage(context)
         self.pages: dict[str, QWidget] = {
             "Datasets": self.datasets_page,
@@ -51,13 +53,15 @@ class MainWindow(QMainWindow):
             "Train": self.train_page,
             "Evaluate": self.evaluate_page,
             "Runs": self.runs_page,
+            "Sweeps": self.sweeps_page,
             "Setup": self.setup_page,
         }
         # The pages that run engine jobs, which must stop when the window closes. Not Train:
         # its runs belong to the queue worker and go on after the window closes.
-        self._job_pages: dict[str, DatasetsPage | PromptPage | EvaluatePage | RunsPage | SetupPage] = {
+        self._job_pages: dict[str, DatasetsPage | PromptPage | EvaluatePage | RunsPage | SweepsPage | SetupPage] = {
             "Datasets": self.datasets_page, "Prompt": self.prompt_page,
-            "Evaluate": self.evaluate_page, "Runs": self.runs_page, "Setup": self.setup_page}
+            "Evaluate": self.evaluate_page, "Runs": self.runs_page, "Sweeps": self.sweeps_page,
+            "Setup": self.setup_page}
         self._build()
         self._connect_pages()
         # No engine yet (the installed app's GUI environment has no torch): open on Setup.
@@ -76,6 +80,7 @@ class MainWindow(QMainWindow):
             "Train": QStyle.StandardPixmap.SP_MediaPlay,
             "Evaluate": QStyle.StandardPixmap.SP_DialogApplyButton,
             "Runs": QStyle.StandardPixmap.SP_FileDialogDetailedView,
+            "Sweeps": QStyle.StandardPixmap.SP_FileDialogListView,
             "Setup": QStyle.StandardPixmap.SP_ComputerIcon,
         }
         for title, page in self.pages.items():
@@ -98,6 +103,9 @@ class MainWindow(QMainWindow):
         self.runs_page.sig_continue_requested.connect(self._on_runs_continue_requested)
         # A deleted run's adapter must leave the playground's list too.
         self.runs_page.sig_run_deleted.connect(lambda _run_id: self.prompt_page.refresh_adapters())
+        self.sweeps_page.sig_open_run.connect(self._on_sweeps_open_run)
+        self.sweeps_page.sig_continue_requested.connect(self._on_runs_continue_requested)
+        self.sweeps_page.sig_evaluate_requested.connect(self._on_sweeps_evaluate_requested)
         self.setup_page.sig_engine_changed.connect(self._on_engine_changed)
         self.setup_page.sig_engine_stale.connect(self.statusBar().showMessage)
         self._start_tip = self.train_page.start_button.toolTip()
@@ -155,6 +163,15 @@ class MainWindow(QMainWindow):
             return
         self.train_page.continue_training(run_id)
         self.show_page("Train")
+
+    def _on_sweeps_open_run(self, run_id: str) -> None:
+        self.runs_page.refresh()
+        self.runs_page.select_run(run_id)
+        self.show_page("Runs")
+
+    def _on_sweeps_evaluate_requested(self, run_id: str) -> None:
+        self.show_page("Evaluate")  # its showEvent re-lists the adapters first
+        self.evaluate_page.tick_adapters([run_id])
 
     def _on_train_run_finished(self, run_dir: str) -> None:
         self.runs_page.on_run_finished(run_dir)

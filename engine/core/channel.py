@@ -62,12 +62,22 @@ class Channel:
         """Also append every message to ``events_path`` (the run's event log), starting with
         the hello already sent, so the log reads like the stream a client saw."""
         with self._lock:
+            if self._events is not None:
+                self._events.close()
             torn = _ends_mid_line(events_path)
             self._events = events_path.open("a", encoding="utf-8", newline="\n")
             if torn:  # a process killed mid-line: its fragment must not swallow our first line
                 self._record("\n")
             if self._hello is not None:
                 self._record(protocol.encode(self._hello))
+
+    def stop_recording(self) -> None:
+        """Stops appending to the event log :meth:`record_to` opened (a sweep's next trial has
+        its own)."""
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
 
     def send(self, message: dict[str, Any]) -> None:
         line = protocol.encode(message)

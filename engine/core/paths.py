@@ -65,6 +65,11 @@ def evals_dir() -> Path:
     return _ensure(workspace_dir() / "evals")
 
 
+def sweeps_dir() -> Path:
+    """Hyperparameter sweeps: one Optuna SQLite file per sweep (NAME.db); trials are runs."""
+    return _ensure(workspace_dir() / "sweeps")
+
+
 def suites_dir() -> Path:
     """Saved prompt suites of the Prompt page, one JSON file each."""
     return _ensure(workspace_dir() / "suites")

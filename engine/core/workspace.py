@@ -40,6 +40,7 @@ ADAPTER = "adapter"
 MODEL = "model"
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+PRUNED = "pruned"  # a sweep's trial stopped early by its pruner (run.json: pruned_step)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

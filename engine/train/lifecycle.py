@@ -57,6 +57,16 @@ def attach_run(run: workspace.RunFolder, job: Job, watch_cancel: bool = True) ->
     logging.captureWarnings(True)
 
 
+def detach_run(run: workspace.RunFolder, job: Job) -> None:
+    """Undoes :func:`attach_run` for a process that goes on to other runs (a sweep worker): the
+    run's log handler is closed and its event log no longer written."""
+    job.channel.stop_recording()
+    for handler in logging.getLogger().handlers[:]:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == os.path.abspath(run.engine_log):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
 def finish(run: workspace.RunFolder, job: Job, trainer: Any, callback: Any, status: str) -> int:
     kind, folder = ("model", run.model) if is_full_fine_tune(trainer) else ("adapter", run.adapter)
     save_atomically(trainer, folder)

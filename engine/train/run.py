@@ -210,9 +210,11 @@ def _join_new_run(args: argparse.Namespace, job: Job, main: bool) -> tuple[works
 
 
 def train(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str,
-          resume_from: Path | None = None, init_adapter: Path | None = None) -> int:
+          resume_from: Path | None = None, init_adapter: Path | None = None,
+          callbacks: tuple[Any, ...] = ()) -> int:
     """Trains in this process; in a multi-process run every rank calls it and rank 0 alone
-    writes the run folder."""
+    writes the run folder. ``callbacks``: more TrainerCallbacks, after the run's own (a sweep's
+    pruning callback)."""
     main, group = distributed.is_main_process(), distributed.world_size()
     method = resolve_method(cfg.method, device_name)
     job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
@@ -234,6 +236,8 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str
                  group, distributed.global_batch(cfg, group), cfg.batch_size, cfg.grad_accum, group)
     trainer, callback = build(cfg, run, job, model_dir, method, device_name, train_data,
                               eval_data=eval_data, init_adapter=init_adapter)
+    for extra in callbacks:
+        trainer.add_callback(extra)
     if group > 1:
         trainer.add_callback(distributed.stop_together_callback(job, run))
         cancelled = distributed.cancel_requested(job, run, trainer.args.device)

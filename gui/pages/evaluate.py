@@ -337,6 +337,13 @@ class EvaluatePage(QWidget):
             item.setToolTip(", ".join(entry["models"]))
             self.past_list.addItem(item)
 
+    def tick_adapters(self, run_ids: list[str]) -> None:
+        """Ticks exactly these runs' adapters (the Sweeps page's "Evaluate best")."""
+        for i in range(self.adapters_list.count()):
+            item = self.adapters_list.item(i)
+            ticked = item.data(Qt.ItemDataRole.UserRole) in run_ids
+            item.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
+
     def checked_adapters(self) -> list[str]:
         items = (self.adapters_list.item(i) for i in range(self.adapters_list.count()))
         return [str(item.data(Qt.ItemDataRole.UserRole)) for item in items

@@ -1,4 +1,4 @@
-"""The window shell: five pages behind a navigation list."""
+"""The window shell: seven pages behind a navigation list."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from PySide6.QtCore import Qt
 from gui.main_window import MainWindow
 
 
-def test_six_pages_in_order_and_navigation_switches_them(qtbot, make_context):
+def test_seven_pages_in_order_and_navigation_switches_them(qtbot, make_context):
     window = MainWindow(make_context())
     qtbot.addWidget(window)
     titles = [window.nav.item(i).text() for i in range(window.nav.count())]
-    assert titles == ["Datasets", "Prompt", "Train", "Evaluate", "Runs", "Setup"]
+    assert titles == ["Datasets", "Prompt", "Train", "Evaluate", "Runs", "Sweeps", "Setup"]
     assert window.windowTitle() == "Tunebench"
     assert window.current_page_title() == "Train"
     assert window.width() >= 1200 and window.height() >= 760

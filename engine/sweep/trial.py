@@ -1,0 +1,143 @@
+"""One trial of a sweep: an ordinary training run, linked to the sweep and pruned by it.
+
+The trial trains through the same code as `train` (engine/train/run.py: start_run, train,
+finish), so its folder has its curves, samples, checkpoints and adapter like any run, and
+run.json adds ``sweep``, ``trial`` and the knob values tried. A pruned trial stops through the
+cooperative cancel (its own cancel flag, set by the pruning callback), saves what it has and is
+marked ``pruned`` with the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from typing import Any, Callable, Iterator
+
+from engine.core import errors, protocol, workspace
+from engine.core.channel import Channel
+from engine.core.control import Control
+from engine.core.job import Job
+from engine.runtime import device
+from engine.sweep import spec, study
+from engine.train.lifecycle import detach_run, run_guarded, start_run
+from engine.train.run import train
+from engine.train.setup import check_runtime
+
+log = logging.getLogger("engine.sweep")
+
+
+class SweepCancelled(Exception):
+    """The sweep itself was asked to stop while trial ``number`` ran (Ctrl+C, cancel on stdin)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"sweep cancelled during trial {number}")
+        self.number = number
+
+
+class TrialStopped(errors.EngineError):
+    """The trial's own run was stopped by hand (its cancel.request): it fails, the sweep goes on."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(protocol.ExitCode.CANCELLED, f"trial run {run_id} was stopped by hand")
+
+
+@contextlib.contextmanager
+def trial_control(parent: Control, channel: Channel) -> Iterator[Control]:
+    """A cancel flag of the trial's own, which the pruner may set without stopping the sweep;
+    a cancel of the sweep reaches it within a fraction of a second."""
+    child = Control(channel)
+    done = threading.Event()
+
+    def follow() -> None:
+        while not done.is_set():
+            if parent.cancelled.wait(0.2):
+                child.cancelled.set()
+                return
+
+    threading.Thread(target=follow, name="sweep-trial-cancel", daemon=True).start()
+    try:
+        yield child
+    finally:
+        done.set()
+        child.cancelled.set()  # ends the run's cancel-file watcher too
+
+
+def pruning_callback(trial: Any, control: Control) -> Any:
+    """A TrainerCallback that reports each validation loss to the trial and, when the pruner
+    says so, stops the run the way Stop does. Built in a function: transformers loads torch."""
+    from transformers import TrainerCallback
+
+    class PruneOnValidation(TrainerCallback):
+        pruned_step: int | None = None
+
+        def on_evaluate(self, args: Any, state: Any, flow: Any, metrics: dict | None = None, **kw: Any) -> None:
+            value = (metrics or {}).get("eval_loss")
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                return
+            trial.report(float(value), state.global_step)
+            if self.pruned_step is None and trial.should_prune():
+                self.pruned_step = state.global_step
+                log.info("Trial %d pruned at step %d (validation loss %.4f)", trial.number, state.global_step, value)
+                control.cancelled.set()
+                flow.should_training_stop = True  # now, not after one more step
+
+    return PruneOnValidation()
+
+
+def objective(sweep: spec.Sweep, job: Job, failures: list[str]) -> Callable[[Any], float]:
+    """The function Optuna calls per trial: runs it and returns its validation loss. Failures
+    are appended to ``failures`` (the worker stops after several in a row)."""
+    def run_trial(trial: Any) -> float:
+        values = study.suggest(trial, sweep)
+        cfg = sweep.trial_config(values, name=f"{sweep.name}-trial-{trial.number}")
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        log.info("Sweep %s, trial %d: %s", sweep.name, trial.number, shown)
+        pruned = study.optuna().TrialPruned
+        try:
+            value = _train_trial(trial, sweep, cfg, values, job)
+        except pruned:
+            failures.clear()  # a pruned trial worked as it should
+            raise
+        except BaseException as exc:
+            failures.append(getattr(exc, "message", str(exc)) or type(exc).__name__)
+            raise
+        failures.clear()
+        return value
+
+    return run_trial
+
+
+def _train_trial(trial: Any, sweep: spec.Sweep, cfg: Any, values: dict[str, Any], job: Job) -> float:
+    device_name = device.pick(cfg.device)
+    check_runtime(cfg, device_name)
+    with trial_control(job.control, job.channel) as control:
+        trial_job = Job(job.channel, control, job.command)
+        run = start_run(cfg, trial_job)
+        trial.set_user_attr("run_id", run.id)
+        run.update_info(sweep=sweep.name, trial=trial.number, sweep_params=values)
+        pruning = pruning_callback(trial, control)
+        try:
+            code = run_guarded(run, lambda: train(cfg, run, trial_job, device_name, callbacks=(pruning,)))
+        finally:
+            detach_run(run, trial_job)
+    return _outcome(trial, run, code, pruning.pruned_step, job)
+
+
+def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int | None, job: Job) -> float:
+    """The trial's value, or the exception that tells Optuna it was pruned or stopped."""
+    if pruned_step is not None:
+        run.update_info(status=workspace.PRUNED, pruned_step=pruned_step, exit_code=int(protocol.ExitCode.OK))
+        trial.set_user_attr("pruned_step", pruned_step)
+        raise study.optuna().TrialPruned(f"pruned at step {pruned_step}")
+    if code == protocol.ExitCode.CANCELLED:
+        if job.control.cancelled.is_set():
+            raise SweepCancelled(trial.number)
+        raise TrialStopped(run.id)
+    value = run.info().get("best_eval_loss")
+    if value is None:
+        raise errors.EngineError(protocol.ExitCode.FAILED, f"trial run {run.id} recorded no validation loss")
+    run.update_info(sweep_value=value)
+    log.info("Trial %d: validation loss %.4f (run %s)", trial.number, value, run.id)
+    return float(value)

@@ -1,0 +1,232 @@
+"""Sweeps on the tiny model, through the real CLI: TPE with a median pruner, trials that are
+ordinary runs, the best config reproducing its value, importance equal to Optuna's own, the
+export, a SIGKILLed worker resumed without lost or duplicated trials, and two workers sharing one
+SQLite study."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.core import protocol, workspace
+
+pytest.importorskip("optuna")
+
+FAST_BASE = {"dataset": "sample", "device": "cpu", "batch_size": 8, "max_length": 96, "lora_alpha": 16,
+             "lora_dropout": 0.0, "lr_scheduler": "constant", "val_fraction": 0.1, "eval_steps": 4,
+             "save_steps": 8, "sample_count": 0, "max_steps": 12}
+
+
+def sweep_file(folder: Path, model: Path, name: str, space: str, base: dict | None = None, **settings) -> Path:
+    values = {"name": name, "seed": 0, **settings}
+    lines = ["[sweep]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), "", "[sweep.base]",
+             f"model = {json.dumps(str(model))}", *(f"{k} = {json.dumps(v)}" for k, v in {**FAST_BASE, **(base or {})}.items()),
+             "", space]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+SPACE = """
+[sweep.space.learning_rate]
+low = 1e-6
+high = 5e-2
+log = true
+
+[sweep.space.lora_r]
+choices = [2, 4, 8]
+
+[sweep.space.epochs]
+low = 1.0
+high = 2.0
+step = 1.0
+"""
+
+
+def engine(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "engine", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    return done
+
+
+def result(done: subprocess.CompletedProcess) -> dict:
+    assert done.returncode == 0, done.stderr[-3000:]
+    messages = [protocol.decode(line) for line in done.stdout.splitlines()]
+    return next(m["data"] for m in messages if m["type"] == "result")
+
+
+def status(env: dict, name: str, *extra: str) -> dict:
+    return result(engine(env, "sweep", "status", name, "--json", *extra))
+
+
+def load_study(home: Path, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'sweeps' / f'{name}.db'}")
+
+
+# -- one 6-trial sweep, shared by the tests that read it ---------------------------------------
+
+@pytest.fixture(scope="module")
+def six_trials(tmp_path_factory, tiny_model_dir) -> tuple[dict, dict]:
+    """(environment, `sweep status` summary) of a finished 6-trial sweep: TPE (3 random trials
+    first) and a median pruner that prunes from the third trial on, from step 4."""
+    folder = tmp_path_factory.mktemp("sweep")
+    env = dict(os.environ, TUNEBENCH_HOME=str(folder / "home"), PYTHONUNBUFFERED="1")
+    # max_steps 0: epochs decides the length, so the space's epochs knob matters.
+    path = sweep_file(folder, tiny_model_dir, "six", SPACE, base={"max_steps": 0}, n_trials=6, sampler="tpe",
+                      sampler_startup_trials=3, pruner="median", pruner_startup_trials=2, pruner_warmup_steps=0)
+    created = result(engine(env, "sweep", "create", str(path), "--json"))
+    assert created["name"] == "six"
+    started = time.monotonic()
+    ran = engine(env, "sweep", "run", "six", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    print(f"6-trial sweep: {time.monotonic() - started:.1f} s")
+    return env, status(env, "six")
+
+
+def test_six_trials_run_as_ordinary_runs_and_the_pruner_stops_one(six_trials) -> None:
+    env, summary = six_trials
+    states = [t["state"] for t in summary["trials"]]
+    assert len(states) == 6 and summary["done"] == 6 and set(states) <= {"complete", "pruned"}
+    assert "pruned" in states, states
+    home = Path(env["TUNEBENCH_HOME"])
+    for trial in summary["trials"]:
+        info = workspace.RunFolder(home / "runs" / trial["run_id"]).info()
+        assert info["sweep"] == "six" and info["trial"] == trial["number"]
+        assert info["sweep_params"] == pytest.approx(trial["params"])
+        if trial["state"] == "pruned":
+            assert info["status"] == "pruned" and info["pruned_step"] == trial["pruned_step"]
+            # Stopped at the evaluation that pruned it, before its planned length.
+            assert info["steps"] == trial["pruned_step"] <= info["total_steps"]
+            assert max(int(step) for step in trial["intermediate"]) == trial["pruned_step"]
+        else:
+            assert info["status"] == "finished" and info["best_eval_loss"] == pytest.approx(trial["value"])
+            assert (home / "runs" / trial["run_id"] / "adapter" / "adapter_config.json").is_file()
+    assert len({t["run_id"] for t in summary["trials"]}) == 6
+    # At least one pruned trial was stopped before its planned length (the pruner cut it short).
+    cut = [t for t in summary["trials"] if t["state"] == "pruned" and
+           workspace.RunFolder(home / "runs" / t["run_id"]).info()["total_steps"] > t["pruned_step"]]
+    assert cut, summary["trials"]
+
+
+def test_the_best_trials_config_reproduces_its_value(six_trials, tmp_path) -> None:
+    env, summary = six_trials
+    best_file = tmp_path / "best.toml"
+    best = result(engine(env, "sweep", "best", "six", "--write", str(best_file), "--json"))
+    assert best["number"] == summary["best"]["number"] and best["value"] == min(
+        t["value"] for t in summary["trials"] if t["state"] == "complete")
+    trained = result(engine(env, "train", "--config", str(best_file), "--json"))
+    rerun = workspace.RunFolder(Path(trained["run_dir"])).info()
+    assert rerun["best_eval_loss"] == pytest.approx(best["value"], rel=1e-4)
+
+
+def test_importance_is_optunas_own_fanova_on_the_same_study(six_trials) -> None:
+    import optuna
+
+    env, summary = six_trials
+    study = load_study(Path(env["TUNEBENCH_HOME"]), "six")
+    expected = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    assert set(summary["importance"]) == {"learning_rate", "lora_r", "epochs"}
+    assert summary["importance"] == pytest.approx(dict(expected))
+    assert sum(summary["importance"].values()) == pytest.approx(1.0)
+
+
+def test_export_writes_the_trials_as_csv_and_a_study_that_optuna_opens(six_trials, tmp_path) -> None:
+    import optuna
+
+    env, summary = six_trials
+    written = result(engine(env, "sweep", "export", "six", "--out", str(tmp_path / "out"), "--json"))
+    copy = optuna.load_study(study_name="six", storage=written["storage_url"])
+    assert [(t.number, t.state.name.lower(), t.value) for t in copy.trials] == [
+        (t["number"], t["state"], t["value"]) for t in summary["trials"]]
+    with open(written["csv"], encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["number"]) for r in rows] == list(range(6))
+    assert {"learning_rate", "lora_r", "epochs", "state", "value", "run_id"} <= set(rows[0])
+    assert [r["state"] for r in rows] == [t["state"] for t in summary["trials"]]
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+# -- a killed worker, and two workers -------------------------------------------------------
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def trial_runs(home: Path) -> list[dict]:
+    return [run.info() for run in workspace.list_runs(home / "runs")]
+
+
+def training_step(home: Path, trial: int) -> int:
+    """The last step trial ``trial``'s run folder recorded (0 before it started)."""
+    for run in workspace.list_runs(home / "runs"):
+        if run.info().get("trial") == trial:
+            steps = [m["step"] for m in run.read_events() if m["type"] == "metrics"]
+            return max(steps, default=0)
+    return 0
+
+
+def test_a_sigkilled_worker_resumes_with_the_interrupted_trial_retried(tiny_model_dir, workspace_home, engine_env,
+                                                                       tmp_path) -> None:
+    path = sweep_file(tmp_path, tiny_model_dir, "killed", SPACE, n_trials=3, pruner="none", heartbeat_s=1,
+                      base={"max_steps": 16})
+    result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "sweep", "run", "killed", "--json"], env=engine_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: training_step(workspace_home, 1) >= 2, 300, "trial 1 to train 2 steps")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    killed = [t for t in load_study(workspace_home, "killed").trials if t.number == 1][0]
+    assert killed.state.name == "RUNNING"  # as the kill left it
+
+    resumed = engine(engine_env, "sweep", "run", "killed", "--json")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = status(engine_env, "killed")["trials"]
+    by_state = {state: [t for t in trials if t["state"] == state] for state in ("complete", "fail")}
+    assert len(by_state["complete"]) == 3 and len(by_state["fail"]) == 1 and len(trials) == 4
+    assert by_state["fail"][0]["number"] == 1
+    retry = next(t for t in trials if t["retry_of"] == 1)
+    assert retry["state"] == "complete" and retry["params"] == by_state["fail"][0]["params"]
+    assert retry["run_id"] != by_state["fail"][0]["run_id"]
+    runs = {info["id"]: info for info in trial_runs(workspace_home)}
+    assert len(runs) == 4 and runs[by_state["fail"][0]["run_id"]]["status"] == "failed"
+    assert sorted(info["status"] for info in runs.values()) == ["failed", "finished", "finished", "finished"]
+
+
+def test_two_workers_share_one_sqlite_study_and_run_no_trial_twice(tiny_model_dir, workspace_home, engine_env,
+                                                                    tmp_path) -> None:
+    path = sweep_file(tmp_path, tiny_model_dir, "shared", SPACE, n_trials=4, pruner="none", sampler="random")
+    result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    assert_two_workers_share(engine_env, workspace_home, ["sweep", "run", "shared"], "shared", 4)
+
+
+def assert_two_workers_share(env: dict, home: Path, command: list[str], name: str, n_trials: int,
+                             storage: list[str] = ()) -> None:
+    workers = [subprocess.Popen([sys.executable, "-m", "engine", *command, "--json"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [w.communicate(timeout=600)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [e[-2000:] for e in errors]
+    trials = status(env, name, *storage)["trials"]
+    # Together they ran the sweep: every trial finished once (two workers asking at the same
+    # moment may both start the last one, as with Optuna's MaxTrialsCallback).
+    assert n_trials <= len(trials) <= n_trials + 1 and {t["state"] for t in trials} == {"complete"}
+    runs = trial_runs(home)
+    assert sorted(info["trial"] for info in runs) == sorted(t["number"] for t in trials)
+    assert len({t["run_id"] for t in trials}) == len(trials) == len(runs)
+    assert len({info["pid"] for info in runs}) == 2, "both workers trained trials"
