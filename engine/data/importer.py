@@ -272,7 +272,16 @@ def import_file(path: Path, name: str = "", skip_invalid: bool = False,
         _write_report(report_file, [])
         return reused, ImportReport(reused.manifest["shape"], reused.manifest["rows"])
     report = ImportReport()
-    version = _store(source, name, digest, options, report, skip_invalid, on_progress, report_file)
+    try:
+        version = _store(source, name, digest, options, report, skip_invalid, on_progress, report_file)
+    except OSError:
+        # Another process stored the same file as this version first (two sweep workers starting
+        # on the bundled sample at once): its version is this one.
+        raced = _reusable_version(name, digest, options, source)
+        if raced is None:
+            raise
+        log.info("%s was imported by another process meanwhile; reusing %s", path.name, raced.ref)
+        return raced, ImportReport(raced.manifest["shape"], raced.manifest["rows"])
     return version, report
 
 

@@ -71,12 +71,14 @@ def pruning_callback(trial: Any, control: Control) -> Any:
 
     class PruneOnValidation(TrainerCallback):
         pruned_step: int | None = None
+        best: float | None = None  # the lowest validation loss reported, checkpoint saved or not
 
         def on_evaluate(self, args: Any, state: Any, flow: Any, metrics: dict | None = None, **kw: Any) -> None:
             value = (metrics or {}).get("eval_loss")
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 return
             trial.report(float(value), state.global_step)
+            self.best = float(value) if self.best is None else min(self.best, float(value))
             if self.pruned_step is None and trial.should_prune():
                 self.pruned_step = state.global_step
                 log.info("Trial %d pruned at step %d (validation loss %.4f)", trial.number, state.global_step, value)
@@ -122,10 +124,11 @@ def _train_trial(trial: Any, sweep: spec.Sweep, cfg: Any, values: dict[str, Any]
             code = run_guarded(run, lambda: train(cfg, run, trial_job, device_name, callbacks=(pruning,)))
         finally:
             detach_run(run, trial_job)
-    return _outcome(trial, run, code, pruning.pruned_step, job)
+    return _outcome(trial, run, code, pruning.pruned_step, pruning.best, job)
 
 
-def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int | None, job: Job) -> float:
+def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int | None, best: float | None,
+             job: Job) -> float:
     """The trial's value, or the exception that tells Optuna it was pruned or stopped."""
     if pruned_step is not None:
         run.update_info(status=workspace.PRUNED, pruned_step=pruned_step, exit_code=int(protocol.ExitCode.OK))
@@ -135,7 +138,9 @@ def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int |
         if job.control.cancelled.is_set():
             raise SweepCancelled(trial.number)
         raise TrialStopped(run.id)
-    value = run.info().get("best_eval_loss")
+    # The best evaluation, not the best checkpoint: run.json's best_eval_loss exists only when a
+    # checkpoint was saved at that evaluation's step.
+    value = best if best is not None else run.info().get("best_eval_loss")
     if value is None:
         raise errors.EngineError(protocol.ExitCode.FAILED, f"trial run {run.id} recorded no validation loss")
     run.update_info(sweep_value=value)
