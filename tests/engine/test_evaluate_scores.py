@@ -108,7 +108,7 @@ def test_spec_round_trips_through_toml_and_names_bad_fields(tmp_path: Path) -> N
     with pytest.raises(specs.SpecError, match="metrics: must be a list of strings"):
         specs.load_toml(file)
     file.write_text("[evaluate\n", encoding="utf-8")
-    with pytest.raises(specs.SpecError, match=r"spec.toml: config: not valid TOML"):
+    with pytest.raises(specs.SpecError, match=r"spec\.toml:1: config: not valid TOML"):
         specs.load_toml(file)
     with pytest.raises(specs.SpecError, match="config: file not found"):
         specs.load_toml(tmp_path / "missing.toml")
