@@ -400,6 +400,10 @@ def _open_parquet(path: Path) -> tuple[Any, list[str]]:
                                    f"{MAX_COLUMNS} a dataset can have")
     for number in range(metadata.num_row_groups):
         group = metadata.row_group(number)
+        if group.num_columns != metadata.num_columns:
+            # pyarrow aborts the process (not an exception) reading such a row group's columns.
+            raise errors.invalid_input(f"{path.name}: cannot read Parquet: row group {number + 1} has "
+                                       f"{group.num_columns} columns, the file {metadata.num_columns}")
         size = max(group.total_byte_size,
                    sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)))
         if size > MAX_ROW_GROUP_BYTES:

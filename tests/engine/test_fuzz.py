@@ -14,6 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# The same examples on every run: a fuzz failure reproduces, and CI is never red by chance.
+settings.register_profile("tunebench", derandomize=True, database=None)
+settings.load_profile("tunebench")
+
 from engine.core import names, protocol, untrusted
 from engine.core.errors import EngineError
 from engine.data import formats
