@@ -18,14 +18,14 @@ constants below say which run).
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine.core import config, paths
+from engine.core import config, paths, untrusted
+from engine.core.errors import EngineError
 from engine.core.fit import GB
 
 # -- calibration ---------------------------------------------------------------------------------
@@ -172,20 +172,25 @@ def model_shape(spec: str) -> ModelShape | None:
         if spec.lower() in ("default", BUNDLED_NAME.lower()):
             prepared = paths.models_cache_dir() / BUNDLED_NAME / "config.json"
             if prepared.is_file():
-                return shape_from_config(json.loads(prepared.read_text(encoding="utf-8")))
+                return shape_from_config(_config(prepared))
             gguf = bundled_gguf()
             return read_gguf_shape(gguf) if gguf else None
         path = Path(spec).expanduser()
         if path.is_dir() and (path / "config.json").is_file():
-            return shape_from_config(json.loads((path / "config.json").read_text(encoding="utf-8")))
+            return shape_from_config(_config((path / "config.json")))
         if path.is_file() and path.suffix.lower() == ".gguf":
             return read_gguf_shape(path)
         cached = paths.models_cache_dir() / spec / "config.json"
         if cached.is_file():
-            return shape_from_config(json.loads(cached.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
+            return shape_from_config(_config(cached))
+    except (OSError, ValueError, KeyError, TypeError, struct.error, EngineError):
         return None
     return None
+
+
+def _config(path: Path) -> Any:
+    """A model folder's config.json, through the checked reader (it may be anyone's file)."""
+    return untrusted.json_loads(untrusted.read_text(path))
 
 
 def prepared_models() -> list[str]:

@@ -152,7 +152,7 @@ def test_a_write_that_fails_midway_is_one_line_and_leaves_nothing(tiny_model_dir
     with pytest.raises(errors.EngineError) as caught:
         export_model.cmd_export(args, FakeJob())
     assert caught.value.code == protocol.ExitCode.FAILED
-    assert caught.value.message == f"out: could not write {target}: No space left on device"
+    assert caught.value.message == f"out: could not write {target}: disk full; nothing was left half-written"
     assert list(target.parent.iterdir()) == []
 
 
