@@ -5,9 +5,14 @@ same trainer from the same rows."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from engine.core import errors
+from engine.core import errors, protocol
+from engine.core.config import TrainConfig
+from engine.core.job import Job
+from engine.runtime import models
 from engine.train import preference as train_preference
 from engine.train import sft
 
@@ -32,3 +37,28 @@ def objective_functions(objective: str) -> tuple[Any, Any]:
     if objective == "sft":
         return sft.load_training_data, sft.build_trainer
     return train_preference.load_preference_data, train_preference.build_preference_trainer
+
+
+@dataclass
+class Inputs:
+    """What a run trains on, loaded: the trainer builder, the rows split as the run splits them,
+    and the prepared model folder."""
+
+    build: Any
+    data: Any
+    version: Any
+    system_prompt: str | None
+    train_data: Any
+    eval_data: Any | None
+    model_dir: Path
+
+
+def load_inputs(cfg: TrainConfig, job: Job) -> Inputs:
+    """The dataset and the model for ``cfg``, with progress messages; the run and the fit probe
+    both start here, so the probe measures the rows the run will train on."""
+    job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
+    load_data, build = objective_functions(cfg.objective)
+    data, version, system_prompt = load_data(cfg)
+    train_data, eval_data = split_validation(data, cfg.val_fraction, cfg.seed)
+    job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
+    return Inputs(build, data, version, system_prompt, train_data, eval_data, models.prepare(cfg.model))

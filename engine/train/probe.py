@@ -41,11 +41,11 @@ from typing import Any
 from engine.core import config, errors, fit, paths, protocol, workspace
 from engine.core.config import TrainConfig
 from engine.core.job import Job
-from engine.runtime import device, models
+from engine.runtime import device
 from engine.runtime import peak as peaks
 from engine.train import samples as train_samples
 from engine.train.lifecycle import is_full_fine_tune, save_atomically
-from engine.train.objectives import objective_functions, split_validation
+from engine.train.objectives import load_inputs
 from engine.train.setup import check_runtime, compute_precision, resolve_method
 
 log = logging.getLogger("engine.train.probe")
@@ -67,17 +67,12 @@ def probe(cfg: TrainConfig, job: Job, init_adapter: Path | None = None) -> dict[
     check_runtime(cfg, device_name)
     method = resolve_method(cfg.method, device_name)
     meter = Meter(device_name)
-    job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
-    load_data, build = objective_functions(cfg.objective)
-    data, _, _ = load_data(cfg)
-    train_data, eval_data = split_validation(data, cfg.val_fraction, cfg.seed)
-    job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
-    model_dir = models.prepare(cfg.model)
+    inputs = load_inputs(cfg, job)
     scratch = workspace.create_run("probe", root=paths.probes_dir())
     try:
-        trainer, _ = build(probe_config(cfg, method), scratch, job, model_dir, method, device_name, train_data,
-                           eval_data=eval_data, init_adapter=init_adapter)
-        measured = measure(trainer, cfg, job, meter, scratch, train_data, eval_data)
+        trainer, _ = inputs.build(probe_config(cfg, method), scratch, job, inputs.model_dir, method, device_name,
+                                  inputs.train_data, eval_data=inputs.eval_data, init_adapter=init_adapter)
+        measured = measure(trainer, cfg, job, meter, scratch, inputs.train_data, inputs.eval_data)
     finally:
         shutil.rmtree(scratch.path, ignore_errors=True)
     result = answer(cfg, meter, measured)

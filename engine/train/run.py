@@ -33,7 +33,7 @@ from engine.runtime import device, models
 from engine.train import distributed
 from engine.train import probe as fit_probe
 from engine.train.lifecycle import attach_run, finish, run_guarded, start_run
-from engine.train.objectives import objective_functions, split_validation
+from engine.train.objectives import load_inputs
 from engine.train.resume import (
     check_resumable,
     continuation_adapter,
@@ -217,12 +217,9 @@ def train(cfg: TrainConfig, run: workspace.RunFolder, job: Job, device_name: str
     pruning callback)."""
     main, group = distributed.is_main_process(), distributed.world_size()
     method = resolve_method(cfg.method, device_name)
-    job.channel.send(protocol.progress(0, 0, stage="load", what="dataset"))
-    load_data, build = objective_functions(cfg.objective)
-    data, version, system_prompt = load_data(cfg)
-    train_data, eval_data = split_validation(data, cfg.val_fraction, cfg.seed)
-    job.channel.send(protocol.progress(0, 0, stage="load", what="model"))
-    model_dir = models.prepare(cfg.model)
+    inputs = load_inputs(cfg, job)
+    build, data, version, eval_data = inputs.build, inputs.data, inputs.version, inputs.eval_data
+    model_dir, system_prompt, train_data = inputs.model_dir, inputs.system_prompt, inputs.train_data
     if main:
         run.update_info(method=method, objective=cfg.objective, device=device_name, model_dir=str(model_dir),
                         dataset=version.ref, dataset_rows=len(data), system_prompt=system_prompt,
