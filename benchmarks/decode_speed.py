@@ -7,9 +7,9 @@ decoder (engine/infer/decode.py, with engine/infer/llama_decode.py's lean pass) 
 session's ``--fp32``), (c) the same with the weight-only int8 Linear layers CPU sessions use by
 default, with how often it picks fp32's greedy token (teacher forced on fp32's answers), (d) the
 int8 weights through transformers' forward instead of the lean pass, and (e) int8 with an
-enabled LoRA adapter. Also times a second chat turn, which reuses the KV cache of the first. Each variant runs ``--repeats`` times; the JSON keeps every
-run, the best and the median (the CPU is shared, so the best is the cleanest), and the load
-average while it ran.
+enabled LoRA adapter. Also times a second chat turn, which reuses the KV cache of the first.
+Each variant runs ``--repeats`` times; the JSON keeps every run, the best and the median (the
+CPU is shared, so the best is the cleanest), and the load average while it ran.
 
     TUNEBENCH_HOME=/tmp/tbhome python benchmarks/decode_speed.py [--tokens 64] [--repeats 3]
 """
@@ -145,12 +145,12 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.runtime import models
+    from engine.core.workspace import atomic_write_json
     from engine.infer.decode import Decoder
     from engine.infer.generate import attention_for
     from engine.infer.int8 import quantize_weights_int8
     from engine.infer.session import prompt_ids
-    from engine.core.workspace import atomic_write_json
+    from engine.runtime import models
 
     load_before = round(os.getloadavg()[0], 2)  # before this script's own threads add to it
     if args.threads:

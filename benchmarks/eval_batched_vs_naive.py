@@ -48,11 +48,11 @@ def main() -> None:
 
     import torch
 
-    from engine.runtime import device
     from engine.data import importer as data_import
     from engine.data import split as data_split
     from engine.eval import generation as gen
     from engine.eval.examples import to_examples
+    from engine.runtime import device
 
     version = data_import.resolve("sample")
     rows = list(data_split.load_rows(version))[: args.examples]

@@ -151,8 +151,17 @@ class Harness:
         source = self.workdir / "big.jsonl"
         with source.open("w", encoding="utf-8") as handle:
             for index in range(IMPORT_ROWS):
-                handle.write(json.dumps({"messages": [{"role": "user", "content": f"question {index}"},
-                                                      {"role": "assistant", "content": f"answer {index} " * 5}]}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "messages": [
+                                {"role": "user", "content": f"question {index}"},
+                                {"role": "assistant", "content": f"answer {index} " * 5},
+                            ]
+                        }
+                    )
+                    + "\n"
+                )
         self.reference["import_s"] = timed(self.home, "data", "import", str(source), "--name", "reference")[1]
         train, self.reference["train_s"] = timed(self.home, "train", "--model", str(self.model), *TRAIN_FLAGS)
         self.reference["losses"] = losses(train.messages)
@@ -195,7 +204,9 @@ class Harness:
             return
         self._check_resume(workspace.RunFolder(run_dir[0]), kill)
 
-    def _kill_mid_save(self, engine: Engine, kill: Kill, run_dir: list[Path], first_checkpoint: Callable[[], bool]) -> None:
+    def _kill_mid_save(
+        self, engine: Engine, kill: Kill, run_dir: list[Path], first_checkpoint: Callable[[], bool]
+    ) -> None:
         """Waits for the first complete checkpoint, then kills as soon as a later checkpoint folder
         exists without its trainer_state.json (the Trainer writes that file last)."""
         engine.hello.wait(300)
@@ -204,7 +215,9 @@ class Harness:
         started = time.monotonic()
         while engine.process.poll() is None:
             folder = workspace.RunFolder(run_dir[0]) if run_dir else None
-            if folder and any(not (c / "trainer_state.json").is_file() for c in folder.checkpoints.glob("checkpoint-*")):
+            if folder and any(
+                not (c / "trainer_state.json").is_file() for c in folder.checkpoints.glob("checkpoint-*")
+            ):
                 kill.moment_s = round(time.monotonic() - started, 3)
                 kill.killed = engine.kill()
                 return
@@ -216,7 +229,9 @@ class Harness:
             kill.notes.append("run.json does not parse")
             return
         last = run.last_checkpoint()
-        if last is not None and not all((last / name).is_file() for name in ("trainer_state.json", "adapter_model.safetensors")):
+        if last is not None and not all(
+            (last / name).is_file() for name in ("trainer_state.json", "adapter_model.safetensors")
+        ):
             kill.notes.append(f"the last checkpoint Tunebench would resume from is incomplete: {last}")
         if info.get("status") == workspace.FINISHED:
             return  # it finished before the kill landed
@@ -238,7 +253,9 @@ class Harness:
         queue_json = self.home / "queue" / "queue.json"
         if queue_json.exists() and workspace.read_json(queue_json) is None:
             kill.notes.append("queue.json does not parse")
-        run_engine_ok(self.home, kill, "queue", "add", "--name", "after", "--", "--model", str(self.model), *TRAIN_FLAGS)
+        run_engine_ok(
+            self.home, kill, "queue", "add", "--name", "after", "--", "--model", str(self.model), *TRAIN_FLAGS
+        )
 
     def kill_export(self, kill: Kill) -> None:
         target = self.workdir / f"export-{self.rng.randrange(10**6)}"

@@ -139,7 +139,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--logs", type=Path, default=None, help="keep the engines' stderr logs here")
     args = parser.parse_args()
-    home_env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    home_env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    )
     scratch = Path(tempfile.mkdtemp(prefix="probe-accuracy-"))
     cases: dict[str, Any] = {}
     try:

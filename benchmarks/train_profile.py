@@ -22,11 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.core import paths, workspace  # noqa: E402
-from engine.core.workspace import atomic_write_json  # noqa: E402
 from engine.core.channel import Channel  # noqa: E402
 from engine.core.config import TrainConfig  # noqa: E402
 from engine.core.control import Control  # noqa: E402
 from engine.core.job import Job  # noqa: E402
+from engine.core.workspace import atomic_write_json  # noqa: E402
 
 DATA = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
 SETTINGS = {

@@ -10,7 +10,6 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from engine.core import paths
-
 from gui.context import AppContext
 from gui.main_window import MainWindow
 

@@ -16,7 +16,6 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.core import protocol
-
 from gui.engine_client import ClientState, EngineClient
 
 MAX_RESTARTS = 3  # restarts in a row without a request answered in between

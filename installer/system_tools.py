@@ -1,4 +1,7 @@
-"""The Debian tools the installer tests need, installed with apt-get when they are missing.
+"""The Debian tools the tests need, installed with apt-get when they are missing.
+
+The installer tests need lintian, NSIS, wine and xvfb; the sweep tests start a throwaway
+PostgreSQL server from Debian's `postgresql` package (tests/postgres_server.py).
 
 Standard library only. ``bootstrap.py test`` calls ``ensure_tools`` before pytest: on Debian or
 Ubuntu as root (CI) it installs what is missing, quietly, saying what and why; elsewhere it
@@ -7,6 +10,7 @@ says which command would install them, and the tests that need a tool fail namin
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -18,7 +22,9 @@ from typing import Callable, Sequence
 # 19 s, wine + wine64 + xvfb + xauth 37 s.
 TOOLS = (("lintian", "lintian"), ("desktop-file-validate", "desktop-file-utils"),
          ("dpkg-deb", "dpkg"), ("makensis", "nsis"), ("wine", "wine"),
-         ("/usr/lib/wine/wine64", "wine64"), ("xvfb-run", "xvfb"), ("xauth", "xauth"))
+         ("/usr/lib/wine/wine64", "wine64"), ("xvfb-run", "xvfb"), ("xauth", "xauth"),
+         # Debian keeps the server's programs off PATH, in a folder named by the major version.
+         ("/usr/lib/postgresql/*/bin/initdb", "postgresql"))
 APT_TIMEOUT_S = 900
 
 
@@ -26,9 +32,16 @@ def missing_packages(tools: Sequence[tuple] = TOOLS) -> list:
     """The Debian packages whose program is not on PATH, in order, without repeats."""
     missing = []
     for program, package in tools:
-        if shutil.which(program) is None and package not in missing:
+        if not _installed(program) and package not in missing:
             missing.append(package)
     return missing
+
+
+def _installed(program: str) -> bool:
+    """On PATH, or (for a path pattern such as PostgreSQL's versioned folder) an existing file."""
+    if "*" in program:
+        return any(os.access(found, os.X_OK) for found in glob.glob(program))
+    return shutil.which(program) is not None
 
 
 def can_use_apt() -> bool:
@@ -71,12 +84,12 @@ def ensure_tools(say: Callable[[str], None], log: Callable[[str], None],
     if not missing:
         return []
     if not can_use_apt():
-        say("The installer tests need these Debian packages, which are missing: %s. "
+        say("The tests need these Debian packages, which are missing: %s. "
             "Install them with: sudo apt-get install %s" % (" ".join(missing), " ".join(missing)))
         return missing
-    say("Installing Debian packages for the installer tests: %s (about a minute; "
+    say("Installing Debian packages for the tests: %s (about a minute; "
         "--no-system-packages skips this)..." % " ".join(missing))
     if not apt_install(missing, log):
-        say("apt-get could not install %s; the installer tests will fail (see the log)."
+        say("apt-get could not install %s; the tests that need it will fail (see the log)."
             % " ".join(missing))
     return missing_packages(tools)

@@ -247,7 +247,9 @@ def write_message(out: Output, message: dict, mode: str, last: bool) -> None:
     line = protocol.encode(message)
     if mode == "hostile" and message.get("type") != protocol.HELLO and not out.hostile_done:
         out.hostile_done = True
-        out.write('{"type": "log", "t": 0, "level": "info", "message": "' + "x" * (protocol.MAX_LINE_BYTES + 10) + '"}\n')
+        out.write(
+            '{"type": "log", "t": 0, "level": "info", "message": "' + "x" * (protocol.MAX_LINE_BYTES + 10) + '"}\n'
+        )
         out.write('{"type": "log", "t": 0, "level": "info", "message": ' + "[" * 50_000 + "]" * 50_000 + "}\n")
         out.write(line[: len(line) // 2] + "\n")
     if mode == "die-mid-line":

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load, sibling
 
 bootstrap = load("bootstrap")
@@ -929,3 +928,18 @@ def test_skipped_or_unanswerable_checks_let_the_window_start(monkeypatch, tmp_pa
     assert bootstrap_launch.launch_app(Context(), python, tmp_path, [], X11_DESKTOP) == 0
     assert bootstrap_qtlibs.check(tmp_path / "no venv", X11_DESKTOP, "linux") == (
         [], "no PySide6 xcb plugin in %s" % (tmp_path / "no venv"))
+
+
+def test_a_tool_found_by_path_pattern_counts_as_installed(tmp_path):
+    """PostgreSQL's initdb lives in a folder named by its major version, off PATH."""
+    server = tmp_path / "postgresql" / "15" / "bin"
+    server.mkdir(parents=True)
+    (server / "initdb").write_text("#!/bin/sh\n")
+    (server / "initdb").chmod(0o755)
+    pattern = str(tmp_path / "postgresql" / "*" / "bin" / "initdb")
+    assert system_tools.missing_packages(((pattern, "postgresql"),)) == []
+    assert system_tools.missing_packages(((str(tmp_path / "none" / "*" / "initdb"), "postgresql"),)) == ["postgresql"]
+
+
+def test_postgresql_is_among_the_tools_the_tests_install():
+    assert "postgresql" in [package for _, package in system_tools.TOOLS]

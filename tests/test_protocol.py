@@ -103,9 +103,12 @@ def test_every_recorded_transcript_decodes_with_todays_protocol() -> None:
 def test_decode_refuses_hostile_lines_with_a_protocol_error(monkeypatch) -> None:
     """Too long, too deep, NaN, duplicate keys: a ProtocolError each, never another exception."""
     monkeypatch.setattr(protocol, "MAX_LINE_BYTES", 1000)
-    for line, reason in [('{"type": "pong", "t": 0, "x": "' + "x" * 2000 + '"}', "over the 1000 limit"),
-                         ('{"type": "pong", "t": 0, "x": ' + "[" * 300 + "]" * 300 + "}", "nested more than"),
-                         ('{"type": "pong", "t": NaN}', "NaN"), ('{"type": "pong", "type": "ping", "t": 0}', "duplicate")]:
+    for line, reason in [
+        ('{"type": "pong", "t": 0, "x": "' + "x" * 2000 + '"}', "over the 1000 limit"),
+        ('{"type": "pong", "t": 0, "x": ' + "[" * 300 + "]" * 300 + "}", "nested more than"),
+        ('{"type": "pong", "t": NaN}', "NaN"),
+        ('{"type": "pong", "type": "ping", "t": 0}', "duplicate"),
+    ]:
         with pytest.raises(protocol.ProtocolError, match=reason):
             protocol.decode(line)
 

@@ -101,15 +101,18 @@ class Channel:
     def _record(self, line: str) -> None:
         """Appends to the event log. A full disk stops the log, not the job: the client still
         gets every message, and the error the job then meets says "disk full" once."""
+        events = self._events
+        if events is None:
+            return
         try:
-            self._events.write(line)
-            self._events.flush()
+            events.write(line)
+            events.flush()
         except OSError as exc:
             # Not log.warning: the log handler sends through this channel, whose lock we hold.
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write(f"warning: the run's event log stopped: {exc.strerror or exc}\n")
             with contextlib.suppress(OSError):
-                self._events.close()
+                events.close()
             self._events = None
 
     def _write(self, line: str) -> None:

@@ -66,13 +66,18 @@ class TrainConfig:
         "learns virtual keys and values at every layer; more capacity than prompt tuning, still "
         "far smaller than LoRA.", label="Method", choices=METHODS, group="Method")
     objective: str = knob(
-        "sft", "What the run learns from. sft: supervised fine-tuning on conversations (the "
+        "sft",
+        "What the run learns from. sft: supervised fine-tuning on conversations (the "
         "answers). dpo: Direct Preference Optimisation on preference pairs (prompt, chosen, "
         "rejected): raises the chosen answer's likelihood against the rejected one's, relative "
-        "to a frozen copy of the model it starts from (the base, or the adapter continued from). orpo: Odds-Ratio Preference Optimisation: SFT on the chosen "
+        "to a frozen copy of the model it starts from (the base, or the adapter continued from). "
+        "orpo: Odds-Ratio Preference Optimisation: SFT on the chosen "
         "answer plus a penalty on the rejected one's odds; needs no reference model (less "
-        "memory, one forward pass per answer instead of two).", label="Objective",
-        choices=OBJECTIVES, group="Method")
+        "memory, one forward pass per answer instead of two).",
+        label="Objective",
+        choices=OBJECTIVES,
+        group="Method",
+    )
     beta: float = knob(
         0.1, "DPO/ORPO only. DPO: how far the model may drift from the base (the KL weight); "
         "0.1 is usual, 0.01-0.5 the range; lower follows the preferences harder and can drift "

@@ -106,6 +106,7 @@ def estimate(shape: ModelShape, values: dict[str, Any]) -> Estimate:
     device = "cuda" if cfg["device"] == "cuda" else "cpu"
     method = cfg["method"] if cfg["method"] != "auto" else ("qlora" if device == "cuda" else "lora")
     precision = likely_precision(cfg["precision"], device)
+    weights: float
     half = 2 if precision in ("bf16", "fp16") else 4
     trainable = trainable_params(shape, method, cfg)
     if method == "full":

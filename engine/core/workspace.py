@@ -200,10 +200,11 @@ def pid_alive(pid: int | None) -> bool:
     if os.name == "nt":
         import ctypes
 
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, int(pid))  # QUERY_LIMITED_INFO
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]  # Windows only
+        handle = kernel32.OpenProcess(0x1000, False, int(pid))  # QUERY_LIMITED_INFO
         if not handle:
             return False
-        ctypes.windll.kernel32.CloseHandle(handle)
+        kernel32.CloseHandle(handle)
         return True
     try:
         os.kill(int(pid), 0)

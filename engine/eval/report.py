@@ -98,12 +98,12 @@ def examples_csv(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str
     names = list(summary.get("metrics", {}))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index", "input", "reference"] + [f"output:{l}" for l in labels]
-                    + [f"{n}:{l}" for l in labels for n in names])
+    writer.writerow(["index", "input", "reference"] + [f"output:{label}" for label in labels]
+                    + [f"{n}:{label}" for label in labels for n in names])
     for row in rows:
         writer.writerow([row.get("index"), row.get("input"), row.get("reference")]
-                        + [row.get("outputs", {}).get(l, "") for l in labels]
-                        + [row.get("metrics", {}).get(l, {}).get(n) for l in labels for n in names])
+                        + [row.get("outputs", {}).get(label, "") for label in labels]
+                        + [row.get("metrics", {}).get(label, {}).get(n) for label in labels for n in names])
     return buffer.getvalue()
 
 
@@ -159,7 +159,7 @@ def _markdown_slices(summary: dict[str, Any], labels: list[str]) -> list[str]:
     for value, group in slices["groups"].items():
         for name, per_model in group["metrics"].items():
             out.append(f"| {_md_cell(value)} | {group['n']} | {name} | "
-                       + " | ".join(_fmt(per_model.get(l)) for l in labels) + " |")
+                       + " | ".join(_fmt(per_model.get(label)) for label in labels) + " |")
     return out + [""]
 
 
@@ -172,8 +172,8 @@ def _markdown_robustness(summary: dict[str, Any], labels: list[str]) -> list[str
            "|---|---|" + "---|" * len(labels)]
     for perturbation, per_metric in report.items():
         for name, per_model in per_metric.items():
-            cells = [f"{_fmt(per_model[l]['clean'])} → {_fmt(per_model[l]['perturbed'])} "
-                     f"({per_model[l]['delta']:+.4g})" if l in per_model else "-" for l in labels]
+            cells = [f"{_fmt(per_model[label]['clean'])} → {_fmt(per_model[label]['perturbed'])} "
+                     f"({per_model[label]['delta']:+.4g})" if label in per_model else "-" for label in labels]
             out.append(f"| {perturbation} | {name} | " + " | ".join(cells) + " |")
     return out + [""]
 
@@ -235,7 +235,7 @@ def write_report(folder: Path) -> Path:
     rows = read_examples(folder)
     labels = [m["label"] for m in summary.get("models", [])]
     charts_svg = {name: bar_chart_svg(entry.get("title", name), labels,
-                                      [entry["values"].get(l, {}) for l in labels])
+                                      [entry["values"].get(label, {}) for label in labels])
                   for name, entry in summary.get("metrics", {}).items()}
     chart_files = {name: f"chart-{name}.svg" for name in charts_svg}
     text = markdown(summary, rows, chart_files)

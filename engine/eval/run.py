@@ -272,7 +272,9 @@ def summary_table(labels: Sequence[str], values: dict[str, dict[str, Any]]) -> l
     width = max([len(name) for name in values] + [6])
     lines = [" " * width + "".join(f"  {label[:24]:>24}" for label in labels)]
     for name, per_model in values.items():
-        cells = "".join(f"  {'-' if per_model[l] is None else format(per_model[l], '.4f'):>24}" for l in labels)
+        cells = "".join(
+            f"  {'-' if per_model[label] is None else format(per_model[label], '.4f'):>24}" for label in labels
+        )
         lines.append(f"{name:<{width}}{cells}")
     return lines
 

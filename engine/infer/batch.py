@@ -119,10 +119,17 @@ def items_of(args: argparse.Namespace) -> tuple[list[prompt_suites.Item], dict[s
             raise errors.usage("--column: name the column of --file that holds the prompts")
         texts = prompt_suites.read_column(Path(args.file).expanduser(), args.column)
         system = [{"role": "system", "content": args.system}] if args.system else []
-        items = [prompt_suites.Item(args.column, number, {}, args.mode,
-                                    system + [{"role": "user", "content": text}],
-                                    text if args.mode == "chat" else (args.system + "\n\n" if args.system else "") + text)
-                 for number, text in enumerate(texts)]
+        items = [
+            prompt_suites.Item(
+                args.column,
+                number,
+                {},
+                args.mode,
+                system + [{"role": "user", "content": text}],
+                text if args.mode == "chat" else (args.system + "\n\n" if args.system else "") + text,
+            )
+            for number, text in enumerate(texts)
+        ]
         source = {"file": str(Path(args.file).resolve()), "column": args.column}
     if not items:
         raise errors.invalid_input("batch: nothing to run (no prompts)")

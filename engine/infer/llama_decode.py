@@ -275,11 +275,13 @@ def _fuse(linears: list[Any]) -> Any:
 
 
     bias = None
-    if any(l.bias is not None for l in linears):
-        bias = torch.cat([l.bias if l.bias is not None else torch.zeros(l.out_features) for l in linears])
-    if all(type(l) is int8_linear_class() for l in linears):
-        weight = _share(linears, "weight", torch.cat([l.weight for l in linears]))
-        scales = _share(linears, "scales", torch.cat([l.scales for l in linears]))
+    if any(linear.bias is not None for linear in linears):
+        bias = torch.cat(
+            [linear.bias if linear.bias is not None else torch.zeros(linear.out_features) for linear in linears]
+        )
+    if all(type(linear) is int8_linear_class() for linear in linears):
+        weight = _share(linears, "weight", torch.cat([linear.weight for linear in linears]))
+        scales = _share(linears, "scales", torch.cat([linear.scales for linear in linears]))
         in_features = linears[0].in_features
 
         def int8(x: Any) -> Any:
@@ -288,8 +290,8 @@ def _fuse(linears: list[Any]) -> Any:
             out = out.reshape(*x.shape[:-1], -1)
             return out if bias is None else out + bias
         return int8
-    if all(type(l) is torch.nn.Linear for l in linears):
-        weight = _share(linears, "weight", torch.cat([l.weight for l in linears]))
+    if all(type(linear) is torch.nn.Linear for linear in linears):
+        weight = _share(linears, "weight", torch.cat([linear.weight for linear in linears]))
         return lambda x: F.linear(x, weight, bias)
     return None
 

@@ -302,9 +302,16 @@ def template(name: str = "my-sweep") -> str:
     for k in schema.knobs(SweepConfig):
         value = name if k.name == "name" else k.default
         lines += [*comment(k.help), f"{k.name} = {json.dumps(value)}", ""]
-    lines += ["# The run config every trial starts from: any `train` setting (see `train --help`).",
-              "[sweep.base]", 'dataset = "sample"', "val_fraction = 0.1", "eval_steps = 10", "save_steps = 10", "",
-              *comment("One table per knob searched. " + " ".join(f"{k.name}: {k.help}" for k in schema.knobs(Param)[1:]))]
+    lines += [
+        "# The run config every trial starts from: any `train` setting (see `train --help`).",
+        "[sweep.base]",
+        'dataset = "sample"',
+        "val_fraction = 0.1",
+        "eval_steps = 10",
+        "save_steps = 10",
+        "",
+        *comment("One table per knob searched. " + " ".join(f"{k.name}: {k.help}" for k in schema.knobs(Param)[1:])),
+    ]
     lines += ["[sweep.space.learning_rate]", "low = 1e-5", "high = 1e-3", "log = true", "",
               "[sweep.space.lora_r]", "choices = [8, 16, 32]", "",
               "[sweep.space.epochs]", "low = 1.0", "high = 3.0", "step = 1.0"]

@@ -467,8 +467,10 @@ srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash "$LAUNCH_DIR/launch.sh"
 def _readme(cfg: TrainConfig, nodes: int, per_node: int, cpu: bool) -> str:
     total = nodes * per_node
     unit = "processes (CPU, gloo)" if cpu else "GPUs (NCCL)"
-    return f"""Tunebench launch files: one data-parallel (DDP) training run on {nodes} machine(s) x {per_node} {unit}
-= {total} processes. Global batch: micro-batch {cfg.batch_size} x grad. accumulation {cfg.grad_accum} x {total} processes
+    heading = f"one data-parallel (DDP) training run on {nodes} machine(s) x {per_node} {unit}"
+    steps = f"micro-batch {cfg.batch_size} x grad. accumulation {cfg.grad_accum} x {total} processes"
+    return f"""Tunebench launch files: {heading}
+= {total} processes. Global batch: {steps}
 = {global_batch(cfg, total)} examples per optimiser step.
 
 config.toml
@@ -484,7 +486,7 @@ launch.sh
 
 tunebench.sbatch
     The same under SLURM: `sbatch tunebench.sbatch` from this folder asks for {nodes} node(s) with
-    {per_node} {'CPUs' if cpu else 'GPUs'} each, picks the first node as MASTER_ADDR and runs launch.sh on every node
+    {per_node} {"CPUs" if cpu else "GPUs"} each, picks the first node as MASTER_ADDR and runs launch.sh on every node
     with srun. Add your partition or account with #SBATCH lines or sbatch flags.
 
 accelerate_config.yaml

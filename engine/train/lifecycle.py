@@ -34,7 +34,9 @@ def run_guarded(run: workspace.RunFolder, body: Any) -> int:
 def start_run(cfg: TrainConfig, job: Job) -> workspace.RunFolder:
     run = workspace.create_run(cfg.name)
     attach_run(run, job)
-    workspace.atomic_write_text(run.config_toml, config.to_toml(cfg, "As given; run.json records what auto resolved to."))
+    workspace.atomic_write_text(
+        run.config_toml, config.to_toml(cfg, "As given; run.json records what auto resolved to.")
+    )
     run.update_info(id=run.id, name=cfg.name, status=workspace.RUNNING, pid=os.getpid(),
                     created=_now(), model=cfg.model, dataset=cfg.dataset, method=cfg.method,
                     command=["tunebench-engine", *sys.argv[1:]])

@@ -298,18 +298,41 @@ def answer(cfg: TrainConfig, meter: Meter, measured: dict[str, Any]) -> dict[str
         proposal = fit.propose(model, measured["longest"], measured["batch"], cfg.grad_accum, cfg.max_length,
                                budget, measured["padded"])
     return {
-        "probe": True, "fits": fits, "peak_gb": peaks.gb(peak), "available_gb": peaks.gb(available),
-        "margin_gb": peaks.gb(available - peak), "safety": fit.SAFETY, "budget_gb": peaks.gb(budget),
-        "available_source": f"{AVAILABLE_ENV}" if meter.override is not None else
-        ("the GPU's memory less other processes' use" if meter.cuda else "RAM available at the start plus this process"),
-        "measure": meter.source, "out_of_memory": out_of_memory,
-        "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_length": cfg.max_length,
-        "rows": measured["rows"], "batch_tokens": full.get("tokens"), "longest_row_tokens": max(measured["longest"], default=0),
-        "phases": {"load_gb": peaks.gb(measured["load_peak"]), "save_gb": peaks.gb(measured["save_peak"]),
-                   "samples_gb": peaks.gb(measured["sample_peak"]),
-                   **{name: {k: (peaks.gb(v) if k == "peak" else v) for k, v in p.items()} for name, p in points.items()}},
-        "model": None if model is None else {"fixed_gb": peaks.gb(model.fixed), "per_token_mb": round(model.per_token / 2**20, 4),
-                                             "floor_gb": peaks.gb(model.floor)},
+        "probe": True,
+        "fits": fits,
+        "peak_gb": peaks.gb(peak),
+        "available_gb": peaks.gb(available),
+        "margin_gb": peaks.gb(available - peak),
+        "safety": fit.SAFETY,
+        "budget_gb": peaks.gb(budget),
+        "available_source": f"{AVAILABLE_ENV}"
+        if meter.override is not None
+        else (
+            "the GPU's memory less other processes' use"
+            if meter.cuda
+            else "RAM available at the start plus this process"
+        ),
+        "measure": meter.source,
+        "out_of_memory": out_of_memory,
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "max_length": cfg.max_length,
+        "rows": measured["rows"],
+        "batch_tokens": full.get("tokens"),
+        "longest_row_tokens": max(measured["longest"], default=0),
+        "phases": {
+            "load_gb": peaks.gb(measured["load_peak"]),
+            "save_gb": peaks.gb(measured["save_peak"]),
+            "samples_gb": peaks.gb(measured["sample_peak"]),
+            **{name: {k: (peaks.gb(v) if k == "peak" else v) for k, v in p.items()} for name, p in points.items()},
+        },
+        "model": None
+        if model is None
+        else {
+            "fixed_gb": peaks.gb(model.fixed),
+            "per_token_mb": round(model.per_token / 2**20, 4),
+            "floor_gb": peaks.gb(model.floor),
+        },
         "proposal": proposal,
     }
 

@@ -14,9 +14,8 @@ from typing import Any
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
 from engine.core.job import Job
-from engine.train import distributed
+from engine.train import distributed, precision
 from engine.train import monitor as train_monitor
-from engine.train import precision
 from engine.train import samples as train_samples
 from engine.train.resume import load_adapter_for_training
 

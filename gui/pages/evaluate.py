@@ -44,7 +44,6 @@ from PySide6.QtWidgets import (
 from engine.core import protocol
 from engine.eval import catalog as eval_catalog
 from engine.eval import spec as eval_spec
-
 from gui.context import AppContext
 from gui.engine_client import EngineClient, format_command
 from gui.state import dataset_catalog, eval_view, run_history
@@ -433,9 +432,13 @@ class EvaluatePage(QWidget):
         # Qt hands dicts over as maps sorted by key; show the metrics in the order they were picked.
         reported = {n for values in self._live.values() for n in values}
         names = [n for n in self.metric_checks if n in reported] + sorted(reported - set(self.metric_checks))
-        summary = {"models": [{"label": l} for l in self._live],
-                   "metrics": {n: {**_info(n), "values": {l: {"estimate": v.get(n)} for l, v in self._live.items()}}
-                               for n in names}}
+        summary = {
+            "models": [{"label": label} for label in self._live],
+            "metrics": {
+                n: {**_info(n), "values": {label: {"estimate": v.get(n)} for label, v in self._live.items()}}
+                for n in names
+            },
+        }
         self.show_evaluation(Evaluation(summary=summary), keep_title=True)
 
     def _on_client_result(self, message: dict) -> None:
@@ -457,7 +460,9 @@ class EvaluatePage(QWidget):
             self.progress.setValue(1)
             self.progress.setFormat("Done")
             self.status.show_message(f"Finished: {self.evaluation.path}")
-        elif code == protocol.ExitCode.CANCELLED:  # an evaluation is written whole at the end, so a cancelled one left nothing
+        elif (
+            code == protocol.ExitCode.CANCELLED
+        ):  # an evaluation is written whole at the end, so a cancelled one left nothing
             self.status.show_message("Cancelled: nothing was saved.")
             if not self.evaluation.path:
                 self.title.setText("No evaluation was saved.")
@@ -607,7 +612,7 @@ def breakdown_html(evaluation: Evaluation) -> str:
                      f"<tr><th>value</th><th>n</th><th>metric</th>{head}</tr>")
         for value, group in slices.get("groups", {}).items():
             for name, per_model in group.get("metrics", {}).items():
-                cells = "".join(f"<td>{_fmt(per_model.get(l))}</td>" for l in labels)
+                cells = "".join(f"<td>{_fmt(per_model.get(label))}</td>" for label in labels)
                 parts.append(f"<tr><td>{html.escape(value[:80])}</td><td>{group.get('n')}</td><td>{name}</td>{cells}</tr>")
         parts.append("</table>")
     robustness = summary.get("robustness")
@@ -617,8 +622,12 @@ def breakdown_html(evaluation: Evaluation) -> str:
         for perturbation, per_metric in robustness.items():
             for name, per_model in per_metric.items():
                 cells = "".join(
-                    f"<td>{_fmt(per_model[l]['clean'])} → {_fmt(per_model[l]['perturbed'])} "
-                    f"({per_model[l]['delta']:+.3g})</td>" if l in per_model else "<td></td>" for l in labels)
+                    f"<td>{_fmt(per_model[label]['clean'])} → {_fmt(per_model[label]['perturbed'])} "
+                    f"({per_model[label]['delta']:+.3g})</td>"
+                    if label in per_model
+                    else "<td></td>"
+                    for label in labels
+                )
                 parts.append(f"<tr><td>{perturbation}</td><td>{name}</td>{cells}</tr>")
         parts.append("</table>")
     if not parts:

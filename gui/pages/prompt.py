@@ -28,11 +28,9 @@ from PySide6.QtWidgets import (
 
 from engine.core import errors
 from engine.infer import ratings
-
 from gui.context import AppContext
 from gui.session_client import SessionClient
-from gui.state import run_history
-from gui.state import prompt_batch
+from gui.state import prompt_batch, run_history
 from gui.state.prompt_conversation import Answer
 from gui.state.prompt_params import ColumnConfig, Params
 from gui.widgets.prompt_batch_runner import BatchRunner
@@ -474,8 +472,10 @@ class PromptPage(QWidget):
         for column in self.columns:
             answer = column.conversation.last_answer()
             rateable = not busy and answer is not None and answer.rateable
-            comparable = any(other is not column and other.conversation.last_question() == column.conversation.last_question()
-                             for other in answered)
+            comparable = any(
+                other is not column and other.conversation.last_question() == column.conversation.last_question()
+                for other in answered
+            )
             column.rating_bar.reset(rateable, comparable)
 
     def rate(self, column: PromptColumn, kind: str, value: int) -> None:

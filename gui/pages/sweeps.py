@@ -172,7 +172,7 @@ class SweepsPage(QWidget):
             for c, text in enumerate(row):
                 item = QTableWidgetItem(text)
                 if header[c] in NUMERIC or header[c] in summary.knobs:
-                    item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.best_card.show_trial(summary.best)

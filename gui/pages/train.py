@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 
 from engine.core import config, fit, fit_estimate, protocol, workspace
 from engine.train import job_queue
-
 from gui.context import AppContext
 from gui.engine_client import EngineClient, format_command
 from gui.notifications import Notice, Notifier
@@ -561,7 +560,9 @@ class TrainPage(QWidget):
             self.log_view.append_line(f"[error] {self._error}")
         elif kind == protocol.HELLO:
             self._result, self._error = {}, ""  # a resumed run's log holds the earlier attempt's
-            self.log_view.append_line(f"[engine] {message.get('command')} started (engine {message.get('engine_version')})")
+            self.log_view.append_line(
+                f"[engine] {message.get('command')} started (engine {message.get('engine_version')})"
+            )
 
     def _on_progress(self, message: dict) -> None:
         current, total = int(message.get("current") or 0), int(message.get("total") or 0)
@@ -569,7 +570,9 @@ class TrainPage(QWidget):
             # Loading phases have no step count: a busy bar and the phase's own words.
             self.progress.setRange(0, 0)
             what = message.get("what")
-            self.status_label.show_message(str(message.get("message") or (f"Loading the {what}…" if what else "Loading…")))
+            self.status_label.show_message(
+                str(message.get("message") or (f"Loading the {what}…" if what else "Loading…"))
+            )
             return
         self.progress.setRange(0, total)
         self.progress.setValue(min(current, total))

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core import names, paths, workspace
-
 from gui.state.timefmt import format_time
 
 MANIFEST = "manifest.json"

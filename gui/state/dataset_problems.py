@@ -57,7 +57,7 @@ def source_lines(path: Path, wanted: set[int]) -> dict[int, str]:
             head = handle.read(2)
             handle.seek(0)
             encoding = "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
-            text = codecs.getreader(encoding)(handle, errors="replace")
+            text = codecs.getreader(encoding)(handle, errors="replace")  # type: ignore[call-arg]  # typeshed omits errors=
             for number, line in enumerate(text, start=1):
                 if number in wanted:
                     line = line.rstrip("\r\n")

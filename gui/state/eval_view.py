@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.eval import store as eval_report
 from engine.eval import spec as eval_spec
+from engine.eval import store as eval_report
 
 
 @dataclass

@@ -14,7 +14,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.core import workspace
-
 from gui.state import run_history
 from gui.state.run_history import RunRow
 

@@ -12,10 +12,9 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeGuard
 
 from engine.core import protocol, workspace
-
 from gui.state import run_compare, run_history
 from gui.state.run_history import RunRow
 
@@ -131,7 +130,7 @@ def write_summary_json(run_path: Path, target: Path) -> None:
     workspace.atomic_write_json(Path(target), summary(run_path))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.train import job_queue
 from engine.core import protocol, workspace
 from engine.core.config import PROMPT_LEARNING
-
+from engine.train import job_queue
 from gui.state.metric_buffer import MetricBuffer
 from gui.state.timefmt import format_time
 
@@ -76,7 +75,7 @@ def list_rows(root: Path | None = None) -> list[RunRow]:
 
 def row_of(run: workspace.RunFolder) -> RunRow:
     info = run.info()
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    config: dict[str, Any] = info["config"] if isinstance(info.get("config"), dict) else {}
     pick = lambda key: str(info.get(key) or config.get(key) or "")  # noqa: E731
     return RunRow(
         id=run.id,
@@ -113,9 +112,9 @@ def load_curves(run_path: Path, up_to_step: float | None = None) -> MetricBuffer
             continue
         if message["type"] == protocol.METRICS and isinstance(message["values"], dict):
             buffer.append_values(message["step"], message["values"], CURVE_NAMES)
-        elif resumed_from(message) is not None:
+        elif (resumed := resumed_from(message)) is not None:
             # A resumed attempt redoes the steps its crashed predecessor logged after the checkpoint.
-            buffer.truncate_after(resumed_from(message))
+            buffer.truncate_after(resumed)
     return buffer
 
 

@@ -50,7 +50,8 @@ class SweepSummary:
     def headline(self) -> str:
         states = self.data.get("states", {})
         parts = [f"{states[s]} {s}" for s in STATE_ORDER if states.get(s)]
-        return f"{self.data.get('done', 0)} of {self.data.get('n_trials', 0)} trials done ({', '.join(parts) or 'none yet'})"
+        done, total = self.data.get("done", 0), self.data.get("n_trials", 0)
+        return f"{done} of {total} trials done ({', '.join(parts) or 'none yet'})"
 
     def space(self, knob: str) -> dict[str, Any]:
         return self.data.get("definition", {}).get("space", {}).get(knob, {})
@@ -70,7 +71,9 @@ def table(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
 
 def history(summary: SweepSummary) -> tuple[list[int], list[float], list[float]]:
     """(trial numbers, their values, best so far) over the finished trials, in trial order."""
-    numbers, values, best = [], [], []
+    numbers: list[int] = []
+    values: list[float] = []
+    best: list[float] = []
     for trial in sorted(summary.trials, key=lambda t: t["number"]):
         value = trial.get("value")
         if trial["state"] != "complete" or value is None:
@@ -112,7 +115,8 @@ def parallel_lines(summary: SweepSummary) -> tuple[list[str], list[tuple[int, li
         if any(p is None for p in points):
             continue
         scaled = (float(trial["value"]) - low) / (high - low) if high > low else 0.5
-        lines.append((trial["number"], [*points, scaled], float(trial["value"])))
+        lines.append((int(trial["number"]), [*(float(p) for p in points if p is not None), scaled],
+                      float(trial["value"])))
     return axes, lines
 
 

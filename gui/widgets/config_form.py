@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
 
 from engine.core import config
 from engine.core.schema import Knob, knobs
-
 from gui.widgets.form_fields import FloatSpinBox, ValueCombo
 
 INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int

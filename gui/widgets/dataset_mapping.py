@@ -3,7 +3,7 @@ from. It produces the ``--shape`` and ``--map FIELD=COLUMN`` arguments of `data 
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from gui.state.dataset_columns import SHAPE_FIELDS, SHAPE_LABELS
 

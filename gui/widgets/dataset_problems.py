@@ -4,8 +4,7 @@ with the choice the issue asks for: import the valid rows, or cancel and fix the
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from gui.state.dataset_problems import Problem
 from gui.widgets.tables import make_read_only

@@ -133,8 +133,13 @@ class MetricPlot(QWidget):
 
     def add_marker(self, step: float, text: str) -> None:
         """A labelled vertical line on the loss plot, e.g. where memory ran out."""
-        line = pg.InfiniteLine(pos=step, angle=90, pen=pg.mkPen(MARKER_COLOR, style=Qt.PenStyle.DashLine),
-                               label=text, labelOpts={"position": 0.9, "color": MARKER_COLOR, "anchors": [(0, 1), (0, 1)]})
+        line = pg.InfiniteLine(
+            pos=step,
+            angle=90,
+            pen=pg.mkPen(MARKER_COLOR, style=Qt.PenStyle.DashLine),
+            label=text,
+            labelOpts={"position": 0.9, "color": MARKER_COLOR, "anchors": [(0, 1), (0, 1)]},
+        )
         self._plots["loss"].addItem(line, ignoreBounds=True)  # the curves decide the range
         self._markers.append(line)
 

@@ -15,7 +15,6 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 
 from engine.core import paths, protocol, workspace
-
 from gui.engine_client import EngineClient
 from gui.state.prompt_batch import BatchRow
 from gui.state.prompt_params import ColumnConfig

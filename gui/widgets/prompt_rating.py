@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
 
 from engine.core import errors
 from engine.infer import ratings
-
 from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
 

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import protocol
-
 from gui.engine_client import EngineClient
 from gui.widgets.status_line import StatusLine
 

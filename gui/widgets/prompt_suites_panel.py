@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
 from engine.core import errors
 from engine.infer import suites as prompt_suites
 from engine.infer.suites import Item, Prompt, Suite
-
 from gui.state import prompt_batch
 from gui.state.prompt_batch import BatchRow
 from gui.widgets.status_line import StatusLine
@@ -91,11 +90,16 @@ class SuitesPanel(QWidget):
         self.export_results_button = QPushButton("Export results…")
         self.export_results_button.setToolTip("Save the table as CSV, JSONL or Markdown (by file name).")
         self.status = StatusLine()
-        for button, slot in ((self.save_button, self._on_save_clicked), (self.import_button, self._on_import_clicked),
-                             (self.export_button, self._on_export_clicked), (self.delete_button, self._on_delete_clicked),
-                             (self.run_button, self.run_selected), (self.batch_button, self._on_batch_clicked),
-                             (self.cancel_button, self.sig_cancel_batch.emit),
-                             (self.export_results_button, self._on_export_results_clicked)):
+        for button, slot in (
+            (self.save_button, self._on_save_clicked),
+            (self.import_button, self._on_import_clicked),
+            (self.export_button, self._on_export_clicked),
+            (self.delete_button, self._on_delete_clicked),
+            (self.run_button, self.run_selected),
+            (self.batch_button, self._on_batch_clicked),
+            (self.cancel_button, self.sig_cancel_batch.emit),
+            (self.export_results_button, self._on_export_results_clicked),
+        ):
             button.clicked.connect(slot)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)

@@ -39,8 +39,9 @@ sys.path.insert(0, str(HERE.parent))
 if str(HERE) not in sys.path:  # on it when run as a script, not when loaded from its path
     sys.path.insert(0, str(HERE))
 import bootstrap_paths  # noqa: E402  (the modules the bootstrap is made of)
-import wheelhouse  # noqa: E402  (clean_source_copy)
 import uv_tool  # noqa: E402
+import wheelhouse  # noqa: E402  (clean_source_copy)
+
 # bootstrap.py, its bootstrap_*.py pieces and the helpers they import: one list, kept beside
 # the modules themselves, so that a new piece cannot be left out of a package.
 BOOTSTRAP_MODULES = bootstrap_paths.SHIPPED_MODULES

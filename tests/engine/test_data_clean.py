@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
+from engine.core.errors import EngineError
 from engine.data import clean as data_clean
 from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.data import tokens as data_tokens
 from engine.data.clean import CleanOptions
-from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
+from engine.core.errors import EngineError
 from engine.data import importer as data_import
 from engine.data import split as data_split
-from engine.core.errors import EngineError
 
 GOOD = {
     "messages": {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
+from engine.core.errors import EngineError
 from engine.data import export as data_export
 from engine.data import importer as data_import
-from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -134,8 +134,13 @@ def test_cli_export_json_result_and_refusal(engine_env, engine_argv, tmp_path: P
     result = protocol.decode(done.stdout.splitlines()[-1])["data"]
     assert (result["format"], result["rows"], result["skipped"]) == ("sharegpt", 2, 0)
     assert len(read_jsonl(out)) == 2
-    done = subprocess.run(engine_argv("data", "export", "talk", "--format", "alpaca", "--out", str(tmp_path / "a.jsonl")),
-                          env=engine_env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        engine_argv("data", "export", "talk", "--format", "alpaca", "--out", str(tmp_path / "a.jsonl")),
+        env=engine_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == protocol.ExitCode.INVALID_INPUT
     assert "error: row 2: has 2 exchanges" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "a.jsonl").exists()

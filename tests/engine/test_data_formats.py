@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
-from engine.data import importer as data_import
 from engine.core.errors import EngineError
+from engine.data import importer as data_import
 
 
 def stored(version: data_import.DatasetVersion) -> list[dict]:

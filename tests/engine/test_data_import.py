@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
-from engine.data import importer as data_import
 from engine.core.errors import EngineError
+from engine.data import importer as data_import
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -49,16 +49,26 @@ def test_alpaca_rows_become_conversations(workspace_home: Path, tmp_path: Path) 
     assert rows[1][0] == {"role": "system", "content": "polite"}
 
 
-@pytest.mark.parametrize("bad_row, field, words", [
-    ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no final assistant turn"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "unknown role 'robot'"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]},
-     "messages[1].content", "must be text"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "messages[1].role", "alternate"),
-    ({"messages": []}, "messages", "non-empty list"),
-    ('{"messages": [', "(line)", "not valid JSON"),
-    ("[1, 2]", "(row)", "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad_row, field, words",
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no final assistant turn"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "unknown role 'robot'"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]},
+            "messages[1].content",
+            "must be text",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+            "messages[1].role",
+            "alternate",
+        ),
+        ({"messages": []}, "messages", "non-empty list"),
+        ('{"messages": [', "(line)", "not valid JSON"),
+        ("[1, 2]", "(row)", "must be a JSON object"),
+    ],
+)
 def test_a_bad_row_is_named_by_file_line_and_field(workspace_home: Path, tmp_path: Path,
                                                    bad_row, field: str, words: str) -> None:
     file = write_jsonl(tmp_path / "data.jsonl", [chat("a", "b"), chat("c", "d"), bad_row])
@@ -76,7 +86,9 @@ def test_non_utf8_bytes_are_reported_on_their_line(workspace_home: Path, tmp_pat
         data_import.import_file(file)
 
 
-def test_unchanged_file_reuses_its_version_and_changed_file_gets_a_new_one(workspace_home: Path, tmp_path: Path) -> None:
+def test_unchanged_file_reuses_its_version_and_changed_file_gets_a_new_one(
+    workspace_home: Path, tmp_path: Path
+) -> None:
     file = write_jsonl(tmp_path / "d.jsonl", [chat("a", "b")])
     assert data_import.import_file(file)[0].version == 1
     assert data_import.import_file(file)[0].version == 1
@@ -180,7 +192,12 @@ def test_cli_map_shape_and_report_options(engine_env, engine_argv, tmp_path: Pat
     result = protocol.decode(done.stdout.splitlines()[-1])["data"]
     assert (result["shape"], result["rows"], result["skipped"]) == ("prompt_completion", 1, 1)
     problem = json.loads(report_file.read_text(encoding="utf-8"))
-    assert (problem["file"], problem["line"], problem["field"], problem["problem"]) == ("qa.csv", 3, "answer", "is empty")
+    assert (problem["file"], problem["line"], problem["field"], problem["problem"]) == (
+        "qa.csv",
+        3,
+        "answer",
+        "is empty",
+    )
 
 
 def test_cli_bad_map_is_a_usage_error(engine_env, engine_argv, tmp_path: Path) -> None:

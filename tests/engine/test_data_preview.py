@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
+from engine.core.errors import EngineError
 from engine.data import importer as data_import
 from engine.data import preview as data_preview
 from engine.data import tokens as data_tokens
-from engine.core.errors import EngineError
 
 ROWS = [
     {"messages": [{"role": "system", "content": "Réponds brièvement 🙂"},

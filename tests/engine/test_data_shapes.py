@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
+from engine.core.errors import EngineError
 from engine.data import importer as data_import
 from engine.data import shapes as data_shapes
-from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

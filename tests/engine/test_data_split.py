@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
+from engine.core.errors import EngineError
 from engine.data import export as data_export
 from engine.data import importer as data_import
 from engine.data import split as data_split
-from engine.core.errors import EngineError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

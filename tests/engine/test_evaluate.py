@@ -70,8 +70,8 @@ def small_spec(trained: dict[str, Any], **changes: Any) -> EvalSpec:
 
 
 def test_base_and_adapter_give_two_columns_with_different_outputs(home) -> None:
-    from engine.eval import store as eval_report
     from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
 
     job = FakeJob()
     folder, summary = evaluate.evaluate(small_spec(home), job)
@@ -102,8 +102,8 @@ def test_perplexity_in_the_evaluation_equals_perplexity_module(home) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.eval import perplexity
-    from engine.eval import store as eval_report
     from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
     from engine.eval.generation import render_prompt
 
     folder, summary = evaluate.evaluate(small_spec(home, adapters=[], metrics=["perplexity"]), FakeJob())
@@ -146,8 +146,8 @@ def test_bad_toml_spec_names_the_file_and_field(tmp_path) -> None:
 
 def test_cancel_leaves_no_finished_folder(home) -> None:
     from engine.core import errors
-    from engine.eval import store as eval_report
     from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
 
     before = {e["id"] for e in eval_report.list_evaluations()}
     job = FakeJob()
@@ -168,11 +168,35 @@ def test_cancel_leaves_no_finished_folder(home) -> None:
 
 def test_cli_run_with_cancel_on_stdin_exits_7(home) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "engine", "evaluate", "run", "--json",
-                                "--dataset", "sample-product-reviews@v2", "--split", "train", "--model",
-                                str(home["model"]), "--max-examples", "60", "--batch-size", "2",
-                                "--metrics", "token_f1", "--device", "cpu"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "evaluate",
+            "run",
+            "--json",
+            "--dataset",
+            "sample-product-reviews@v2",
+            "--split",
+            "train",
+            "--model",
+            str(home["model"]),
+            "--max-examples",
+            "60",
+            "--batch-size",
+            "2",
+            "--metrics",
+            "token_f1",
+            "--device",
+            "cpu",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert process.stdout is not None and process.stdin is not None
     for line in process.stdout:
         if protocol.decode(line)["type"] == "progress":
@@ -205,10 +229,10 @@ def test_classification_slices_and_shuffled_choices_add_up(home, tmp_path) -> No
     """Label accuracy by log-likelihood, sliced by label: each slice equals the mean of its rows'
     scores in examples.jsonl, and the robustness entry is perturbed minus clean."""
     from engine.data import importer as data_import
-    from engine.eval import store as eval_report
     from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
 
-    rows = [{"text": t, "label": l} for t, l in [
+    rows = [{"text": t, "label": label} for t, label in [
         ("Great kettle, boils fast", "positive"), ("Broke after a day", "negative"), ("It is fine", "neutral"),
         ("Love the colour", "positive"), ("Terrible support", "negative"), ("Does the job", "neutral"),
         ("Best purchase this year", "positive")]]
@@ -255,8 +279,8 @@ def tagged(home, tmp_path) -> str:
 def test_slice_by_a_column_of_the_file_counts_its_rows(home, tagged) -> None:
     from collections import Counter
 
-    from engine.eval import store as eval_report
     from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
 
     spec = small_spec(home, dataset=tagged, split="auto", metrics=["token_f1", "perplexity"], slice_column="category",
                       max_examples=0)
@@ -285,8 +309,8 @@ def test_unknown_slice_column_lists_the_columns_in_one_line(home, tagged) -> Non
 
 
 def test_training_ignores_meta(home, tagged) -> None:
-    from engine.train import sft
     from engine.core.config import TrainConfig
+    from engine.train import sft
 
     data, version, _ = sft.load_training_data(TrainConfig(dataset=tagged))
     assert version.ref == tagged and sorted(data.column_names) == ["completion", "prompt"] and len(data) == 7

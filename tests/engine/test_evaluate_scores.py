@@ -122,7 +122,9 @@ def test_spec_round_trips_through_toml_and_names_bad_fields(tmp_path: Path) -> N
 def test_summary_table_lines_up_models() -> None:
     from engine.eval.run import summary_table
 
-    lines = summary_table(["base", "run-1"], {"token_f1": {"base": 0.25, "run-1": 0.5}, "perplexity": {"base": 3.0, "run-1": None}})
+    lines = summary_table(
+        ["base", "run-1"], {"token_f1": {"base": 0.25, "run-1": 0.5}, "perplexity": {"base": 3.0, "run-1": None}}
+    )
     assert lines[1].split() == ["token_f1", "0.2500", "0.5000"] and lines[2].split() == ["perplexity", "3.0000", "-"]
 
 
@@ -131,14 +133,35 @@ def write_fake_evaluation(folder: Path) -> None:
     from engine.core import workspace
     from engine.eval import store as eval_report
 
-    summary = {"id": folder.name, "dataset": "d@v1", "split": "test", "examples": 3, "base_model": "m",
-               "models": [{"label": "base"}, {"label": "run-1"}],
-               "metrics": {"token_f1": {"title": "Token F1", "better": "higher", "unit": "0-1", "definition": "F1.",
-                                        "values": {"base": {"estimate": 0.2, "low": 0.1, "high": 0.3},
-                                                   "run-1": {"estimate": 0.6, "low": 0.5, "high": 0.7}}}},
-               "slices": {"column": "label", "groups": {"a": {"n": 2, "metrics": {"token_f1": {"base": 0.1, "run-1": 0.9}}}}},
-               "robustness": {"typos": {"token_f1": {"base": {"clean": 0.2, "perturbed": 0.1, "delta": -0.1},
-                                                     "run-1": {"clean": 0.6, "perturbed": 0.6, "delta": 0.0}}}}}
+    summary = {
+        "id": folder.name,
+        "dataset": "d@v1",
+        "split": "test",
+        "examples": 3,
+        "base_model": "m",
+        "models": [{"label": "base"}, {"label": "run-1"}],
+        "metrics": {
+            "token_f1": {
+                "title": "Token F1",
+                "better": "higher",
+                "unit": "0-1",
+                "definition": "F1.",
+                "values": {
+                    "base": {"estimate": 0.2, "low": 0.1, "high": 0.3},
+                    "run-1": {"estimate": 0.6, "low": 0.5, "high": 0.7},
+                },
+            }
+        },
+        "slices": {"column": "label", "groups": {"a": {"n": 2, "metrics": {"token_f1": {"base": 0.1, "run-1": 0.9}}}}},
+        "robustness": {
+            "typos": {
+                "token_f1": {
+                    "base": {"clean": 0.2, "perturbed": 0.1, "delta": -0.1},
+                    "run-1": {"clean": 0.6, "perturbed": 0.6, "delta": 0.0},
+                }
+            }
+        },
+    }
     rows = [{"index": i, "input": f"q|{i}", "reference": "r", "outputs": {"base": "x", "run-1": "y"},
              "metrics": {"base": {"token_f1": 0.1 * i}, "run-1": {"token_f1": 0.5 * i}}} for i in range(3)]
     workspace.atomic_write_json(folder / eval_report.SUMMARY, summary)

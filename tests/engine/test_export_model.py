@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from engine.core import errors, protocol
-from engine.runtime import models
 from engine.export import gguf as export_gguf
 from engine.export import model as export_model
+from engine.runtime import models
 
 from .test_train import FakeJob
 

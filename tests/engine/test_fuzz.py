@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# The same examples on every run: a fuzz failure reproduces, and CI is never red by chance.
-settings.register_profile("tunebench", derandomize=True, database=None)
-settings.load_profile("tunebench")
-
 from engine.core import names, protocol, untrusted
 from engine.core.errors import EngineError
 from engine.data import formats
+
+# The same examples on every run: a fuzz failure reproduces, and CI is never red by chance.
+settings.register_profile("tunebench", derandomize=True, database=None)
+settings.load_profile("tunebench")
 
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

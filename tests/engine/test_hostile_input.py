@@ -87,8 +87,10 @@ def test_a_line_over_the_limit_is_that_lines_problem(workspace_home: Path, tmp_p
     file.write_text(content, encoding="utf-8")
     with pytest.raises(EngineError) as caught:
         data_import.import_file(file)
-    assert caught.value.message.startswith(f"long{suffix}:") and ("longer than the 1000 bytes limit" in caught.value.message
-                                                                 or "field larger than field limit" in caught.value.message)
+    assert caught.value.message.startswith(f"long{suffix}:") and (
+        "longer than the 1000 bytes limit" in caught.value.message
+        or "field larger than field limit" in caught.value.message
+    )
     version, report = data_import.import_file(file, skip_invalid=True)
     assert report.rows == 2 and len(report.problems) == 1
 
@@ -136,7 +138,9 @@ def test_parquet_dictionary_bomb_is_measured_before_it_is_decoded(workspace_home
     records = list(formats.read_records(formats.open_source(bomb)))
     assert all(isinstance(r.value, formats.RowError) and "holds 100000 bytes of text" in r.value.problem
                for r in records) and len(records) == 20
-    with pytest.raises(EngineError, match=r"^bomb\.parquet: no valid rows; first: bomb\.parquet:row 1: \(row\): holds 100000"):
+    with pytest.raises(
+        EngineError, match=r"^bomb\.parquet: no valid rows; first: bomb\.parquet:row 1: \(row\): holds 100000"
+    ):
         data_import.import_file(bomb)
 
 

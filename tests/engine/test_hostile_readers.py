@@ -125,8 +125,20 @@ def test_ratings_skip_hostile_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(untrusted, "MAX_LINE_BYTES", 1000)
     good = json.dumps({"kind": "thumbs", "prompt": "p", "answer": "a", "value": 1})
-    file = write(tmp_path / "ratings.jsonl", "\n".join([
-        '{"a": ' + DEEP_JSON + "}", "[1, 2]", '{"id": NaN}', '{"id": "x", "id": "y"}', '"' + "x" * 5000 + '"', good]) + "\n")
+    file = write(
+        tmp_path / "ratings.jsonl",
+        "\n".join(
+            [
+                '{"a": ' + DEEP_JSON + "}",
+                "[1, 2]",
+                '{"id": NaN}',
+                '{"id": "x", "id": "y"}',
+                '"' + "x" * 5000 + '"',
+                good,
+            ]
+        )
+        + "\n",
+    )
     assert [rating.answer for rating in ratings.load(file)] == ["a"]
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.train import job_queue
 from engine.core import protocol, workspace
 from engine.core.errors import EngineError
+from engine.train import job_queue
 
 TINY = dict(max_steps=2, batch_size=4, learning_rate=5e-3, lora_r=8, lora_alpha=16, lora_dropout=0.0,
             max_length=128, save_steps=1000, device="cpu")

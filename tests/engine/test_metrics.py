@@ -49,7 +49,9 @@ def test_bleu_and_chrf_match_the_sacrebleu_readme_example() -> None:
 
 def test_bleu_allows_a_different_number_of_references_per_example() -> None:
     refs: list[Any] = [["the cat sat on the mat", "a cat sat on a mat"], "a quick brown fox jumps"]
-    assert get_metric("bleu").aggregate(["the cat sat on the mat", "a quick brown fox jumps"], refs) == pytest.approx(100.0)
+    assert get_metric("bleu").aggregate(["the cat sat on the mat", "a quick brown fox jumps"], refs) == pytest.approx(
+        100.0
+    )
 
 
 # --- ROUGE -------------------------------------------------------------------------------------------
@@ -229,5 +231,7 @@ def test_multiple_choice_picks_the_choice_the_model_finds_most_likely(model_and_
     assert result.byte_lengths == [len(c.encode()) for c in choices]
     assert result.pred_norm == max(range(4), key=lambda i: direct[i] / len(choices[i].encode()))
     gold = result.pred
-    summary = metrics.multiple_choice_accuracy(model, tokenizer, [(context, choices, gold), (context, choices, (gold + 1) % 4)])
+    summary = metrics.multiple_choice_accuracy(
+        model, tokenizer, [(context, choices, gold), (context, choices, (gold + 1) % 4)]
+    )
     assert summary["acc"] == 0.5

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from engine.core import errors, paths
+from engine.core.protocol import ExitCode
 from engine.infer import suites as prompt_suites
 from engine.infer.suites import Example, Prompt, Suite
-from engine.core.protocol import ExitCode
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from engine.core import errors, paths
-from engine.infer import ratings
 from engine.data import importer as data_import
 from engine.data import split as data_split
+from engine.infer import ratings
 from engine.infer.ratings import Rating
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]

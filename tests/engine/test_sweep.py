@@ -27,9 +27,16 @@ FAST_BASE = {"dataset": "sample", "device": "cpu", "batch_size": 8, "max_length"
 
 def sweep_file(folder: Path, model: Path, name: str, space: str, base: dict | None = None, **settings) -> Path:
     values = {"name": name, "seed": 0, **settings}
-    lines = ["[sweep]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), "", "[sweep.base]",
-             f"model = {json.dumps(str(model))}", *(f"{k} = {json.dumps(v)}" for k, v in {**FAST_BASE, **(base or {})}.items()),
-             "", space]
+    lines = [
+        "[sweep]",
+        *(f"{k} = {json.dumps(v)}" for k, v in values.items()),
+        "",
+        "[sweep.base]",
+        f"model = {json.dumps(str(model))}",
+        *(f"{k} = {json.dumps(v)}" for k, v in {**FAST_BASE, **(base or {})}.items()),
+        "",
+        space,
+    ]
     path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

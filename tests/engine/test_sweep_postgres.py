@@ -3,9 +3,8 @@ started throwaway by tests/postgres_server.py), through SQLAlchemy and psycopg."
 
 from __future__ import annotations
 
-import pytest
-
 import postgres_server
+import pytest
 
 from .test_sweep import SPACE, assert_two_workers_share, engine, result, status, sweep_file
 

@@ -47,7 +47,11 @@ def test_every_sweep_setting_and_space_field_has_help_text() -> None:
 def test_the_template_reads_back_as_the_defaults_and_carries_every_help_text(tmp_path) -> None:
     text = spec.template("start")
     sweep = spec.load_toml(write(tmp_path, text))
-    assert sweep.settings == spec.SweepConfig(name="start") and list(sweep.space) == ["learning_rate", "lora_r", "epochs"]
+    assert sweep.settings == spec.SweepConfig(name="start") and list(sweep.space) == [
+        "learning_rate",
+        "lora_r",
+        "epochs",
+    ]
     comments = " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
     for schema_type in (spec.SweepConfig, spec.Param):
         for k in schema.knobs(schema_type)[1 if schema_type is spec.Param else 0:]:
@@ -117,7 +121,9 @@ def test_a_bad_sweep_file_names_the_file_and_the_field(tmp_path, change, field, 
 
 
 def test_a_space_whose_corner_training_refuses_is_refused_at_create(tmp_path) -> None:
-    text = BASE.replace("[sweep.space.lora_r]", "[sweep.space.warmup_steps]\nlow = 0\nhigh = 50\n\n[sweep.space.lora_r]")
+    text = BASE.replace(
+        "[sweep.space.lora_r]", "[sweep.space.warmup_steps]\nlow = 0\nhigh = 50\n\n[sweep.space.lora_r]"
+    )
     text = text.replace('dataset = "sample"', 'dataset = "sample"\nmax_steps = 20')
     with pytest.raises(ConfigError) as caught:
         spec.load_toml(write(tmp_path, text))

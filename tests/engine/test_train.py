@@ -100,7 +100,9 @@ def test_cli_run_writes_a_complete_run_folder_and_a_loadable_adapter(
     messages = [protocol.decode(line) for line in done.stdout.splitlines()]
     assert messages[0]["type"] == "hello" and messages[0]["device"]["device"] == "cpu"
     assert [m["step"] for m in messages if m["type"] == "metrics"] == [1, 2, 3, 4, 5, 6]
-    assert all({"loss", "learning_rate", "tokens_per_s"} <= set(m["values"]) for m in messages if m["type"] == "metrics")
+    assert all(
+        {"loss", "learning_rate", "tokens_per_s"} <= set(m["values"]) for m in messages if m["type"] == "metrics"
+    )
     result = messages[-1]["data"] if messages[-1]["type"] == "result" else next(
         m["data"] for m in messages if m["type"] == "result")
     run = workspace.RunFolder(Path(result["run_dir"]))
@@ -179,7 +181,9 @@ def test_a_split_dataset_trains_on_its_train_split(tiny_model_dir, engine_argv, 
     done = run_cli(engine_argv, engine_env, "--model", str(tiny_model_dir), "--dataset", "sample-product-reviews",
                    "--device", "cpu", "--max-steps", "1", "--max-length", "128")
     assert done.returncode == 0, done.stderr[-2000:]
-    run_dir = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "result")["data"]["run_dir"]
+    run_dir = next(m for m in map(protocol.decode, done.stdout.splitlines()) if m["type"] == "result")["data"][
+        "run_dir"
+    ]
     info = workspace.RunFolder(Path(run_dir)).info()
     assert info["dataset"] == "sample-product-reviews@v2" and info["dataset_rows"] == 180
     # Training maps the rows (ours and TRL's); none of it may land in the stored version.

@@ -174,9 +174,9 @@ def test_export_launch_writes_cluster_files_that_start_the_run(
 
 
 def test_more_gpus_than_the_machine_has_is_refused_by_name(tiny_model_dir) -> None:
-    from engine.train.setup import check_runtime
-
     import torch
+
+    from engine.train.setup import check_runtime
 
     with pytest.raises(ConfigError) as caught:
         check_runtime(TrainConfig(model=str(tiny_model_dir), gpus=max(2, torch.cuda.device_count() + 1)), "cuda")

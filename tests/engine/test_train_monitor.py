@@ -13,8 +13,8 @@ import pytest
 
 from engine.train import monitor as train_monitor
 
-from .test_train_resume import new_run_args, run_train
 from .test_train import FakeJob
+from .test_train_resume import new_run_args, run_train
 
 GPU_KEYS = {"gpu_util", "gpu_temp_c", "gpu_memory_used_gb"}
 

@@ -155,7 +155,9 @@ def test_dpo_keeps_the_checkpoint_with_the_best_validation_margin(tiny_model_dir
                           "--objective", "dpo", "--val-fraction", "0.25", "--best-metric", "rewards_margin",
                           "--sample-count", "0", *flags)
     assert code == 0
-    evals = {m["step"]: m["values"] for m in job.messages() if m["type"] == "metrics" and m.get("split") == "validation"}
+    evals = {
+        m["step"]: m["values"] for m in job.messages() if m["type"] == "metrics" and m.get("split") == "validation"
+    }
     assert sorted(evals) == [2, 4, 6] and all("eval_rewards/accuracies" in v for v in evals.values())
     best_step = max(evals, key=lambda step: evals[step]["eval_rewards/margins"])
     info = run.info()

@@ -62,7 +62,9 @@ def test_probe_measures_a_peak_and_a_proposal_when_memory_is_short(tiny_model_di
     assert proposal["batch_size"] < 16 and proposal["batch_size"] * proposal["grad_accum"] == 16 * 2
     assert proposal["max_length"] == 256 and proposal["predicted_peak_gb"] <= short["budget_gb"]
     assert short["summary"].startswith("Does not fit: peak ")
-    assert f"try micro-batch {proposal['batch_size']} with grad. accumulation {proposal['grad_accum']}" in short["summary"]
+    assert (
+        f"try micro-batch {proposal['batch_size']} with grad. accumulation {proposal['grad_accum']}" in short["summary"]
+    )
     assert_no_runs(workspace_home)
 
 

@@ -61,7 +61,9 @@ def test_generate_answers_with_a_prefix_tuned_run(tiny_model_dir, engine_argv, e
                                          "--num-virtual-tokens", "4", *flags),
                              env=engine_env, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    run_dir = next(m for m in map(protocol.decode, trained.stdout.splitlines()) if m["type"] == "result")["data"]["run_dir"]
+    run_dir = next(m for m in map(protocol.decode, trained.stdout.splitlines()) if m["type"] == "result")["data"][
+        "run_dir"
+    ]
     answer = subprocess.run(engine_argv("generate", "--json", "--adapter", run_dir, "--prompt", "Is it good?",
                                         "--max-new-tokens", "5", "--device", "cpu"),
                             env=engine_env, capture_output=True, text=True, timeout=300)

@@ -16,6 +16,7 @@ import torch
 
 from engine.core.config import TrainConfig
 from engine.train.loss import chunked_answer_loss, install_answer_only_head, supports_answer_only_head
+
 from .test_train import build
 
 SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_data" / "product_reviews.jsonl"

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from engine.core import protocol, workspace  # noqa: E402  (after the sys.path line above)
 from engine.train import job_queue  # noqa: E402
-from engine.core import protocol, workspace
 
 OLD_DIR = "/home/ada/.local/share/Tunebench/runs/20251123-142000-cpu-quick-demo-3f2a"
 

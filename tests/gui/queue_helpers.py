@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from engine.train import job_queue
-from engine.core import workspace
-from gui.context import AppContext
-
 from gui_helpers import TRANSCRIPTS
+
+from engine.core import workspace
+from engine.train import job_queue
+from gui.context import AppContext
 
 FAKE_QUEUE_ENGINE = Path(__file__).resolve().parent / "fake_queue_engine.py"
 

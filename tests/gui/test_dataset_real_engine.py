@@ -9,11 +9,10 @@ import importlib.util
 import shutil
 
 import pytest
+from gui_helpers import TRANSCRIPTS
 
 from gui.context import AppContext
 from gui.pages.datasets import DatasetsPage
-
-from gui_helpers import TRANSCRIPTS
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("torch", "transformers", "datasets", "trl")),

@@ -7,12 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from gui_helpers import make_dataset
+from test_datasets_page import reviews_with_rows, run_job, start_bad_import
 
 from engine.core import paths
 from gui.pages.datasets import DatasetsPage
-
-from gui_helpers import make_dataset
-from test_datasets_page import reviews_with_rows, run_job, start_bad_import
 
 SHOTS = os.environ.get("TUNEBENCH_SCREENSHOTS", "")
 

@@ -9,14 +9,13 @@ import shutil
 import time
 from pathlib import Path
 
+from gui_helpers import TRANSCRIPTS, make_dataset
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from engine.core import paths
 from gui.pages.datasets import NO_DATASETS, DatasetsPage, report_path
 from gui.state.dataset_rows import preview_file
-
-from gui_helpers import TRANSCRIPTS, make_dataset
 
 FINISH_TIMEOUT_MS = 15_000
 SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_data" / "product_reviews.jsonl"

@@ -10,13 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from gui_helpers import TRANSCRIPTS, make_dataset, make_run
 from PySide6.QtCore import Qt
 
 from engine.core import paths
 from gui.pages.evaluate import EvaluatePage
 from gui.state.eval_view import Choices, row_change
-
-from gui_helpers import TRANSCRIPTS, make_dataset, make_run
 
 TIMEOUT_MS = 20_000
 RECORDED = TRANSCRIPTS / "evaluate_tiny_folder"
@@ -85,7 +84,9 @@ def test_run_replays_progress_then_shows_summary_and_table(qtbot, make_page, tun
     # Summary: one bar per model, the interval in the values table.
     metric = page.current_metric()
     assert metric in ("token_f1", "rougeL", "chrf", "json_field_match")  # a generation metric leads
-    assert page.chart.heights == pytest.approx([evaluation.metric(metric)["values"][l]["estimate"] for l in labels])
+    assert page.chart.heights == pytest.approx(
+        [evaluation.metric(metric)["values"][label]["estimate"] for label in labels]
+    )
     assert page.chart.whiskers is not None
     assert page.values_table.rowCount() == 2 and "–" in page.values_table.item(1, 2).text()
     # Table: every example, sorted by the size of the change, largest first.
@@ -143,8 +144,10 @@ def test_error_from_engine_is_shown_in_one_line(qtbot, make_page, tmp_path):
     transcript = tmp_path / "evaluate_error.ndjson"
     transcript.write_text(
         '{"type":"hello","t":1,"protocol":1,"engine_version":"0.1.0","command":"evaluate run"}\n'
-        '{"type":"error","t":2,"code":4,"message":"dataset: \'nope\' is not \'sample\', a dataset in the workspace or a file"}\n',
-        encoding="utf-8")
+        '{"type":"error","t":2,"code":4,"message":"dataset: \'nope\' is not \'sample\', '
+        'a dataset in the workspace or a file"}\n',
+        encoding="utf-8",
+    )
     page = make_page(str(transcript))
     page.dataset_combo.setCurrentText("nope")
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
@@ -171,7 +174,9 @@ def test_past_evaluation_opens_from_disk_with_slices(qtbot, make_page):
     html = page.breakdown.toHtml()
     assert "Slices by label" in html and "&lt;negative&gt;" in html and "0.4" in html
     page.compare_combo.setCurrentIndex(0)
-    assert page.examples_model.headerData(page.examples_model.change_column(), Qt.Orientation.Horizontal).startswith("Change")
+    assert page.examples_model.headerData(page.examples_model.change_column(), Qt.Orientation.Horizontal).startswith(
+        "Change"
+    )
     page.tabs.setCurrentIndex(1)
     shot(page, "slices")
 
@@ -209,14 +214,45 @@ def test_hardest_rows_needs_one_adapter_and_shows_the_loss_table(qtbot, make_pag
     assert page.status.is_error() and "exactly one adapter" in page.status.text() and not page.is_busy()
     # A hardest-rows folder as `evaluate hardest` writes it opens like any evaluation.
     folder = paths.evals_dir() / "20261123-170000-hardest-run-1"
-    summary = {"kind": "hardest", "id": folder.name, "run": "run-1", "dataset": "d@v2", "split": "train",
-               "examples": 2, "models": [{"label": "run-1"}], "created": "2026-11-23T17:00:00",
-               "metrics": {"loss": {"title": "Training loss (answer NLL)", "better": "lower", "unit": "nats",
-                                    "definition": "d", "values": {"run-1": {"estimate": 1.0, "low": None, "high": None}}}}}
+    summary = {
+        "kind": "hardest",
+        "id": folder.name,
+        "run": "run-1",
+        "dataset": "d@v2",
+        "split": "train",
+        "examples": 2,
+        "models": [{"label": "run-1"}],
+        "created": "2026-11-23T17:00:00",
+        "metrics": {
+            "loss": {
+                "title": "Training loss (answer NLL)",
+                "better": "lower",
+                "unit": "nats",
+                "definition": "d",
+                "values": {"run-1": {"estimate": 1.0, "low": None, "high": None}},
+            }
+        },
+    }
     workspace.atomic_write_json(folder / eval_report.SUMMARY, summary)
-    eval_report.write_examples(folder / eval_report.EXAMPLES, [
-        {"index": 4, "input": "hard", "reference": "r", "outputs": {"run-1": ""}, "metrics": {"run-1": {"loss": 3.5}}},
-        {"index": 9, "input": "less hard", "reference": "r", "outputs": {"run-1": ""}, "metrics": {"run-1": {"loss": 2.0}}}])
+    eval_report.write_examples(
+        folder / eval_report.EXAMPLES,
+        [
+            {
+                "index": 4,
+                "input": "hard",
+                "reference": "r",
+                "outputs": {"run-1": ""},
+                "metrics": {"run-1": {"loss": 3.5}},
+            },
+            {
+                "index": 9,
+                "input": "less hard",
+                "reference": "r",
+                "outputs": {"run-1": ""},
+                "metrics": {"run-1": {"loss": 2.0}},
+            },
+        ],
+    )
     page.refresh()
     assert "hardest rows" in page.past_list.item(0).text()
     page.open_folder(folder)

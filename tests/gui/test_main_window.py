@@ -24,8 +24,9 @@ def test_seven_pages_in_order_and_navigation_switches_them(qtbot, make_context):
 
 
 def test_closing_during_a_training_run_asks_nothing_and_the_run_goes_on(qtbot, tunebench_home, monkeypatch):
-    from engine.core import workspace
     from queue_helpers import queue_context, stop_engines
+
+    from engine.core import workspace
 
     window = MainWindow(queue_context("train_tiny.ndjson", "--delay", "0.1"))
     qtbot.addWidget(window)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from gui_helpers import make_run, transcript_results
 from PySide6.QtCore import Qt
 
 from gui.pages.prompt import PromptPage
 from gui.state.prompt_params import PRESETS, Params
-
-from gui_helpers import make_run, transcript_results
 
 TIMEOUT_MS = 15_000
 
@@ -93,7 +92,9 @@ def test_side_by_side_answers_stream_into_their_own_columns(qtbot, make_prompt_p
     assert len(page.columns) == 3 and [col.letter for col in page.columns] == ["A", "B", "C"]
     requests = [page.build_request(col, "Capital?") for col in page.columns]
     assert [r["adapter"] for r in requests] == [str(run.adapter), "", str(run.adapter)]
-    assert requests[2]["params"]["temperature"] == PRESETS["Creative"].temperature != requests[0]["params"]["temperature"]
+    assert (
+        requests[2]["params"]["temperature"] == PRESETS["Creative"].temperature != requests[0]["params"]["temperature"]
+    )
     send_and_wait(qtbot, page, "Capital?")
 
     expected = transcript_results("session_chat.ndjson")[:3]

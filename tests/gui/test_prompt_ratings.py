@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.infer import ratings
 from engine.data import importer as data_import
 from engine.data import split as data_split
+from engine.infer import ratings
 from gui.pages.prompt import PromptPage
 
 TIMEOUT_MS = 15_000

@@ -14,7 +14,6 @@ import pytest
 
 from engine.infer import suites as prompt_suites
 from engine.infer.suites import Prompt, Suite
-
 from gui.context import AppContext
 from gui.pages.prompt import PromptPage
 from gui.state.prompt_params import Params

@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from gui_helpers import make_run
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from gui import style
 from gui.pages.prompt import PromptPage
-
-from gui_helpers import make_run
 
 SHOTS = os.environ.get("TUNEBENCH_SCREENSHOTS", "")
 TIMEOUT_MS = 15_000

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from gui_helpers import make_run
 from PySide6.QtGui import QGuiApplication
 
 from gui.widgets.prompt_serve_panel import serve_arguments
-
-from gui_helpers import make_run
 
 TIMEOUT_MS = 15_000
 TOKEN = "tb-3f9c2a7e51d84b06a1c5e2f7d9b4c813"

@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
+from gui_helpers import TRANSCRIPTS
 
 from gui.session_client import SessionClient
-
-from gui_helpers import TRANSCRIPTS
 
 TIMEOUT_MS = 15_000
 CHAT = {"model": "default", "adapter": "", "mode": "chat",

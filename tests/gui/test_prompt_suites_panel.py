@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 
+from gui_helpers import TRANSCRIPTS, transcript_results
 
 from engine.core import paths
 from engine.infer import suites as prompt_suites
 from engine.infer.suites import Example, Prompt, Suite
 from gui.state.prompt_params import PRESETS
-
-from gui_helpers import TRANSCRIPTS, transcript_results
 
 TIMEOUT_MS = 15_000
 

@@ -8,11 +8,10 @@ import io
 import json
 
 import pytest
+from gui_helpers import make_run
 
 from engine.core import config, protocol, workspace
 from gui.state import run_compare, run_export, run_history
-
-from gui_helpers import make_run
 
 
 def with_config(run: workspace.RunFolder, **values) -> workspace.RunFolder:

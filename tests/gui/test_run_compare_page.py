@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import pytest
+from gui_helpers import TRANSCRIPTS, make_run
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from engine.core import config, protocol, workspace
 from gui.pages.runs import RunsPage
-
-from gui_helpers import TRANSCRIPTS, make_run
 
 SHOTS = os.environ.get("TUNEBENCH_SCREENSHOTS", "")
 

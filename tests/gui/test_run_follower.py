@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from gui_helpers import dead_pid
 
 from engine.core import protocol, workspace
 from gui.notifications import Notifier
 from gui.pages.train import TrainPage
 from gui.state.metric_buffer import MetricBuffer
 from gui.state.run_follower import EventTail, RunFollower, find_live_run
-
-from gui_helpers import dead_pid
 
 
 def line(message: dict) -> str:

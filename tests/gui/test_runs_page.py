@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from gui_helpers import dead_pid, make_run
 from PySide6.QtCore import Qt
+from queue_helpers import queue_context, stop_engines
 
 from engine.core import config, workspace
 from engine.train import job_queue
 from gui.main_window import MainWindow
 from gui.pages.runs import RunsPage
-
-from gui_helpers import dead_pid, make_run
-from queue_helpers import queue_context, stop_engines
 
 
 def cell(page: RunsPage, row: int, title: str) -> str:

@@ -7,12 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from gui_helpers import make_dataset, make_run
 from PySide6.QtGui import QImage
 
 from engine.core import paths
 from gui.main_window import MainWindow
-
-from gui_helpers import make_dataset, make_run
 
 SHOTS = os.environ.get("TUNEBENCH_SCREENSHOTS", "")
 

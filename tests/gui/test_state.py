@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from gui_helpers import make_dataset, make_run
 
 from engine.core import paths, workspace
 from gui.context import AppContext
 from gui.state import dataset_catalog, run_history
 from gui.state.metric_buffer import MetricBuffer, smooth_ema
-
-from gui_helpers import make_dataset, make_run
 
 
 def test_metric_buffer_grows_past_its_initial_capacity():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from gui_helpers import TRANSCRIPTS
 from PySide6.QtCore import Qt
 
 from gui.state import sweep_view
 from gui.state.sweep_view import SweepSummary
-from gui_helpers import TRANSCRIPTS
 
 TRANSCRIPT = "sweep_status.ndjson"
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from gui_helpers import TRANSCRIPTS
 from PySide6.QtCore import Qt
 
 from engine.core import fit_estimate
 from gui.notifications import Notifier
 from gui.pages.train import TrainPage
-
-from gui_helpers import TRANSCRIPTS
 
 DONE_MS = 20_000
 
@@ -126,9 +125,9 @@ def test_the_model_picker_shows_a_memory_estimate_for_each_model(qtbot, page):
                                               ("train_probe_nofit.ndjson", "train-nofit")])
 def test_the_answer_on_the_train_page_screenshot(qtbot, make_context, transcript, name):
     """The whole window with the answer under Start; TUNEBENCH_SCREENSHOTS=<folder> keeps it."""
-    from gui.main_window import MainWindow
-
     from test_screenshots import distinct_colours, save
+
+    from gui.main_window import MainWindow
 
     main = MainWindow(make_context(transcript, "--delay", "0.01"))
     qtbot.addWidget(main)

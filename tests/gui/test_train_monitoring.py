@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gui_helpers import TRANSCRIPTS
 
 from engine.core import protocol, workspace
 from gui.notifications import Notifier
 from gui.pages.train import TrainPage
 from gui.state.metric_buffer import smooth_ema
-
-from gui_helpers import TRANSCRIPTS
 
 SHOTS = os.environ.get("TUNEBENCH_SCREENSHOTS", "")
 OLD_DIR = "/home/ada/.local/share/Tunebench/runs/20251123-142000-cpu-quick-demo-3f2a"

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
+from queue_helpers import queue_context, stop_engines
 
-from engine.train import job_queue
 from engine.core import workspace
+from engine.train import job_queue
 from gui.engine_client import format_command
 from gui.notifications import Notifier
 from gui.pages.train import TrainPage, format_eta
-
-from queue_helpers import queue_context, stop_engines
 
 FINISH_TIMEOUT_MS = 20_000
 TRANSCRIPT_STEPS = 12

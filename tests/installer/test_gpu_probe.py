@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load
-
 
 gpu_probe = load("gpu_probe")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from installer_scripts import load, sibling
+
 # The recording fake and its fixtures (pytest finds fixtures imported into a test module).
 from test_bootstrap import _record_launch, fake, venv  # noqa: F401
-
-from installer_scripts import load, sibling
 
 bootstrap = load("bootstrap")
 bootstrap_children = sibling("bootstrap_children")

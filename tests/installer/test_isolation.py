@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import sibling
 
 bootstrap_children = sibling("bootstrap_children")

@@ -19,7 +19,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import sibling
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load, sibling
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

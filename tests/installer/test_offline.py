@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load, sibling
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load
 
 build_packages = load("linux/build_packages")

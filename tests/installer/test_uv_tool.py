@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load
 
 uv_tool = load("linux/uv_tool")

@@ -1,4 +1,4 @@
-"""The Windows installer: built with makensis, checked to be a 64-bit PE, then installed and
+r"""The Windows installer: built with makensis, checked to be a 64-bit PE, then installed and
 uninstalled silently under wine (with xvfb-run), asserting the files, the Start Menu shortcut
 and the uninstall registry key exist and then are gone, and that the user's models survive a
 silent uninstall unless /PURGE is given. The carried uv.exe runs under wine and prints the pinned
@@ -19,7 +19,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from installer_scripts import load
 
 REPO = Path(__file__).resolve().parents[2]
