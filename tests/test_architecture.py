@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -82,3 +83,36 @@ def test_no_engine_module_imports_another_in_a_loop() -> None:
 
 def test_the_cycle_finder_finds_a_loop() -> None:
     assert _import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Libraries that take seconds to import or come with optional extras: engine modules import them
+# where they are used, so the CLI's help, the handshake and the modules the window shares stay light.
+HEAVY_LIBRARIES = {"torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "gguf", "safetensors",
+                   "accelerate", "numpy", "pyarrow", "psutil", "pynvml", "sacrebleu", "rouge_score", "optuna",
+                   "cmaes", "tomli_w", "huggingface_hub", "llama_cpp", "lm_eval", "sklearn", "sqlalchemy"}
+
+
+def _local_imports_without_a_reason(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Import):
+                modules = [alias.name for alias in inner.names]
+            elif isinstance(inner, ast.ImportFrom) and inner.level == 0 and inner.module:
+                modules = [inner.module]
+            else:
+                continue
+            heavy = all(module.split(".")[0] in HEAVY_LIBRARIES for module in modules)
+            if not heavy and "#" not in lines[inner.lineno - 1]:
+                found.append(f"{path.relative_to(REPO)}:{inner.lineno}: {', '.join(modules)}")
+    return found
+
+
+def test_every_import_inside_an_engine_function_is_a_heavy_library_or_says_why() -> None:
+    """docs/architecture.md: imports inside functions keep the heavy libraries lazy; any other
+    one must say on its line why it is not at the top (so none hides an import loop)."""
+    found = [hit for path in sorted((REPO / "engine").rglob("*.py")) for hit in _local_imports_without_a_reason(path)]
+    assert found == []

@@ -11,6 +11,7 @@ its ``events.ndjson``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -149,8 +150,6 @@ def human_metrics(message: dict[str, Any]) -> str:
 def human_result(data: dict[str, Any]) -> str:
     if "text" in data and len(data) <= 6:
         return f"\n[{data.get('tokens', '?')} tokens, {data.get('tokens_per_s', 0):.1f} tokens/s]"
-    import json
-
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 

@@ -198,7 +198,7 @@ def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     if os.name == "nt":
-        import ctypes
+        import ctypes  # Windows only
 
         kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]  # Windows only
         handle = kernel32.OpenProcess(0x1000, False, int(pid))  # QUERY_LIMITED_INFO

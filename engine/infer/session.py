@@ -15,6 +15,8 @@ the fp32 decode speed, fp32's greedy token ~96% of the time); adapters attach on
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
 import queue
 import signal
@@ -190,8 +192,6 @@ def _models_that_fit(size: int, device: str) -> int:
 
 
 def _free_memory() -> None:
-    import gc
-
     gc.collect()
     try:
         import torch
@@ -367,8 +367,6 @@ class Session:
 def run_on(target: Target, ids: list[int], params: sampling.SamplingParams, top_logprobs: int,
            cancelled: threading.Event, on_token: Callable[[Any], None] | None) -> Any:
     """Runs the decoder on ``target`` with its adapter enabled, or all adapters disabled."""
-    import contextlib
-
     model = target.base.model
     decoder = target.base.decoder
     decoder.tokenizer = target.tokenizer

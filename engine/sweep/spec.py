@@ -29,7 +29,9 @@ needs only the storage URL.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,9 +294,6 @@ def to_toml(sweep: Sweep) -> str:
 def template(name: str = "my-sweep") -> str:
     """A sweep file to start from: every setting at its default under its help text, a small
     base and a space of learning rate, LoRA rank and epochs, each space key explained."""
-    import json
-    import textwrap
-
     def comment(text: str) -> list[str]:
         return [f"# {line}" for line in textwrap.wrap(text, 96, break_on_hyphens=False, break_long_words=False)]
 

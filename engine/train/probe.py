@@ -30,6 +30,7 @@ and checking a smaller machine's fit).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -250,8 +251,6 @@ def _check_cancel(job: Job) -> None:
 
 
 def _free_cuda() -> None:
-    import gc
-
     import torch
 
     gc.collect()

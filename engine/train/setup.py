@@ -8,6 +8,7 @@ TrainingArguments, and the callbacks (protocol events, early stopping, TensorBoa
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +211,6 @@ def _scheduler_kwargs(scheduler: str) -> dict[str, Any]:
 def _silence_known_deprecations() -> None:
     """peft still asks models for `is_gradient_checkpointing`, which transformers 5 renamed; the
     FutureWarning it raises is about library internals the user cannot act on."""
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
