@@ -195,7 +195,7 @@ def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job:
         return
     for number, item in enumerate(items):
         try:
-            ids = prompt_ids(target.tokenizer, item.mode, item.messages, item.text)
+            ids = prompt_ids(target.tokenizer, item.mode, with_trained_system(item.messages, target), item.text)
             outcome = run_on(target, ids, config.params, 0, job.control.cancelled, None)
         except errors.EngineError as exc:
             progress.add(_row(number, item, config, target.label, None, exc.message))
@@ -203,6 +203,14 @@ def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job:
         if outcome.finish_reason == "cancelled":
             return
         progress.add(_row(number, item, config, target.label, outcome))
+
+
+def with_trained_system(messages: list[dict[str, Any]], target: Any) -> list[dict[str, Any]]:
+    """A chat prompt with no system turn gets the one the column's adapter trained with."""
+    system = target.trained_system_prompt
+    if not system or any(message.get("role") == "system" for message in messages):
+        return messages
+    return [{"role": "system", "content": system}, *messages]
 
 
 def _finish(folder: Path, info: dict[str, Any], rows: list[dict[str, Any]], status: str) -> dict[str, str]:

@@ -67,6 +67,10 @@ class Target:
     adapter_dir: str
     adapter_name: str
     label: str
+    # The system prompt the adapter's run trained with (run.json), or None: prompts that bring no
+    # system turn of their own get it, as `generate --adapter` does, so the adapter sees what it
+    # learned from.
+    trained_system_prompt: str | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -105,7 +109,9 @@ class ModelPool:
         if not adapter_dir:
             return Target(base, "", "", label)
         name = self._attach(base, adapter_dir)
-        return Target(base, str(adapter_dir), name, f"{label} + {run_info.get('id') or adapter_dir.name}")
+        system = run_info.get("system_prompt")
+        return Target(base, str(adapter_dir), name, f"{label} + {run_info.get('id') or adapter_dir.name}",
+                      system if isinstance(system, str) and system else None)
 
     def _base(self, model_dir: Path, progress: Progress) -> LoadedBase:
         key = str(Path(model_dir).resolve())

@@ -150,6 +150,7 @@ class PromptPage(QWidget):
         self.side_tabs.setMinimumWidth(250)
 
     def _build_system_row(self) -> QWidget:
+        self._offered_system = ""  # the last trained system prompt put in the field for an adapter
         self.system_edit = QPlainTextEdit()
         self.system_edit.setPlaceholderText("System prompt (optional), e.g. You are a concise assistant.")
         self.system_edit.setFixedHeight(46)
@@ -191,12 +192,15 @@ class PromptPage(QWidget):
         column = PromptColumn(letter_for(len(self.columns)), config or ColumnConfig())
         column.sig_selected.connect(self.select_column)
         column.sig_remove_requested.connect(self.remove_column)
+        column.sig_adapter_chosen.connect(self.offer_trained_system_prompt)
         column.rating_bar.sig_thumbs.connect(lambda value, c=column: self.rate(c, "thumbs", value))
         column.rating_bar.sig_score.connect(lambda value, c=column: self.rate(c, "score", value))
         column.rating_bar.sig_better.connect(lambda c=column: self.pick_better(c))
         column.token_view = self.token_view_check.isChecked()
         column.raw_mode = self.mode() == RAW
         column.set_adapters(self._adapter_items())
+        if column.config.adapter:
+            self.offer_trained_system_prompt(column.config.adapter)
         self.columns.append(column)
         self.columns_layout.addWidget(column, 1)
         self.select_column(column)
@@ -257,6 +261,19 @@ class PromptPage(QWidget):
         self._update_rating_bars()
 
     # -- adapters ------------------------------------------------------------------------------
+
+    def offer_trained_system_prompt(self, adapter_dir: str) -> None:
+        """An adapter answers as it was trained to only with the system prompt it trained with, so
+        picking one fills the field with it: shown, editable, and never over text the user typed
+        (an empty field, or one still holding an earlier adapter's prompt, is replaced)."""
+        system = run_history.trained_system_prompt(adapter_dir)
+        current = self.system_edit.toPlainText()
+        if not system or (current.strip() and current != self._offered_system):
+            return
+        self.system_edit.setPlainText(system)
+        self._offered_system = system
+        self.system_edit.setToolTip("The system prompt this adapter's run trained with; edit it freely. "
+                                    "Sent first in chat mode.")
 
     def _adapter_items(self) -> list[tuple[str, str]]:
         return [(f"{run.title} ({run.created})", str(run.adapter_dir))

@@ -103,6 +103,15 @@ def finished_with_adapter(root: Path | None = None) -> list[RunRow]:
     return [row for row in list_rows(root) if row.has_adapter() and row.status != workspace.RUNNING]
 
 
+def trained_system_prompt(adapter_dir: str | Path) -> str | None:
+    """The system prompt the run that made this adapter trained with (its run.json), or None for
+    a folder outside a run or a run trained without one."""
+    if not adapter_dir:
+        return None
+    system = workspace.RunFolder(Path(adapter_dir).parent).info().get("system_prompt")
+    return system if isinstance(system, str) and system.strip() else None
+
+
 def load_curves(run_path: Path, up_to_step: float | None = None) -> MetricBuffer:
     """The run's metrics from its event log (the same messages the live plot received), up to
     ``up_to_step`` when given."""

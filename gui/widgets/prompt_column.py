@@ -36,6 +36,7 @@ class PromptColumn(QFrame):
 
     sig_selected = Signal(object)  # this column: its parameters go to the panel
     sig_remove_requested = Signal(object)
+    sig_adapter_chosen = Signal(str)  # an adapter folder picked in this column
 
     def __init__(self, letter: str, config: ColumnConfig, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -149,9 +150,13 @@ class PromptColumn(QFrame):
 
     def _on_config_edited(self) -> None:
         self.config.model = self.model_combo.value() or "default"
-        self.config.adapter = str(self.adapter_combo.currentData() or "")
+        adapter = str(self.adapter_combo.currentData() or "")
+        chosen = adapter and adapter != self.config.adapter
+        self.config.adapter = adapter
         self.config.adapter_on = self.adapter_switch.isChecked()
         self.adapter_switch.setEnabled(bool(self.config.adapter))
+        if chosen:
+            self.sig_adapter_chosen.emit(adapter)
 
     # -- conversation --------------------------------------------------------------------------
 

@@ -116,3 +116,28 @@ def test_a_configuration_that_cannot_load_gives_error_rows_and_the_rest_still_ru
     assert result["errors"] == 4 and json.loads((folder / "batch.json").read_text())["status"] == "finished"
     assert "error: " in Path(result["markdown"]).read_text(encoding="utf-8")
     assert any(m["type"] == "log" and m.get("level") == "warning" and "broken" in m["message"] for m in messages)
+
+
+def test_a_column_with_an_adapter_gets_the_system_prompt_its_run_trained_with(tiny_model_dir, workspace_home) -> None:
+    """As `generate --adapter` does: a chat prompt with no system turn of its own gets the trained
+    one, so the adapter answers in the shape it learned; a prompt's own system turn is kept."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.core import workspace
+    from engine.infer.batch import with_trained_system
+    from engine.infer.session import ModelPool
+
+    run = workspace.create_run("reviews")
+    run.update_info(id=run.id, status="finished", system_prompt="Answer with one line of JSON.")
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(str(run.adapter))
+    pool = ModelPool("cpu")
+    tuned = pool.target(str(tiny_model_dir), str(run.adapter), lambda *_: None)
+    plain = pool.target(str(tiny_model_dir), "", lambda *_: None)
+
+    user = [{"role": "user", "content": "The stand wobbles."}]
+    assert with_trained_system(user, tuned) == [{"role": "system", "content": "Answer with one line of JSON."}, *user]
+    assert with_trained_system(user, plain) == user
+    own = [{"role": "system", "content": "Be brief."}, *user]
+    assert with_trained_system(own, tuned) == own

@@ -37,6 +37,36 @@ def test_tokens_stream_into_the_column_with_ttft_and_speed(qtbot, make_prompt_pa
     assert page.session_label.text() == "Engine: ready on CPU (2 cores)"
 
 
+def test_an_adapter_brings_the_system_prompt_its_run_trained_with(qtbot, make_prompt_page):
+    trained = "Read the product review and answer with one line of JSON."
+    run = make_run("reviews", adapter=True)
+    run.update_info(system_prompt=trained)
+    other = make_run("other", adapter=True)
+    other.update_info(system_prompt="Answer in French.")
+    page = make_prompt_page()
+    page.refresh_adapters()
+    combo = page.columns[0].adapter_combo
+    combo.setCurrentIndex(combo.findData(str(run.adapter)))
+    assert page.system_edit.toPlainText() == trained
+    request = page.build_request(page.columns[0], "The stand wobbles.")
+    assert request["messages"][0] == {"role": "system", "content": trained}
+
+    # Another adapter replaces a prompt the page put there, never one the user wrote.
+    combo.setCurrentIndex(combo.findData(str(other.adapter)))
+    assert page.system_edit.toPlainText() == "Answer in French."
+    page.system_edit.setPlainText("My own prompt.")
+    combo.setCurrentIndex(combo.findData(str(run.adapter)))
+    assert page.system_edit.toPlainText() == "My own prompt."
+
+
+def test_an_adapter_run_without_a_system_prompt_leaves_the_field_alone(qtbot, make_prompt_page):
+    run = make_run("plain", adapter=True)
+    page = make_prompt_page()
+    page.refresh_adapters()
+    page.columns[0].adapter_combo.setCurrentIndex(page.columns[0].adapter_combo.findData(str(run.adapter)))
+    assert page.system_edit.toPlainText() == ""
+
+
 def test_chat_sends_the_system_prompt_and_the_history(qtbot, make_prompt_page):
     page = make_prompt_page()
     page.system_edit.setPlainText("Be brief.")
