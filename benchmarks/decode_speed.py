@@ -11,7 +11,7 @@ enabled LoRA adapter. Also times a second chat turn, which reuses the KV cache o
 Each variant runs ``--repeats`` times; the JSON keeps every run, the best and the median (the
 CPU is shared, so the best is the cleanest), and the load average while it ran.
 
-    TUNEBENCH_HOME=/tmp/tbhome python benchmarks/decode_speed.py [--tokens 64] [--repeats 3]
+    TUNEBENCH_HOME=DIR python benchmarks/decode_speed.py [--tokens 64] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ order, and batches sorted by prompt length (what `evaluate run` does). Reports w
 examples/s, the speed-up over the naive loop and how many outputs equal the naive loop's (greedy
 decoding; padding can flip a near-tie in float arithmetic).
 
-    TUNEBENCH_HOME=/tmp/tbhome python benchmarks/eval_batched_vs_naive.py [--examples 32]
+    TUNEBENCH_HOME=DIR python benchmarks/eval_batched_vs_naive.py [--examples 32]
         [--max-new-tokens 32] [--batch-size 8] [--device auto] [--out FILE]
 """
 

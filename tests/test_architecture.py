@@ -116,3 +116,24 @@ def test_every_import_inside_an_engine_function_is_a_heavy_library_or_says_why()
     one must say on its line why it is not at the top (so none hides an import loop)."""
     found = [hit for path in sorted((REPO / "engine").rglob("*.py")) for hit in _local_imports_without_a_reason(path)]
     assert found == []
+
+
+def test_no_machine_path_is_left_in_the_code_or_docs() -> None:
+    """A path on someone's machine (a home folder, a checkout, a scratch folder) means nothing to
+    a reader and breaks on every other machine. Tests keep their deliberately fake paths."""
+    import re
+
+    pattern = re.compile(r"(/home/[a-z_][\w.-]*/|/Users/[\w.-]+/|[A-Z]:\\Users\\\w|/root/|/work/|/tmp/tb)")
+    roots = ["engine", "gui", "installer", "benchmarks", "docs", "resources", "README.md", "pyproject.toml"]
+    hits = []
+    for root in roots:
+        paths = [REPO / root] if (REPO / root).is_file() else sorted((REPO / root).rglob("*"))
+        for path in paths:
+            if path.suffix not in (".py", ".md", ".toml", ".txt", ".sh", ".nsi", ".desktop", ".json", ".cfg"):
+                continue
+            if "locks" in path.parts:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if pattern.search(line):
+                    hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
+    assert hits == []
