@@ -229,8 +229,8 @@ class Harness:
             kill.notes.append("run.json does not parse")
             return
         last = run.last_checkpoint()
-        if last is not None and not all(
-            (last / name).is_file() for name in ("trainer_state.json", "adapter_model.safetensors")
+        if last is not None and not (
+            workspace.checkpoint_complete(last) and (last / "adapter_model.safetensors").is_file()
         ):
             kill.notes.append(f"the last checkpoint Tunebench would resume from is incomplete: {last}")
         if info.get("status") == workspace.FINISHED:
@@ -238,7 +238,7 @@ class Harness:
         resumed = run_engine_ok(self.home, kill, "train", "--resume", str(run.path))
         if resumed is None:
             return
-        cut_off = [c.name for c in run.checkpoints.glob("checkpoint-*") if not (c / "trainer_state.json").is_file()]
+        cut_off = [c.name for c in run.checkpoints.glob("checkpoint-*") if not workspace.checkpoint_complete(c)]
         if cut_off:
             kill.notes.append(f"half-written checkpoints still there after the resume: {cut_off}")
         got, expected = losses(list(run.read_events())), self.reference["losses"]

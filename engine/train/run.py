@@ -99,11 +99,12 @@ def _check_launch_flags(args: argparse.Namespace) -> None:
 
 
 def remove_cut_off_checkpoints(run: workspace.RunFolder) -> None:
-    """A checkpoint folder without trainer_state.json (the Trainer writes it last) was cut off
-    mid-save by a crash or a kill: it is never resumed from, and the resumed run would write
-    into it again, so it goes before training restarts."""
+    """A checkpoint folder that is not complete (``workspace.checkpoint_complete``: no
+    trainer_state.json naming its step, the Trainer's last write) was cut off mid-save by a crash
+    or a kill: it is never resumed from, and the resumed run would write into it again, so it
+    goes before training restarts."""
     for folder in run.checkpoints.glob("checkpoint-*"):
-        if folder.is_dir() and not (folder / "trainer_state.json").is_file():
+        if folder.is_dir() and not workspace.checkpoint_complete(folder):
             log.info("Removing %s, cut off mid-save", folder.name)
             shutil.rmtree(folder, ignore_errors=True)
 
