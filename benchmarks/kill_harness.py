@@ -59,6 +59,7 @@ class Kill:
     moment_s: float = 0.0  # after the hello
     killed: bool = False  # False: the process ended before the moment came (counted, not a kill)
     ok: bool = False
+    seconds: float = 0.0  # the kill and the checks after it
     notes: list[str] = field(default_factory=list)
 
 
@@ -68,7 +69,12 @@ class Engine:
     def __init__(self, home: Path, *args: str) -> None:
         env = dict(os.environ, TUNEBENCH_HOME=str(home), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
                    PYTHONIOENCODING="utf-8")
-        self.process = subprocess.Popen([sys.executable, "-m", "engine", *args, "--json"], cwd=REPO, env=env,
+        # --json before a "--": what follows it (`queue add ... -- TRAIN FLAGS`) belongs to the
+        # queued job, and a --json there left `queue add` without its hello, so every wait for it
+        # ran out its whole timeout (300 s) and the queue kill never landed mid-work.
+        end = args.index("--") if "--" in args else len(args)
+        argv = [*args[:end], "--json", *args[end:]]
+        self.process = subprocess.Popen([sys.executable, "-m", "engine", *argv], cwd=REPO, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.messages: list[dict[str, Any]] = []
         self.hello = threading.Event()
@@ -86,6 +92,15 @@ class Engine:
             self.messages.append(message)
             if message["type"] == protocol.HELLO:
                 self.hello.set()
+
+    def wait_hello(self, timeout: float = 300) -> bool:
+        """True once the hello has arrived; False when the process ended (or the timeout ran
+        out) without one."""
+        deadline = time.monotonic() + timeout
+        while not self.hello.wait(0.02):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return self.hello.wait(0.5)  # let the reader drain what is left
+        return True
 
     def artifact(self, kind: str) -> str | None:
         return next((m["path"] for m in self.messages if m["type"] == "artifact" and m["kind"] == kind), None)
@@ -115,7 +130,8 @@ def run(home: Path, *args: str) -> Engine:
 def timed(home: Path, *args: str) -> tuple[Engine, float]:
     """An uninterrupted run and its working time (hello to exit)."""
     engine = Engine(home, *args)
-    engine.hello.wait(300)
+    if not engine.wait_hello():
+        raise RuntimeError(f"engine {' '.join(args)} sent no hello: {''.join(engine.stderr[-5:])}")
     started = time.monotonic()
     if engine.wait() != 0:
         raise RuntimeError(f"engine {' '.join(args)} failed: {''.join(engine.stderr[-5:])}")
@@ -124,7 +140,8 @@ def timed(home: Path, *args: str) -> tuple[Engine, float]:
 
 def kill_at_random(engine: Engine, window_s: float, rng: random.Random, kill: Kill,
                    ready: Callable[[], bool] = lambda: True) -> None:
-    engine.hello.wait(300)
+    if not engine.wait_hello():
+        kill.notes.append("the engine sent no hello")
     deadline = time.monotonic() + 600
     while not ready() and engine.process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -209,7 +226,8 @@ class Harness:
     ) -> None:
         """Waits for the first complete checkpoint, then kills as soon as a later checkpoint folder
         exists without its trainer_state.json (the Trainer writes that file last)."""
-        engine.hello.wait(300)
+        if not engine.wait_hello():
+            kill.notes.append("the engine sent no hello")
         while not first_checkpoint() and engine.process.poll() is None:
             time.sleep(0.005)
         started = time.monotonic()
@@ -269,6 +287,7 @@ class Harness:
 
     def one(self, kind: str) -> Kill:
         kill = Kill(kind)
+        started = time.monotonic()
         try:
             {"import": self.kill_import, "train-step": lambda k: self.kill_training(k, mid_save=False),
              "checkpoint-save": lambda k: self.kill_training(k, mid_save=True),
@@ -276,6 +295,7 @@ class Harness:
         except Exception as exc:  # a harness or engine failure is a failed kill, reported
             kill.notes.append(f"{type(exc).__name__}: {exc}")
         kill.ok = not kill.notes
+        kill.seconds = round(time.monotonic() - started, 1)
         return kill
 
 
@@ -293,10 +313,11 @@ def run_harness(kills: int, workdir: Path, model: Path, seed: int = 1,
     started = time.monotonic()
     harness = Harness(workdir, model, seed)
     harness.prepare()
+    prepared_s = time.monotonic() - started
     results = [harness.one(kinds[index % len(kinds)]) for index in range(kills)]
     return {"kills": len(results), "ok": sum(k.ok for k in results),
             "killed_mid_work": sum(k.killed for k in results),
-            "seconds": round(time.monotonic() - started, 1), "seed": seed,
+            "seconds": round(time.monotonic() - started, 1), "prepare_s": round(prepared_s, 1), "seed": seed,
             "reference_s": {k: round(v, 2) for k, v in harness.reference.items() if k.endswith("_s")},
             "results": [asdict(k) for k in results]}
 
