@@ -7,7 +7,7 @@ Each kill is one of five kinds, taken in turn:
 
 - ``import``: ``data import`` of a 60,000-row file, killed at a random moment of its work;
 - ``train-step``: ``train`` (a tiny random Llama, 8 steps, a checkpoint every 2), killed at a
-  random moment after its first complete checkpoint;
+  random moment of the steps after its first complete checkpoint;
 - ``checkpoint-save``: the same run, killed the moment a checkpoint folder appears and before
   the Trainer has finished it (its trainer_state.json is written last);
 - ``queue-write``: ``queue add``, killed at a random moment after its start;
@@ -15,14 +15,18 @@ Each kill is one of five kinds, taken in turn:
 
 After each kill the harness checks that no half-written dataset version, checkpoint or export is
 visible (what Tunebench lists or resumes from is complete; the Trainer writes a checkpoint in
-place, so a folder cut off mid-save is ignored, then removed by the resume), that run.json and
-queue.json parse,
-that the next command of the same kind succeeds, and, for training, that ``train --resume``
+place, so a folder cut off mid-save, ``workspace.checkpoint_complete`` false, is ignored, then
+removed by the resume), that run.json and queue.json parse, that the next command of the same
+kind succeeds, and, for training, that ``train --resume``
 continues from the last complete checkpoint and ends with the same loss curve as an
 uninterrupted run (every step within 1e-4). "Random moment" is drawn uniformly over the
 measured working time of an uninterrupted run of that kind (after its hello: the interpreter's
-own start-up writes nothing). The report (JSON) lists every kill with its moment and outcome.
-tests/engine/test_kill_harness.py runs a short version in CI.
+own start-up writes nothing); each import kill imports under a new name, since an unchanged file
+imported again reuses its version at once. A try whose process ended before its moment is
+checked all the same and tried again (up to MAX_ATTEMPTS, drawing over the time that process
+lived), so that every kill lands mid-work. The report (JSON) lists every kill with its moment,
+attempts and outcome.
+tests/engine/test_kills_and_full_disk.py runs a short version in CI (one kill of each kind).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ TRAIN_FLAGS = ["--dataset", "sample", "--max-steps", "8", "--save-steps", "2", "
                "--learning-rate", "5e-3", "--lr-scheduler", "cosine", "--lora-r", "8", "--lora-alpha", "16",
                "--lora-dropout", "0.0", "--max-length", "128", "--device", "cpu", "--seed", "7"]
 LOSS_TOLERANCE = 1e-4
+MAX_ATTEMPTS = 5
 IMPORT_ROWS = 60_000
 
 
@@ -58,6 +63,7 @@ class Kill:
     kind: str
     moment_s: float = 0.0  # after the hello
     killed: bool = False  # False: the process ended before the moment came (counted, not a kill)
+    attempts: int = 1  # tries until a kill landed mid-work (see Harness.one)
     ok: bool = False
     seconds: float = 0.0  # the kill and the checks after it
     notes: list[str] = field(default_factory=list)
@@ -139,15 +145,23 @@ def timed(home: Path, *args: str) -> tuple[Engine, float]:
 
 
 def kill_at_random(engine: Engine, window_s: float, rng: random.Random, kill: Kill,
-                   ready: Callable[[], bool] = lambda: True) -> None:
+                   ready: Callable[[], bool] = lambda: True) -> float | None:
+    """Kills at a moment drawn uniformly over ``window_s`` after the hello (and ``ready``);
+    returns how long the process lived after that point when it ended before the moment."""
     if not engine.wait_hello():
         kill.notes.append("the engine sent no hello")
     deadline = time.monotonic() + 600
     while not ready() and engine.process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     kill.moment_s = round(rng.uniform(0.0, window_s), 3)
-    time.sleep(kill.moment_s)
+    started = time.monotonic()
+    due = started + kill.moment_s
+    while (now := time.monotonic()) < due:
+        if engine.process.poll() is not None:
+            return now - started
+        time.sleep(min(0.002, due - now))
     kill.killed = engine.kill()
+    return None if kill.killed else time.monotonic() - started
 
 
 def losses(messages: list[dict[str, Any]]) -> dict[int, float]:
@@ -162,6 +176,8 @@ class Harness:
         self.rng = random.Random(seed)
         self.home = workdir / "home"
         self.reference: dict[str, Any] = {}
+        self.windows: dict[str, float] = {}  # the span a kill's moment is drawn over, by kind
+        self.imports = 0
 
     # -- references ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -182,6 +198,10 @@ class Harness:
         self.reference["import_s"] = timed(self.home, "data", "import", str(source), "--name", "reference")[1]
         train, self.reference["train_s"] = timed(self.home, "train", "--model", str(self.model), *TRAIN_FLAGS)
         self.reference["losses"] = losses(train.messages)
+        # A train-step kill comes after the first complete checkpoint, during the steps after it.
+        first_save = next(m["t"] for m in train.messages if m["type"] == "artifact" and m["kind"] == "checkpoint")
+        last_step = max(m["t"] for m in train.messages if m["type"] == "metrics")
+        self.reference["train_steps_s"] = last_step - first_save
         self.reference["run"] = train.artifact("run_dir")
         self.reference["export_s"] = timed(self.home, "export", self.reference["run"], "--out",
                                            str(self.workdir / "reference-export"))[1]
@@ -190,13 +210,17 @@ class Harness:
 
     # -- one kill of each kind -----------------------------------------------------------------
     def kill_import(self, kill: Kill) -> None:
-        engine = Engine(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", "killed")
-        kill_at_random(engine, self.reference["import_s"], self.rng, kill)
-        folder = self.home / "datasets" / "killed"
+        # A new name each time: an unchanged file imported again under its old name reuses its
+        # version at once, so only the first import kill would interrupt an import.
+        self.imports += 1
+        name = f"killed-{self.imports}"
+        engine = Engine(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", name)
+        self._lived("import", kill_at_random(engine, self.window("import", "import_s"), self.rng, kill))
+        folder = self.home / "datasets" / name
         for version in folder.glob("v*") if folder.is_dir() else []:
             if not ((version / "manifest.json").is_file() and (version / "data").is_dir()):
                 kill.notes.append(f"half-written dataset version visible: {version}")
-        again = run(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", "killed")
+        again = run(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", name)
         result = next(m["data"] for m in again.messages if m["type"] == "result")
         if result["rows"] != IMPORT_ROWS:
             kill.notes.append(f"import after the kill stored {result['rows']} rows")
@@ -215,7 +239,8 @@ class Harness:
         if mid_save:
             self._kill_mid_save(engine, kill, run_dir, first_checkpoint)
         else:
-            kill_at_random(engine, self.reference["train_s"] * 0.6, self.rng, kill, first_checkpoint)
+            self._lived("train-step", kill_at_random(engine, self.window("train-step", "train_steps_s"), self.rng,
+                                                     kill, first_checkpoint))
         if not run_dir:
             kill.notes.append("the run folder never appeared")
             return
@@ -267,7 +292,7 @@ class Harness:
 
     def kill_queue(self, kill: Kill) -> None:
         engine = Engine(self.home, "queue", "add", "--name", "killed", "--", "--model", str(self.model), *TRAIN_FLAGS)
-        kill_at_random(engine, self.reference["queue_s"], self.rng, kill)
+        self._lived("queue-write", kill_at_random(engine, self.window("queue-write", "queue_s"), self.rng, kill))
         queue_json = self.home / "queue" / "queue.json"
         if queue_json.exists() and workspace.read_json(queue_json) is None:
             kill.notes.append("queue.json does not parse")
@@ -278,16 +303,36 @@ class Harness:
     def kill_export(self, kill: Kill) -> None:
         target = self.workdir / f"export-{self.rng.randrange(10**6)}"
         engine = Engine(self.home, "export", self.reference["run"], "--out", str(target))
-        kill_at_random(engine, self.reference["export_s"], self.rng, kill)
+        self._lived("export", kill_at_random(engine, self.window("export", "export_s"), self.rng, kill))
         if target.exists() and not (target / "tunebench-export.json").is_file():
             kill.notes.append(f"half-written export visible: {target}")
         run_engine_ok(self.home, kill, "export", self.reference["run"], "--out", str(target), "--force")
         if not (target / "tunebench-export.json").is_file():
             kill.notes.append("export after the kill is incomplete")
 
+    def window(self, kind: str, reference: str) -> float:
+        return self.windows.setdefault(kind, self.reference[reference])
+
+    def _lived(self, kind: str, lived: float | None) -> None:
+        """A process that ended before its moment came shows the window was too long here (the
+        reference ran on a quieter or busier machine): later draws use what it lived."""
+        if lived is not None:
+            self.windows[kind] = max(0.001, min(self.windows[kind], lived * 0.9))
+
     def one(self, kind: str) -> Kill:
-        kill = Kill(kind)
+        """One kill of ``kind``; a try whose process ended before the moment came (checked all the
+        same) is tried again, up to MAX_ATTEMPTS, so that the kill lands mid-work."""
         started = time.monotonic()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            kill = self._try(kind)
+            kill.attempts = attempt
+            if kill.killed or kill.notes:
+                break
+        kill.seconds = round(time.monotonic() - started, 1)
+        return kill
+
+    def _try(self, kind: str) -> Kill:
+        kill = Kill(kind)
         try:
             {"import": self.kill_import, "train-step": lambda k: self.kill_training(k, mid_save=False),
              "checkpoint-save": lambda k: self.kill_training(k, mid_save=True),
@@ -295,7 +340,6 @@ class Harness:
         except Exception as exc:  # a harness or engine failure is a failed kill, reported
             kill.notes.append(f"{type(exc).__name__}: {exc}")
         kill.ok = not kill.notes
-        kill.seconds = round(time.monotonic() - started, 1)
         return kill
 
 
