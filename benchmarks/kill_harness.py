@@ -7,7 +7,7 @@ Each kill is one of five kinds, taken in turn:
 
 - ``import``: ``data import`` of a 60,000-row file, killed at a random moment of its work;
 - ``train-step``: ``train`` (a tiny random Llama, 8 steps, a checkpoint every 2), killed at a
-  random moment after its first complete checkpoint;
+  random moment of the steps after its first complete checkpoint;
 - ``checkpoint-save``: the same run, killed the moment a checkpoint folder appears and before
   the Trainer has finished it (its trainer_state.json is written last);
 - ``queue-write``: ``queue add``, killed at a random moment after its start;
@@ -15,14 +15,18 @@ Each kill is one of five kinds, taken in turn:
 
 After each kill the harness checks that no half-written dataset version, checkpoint or export is
 visible (what Tunebench lists or resumes from is complete; the Trainer writes a checkpoint in
-place, so a folder cut off mid-save is ignored, then removed by the resume), that run.json and
-queue.json parse,
-that the next command of the same kind succeeds, and, for training, that ``train --resume``
+place, so a folder cut off mid-save, ``workspace.checkpoint_complete`` false, is ignored, then
+removed by the resume), that run.json and queue.json parse, that the next command of the same
+kind succeeds, and, for training, that ``train --resume``
 continues from the last complete checkpoint and ends with the same loss curve as an
 uninterrupted run (every step within 1e-4). "Random moment" is drawn uniformly over the
 measured working time of an uninterrupted run of that kind (after its hello: the interpreter's
-own start-up writes nothing). The report (JSON) lists every kill with its moment and outcome.
-tests/engine/test_kill_harness.py runs a short version in CI.
+own start-up writes nothing); each import kill imports under a new name, since an unchanged file
+imported again reuses its version at once. A try whose process ended before its moment is
+checked all the same and tried again (up to MAX_ATTEMPTS, drawing over the time that process
+lived), so that every kill lands mid-work. The report (JSON) lists every kill with its moment,
+attempts and outcome.
+tests/engine/test_kills_and_full_disk.py runs a short version in CI (one kill of each kind).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ TRAIN_FLAGS = ["--dataset", "sample", "--max-steps", "8", "--save-steps", "2", "
                "--learning-rate", "5e-3", "--lr-scheduler", "cosine", "--lora-r", "8", "--lora-alpha", "16",
                "--lora-dropout", "0.0", "--max-length", "128", "--device", "cpu", "--seed", "7"]
 LOSS_TOLERANCE = 1e-4
+MAX_ATTEMPTS = 5
 IMPORT_ROWS = 60_000
 
 
@@ -58,7 +63,9 @@ class Kill:
     kind: str
     moment_s: float = 0.0  # after the hello
     killed: bool = False  # False: the process ended before the moment came (counted, not a kill)
+    attempts: int = 1  # tries until a kill landed mid-work (see Harness.one)
     ok: bool = False
+    seconds: float = 0.0  # the kill and the checks after it
     notes: list[str] = field(default_factory=list)
 
 
@@ -68,7 +75,12 @@ class Engine:
     def __init__(self, home: Path, *args: str) -> None:
         env = dict(os.environ, TUNEBENCH_HOME=str(home), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
                    PYTHONIOENCODING="utf-8")
-        self.process = subprocess.Popen([sys.executable, "-m", "engine", *args, "--json"], cwd=REPO, env=env,
+        # --json before a "--": what follows it (`queue add ... -- TRAIN FLAGS`) belongs to the
+        # queued job, and a --json there left `queue add` without its hello, so every wait for it
+        # ran out its whole timeout (300 s) and the queue kill never landed mid-work.
+        end = args.index("--") if "--" in args else len(args)
+        argv = [*args[:end], "--json", *args[end:]]
+        self.process = subprocess.Popen([sys.executable, "-m", "engine", *argv], cwd=REPO, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.messages: list[dict[str, Any]] = []
         self.hello = threading.Event()
@@ -86,6 +98,15 @@ class Engine:
             self.messages.append(message)
             if message["type"] == protocol.HELLO:
                 self.hello.set()
+
+    def wait_hello(self, timeout: float = 300) -> bool:
+        """True once the hello has arrived; False when the process ended (or the timeout ran
+        out) without one."""
+        deadline = time.monotonic() + timeout
+        while not self.hello.wait(0.02):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return self.hello.wait(0.5)  # let the reader drain what is left
+        return True
 
     def artifact(self, kind: str) -> str | None:
         return next((m["path"] for m in self.messages if m["type"] == "artifact" and m["kind"] == kind), None)
@@ -115,7 +136,8 @@ def run(home: Path, *args: str) -> Engine:
 def timed(home: Path, *args: str) -> tuple[Engine, float]:
     """An uninterrupted run and its working time (hello to exit)."""
     engine = Engine(home, *args)
-    engine.hello.wait(300)
+    if not engine.wait_hello():
+        raise RuntimeError(f"engine {' '.join(args)} sent no hello: {''.join(engine.stderr[-5:])}")
     started = time.monotonic()
     if engine.wait() != 0:
         raise RuntimeError(f"engine {' '.join(args)} failed: {''.join(engine.stderr[-5:])}")
@@ -123,14 +145,23 @@ def timed(home: Path, *args: str) -> tuple[Engine, float]:
 
 
 def kill_at_random(engine: Engine, window_s: float, rng: random.Random, kill: Kill,
-                   ready: Callable[[], bool] = lambda: True) -> None:
-    engine.hello.wait(300)
+                   ready: Callable[[], bool] = lambda: True) -> float | None:
+    """Kills at a moment drawn uniformly over ``window_s`` after the hello (and ``ready``);
+    returns how long the process lived after that point when it ended before the moment."""
+    if not engine.wait_hello():
+        kill.notes.append("the engine sent no hello")
     deadline = time.monotonic() + 600
     while not ready() and engine.process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     kill.moment_s = round(rng.uniform(0.0, window_s), 3)
-    time.sleep(kill.moment_s)
+    started = time.monotonic()
+    due = started + kill.moment_s
+    while (now := time.monotonic()) < due:
+        if engine.process.poll() is not None:
+            return now - started
+        time.sleep(min(0.002, due - now))
     kill.killed = engine.kill()
+    return None if kill.killed else time.monotonic() - started
 
 
 def losses(messages: list[dict[str, Any]]) -> dict[int, float]:
@@ -145,6 +176,8 @@ class Harness:
         self.rng = random.Random(seed)
         self.home = workdir / "home"
         self.reference: dict[str, Any] = {}
+        self.windows: dict[str, float] = {}  # the span a kill's moment is drawn over, by kind
+        self.imports = 0
 
     # -- references ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -165,6 +198,10 @@ class Harness:
         self.reference["import_s"] = timed(self.home, "data", "import", str(source), "--name", "reference")[1]
         train, self.reference["train_s"] = timed(self.home, "train", "--model", str(self.model), *TRAIN_FLAGS)
         self.reference["losses"] = losses(train.messages)
+        # A train-step kill comes after the first complete checkpoint, during the steps after it.
+        first_save = next(m["t"] for m in train.messages if m["type"] == "artifact" and m["kind"] == "checkpoint")
+        last_step = max(m["t"] for m in train.messages if m["type"] == "metrics")
+        self.reference["train_steps_s"] = last_step - first_save
         self.reference["run"] = train.artifact("run_dir")
         self.reference["export_s"] = timed(self.home, "export", self.reference["run"], "--out",
                                            str(self.workdir / "reference-export"))[1]
@@ -173,13 +210,17 @@ class Harness:
 
     # -- one kill of each kind -----------------------------------------------------------------
     def kill_import(self, kill: Kill) -> None:
-        engine = Engine(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", "killed")
-        kill_at_random(engine, self.reference["import_s"], self.rng, kill)
-        folder = self.home / "datasets" / "killed"
+        # A new name each time: an unchanged file imported again under its old name reuses its
+        # version at once, so only the first import kill would interrupt an import.
+        self.imports += 1
+        name = f"killed-{self.imports}"
+        engine = Engine(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", name)
+        self._lived("import", kill_at_random(engine, self.window("import", "import_s"), self.rng, kill))
+        folder = self.home / "datasets" / name
         for version in folder.glob("v*") if folder.is_dir() else []:
             if not ((version / "manifest.json").is_file() and (version / "data").is_dir()):
                 kill.notes.append(f"half-written dataset version visible: {version}")
-        again = run(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", "killed")
+        again = run(self.home, "data", "import", str(self.workdir / "big.jsonl"), "--name", name)
         result = next(m["data"] for m in again.messages if m["type"] == "result")
         if result["rows"] != IMPORT_ROWS:
             kill.notes.append(f"import after the kill stored {result['rows']} rows")
@@ -198,7 +239,8 @@ class Harness:
         if mid_save:
             self._kill_mid_save(engine, kill, run_dir, first_checkpoint)
         else:
-            kill_at_random(engine, self.reference["train_s"] * 0.6, self.rng, kill, first_checkpoint)
+            self._lived("train-step", kill_at_random(engine, self.window("train-step", "train_steps_s"), self.rng,
+                                                     kill, first_checkpoint))
         if not run_dir:
             kill.notes.append("the run folder never appeared")
             return
@@ -209,7 +251,8 @@ class Harness:
     ) -> None:
         """Waits for the first complete checkpoint, then kills as soon as a later checkpoint folder
         exists without its trainer_state.json (the Trainer writes that file last)."""
-        engine.hello.wait(300)
+        if not engine.wait_hello():
+            kill.notes.append("the engine sent no hello")
         while not first_checkpoint() and engine.process.poll() is None:
             time.sleep(0.005)
         started = time.monotonic()
@@ -229,8 +272,8 @@ class Harness:
             kill.notes.append("run.json does not parse")
             return
         last = run.last_checkpoint()
-        if last is not None and not all(
-            (last / name).is_file() for name in ("trainer_state.json", "adapter_model.safetensors")
+        if last is not None and not (
+            workspace.checkpoint_complete(last) and (last / "adapter_model.safetensors").is_file()
         ):
             kill.notes.append(f"the last checkpoint Tunebench would resume from is incomplete: {last}")
         if info.get("status") == workspace.FINISHED:
@@ -238,7 +281,7 @@ class Harness:
         resumed = run_engine_ok(self.home, kill, "train", "--resume", str(run.path))
         if resumed is None:
             return
-        cut_off = [c.name for c in run.checkpoints.glob("checkpoint-*") if not (c / "trainer_state.json").is_file()]
+        cut_off = [c.name for c in run.checkpoints.glob("checkpoint-*") if not workspace.checkpoint_complete(c)]
         if cut_off:
             kill.notes.append(f"half-written checkpoints still there after the resume: {cut_off}")
         got, expected = losses(list(run.read_events())), self.reference["losses"]
@@ -249,7 +292,7 @@ class Harness:
 
     def kill_queue(self, kill: Kill) -> None:
         engine = Engine(self.home, "queue", "add", "--name", "killed", "--", "--model", str(self.model), *TRAIN_FLAGS)
-        kill_at_random(engine, self.reference["queue_s"], self.rng, kill)
+        self._lived("queue-write", kill_at_random(engine, self.window("queue-write", "queue_s"), self.rng, kill))
         queue_json = self.home / "queue" / "queue.json"
         if queue_json.exists() and workspace.read_json(queue_json) is None:
             kill.notes.append("queue.json does not parse")
@@ -260,14 +303,35 @@ class Harness:
     def kill_export(self, kill: Kill) -> None:
         target = self.workdir / f"export-{self.rng.randrange(10**6)}"
         engine = Engine(self.home, "export", self.reference["run"], "--out", str(target))
-        kill_at_random(engine, self.reference["export_s"], self.rng, kill)
+        self._lived("export", kill_at_random(engine, self.window("export", "export_s"), self.rng, kill))
         if target.exists() and not (target / "tunebench-export.json").is_file():
             kill.notes.append(f"half-written export visible: {target}")
         run_engine_ok(self.home, kill, "export", self.reference["run"], "--out", str(target), "--force")
         if not (target / "tunebench-export.json").is_file():
             kill.notes.append("export after the kill is incomplete")
 
+    def window(self, kind: str, reference: str) -> float:
+        return self.windows.setdefault(kind, self.reference[reference])
+
+    def _lived(self, kind: str, lived: float | None) -> None:
+        """A process that ended before its moment came shows the window was too long here (the
+        reference ran on a quieter or busier machine): later draws use what it lived."""
+        if lived is not None:
+            self.windows[kind] = max(0.001, min(self.windows[kind], lived * 0.9))
+
     def one(self, kind: str) -> Kill:
+        """One kill of ``kind``; a try whose process ended before the moment came (checked all the
+        same) is tried again, up to MAX_ATTEMPTS, so that the kill lands mid-work."""
+        started = time.monotonic()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            kill = self._try(kind)
+            kill.attempts = attempt
+            if kill.killed or kill.notes:
+                break
+        kill.seconds = round(time.monotonic() - started, 1)
+        return kill
+
+    def _try(self, kind: str) -> Kill:
         kill = Kill(kind)
         try:
             {"import": self.kill_import, "train-step": lambda k: self.kill_training(k, mid_save=False),
@@ -293,10 +357,11 @@ def run_harness(kills: int, workdir: Path, model: Path, seed: int = 1,
     started = time.monotonic()
     harness = Harness(workdir, model, seed)
     harness.prepare()
+    prepared_s = time.monotonic() - started
     results = [harness.one(kinds[index % len(kinds)]) for index in range(kills)]
     return {"kills": len(results), "ok": sum(k.ok for k in results),
             "killed_mid_work": sum(k.killed for k in results),
-            "seconds": round(time.monotonic() - started, 1), "seed": seed,
+            "seconds": round(time.monotonic() - started, 1), "prepare_s": round(prepared_s, 1), "seed": seed,
             "reference_s": {k: round(v, 2) for k, v in harness.reference.items() if k.endswith("_s")},
             "results": [asdict(k) for k in results]}
 

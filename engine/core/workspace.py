@@ -137,11 +137,12 @@ class RunFolder:
         return self.path / MODEL
 
     def last_checkpoint(self) -> Path | None:
-        """The newest checkpoint the Trainer finished writing: trainer_state.json is its last
-        file, so a folder without it was cut off mid-save by a crash."""
-        complete = [folder for folder in self.checkpoints.glob("checkpoint-*")
-                    if folder.name.rsplit("-", 1)[-1].isdigit() and (folder / "trainer_state.json").is_file()]
-        return max(complete, key=checkpoint_step, default=None)
+        """The newest checkpoint the Trainer finished writing (:func:`checkpoint_complete`); a
+        newer folder that is not complete was cut off mid-save by a crash or a kill."""
+        numbered = [folder for folder in self.checkpoints.glob("checkpoint-*")
+                    if folder.name.rsplit("-", 1)[-1].isdigit()]
+        return next((folder for folder in sorted(numbered, key=checkpoint_step, reverse=True)
+                     if checkpoint_complete(folder)), None)
 
     def info(self) -> dict[str, Any]:
         return read_json(self.run_json) or {"id": self.id, "status": "unknown"}
@@ -170,6 +171,33 @@ class RunFolder:
 
 def checkpoint_step(folder: Path) -> int:
     return int(folder.name.rsplit("-", 1)[-1])
+
+
+TRAINER_STATE = "trainer_state.json"
+
+
+def checkpoint_complete(folder: Path) -> bool:
+    """Whether the Trainer finished writing this checkpoint folder.
+
+    The Trainer writes a checkpoint in place (transformers' ``Trainer._save_checkpoint``: the
+    weights, optimizer, scheduler and RNG state, then trainer_state.json last, then it deletes
+    checkpoints beyond ``save_total_limit``), so a SIGKILL mid-save leaves a visible, partial
+    ``checkpoint-N``. Tunebench treats trainer_state.json as the completion marker instead of
+    saving into a temporary sibling and renaming it: the folder name and the rotation are
+    internal to ``_save_checkpoint``, so redirecting them means copying that method (and
+    following it across transformers versions), and a marker of our own written after it
+    returns would come after the rotation had already deleted the previous checkpoint (with
+    ``save_total_limit = 1`` a kill in between would leave nothing to resume from). The Trainer
+    writes trainer_state.json with a plain open-and-write, so a kill in between leaves it empty
+    or cut short: complete means it parses and names this folder's step. Every file before it
+    was fully written by then (a SIGKILL loses nothing already handed to the kernel). Resume
+    deletes the folders that are not complete (``engine.train.run.remove_cut_off_checkpoints``);
+    tests/engine/test_train_resume.py::test_a_checkpoint_cut_off_mid_save_is_never_resumed_from
+    fails without this check.
+    """
+    state = read_json(folder / TRAINER_STATE)
+    step = state.get("global_step") if state is not None else None
+    return isinstance(step, int) and folder.name == f"checkpoint-{step}"
 
 
 def create_run(name: str = "", root: Path | None = None) -> RunFolder:

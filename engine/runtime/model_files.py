@@ -9,7 +9,15 @@ and refuse with one line naming the file and what is wrong:
 - safetensors: the 8-byte header length (within the file and :data:`MAX_HEADER_BYTES`), the
   header JSON (through :mod:`engine.core.untrusted`: depth, duplicate keys...), and every
   tensor's byte range lying inside the file;
-- config.json / adapter_config.json: a JSON object within the config size limit.
+- config.json / adapter_config.json: a JSON object within the config size limit;
+- pickled weights (``*.bin``, ``*.pt``): tensors and plain data only (:mod:`engine.runtime.pickles`,
+  which reads them with torch, imported only for such a file);
+- custom code: a folder whose config.json or tokenizer_config.json names its own Python classes
+  (``auto_map``) is refused unless transformers has the architecture built in, in which case
+  transformers uses its own class and ignores the folder's code. Tunebench never passes
+  ``trust_remote_code=True`` and has no setting for it, so code shipped in a model folder is
+  never run; this check says so in one line instead of transformers' prompt on stdin (which
+  would also write into the protocol on stdout).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import errors, untrusted
+from engine.runtime import pickles
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -90,8 +99,39 @@ def check_json_config(path: Path, what: str = "model") -> dict[str, Any]:
 
 
 def check_folder(folder: Path, config_name: str = "config.json", what: str = "model") -> dict[str, Any]:
-    """A Hugging Face model folder or a PEFT adapter folder: its config and every safetensors file."""
+    """A Hugging Face model folder or a PEFT adapter folder: its config, every safetensors file,
+    every pickled weights file, and no custom code."""
     config = check_json_config(folder / config_name, what)
     for file in sorted(folder.glob("*.safetensors")):
         check_safetensors(file, what)
+    pickles.check_folder(folder, what)
+    check_no_custom_code(folder, config, what)
     return config
+
+
+def check_no_custom_code(folder: Path, config: dict[str, Any], what: str = "model") -> None:
+    """Refuses a folder that would need its own Python code (see the module's docstring)."""
+    tokenizer_config = folder / "tokenizer_config.json"
+    tokenizer = check_json_config(tokenizer_config, what) if tokenizer_config.is_file() else {}
+    for name, data, built_in in (("config.json", config, _built_in_architecture),
+                                 ("tokenizer_config.json", tokenizer, _built_in_tokenizer)):
+        if "auto_map" in data and not built_in(data):
+            raise errors.invalid_input(
+                f"{what}: {folder / name}: needs the folder's own Python code (auto_map); Tunebench never "
+                "runs code from a model folder (no trust_remote_code), and transformers has no built-in "
+                "class for it")
+
+
+def _built_in_architecture(config: dict[str, Any]) -> bool:
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    return isinstance(model_type, str) and model_type in CONFIG_MAPPING
+
+
+def _built_in_tokenizer(tokenizer_config: dict[str, Any]) -> bool:
+    import transformers
+
+    name = tokenizer_config.get("tokenizer_class")
+    return isinstance(name, str) and name.isidentifier() and (
+        hasattr(transformers, name) or hasattr(transformers, name.removesuffix("Fast")))

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.core import config, errors, workspace
 from engine.core.config import TrainConfig
+from engine.runtime import model_files
 
 log = logging.getLogger("engine.train.run")
 
@@ -39,6 +40,7 @@ def continuation_adapter(source: workspace.RunFolder, cfg: TrainConfig) -> Path:
                                "(a full fine-tune's model/ folder can be given as --model instead)")
     if cfg.method == "full":
         raise errors.usage("method: full cannot continue an adapter; use lora or qlora")
+    model_files.check_folder(source.adapter, "adapter_config.json", "continue_from")
     return source.adapter
 
 

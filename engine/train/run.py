@@ -29,7 +29,7 @@ from engine.core import config, errors, protocol, workspace
 from engine.core.config import TrainConfig
 from engine.core.job import Job
 from engine.data import importer as data_import
-from engine.runtime import device, models
+from engine.runtime import device, models, pickles
 from engine.train import distributed
 from engine.train import probe as fit_probe
 from engine.train.lifecycle import attach_run, finish, run_guarded, start_run
@@ -99,11 +99,12 @@ def _check_launch_flags(args: argparse.Namespace) -> None:
 
 
 def remove_cut_off_checkpoints(run: workspace.RunFolder) -> None:
-    """A checkpoint folder without trainer_state.json (the Trainer writes it last) was cut off
-    mid-save by a crash or a kill: it is never resumed from, and the resumed run would write
-    into it again, so it goes before training restarts."""
+    """A checkpoint folder that is not complete (``workspace.checkpoint_complete``: no
+    trainer_state.json naming its step, the Trainer's last write) was cut off mid-save by a crash
+    or a kill: it is never resumed from, and the resumed run would write into it again, so it
+    goes before training restarts."""
     for folder in run.checkpoints.glob("checkpoint-*"):
-        if folder.is_dir() and not (folder / "trainer_state.json").is_file():
+        if folder.is_dir() and not workspace.checkpoint_complete(folder):
             log.info("Removing %s, cut off mid-save", folder.name)
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -116,6 +117,10 @@ def cmd_resume(args: argparse.Namespace, job: Job) -> int:
     checkpoint = run.last_checkpoint()
     if checkpoint is None:
         raise errors.not_found(f"resume: run {run.id} has no complete checkpoint to resume from")
+    # The Trainer unpickles optimizer.pt, scheduler.pt, rng_state.pth (weights_only=True); a run
+    # folder may have come from elsewhere, so anything in them beyond tensors and plain data is
+    # refused here in one line, before any of it is loaded.
+    pickles.check_folder(checkpoint, "resume")
     remove_cut_off_checkpoints(run)
     cfg = config.from_arguments(args, config.load_toml(run.config_toml))
     device_name = device.pick(cfg.device)

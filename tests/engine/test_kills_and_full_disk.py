@@ -27,7 +27,8 @@ def test_one_kill_of_each_kind_loses_nothing(tiny_model_dir: Path, tmp_path: Pat
     failed = [r for r in report["results"] if not r["ok"]]
     assert failed == [], failed
     assert report["ok"] == report["kills"] == 5
-    assert report["killed_mid_work"] >= 3, report["results"]  # most kills must land while work is under way
+    # Every kill lands while work is under way (a try that came too late is tried again).
+    assert report["killed_mid_work"] == report["kills"], report["results"]
 
 
 @pytest.fixture

@@ -93,6 +93,42 @@ def test_resumed_run_continues_the_curve_and_ends_at_the_uninterrupted_loss(
     assert first < expected[1] - 0.05 and abs(first - expected[8]) < abs(first - expected[1])
 
 
+def test_a_checkpoint_cut_off_mid_save_is_never_resumed_from(tiny_model_dir, workspace_home) -> None:
+    """The Trainer writes checkpoint-N in place, trainer_state.json last (with a plain write):
+    a SIGKILL mid-save leaves a folder without it, or with it empty or cut short. Neither the
+    window (last_checkpoint) nor `train --resume` may take such a folder; the resume takes the
+    previous complete checkpoint and deletes the cut-off ones before writing them again."""
+    import shutil
+
+    code, run = run_train(CancelAtStep(4), *new_run_args(tiny_model_dir, save_steps=2))
+    assert code == protocol.ExitCode.CANCELLED
+    complete = run.checkpoints / "checkpoint-4"
+    assert run.last_checkpoint() == complete
+    state = (complete / "trainer_state.json").read_text(encoding="utf-8")
+    # Cut off while writing trainer_state.json: every other file is there.
+    shutil.copytree(complete, torn := run.checkpoints / "checkpoint-6")
+    (torn / "trainer_state.json").write_text(state[: len(state) // 2], encoding="utf-8")
+    # Cut off between open() and write(): an empty trainer_state.json.
+    shutil.copytree(complete, empty := run.checkpoints / "checkpoint-8")
+    (empty / "trainer_state.json").write_text("", encoding="utf-8")
+    # Cut off before it: the weights only.
+    (bare := run.checkpoints / "checkpoint-10").mkdir()
+    shutil.copy(complete / "adapter_model.safetensors", bare)
+    # A folder whose state names another step was not written as this checkpoint.
+    shutil.copytree(complete, renamed := run.checkpoints / "checkpoint-12")
+    for folder in (torn, empty, bare, renamed):
+        assert not workspace.checkpoint_complete(folder), folder.name
+    assert run.last_checkpoint() == complete
+
+    code, resumed = run_train(FakeJob(), "--resume", str(run.path))
+    assert code == protocol.ExitCode.OK and resumed.info()["resumed_from"] == [4]
+    assert not bare.exists() and not renamed.exists()
+    for step in (6, 8):  # written again by the resumed run, complete this time
+        assert workspace.checkpoint_complete(run.checkpoints / f"checkpoint-{step}")
+    steps = [m["step"] for m in run.read_events() if m["type"] == "metrics" and "loss" in m["values"]]
+    assert steps == list(range(1, 9)) and run.info()["status"] == "finished"
+
+
 def test_resume_without_a_checkpoint_is_not_found(workspace_home) -> None:
     run = workspace.create_run("stopped")
     run.update_info(id=run.id, status="cancelled")

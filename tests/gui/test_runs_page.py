@@ -89,7 +89,7 @@ def _checkpoint(run, step: int, complete: bool = True) -> None:
     folder = run.checkpoints / f"checkpoint-{step}"
     folder.mkdir(parents=True)
     if complete:
-        (folder / "trainer_state.json").write_text("{}", encoding="utf-8")
+        (folder / "trainer_state.json").write_text(f'{{"global_step": {step}}}', encoding="utf-8")
 
 
 def test_resume_is_offered_only_for_a_stopped_run_with_a_complete_checkpoint(window):
