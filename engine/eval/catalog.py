@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-PERPLEXITY = "perplexity"
+PERPLEXITY = "perplexity"  # answer perplexity (the name older specs and evaluation folders use)
 MC_ACCURACY = "mc_accuracy"
+TOKEN_PERPLEXITY = "token_perplexity"
+WORD_PERPLEXITY = "word_perplexity"
+BYTE_PERPLEXITY = "byte_perplexity"
+BITS_PER_BYTE = "bits_per_byte"
+# Raw-text metrics of text datasets, scored as lm-evaluation-harness's loglikelihood_rolling.
+TEXT_METRICS = (TOKEN_PERPLEXITY, WORD_PERPLEXITY, BYTE_PERPLEXITY, BITS_PER_BYTE)
 
 
 class MetricText(NamedTuple):
     title: str
-    unit: str  # "0-100", "0-1" or "ratio"
+    unit: str  # "0-100", "0-1", "ratio" or "bits"
     definition: str
     better: str = "higher"
 
@@ -97,11 +103,43 @@ GENERATION: dict[str, MetricText] = {
 # Scored from log-likelihoods, without generation.
 LIKELIHOOD: dict[str, MetricText] = {
     PERPLEXITY: MetricText(
-        'Perplexity (answer)', 'ratio',
-        'exp of the mean negative log-likelihood per token of the reference answer, given'
-        ' the prompt exactly as generation sees it (chat template applied); prompt tokens'
-        ' are not scored. Computed with forward passes only, no generation. Lower is '
-        'better: the model finds the expected answers less surprising.',
+        'Answer perplexity', 'ratio',
+        'For prompt + answer rows (conversations, classification, preference): exp of the '
+        'mean negative log-likelihood per token of the reference answer, given the prompt '
+        'exactly as generation sees it (chat template applied); prompt tokens are not '
+        'scored, and the mean is weighted by tokens over the set. Forward passes only, no '
+        'generation. Lower is better: the model finds the expected answers less '
+        'surprising. Depends on the tokenizer, so compare only models that share one. '
+        '(On a text dataset this name asks for token perplexity.)',
+        'lower'),
+    TOKEN_PERPLEXITY: MetricText(
+        'Token perplexity (text)', 'ratio',
+        "For text datasets: exp of the total negative log-likelihood of the raw texts "
+        "divided by their total number of tokens, scored as lm-evaluation-harness's "
+        "loglikelihood_rolling does (no chat template, the first token conditioned on the "
+        "BOS/end-of-text token, windows of the model's maximum length). Lower is better. "
+        'Depends on the tokenizer, so compare only models that share one.',
+        'lower'),
+    WORD_PERPLEXITY: MetricText(
+        'Word perplexity (text)', 'ratio',
+        "For text datasets: exp of the total negative log-likelihood of the raw texts "
+        "(scored as token perplexity) divided by their total number of words (pieces "
+        "between runs of whitespace, lm-eval's count); lm-eval's word_perplexity. Lower is "
+        'better. Comparable across tokenizers on the same texts.',
+        'lower'),
+    BYTE_PERPLEXITY: MetricText(
+        'Byte perplexity (text)', 'ratio',
+        "For text datasets: exp of the total negative log-likelihood of the raw texts "
+        "(scored as token perplexity) divided by their total number of UTF-8 bytes; "
+        "lm-eval's byte_perplexity. Lower is better. Comparable across tokenizers and "
+        'languages.',
+        'lower'),
+    BITS_PER_BYTE: MetricText(
+        'Bits per byte (text)', 'bits',
+        "For text datasets: the total negative log-likelihood of the raw texts (scored as "
+        "token perplexity) in bits divided by their total number of UTF-8 bytes, i.e. "
+        "log2 of byte perplexity; lm-eval's bits_per_byte. Lower is better. Comparable "
+        'across tokenizers; the compression view of a language model.',
         'lower'),
     MC_ACCURACY: MetricText(
         'Accuracy (log-likelihood)', '0-1',

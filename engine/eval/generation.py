@@ -1,5 +1,6 @@
 """The model side of an evaluation: loading base and tuned models, batched greedy generation
-sorted by length, answer-only perplexity and log-likelihood label accuracy.
+sorted by length, answer-only perplexity, the raw-text NLL of text rows (lm-eval's
+``loglikelihood_rolling``) and log-likelihood label accuracy.
 
 Generation sorts prompts by token length and left-pads each batch: rows of similar length share
 a batch, so little compute goes to padding, and left padding keeps every prompt's last token at
@@ -185,6 +186,30 @@ def answer_nll(model: Any, tokenizer: Any, examples: Sequence[EvalExample], batc
         _check_cancel(cancelled)
         part = perplexity.score(model, tokenized[start:start + chunk], batch_size=batch_size,
                                 pad_id=tokenizer.pad_token_id)
+        sums += part.nll_sums
+        counts += part.token_counts
+        if on_rows:
+            on_rows(len(part.nll_sums))
+    return perplexity.NllResult(sums, counts)
+
+
+def text_nll(model: Any, tokenizer: Any, examples: Sequence[EvalExample], batch_size: int,
+             cancelled: threading.Event, on_rows: Progress | None = None) -> perplexity.NllResult:
+    """Per-example NLL sums of the raw texts, every token scored, as lm-eval's
+    ``loglikelihood_rolling`` (no chat template; see engine.eval.perplexity.score_rolling)."""
+    texts = [e.reference for e in examples]
+    limit = perplexity.max_length(model, tokenizer)
+    try:
+        perplexity.prefix_token_id(tokenizer)
+    except ValueError as exc:
+        raise errors.invalid_input(f"model: {exc}") from None
+    sums: list[float] = []
+    counts: list[int] = []
+    chunk = batch_size * 4
+    for start in range(0, len(texts), chunk):
+        _check_cancel(cancelled)
+        part = perplexity.score_rolling(model, tokenizer, texts[start:start + chunk], max_len=limit,
+                                        batch_size=batch_size)
         sums += part.nll_sums
         counts += part.token_counts
         if on_rows:

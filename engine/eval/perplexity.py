@@ -1,7 +1,20 @@
 """Mean negative log-likelihood and perplexity of texts under a causal LM, without generation.
 
-Two scopes: the whole text, or only the answer tokens of a prompt + answer pair (the tokens a
-fine-tune was trained to produce). Long texts are scored with the sliding window of the
+Three scopes:
+
+- **raw text the way lm-evaluation-harness scores it** (:func:`score_rolling`, the text metrics of
+  an evaluation): its ``loglikelihood_rolling`` request as the HF model (``HFLM``) of lm-eval
+  0.4 runs it. The text is tokenized with the tokenizer's own default special tokens
+  (``HFLM.tok_encode``), the first token is conditioned on one prefix token (the tokenizer's BOS,
+  else its EOS: ``HFLM.prefix_token_id``), so every token of the text is scored, and a text
+  longer than the model's maximum length is cut into disjoint windows of that length
+  (``get_rolling_token_windows`` with ``context_len=1`` and ``make_disjoint_window``): each
+  window after the first is conditioned on the tokens just before it, up to the maximum length;
+- the whole text with the tokenizer's own tokens, the first token unscored (:func:`score`);
+- only the answer tokens of a prompt + answer pair (the tokens a fine-tune was trained to
+  produce; :func:`score`).
+
+With :func:`score`, long texts are scored with the sliding window of the
 transformers perplexity guide (docs: "Perplexity of fixed-length models"): windows of
 ``window`` tokens that start every ``stride`` tokens, where each window scores only the tokens
 the previous window did not reach (the overlap's labels are -100) so every token is counted
@@ -88,11 +101,17 @@ def tokenize_prompt_answer(tokenizer: Any, prompt: str, answer: str) -> Tokenize
 
 @dataclass(frozen=True)
 class _Segment:
-    """One forward pass's worth of one example: a window of ids and its labels."""
+    """One forward pass's worth of one example: a window of ids and, for each position, the
+    token that position predicts (-100: not scored)."""
 
     example: int
     input_ids: list[int]
-    labels: list[int]
+    targets: list[int]
+
+    @classmethod
+    def of_labels(cls, example: int, input_ids: list[int], labels: list[int]) -> "_Segment":
+        """From labels aligned with the ids (transformers' convention: position t predicts t+1)."""
+        return cls(example, input_ids, labels[1:] + [IGNORE_INDEX])
 
 
 def windows(example: TokenizedExample, window: int | None, stride: int | None) -> list[tuple[list[int], list[int]]]:
@@ -126,7 +145,7 @@ def windows(example: TokenizedExample, window: int | None, stride: int | None) -
 
 
 def _segments(examples: Sequence[TokenizedExample], window: int | None, stride: int | None) -> list[_Segment]:
-    return [_Segment(i, ids, labels) for i, example in enumerate(examples)
+    return [_Segment.of_labels(i, ids, labels) for i, example in enumerate(examples)
             for ids, labels in windows(example, window, stride)]
 
 
@@ -138,15 +157,14 @@ def _segment_nll(model: Any, batch: Sequence[_Segment], pad_id: int) -> list[tup
     device = next(model.parameters()).device
     width = max(len(s.input_ids) for s in batch)
     ids = torch.tensor([s.input_ids + [pad_id] * (width - len(s.input_ids)) for s in batch], device=device)
-    labels = torch.tensor([s.labels + [IGNORE_INDEX] * (width - len(s.labels)) for s in batch], device=device)
+    targets = torch.tensor([s.targets + [IGNORE_INDEX] * (width - len(s.targets)) for s in batch], device=device)
     attention = torch.tensor([[1] * len(s.input_ids) + [0] * (width - len(s.input_ids)) for s in batch],
                              device=device)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=attention).logits
-    # Shift as the model's own loss does: position t predicts token t+1. float32 for the sums,
+    # The targets are already shifted (position t predicts targets[t]). float32 for the sums,
     # since bf16 log-softmax would cost the 1e-4 agreement with a direct computation.
-    targets = labels[:, 1:]
-    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+    losses = F.cross_entropy(logits.float().transpose(1, 2), targets,
                              ignore_index=IGNORE_INDEX, reduction="none")
     counts = (targets != IGNORE_INDEX).sum(dim=1)
     return [(float(loss), int(count)) for loss, count in zip(losses.sum(dim=1), counts)]
@@ -157,6 +175,16 @@ def _batches(segments: list[_Segment], batch_size: int) -> list[list[_Segment]]:
     # so the order of forward passes does not matter.
     ordered = sorted(segments, key=lambda s: len(s.input_ids))
     return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def _score_segments(model: Any, segments: list[_Segment], examples: int, batch_size: int,
+                    pad_id: int) -> NllResult:
+    sums, counts = [0.0] * examples, [0] * examples
+    for batch in _batches(segments, batch_size):
+        for segment, (nll, count) in zip(batch, _segment_nll(model, batch, pad_id)):
+            sums[segment.example] += nll
+            counts[segment.example] += count
+    return NllResult(sums, counts)
 
 
 def score(model: Any, examples: Sequence[TokenizedExample], *, window: int | None = None,
@@ -177,12 +205,7 @@ def score(model: Any, examples: Sequence[TokenizedExample], *, window: int | Non
         One NLL sum (nats) and scored-token count per example.
     """
     window = window or getattr(model.config, "max_position_embeddings", None)
-    sums, counts = [0.0] * len(examples), [0] * len(examples)
-    for batch in _batches(_segments(examples, window, stride), batch_size):
-        for segment, (nll, count) in zip(batch, _segment_nll(model, batch, pad_id)):
-            sums[segment.example] += nll
-            counts[segment.example] += count
-    return NllResult(sums, counts)
+    return _score_segments(model, _segments(examples, window, stride), len(examples), batch_size, pad_id)
 
 
 def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], answers: Sequence[str] | None = None,
@@ -197,3 +220,98 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], answers: Seque
         examples = [tokenize_prompt_answer(tokenizer, p, a) for p, a in zip(texts, answers)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return score(model, examples, pad_id=pad_id, **options)
+
+
+# -- raw text, as lm-evaluation-harness's loglikelihood_rolling ------------------------------------
+
+DEFAULT_MAX_LENGTH = 2048  # lm-eval's HFLM default when neither config nor tokenizer gives one
+_TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit" model_max_length
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """The token a text's first token is conditioned on: BOS, else EOS (lm-eval's
+    ``HFLM.prefix_token_id``)."""
+    token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if token is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition the first token on")
+    return int(token)
+
+
+def max_length(model: Any, tokenizer: Any) -> int:
+    """The model's maximum length as lm-eval's HFLM resolves it: the (text) config's
+    ``n_positions``, ``max_position_embeddings`` or ``n_ctx``, else the tokenizer's
+    ``model_max_length``, else 2048."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "text_config", None) or config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit != _TOKENIZER_INFINITY:
+        return int(limit)
+    return DEFAULT_MAX_LENGTH
+
+
+def tokenize_rolling(tokenizer: Any, text: str) -> list[int]:
+    """The text's tokens as lm-eval's ``HFLM.tok_encode`` makes them: the tokenizer's default
+    special tokens, none added when the text already starts with the prefix token's text."""
+    prefix = tokenizer.decode(prefix_token_id(tokenizer))
+    add = not text.startswith(prefix)  # lm-eval's has_bos_prefix (an empty prefix text counts)
+    return list(tokenizer.encode(text, add_special_tokens=add))
+
+
+def rolling_windows(tokens: Sequence[int], prefix: int, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) pairs that score every token once, as lm-eval's
+    ``get_rolling_token_windows(context_len=1)`` followed by ``make_disjoint_window``.
+
+    The first window predicts the first ``max_len`` tokens after ``prefix``; each later window
+    predicts the next ``max_len`` tokens (fewer at the end) given the tokens before them, so
+    that context + continuation minus its last token is at most ``max_len`` tokens.
+    """
+    if max_len < 1:
+        raise ValueError(f"the maximum length must be at least 1, got {max_len}")
+    tokens = list(tokens)
+    if not tokens:
+        return []
+    first = min(max_len, len(tokens))
+    pairs = [([prefix], tokens[:first])]
+    predicted = first
+    while predicted < len(tokens):
+        count = min(len(tokens) - predicted, max_len)
+        end = predicted + count
+        context = tokens[max(end - max_len - 1, 0):end - 1]
+        # make_disjoint_window: drop the context tokens the continuation already holds.
+        pairs.append((context[:len(context) - (count - 1)], tokens[end - count:end]))
+        predicted = end
+    return pairs
+
+
+def rolling_segments(tokens: Sequence[Sequence[int]], prefix: int, max_len: int) -> list[_Segment]:
+    """One forward pass per window: input = (context + continuation) without its last token,
+    the continuation's tokens predicted by the last ``len(continuation)`` positions."""
+    segments = []
+    for i, ids in enumerate(tokens):
+        for context, continuation in rolling_windows(ids, prefix, max_len):
+            full = context + continuation
+            segments.append(_Segment(i, full[:-1], [IGNORE_INDEX] * (len(context) - 1) + continuation))
+    return segments
+
+
+def score_rolling(model: Any, tokenizer: Any, texts: Sequence[str], *, max_len: int | None = None,
+                  batch_size: int = 8) -> NllResult:
+    """NLL sums (nats) of whole texts and the number of tokens each covers, every token scored,
+    exactly as lm-eval's ``loglikelihood_rolling`` on its HF model (see the module docstring).
+
+    Args:
+        model: A causal LM (transformers or peft) on its device, in eval mode.
+        tokenizer: Its tokenizer.
+        texts: The raw texts; no chat template is applied.
+        max_len: Most tokens per forward pass; None = :func:`max_length` (lm-eval's default).
+        batch_size: Windows per forward pass.
+    """
+    prefix = prefix_token_id(tokenizer)
+    limit = max_len or max_length(model, tokenizer)
+    tokens = [tokenize_rolling(tokenizer, t) for t in texts]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return _score_segments(model, rolling_segments(tokens, prefix, limit), len(texts), batch_size, pad_id)

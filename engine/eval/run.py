@@ -25,6 +25,7 @@ from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.eval import generation as gen
 from engine.eval import spec as specs
+from engine.eval.catalog import TEXT_METRICS, TOKEN_PERPLEXITY
 from engine.eval.examples import EvalExample, slice_columns, slice_value, to_examples
 from engine.eval.generation import Eta
 from engine.eval.robust import perturb
@@ -32,6 +33,8 @@ from engine.eval.score import (
     MC_ACCURACY,
     PERPLEXITY,
     ModelOutputs,
+    count_bytes,
+    count_words,
     default_metrics,
     generation_metrics,
     known_metrics,
@@ -107,8 +110,16 @@ def check_slice_column(spec: specs.EvalSpec, ref: str, examples: list[EvalExampl
 
 def choose_metrics(spec: specs.EvalSpec, shape: str) -> list[str]:
     names = spec.metrics or default_metrics(shape)
-    if shape == "text" and set(names) != {PERPLEXITY}:
-        raise errors.usage(f"metrics: a text dataset has no prompts to answer; only {PERPLEXITY} applies")
+    if shape == "text":
+        # "perplexity" (answer perplexity) in an older spec: a text row's answer is its whole text.
+        names = list(dict.fromkeys(TOKEN_PERPLEXITY if n == PERPLEXITY else n for n in names))
+        other = [n for n in names if n not in TEXT_METRICS]
+        if other:
+            raise errors.usage(f"metrics: a text dataset has no prompts to answer, so {', '.join(other)} "
+                               f"cannot be scored; only {', '.join(TEXT_METRICS)} apply")
+    elif any(n in TEXT_METRICS for n in names):
+        raise errors.usage(f"metrics: {', '.join(n for n in names if n in TEXT_METRICS)} score raw text and "
+                           f"need a text dataset; rows with a prompt have answer perplexity ({PERPLEXITY})")
     if MC_ACCURACY in names and shape != "classification":
         raise errors.usage(f"metrics: {MC_ACCURACY} needs a classification dataset (text, label)")
     return names
@@ -117,8 +128,9 @@ def choose_metrics(spec: specs.EvalSpec, shape: str) -> list[str]:
 # -- running ---------------------------------------------------------------------------------
 
 class Runner:
-    """Runs one model over the rows: generation (clean and perturbed), label ranking and
-    answer perplexity, with progress and ETA across the whole evaluation."""
+    """Runs one model over the rows: generation (clean and perturbed), label ranking, answer
+    perplexity and the raw-text NLL of text rows, with progress and ETA across the whole
+    evaluation."""
 
     def __init__(self, spec: specs.EvalSpec, names: Sequence[str], examples: list[EvalExample],
                  models: int, job: Job) -> None:
@@ -126,7 +138,8 @@ class Runner:
         self.spec, self.names, self.examples, self.job = spec, list(names), examples, job
         self.variants = {p: perturb(examples, p, spec.seed) for p in spec.robustness}
         per_set = int(bool(generation_metrics(names))) + int(MC_ACCURACY in names)
-        per_model = len(examples) * (int(PERPLEXITY in names) + per_set * (1 + len(self.variants)))
+        likelihood = PERPLEXITY in names or any(n in TEXT_METRICS for n in names)
+        per_model = len(examples) * (int(likelihood) + per_set * (1 + len(self.variants)))
         self.eta = Eta(per_model * models)
         self.label = ""
         self._last_tenth = 0
@@ -161,6 +174,12 @@ class Runner:
             nll = gen.answer_nll(model, tokenizer, self.examples, self.spec.batch_size, cancelled,
                                  self.progress("perplexity"))
             out.nll_sums, out.token_counts = nll.nll_sums, nll.token_counts
+        if any(n in TEXT_METRICS for n in self.names):
+            nll = gen.text_nll(model, tokenizer, self.examples, self.spec.batch_size, cancelled,
+                               self.progress("perplexity (text)"))
+            out.nll_sums, out.token_counts = nll.nll_sums, nll.token_counts
+            out.word_counts = [count_words(e.reference) for e in self.examples]
+            out.byte_counts = [count_bytes(e.reference) for e in self.examples]
         return out
 
     def _generate(self, model: Any, tokenizer: Any, rows: list[EvalExample], stage: str) -> list[str]:

@@ -6,19 +6,33 @@ Metric kinds:
 
 - generation metrics (engine.eval.metrics registry) score the generated text against the reference;
 - ``mc_accuracy`` scores the label the model ranks most likely (lm-eval's ``acc``);
-- ``perplexity`` is exp(token-weighted mean NLL of the reference answers); per row it is the
-  row's own perplexity. Lower is better.
+- ``perplexity`` (answer perplexity) is exp(token-weighted mean NLL of the reference answers);
+  per row it is the row's own perplexity. Lower is better.
+- the text metrics of text datasets (``token_perplexity``, ``word_perplexity``,
+  ``byte_perplexity``, ``bits_per_byte``) divide the total NLL of the raw texts (scored as
+  lm-eval's ``loglikelihood_rolling``) by their tokens, words or UTF-8 bytes, as lm-eval's
+  ``weighted_perplexity`` and ``bits_per_byte`` aggregations do: sums over the set, not a mean
+  of per-row values. Words and bytes are counted as lm-eval's ``count_words`` and
+  ``count_bytes`` count them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from engine.eval import catalog as eval_catalog
 from engine.eval import metrics as metric_registry
-from engine.eval.catalog import MC_ACCURACY, PERPLEXITY
+from engine.eval.catalog import (
+    BITS_PER_BYTE,
+    BYTE_PERPLEXITY,
+    MC_ACCURACY,
+    PERPLEXITY,
+    TEXT_METRICS,
+    WORD_PERPLEXITY,
+)
 from engine.eval.robust import robustness_delta, slice_scores
 from engine.eval.spec import EvalSpec
 
@@ -36,12 +50,27 @@ def default_metrics(shape: str) -> list[str]:
     if shape == "classification":
         return [PERPLEXITY, "accuracy", MC_ACCURACY]
     if shape == "text":
-        return [PERPLEXITY]
+        return list(TEXT_METRICS)
     return [PERPLEXITY, "token_f1", "rougeL", "chrf"]
 
 
+# Scored from the fixed reference text: the model's answer does not change them.
+REFERENCE_METRICS = (PERPLEXITY, *TEXT_METRICS)
+
+
 def generation_metrics(names: Sequence[str]) -> list[str]:
-    return [n for n in names if n not in (PERPLEXITY, MC_ACCURACY)]
+    return [n for n in names if n not in (*REFERENCE_METRICS, MC_ACCURACY)]
+
+
+def count_words(text: str) -> int:
+    r"""Words as lm-eval counts them for word perplexity (``len(re.split(r"\s+", text))``:
+    leading or trailing whitespace adds an empty piece, as there)."""
+    return len(re.split(r"\s+", text))
+
+
+def count_bytes(text: str) -> int:
+    """UTF-8 bytes, as lm-eval counts them for byte perplexity and bits per byte."""
+    return len(text.encode("utf-8"))
 
 
 def metric_options(name: str, spec: EvalSpec) -> dict[str, Any]:
@@ -58,16 +87,34 @@ class ModelOutputs:
 
     texts: list[str] = field(default_factory=list)
     picks: list[str] = field(default_factory=list)
-    nll_sums: list[float] = field(default_factory=list)
+    nll_sums: list[float] = field(default_factory=list)  # answer NLL, or the raw text's for text rows
     token_counts: list[int] = field(default_factory=list)
+    word_counts: list[int] = field(default_factory=list)  # text rows only
+    byte_counts: list[int] = field(default_factory=list)  # text rows only
     perturbed_texts: dict[str, list[str]] = field(default_factory=dict)
     perturbed_picks: dict[str, list[str]] = field(default_factory=dict)
 
 
+def _units(name: str, out: ModelOutputs) -> list[int]:
+    """What a likelihood metric divides the NLL by, per row: tokens, words or bytes."""
+    if name == WORD_PERPLEXITY:
+        return out.word_counts
+    if name in (BYTE_PERPLEXITY, BITS_PER_BYTE):
+        return out.byte_counts
+    return out.token_counts
+
+
+def _from_nll(name: str, nll: float, units: float) -> float:
+    """The metric of a total NLL (nats) over ``units`` tokens, words or bytes."""
+    if name == BITS_PER_BYTE:
+        return nll / units / math.log(2)
+    return math.exp(nll / units)
+
+
 def row_score(name: str, out: ModelOutputs, i: int, reference: str, spec: EvalSpec) -> float | None:
-    if name == PERPLEXITY:
-        count = out.token_counts[i]
-        return math.exp(out.nll_sums[i] / count) if count else None
+    if name in REFERENCE_METRICS:
+        count = _units(name, out)[i]
+        return _from_nll(name, out.nll_sums[i], count) if count else None
     if name == MC_ACCURACY:
         return float(out.picks[i] == reference)
     return metric_registry.get_metric(name).per_example(out.texts[i], reference, **metric_options(name, spec))
@@ -76,23 +123,26 @@ def row_score(name: str, out: ModelOutputs, i: int, reference: str, spec: EvalSp
 def subset_value(name: str, texts: Sequence[str], picks: Sequence[str], out: ModelOutputs,
                  references: Sequence[str], rows: Sequence[int], spec: EvalSpec) -> float:
     """The metric's set-level value over ``rows``."""
-    if name == PERPLEXITY:
-        tokens = sum(out.token_counts[i] for i in rows)
-        return math.exp(sum(out.nll_sums[i] for i in rows) / tokens) if tokens else float("nan")
+    if name in REFERENCE_METRICS:
+        units = sum(_units(name, out)[i] for i in rows)
+        return _from_nll(name, sum(out.nll_sums[i] for i in rows), units) if units else float("nan")
     if name == MC_ACCURACY:
         return sum(picks[i] == references[i] for i in rows) / len(rows) if rows else float("nan")
     metric = metric_registry.get_metric(name)
     return metric.aggregate([texts[i] for i in rows], [references[i] for i in rows], **metric_options(name, spec))
 
 
-def perplexity_ci(out: ModelOutputs, n_resamples: int, seed: int, confidence: float = 0.95) -> dict[str, float]:
-    """Percentile bootstrap of the set perplexity, resampling rows (with their token counts)."""
+def perplexity_ci(out: ModelOutputs, n_resamples: int, seed: int, confidence: float = 0.95,
+                  name: str = PERPLEXITY) -> dict[str, float]:
+    """Percentile bootstrap of a likelihood metric (answer perplexity by default), resampling
+    rows with their token, word or byte counts."""
     import numpy as np
 
-    sums, counts = np.asarray(out.nll_sums), np.asarray(out.token_counts, dtype=float)
-    estimate = math.exp(sums.sum() / counts.sum())
+    sums, counts = np.asarray(out.nll_sums), np.asarray(_units(name, out), dtype=float)
+    estimate = _from_nll(name, float(sums.sum()), float(counts.sum()))
     rows = np.random.default_rng(seed).integers(0, sums.size, size=(n_resamples, sums.size))
-    samples = np.exp(sums[rows].sum(axis=1) / np.maximum(counts[rows].sum(axis=1), 1))
+    ratio = sums[rows].sum(axis=1) / np.maximum(counts[rows].sum(axis=1), 1)
+    samples = ratio / math.log(2) if name == BITS_PER_BYTE else np.exp(ratio)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(samples, [tail, 100 - tail])
     return {"estimate": estimate, "low": float(low), "high": float(high)}
@@ -100,8 +150,8 @@ def perplexity_ci(out: ModelOutputs, n_resamples: int, seed: int, confidence: fl
 
 def set_value_ci(name: str, out: ModelOutputs, references: Sequence[str], spec: EvalSpec) -> dict[str, float]:
     """The set value of a metric with its 95% bootstrap interval."""
-    if name == PERPLEXITY:
-        return perplexity_ci(out, spec.bootstrap, spec.seed)
+    if name in REFERENCE_METRICS:
+        return perplexity_ci(out, spec.bootstrap, spec.seed, name=name)
     if name == MC_ACCURACY:
         ci = metric_registry.bootstrap_mean_ci([float(p == r) for p, r in zip(out.picks, references)],
                                                n_resamples=spec.bootstrap, seed=spec.seed)
@@ -143,13 +193,13 @@ def slices(names: Sequence[str], outputs: dict[str, ModelOutputs], references: S
 def robustness(names: Sequence[str], outputs: dict[str, ModelOutputs], references: Sequence[str],
                spec: EvalSpec) -> dict[str, Any]:
     """``{perturbation: {metric: {model: {clean, perturbed, delta}}}}`` for the metrics that
-    depend on the model's answer (perplexity scores the fixed reference, so it is left out)."""
+    depend on the model's answer (the perplexities score the fixed reference, so they are left out)."""
     rows = list(range(len(references)))
     report: dict[str, Any] = {}
     for perturbation in spec.robustness:
         per_metric: dict[str, Any] = {}
         for name in names:
-            if name == PERPLEXITY:
+            if name in REFERENCE_METRICS:
                 continue
             per_model = {}
             for label, out in outputs.items():

@@ -62,6 +62,36 @@ def test_perplexity_interval_brackets_the_estimate() -> None:
     assert math.exp(1.0) <= ci["low"] and ci["high"] <= math.exp(3.0)  # per-row extremes bound it
 
 
+def test_text_metrics_divide_the_total_nll_by_tokens_words_or_bytes() -> None:
+    # lm-eval's weighted_perplexity and bits_per_byte: sums over the set, not means of rows.
+    spec = specs.EvalSpec(dataset="d")
+    texts = [" two  words", "naïve café"]  # leading space: an empty first word, as lm-eval counts
+    assert [eval_score.count_words(t) for t in texts] == [3, 2]
+    assert [eval_score.count_bytes(t) for t in texts] == [11, 12]
+    out = ModelOutputs(nll_sums=[6.0, 3.0], token_counts=[4, 2], word_counts=[3, 2], byte_counts=[11, 12])
+    rows = [0, 1]
+    value = lambda name: eval_score.subset_value(name, [], [], out, texts, rows, spec)  # noqa: E731
+    assert value("token_perplexity") == pytest.approx(math.exp(9 / 6))
+    assert value("word_perplexity") == pytest.approx(math.exp(9 / 5))
+    assert value("byte_perplexity") == pytest.approx(math.exp(9 / 23))
+    assert value("bits_per_byte") == pytest.approx(9 / 23 / math.log(2))
+    assert eval_score.row_score("bits_per_byte", out, 1, texts[1], spec) == pytest.approx(3 / 12 / math.log(2))
+    ci = eval_score.set_value_ci("bits_per_byte", out, texts, specs.EvalSpec(dataset="d", bootstrap=50))
+    assert ci["estimate"] == pytest.approx(9 / 23 / math.log(2))
+    assert 6 / 11 / math.log(2) >= ci["high"] >= ci["estimate"] >= ci["low"] >= 3 / 12 / math.log(2)
+    assert eval_score.robustness(["bits_per_byte"], {"m": out}, texts,
+                                 specs.EvalSpec(dataset="d", robustness=["casing"])) == {"casing": {}}
+
+
+def test_every_metric_has_a_definition_and_text_data_defaults_to_the_text_metrics() -> None:
+    for name in eval_score.known_metrics():
+        info = eval_score.metric_info(name)
+        assert len(info["definition"]) > 80 and info["better"] in ("higher", "lower"), name
+    assert eval_score.default_metrics("text") == ["token_perplexity", "word_perplexity", "byte_perplexity",
+                                                  "bits_per_byte"]
+    assert eval_score.metric_info("perplexity")["title"] == "Answer perplexity"
+
+
 def test_perturbations_are_seeded_and_do_what_they_say() -> None:
     examples = to_examples(CLASSIFICATION, "classification")
     assert examples[0].choices == ("negative", "neutral", "positive")
