@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.core import config, errors, paths, protocol, workspace
 from engine.core.job import Job
 from engine.sweep import report, spec, study, worker
+from engine.train import job_queue
 
 log = logging.getLogger("engine.sweep")
 
@@ -42,6 +43,8 @@ def cmd_create(args: argparse.Namespace, job: Job) -> int:
 
 
 def cmd_run(args: argparse.Namespace, job: Job) -> int:
+    # The queue (and the window) stop a sweep it runs through sweeps/NAME.cancel: no stdin to use.
+    job.control.watch_cancel_file(job_queue.sweep_cancel_file(args.sweep))
     return _work(args.sweep, study.storage_url(args.sweep, args.storage), job)
 
 

@@ -319,3 +319,67 @@ def test_without_a_validation_split_a_maximised_metric_runs_every_trial_to_the_e
     for trial in summary["trials"]:
         assert trial["value"] == pytest.approx(evaluation_value(workspace_home, trial["evaluation"], "token_f1")[0])
         assert trial["intermediate"] == {}
+
+
+# -- the queue runs sweeps -------------------------------------------------------------------------
+
+def test_the_queue_runs_a_sweep_as_one_job_and_a_killed_sweep_job_resumes_when_queued_again(
+        tiny_model_dir, workspace_home, engine_env, tmp_path) -> None:
+    from engine.train import job_queue
+
+    path = sweep_file(tmp_path, tiny_model_dir, "queued", SPACE, n_trials=3, pruner="none", heartbeat_s=1,
+                      base={"max_steps": 16})
+    result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    sweep_job = result(engine(engine_env, "queue", "add", "--sweep", "queued", "--json"))["job"]
+    assert sweep_job["kind"] == "sweep" and sweep_job["args"] == ["queued"]
+    train_flags = ["--model", str(tiny_model_dir), "--dataset", "sample", "--device", "cpu", "--max-steps", "2",
+                   "--max-length", "96", "--sample-count", "0", "--name", "after-the-sweep"]
+    train_job = result(engine(engine_env, "queue", "add", "--json", "--", *train_flags))["job"]
+    missing = engine(engine_env, "queue", "add", "--sweep", "nosuch", "--json")
+    assert missing.returncode == 4 and "no sweep called nosuch" in missing.stdout
+
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "queue", "run"], env=engine_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: training_step(workspace_home, 1) >= 2, 300, "trial 1 to train 2 steps")
+        running = next(j for j in job_queue.load() if j["id"] == sweep_job["id"])
+        assert running["status"] == "running" and running["run_id"]  # the trial being trained
+        os.kill(running["pid"], signal.SIGKILL)  # the sweep's engine process, mid-trial
+        assert worker.wait(timeout=300) == 0  # the queue goes on with the job after the sweep
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    jobs = {j["id"]: j for j in job_queue.load()}
+    assert jobs[sweep_job["id"]]["status"] == "failed" and jobs[train_job["id"]]["status"] == "finished"
+    assert jobs[train_job["id"]]["started"] >= jobs[sweep_job["id"]]["ended"]
+
+    again = result(engine(engine_env, "queue", "add", "--sweep", "queued", "--json"))["job"]
+    ran = engine(engine_env, "queue", "run", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert next(j for j in job_queue.load() if j["id"] == again["id"])["status"] == "finished"
+    trials = status(engine_env, "queued")["trials"]
+    by_state = {state: [t for t in trials if t["state"] == state] for state in ("complete", "fail")}
+    assert len(by_state["complete"]) == 3 and [t["number"] for t in by_state["fail"]] == [1] and len(trials) == 4
+    retry = next(t for t in trials if t["retry_of"] == 1)
+    assert retry["state"] == "complete" and retry["params"] == by_state["fail"][0]["params"]
+
+
+def test_a_sweep_cancel_file_stops_a_queued_sweep_and_requeues_its_trial(tiny_model_dir, workspace_home,
+                                                                          engine_env, tmp_path) -> None:
+    from engine.train import job_queue
+
+    path = sweep_file(tmp_path, tiny_model_dir, "stopped", SPACE, n_trials=2, pruner="none", base={"max_steps": 16})
+    result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    job = job_queue.add_sweep("stopped")
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "queue", "run"], env=engine_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: training_step(workspace_home, 0) >= 2, 300, "trial 0 to train 2 steps")
+        job_queue.request_sweep_cancel("stopped")
+        assert worker.wait(timeout=300) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert next(j for j in job_queue.load() if j["id"] == job["id"])["status"] == "cancelled"
+    trials = status(engine_env, "stopped")["trials"]
+    assert [t["state"] for t in trials] == ["fail", "waiting"]  # trial 0 queued again for the next run
