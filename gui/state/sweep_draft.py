@@ -60,6 +60,8 @@ def suggested_row(k: Knob, value: Any) -> SpaceRow:
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, tuple)):

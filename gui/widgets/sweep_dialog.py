@@ -117,6 +117,7 @@ class SweepDialog(QDialog):
                                "replaces the range")
             table.setItem(row, 6, choices)
         table.resizeColumnsToContents()
+        table.setColumnWidth(6, 160)  # long choice lists are cut here; the cell holds them all
         table.horizontalHeader().setStretchLastSection(True)
         return table
 
@@ -153,7 +154,7 @@ class SweepDialog(QDialog):
             return spin
         edit = QLineEdit(str(k.default or ""))
         if k.name == "name":
-            edit.setText(f"{self._base.get('name') or 'sweep'}-sweep")
+            edit.setText(f"{self._base['name']}-sweep" if self._base.get("name") else "my-sweep")
         if k.name == "eval_spec":
             edit.setPlaceholderText("path of an evaluation spec file ([evaluate] table)")
         self._getters[k.name] = edit.text
