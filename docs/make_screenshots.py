@@ -6,11 +6,14 @@ Run from the repository root with the app's environment active:
         --prompt RUN_ID
     QT_QPA_PLATFORM=offscreen TUNEBENCH_HOME=WORKSPACE python docs/make_screenshots.py \
         --sweep NAME
+    QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py --sweep-dialog
 The first trains the bundled default model in a throw-away workspace, grabs the Train page
 once the given step has been plotted, then stops the run (Stop, as a user would). The second
 asks the Prompt page one review greedily in two columns, the finished run's adapter on (A) and
 off (B), and grabs the page when both answers are in. The third shows the Sweeps page with a
 sweep of that workspace (made with `sweep create` and `sweep run`) once the engine's summary is in.
+The fourth opens the Train page's Sweep… dialog on the CPU quick demo settings, with the epochs
+searched as well, and grabs the dialog.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="grab after this many steps")
     parser.add_argument("--prompt", metavar="RUN_ID", help="the Prompt page, with this run's adapter")
     parser.add_argument("--sweep", metavar="NAME", help="the Sweeps page, showing this sweep")
+    parser.add_argument("--sweep-dialog", action="store_true", help="the Train page's Sweep… dialog")
     args = parser.parse_args()
     if args.prompt:
         return prompt_page(args.prompt)
     if args.sweep:
         return sweeps_page(args.sweep)
+    if args.sweep_dialog:
+        return sweep_dialog()
     os.environ.setdefault("TUNEBENCH_HOME", tempfile.mkdtemp(prefix="tunebench-shot-"))
 
     from PySide6.QtCore import QTimer
@@ -134,6 +140,30 @@ def sweeps_page(name: str) -> int:
     watcher = QTimer(interval=500)
     watcher.timeout.connect(grab)
     watcher.start()
+    return app.exec()
+
+
+def sweep_dialog() -> int:
+    from PySide6.QtCore import QTimer
+
+    app, window = open_window("Train")
+    page = window.train_page
+
+    def grab() -> None:
+        page.sweep_button.click()
+        dialog = page.sweep_dialog
+        dialog.tick("epochs", choices="1, 2, 3")
+        dialog.set_setting("n_trials", 12)
+        dialog.set_setting("timeout_s", 3600)
+        QTimer.singleShot(300, lambda: save(dialog))
+
+    def save(dialog) -> None:  # noqa: ANN001
+        OUT.mkdir(parents=True, exist_ok=True)
+        dialog.grab().save(str(OUT / "sweep-dialog.png"))
+        print("saved", OUT / "sweep-dialog.png")
+        app.quit()
+
+    QTimer.singleShot(500, grab)
     return app.exec()
 
 

@@ -38,8 +38,9 @@ class ModelRef:
     model_dir: Path | None = None  # a full fine-tune replaces the base model
 
 
-def resolve_models(base_spec: str, adapters: Sequence[str]) -> tuple[str, list[ModelRef]]:
-    """(base model spec, models to evaluate: the base first, then each adapter)."""
+def resolve_models(base_spec: str, adapters: Sequence[str], with_base: bool = True) -> tuple[str, list[ModelRef]]:
+    """(base model spec, models to evaluate: the base first unless ``with_base`` is false, then
+    each adapter)."""
 
     refs = [ModelRef("base", None)]
     for spec in adapters:
@@ -50,7 +51,7 @@ def resolve_models(base_spec: str, adapters: Sequence[str]) -> tuple[str, list[M
             refs.append(ModelRef(label, folder))
         else:
             refs.append(ModelRef(label, None, folder))
-    return base_spec or "default", refs
+    return base_spec or "default", refs if with_base else refs[1:]
 
 
 def _unique_label(label: str, refs: Sequence[ModelRef]) -> str:

@@ -190,14 +190,16 @@ class Runner:
                                     on_rows=self.progress(stage))
 
 
-def evaluate(spec: specs.EvalSpec, job: Job) -> tuple[Path, dict[str, Any]]:
-    """Runs the evaluation; returns the finished folder and its summary."""
+def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Runs the evaluation; returns the finished folder and its summary. ``with_base=False``
+    scores only the adapters (a sweep scores each trial's adapter; the base is the same every
+    time)."""
 
     started = time.monotonic()
     version, split, shape, examples = load_examples(spec)
     check_slice_column(spec, version.ref, examples)
     names = choose_metrics(spec, shape)
-    base_spec, refs = gen.resolve_models(spec.model, spec.adapters)
+    base_spec, refs = gen.resolve_models(spec.model, spec.adapters, with_base)
     base_dir = gen.prepare_base(base_spec)
     device_name = device.pick(spec.device)
     tokenizer = gen.load_tokenizer(base_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.core import config, errors, paths, protocol, workspace
 from engine.core.job import Job
 from engine.sweep import report, spec, study, worker
+from engine.train import job_queue
 
 log = logging.getLogger("engine.sweep")
 
@@ -32,14 +33,18 @@ def cmd_create(args: argparse.Namespace, job: Job) -> int:
     sweep = spec.load_toml(Path(args.config).expanduser())
     url = study.storage_url(sweep.name, args.storage)
     study.create(sweep, url)
-    log.info("Sweep %s created in %s: %d trials over %s", sweep.name, study.shown_url(url),
-             sweep.settings.n_trials, ", ".join(sweep.space))
+    log.info("Sweep %s created in %s: %d trials over %s, scored by %s", sweep.name, study.shown_url(url),
+             sweep.settings.n_trials, ", ".join(sweep.space), spec.objective_label(sweep.settings))
+    if spec.pruning_note(sweep):
+        log.warning("Sweep %s: %s", sweep.name, spec.pruning_note(sweep))
     job.channel.send(protocol.result({"name": sweep.name, "storage": study.shown_url(url),
                                       "definition": spec.to_dict(sweep)}))
     return protocol.ExitCode.OK
 
 
 def cmd_run(args: argparse.Namespace, job: Job) -> int:
+    # The queue (and the window) stop a sweep it runs through sweeps/NAME.cancel: no stdin to use.
+    job.control.watch_cancel_file(job_queue.sweep_cancel_file(args.sweep))
     return _work(args.sweep, study.storage_url(args.sweep, args.storage), job)
 
 
@@ -50,6 +55,8 @@ def cmd_worker(args: argparse.Namespace, job: Job) -> int:
 def _work(name: str | None, url: str, job: Job) -> int:
     optuna_study, sweep = study.load(name, url, heartbeat=True)
     log.info("Sweep %s: working on %s", sweep.name, study.shown_url(url))
+    if spec.pruning_note(sweep):
+        log.warning("Sweep %s: %s", sweep.name, spec.pruning_note(sweep))
     code = worker.work(optuna_study, sweep, job)
     job.channel.send(protocol.result(_brief(report.summary(optuna_study, sweep, url))))
     return code
@@ -76,7 +83,7 @@ def cmd_best(args: argparse.Namespace, job: Job) -> int:
     if args.write:
         target = Path(args.write).expanduser()
         workspace.atomic_write_text(target, config.to_toml(cfg, f"Best trial ({best.number}) of sweep {sweep.name}: "
-                                                          f"validation loss {best.value:.6g}."))
+                                                          f"{spec.objective_label(sweep.settings)} {best.value:.6g}."))
         data["written"] = str(target)
     job.channel.send(protocol.result(data))
     return protocol.ExitCode.OK

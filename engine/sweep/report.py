@@ -27,6 +27,7 @@ def trial_row(trial: Any) -> dict[str, Any]:
             "params": dict(trial.params), "run_id": trial.user_attrs.get("run_id"),
             "duration_s": round(duration, 2) if duration is not None else None,
             "pruned_step": trial.user_attrs.get("pruned_step"),
+            "evaluation": trial.user_attrs.get("evaluation"),
             "retry_of": trial.system_attrs.get("failed_trial"),
             "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
             "intermediate": {str(step): value for step, value in sorted(trial.intermediate_values.items())}}
@@ -65,7 +66,9 @@ def summary(optuna_study: Any, sweep: spec.Sweep, url: str) -> dict[str, Any]:
     weights, note = importance(optuna_study)
     return {"name": sweep.name, "storage": study.shown_url(url), "definition": spec.to_dict(sweep),
             "n_trials": sweep.settings.n_trials, "direction": sweep.settings.direction,
-            "objective": sweep.settings.objective, "states": states,
+            "objective": sweep.settings.objective, "metric": sweep.settings.metric,
+            "objective_label": spec.objective_label(sweep.settings), "pruning_note": spec.pruning_note(sweep),
+            "states": states,
             "done": states.get("complete", 0) + states.get("pruned", 0), "trials": rows,
             "best": trial_row(best) if best is not None else None,
             "importance": weights, "importance_note": note}

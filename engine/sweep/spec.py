@@ -22,6 +22,11 @@ form are one schema that the CLI, the files and the window share. A sweep file::
     [sweep.space.lora_r]         # ... or a list of choices
     choices = [4, 8, 16]
 
+With ``objective = "metric"`` each finished trial is also evaluated (engine/eval, the same code as
+`evaluate run`) on its own adapter, and the trial's value is ``metric`` from that evaluation; the
+evaluation spec is a file (``eval_spec``, an ``[evaluate]`` table) or an inline
+``[sweep.evaluate]`` table, and ``direction`` must be given and agree with the metric.
+
 The definition travels inside the study (:func:`to_dict`), so a worker on another machine
 needs only the storage URL.
 """
@@ -39,10 +44,14 @@ from typing import Any
 from engine.core import config, schema
 from engine.core.config import TrainConfig
 from engine.core.schema import ConfigError, knob
+from engine.eval import catalog
+from engine.eval import spec as eval_specs
+from engine.eval.spec import EvalSpec
 
 SECTION = "sweep"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
-OBJECTIVES = ("val_loss",)
+OBJECTIVES = ("val_loss", "metric")
+METRICS = catalog.known_metrics()
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "successive_halving", "none")
 
@@ -56,11 +65,25 @@ class SweepConfig:
         "(letters, digits, '-', '_', '.'); empty = the sweep file's name.", label="Name")
     objective: str = knob(
         "val_loss", "What a trial scores. val_loss: the run's best validation loss (the "
-        "checkpoint its adapter keeps), so base.val_fraction must be above 0.",
+        "checkpoint its adapter keeps), so base.val_fraction must be above 0. metric: after "
+        "training, the trial's adapter is evaluated with an evaluation spec (eval_spec or a "
+        "[sweep.evaluate] table) and the trial scores that evaluation's `metric`.",
         label="Objective", choices=OBJECTIVES)
+    metric: str | None = knob(
+        None, "objective = metric: the evaluation metric each trial scores, e.g. token_f1, rougeL, "
+        "accuracy, json_field_match or perplexity (see `evaluate run --help`).", label="Metric",
+        choices=METRICS)
+    eval_spec: str = knob(
+        "", "objective = metric: an evaluation spec file (an [evaluate] table, as for `evaluate run "
+        "--config`; relative to the sweep file) run on each trial's adapter. Its dataset should be a "
+        "held-out split; adapters and model are left empty (the trial's adapter and its base are "
+        "used). Instead of a file, a [sweep.evaluate] table may hold the spec.",
+        label="Evaluation spec")
     direction: str = knob(
         "minimize", "Whether lower or higher objective values are better; validation loss is "
-        "minimised.", label="Direction", choices=("minimize", "maximize"))
+        "minimised. With objective = metric it must be given, and agree with the metric "
+        "(maximize for token_f1, minimize for perplexity).", label="Direction",
+        choices=("minimize", "maximize"))
     n_trials: int = knob(
         20, "Trials the sweep runs, counting finished and pruned ones (a failed trial does not "
         "count; a killed one is retried).", label="Trials", minimum=1, maximum=10_000)
@@ -130,6 +153,7 @@ class Sweep:
     settings: SweepConfig
     base: TrainConfig
     space: dict[str, Param] = field(default_factory=dict)
+    evaluation: EvalSpec | None = None  # objective = metric: the spec run on each trial's adapter
 
     @property
     def name(self) -> str:
@@ -145,26 +169,158 @@ PARAM_KEYS = ("low", "high", "log", "step", "choices")
 
 
 def load_toml(path: Path) -> Sweep:
-    """A sweep from the ``[sweep]`` table of ``path``; ConfigError names the file and field."""
+    """A sweep from the ``[sweep]`` table of ``path``; ConfigError names the file, the line
+    (where the field is written in the file) and the field."""
     table = schema.read_toml_table(path, SECTION)
-    return from_dict(table, source=str(path), default_name=path.stem)
+    try:
+        return from_dict(table, source=str(path), default_name=path.stem, folder=path.parent)
+    except ConfigError as exc:
+        raise with_line(exc, path, SECTION) from None
 
 
-def from_dict(table: dict[str, Any], source: str = "", default_name: str = "") -> Sweep:
+def with_line(exc: ConfigError, path: Path, section: str) -> ConfigError:
+    """``exc`` with ``file:line`` as its source when it was raised about ``path`` and the line
+    that sets its field is found there; else ``exc`` itself."""
+    if exc.source != str(path):
+        return exc
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return exc
+    line = field_line(text, section, exc.field)
+    if not line:
+        return exc
+    message = str(exc).removeprefix(f"{exc.source}: ").removeprefix(f"{exc.field}: ")
+    located = ConfigError(exc.field, message, f"{path}:{line}")
+    return located
+
+
+HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+
+
+def field_line(text: str, section: str, field_name: str) -> int:
+    """The 1-based line of a TOML file that sets ``field_name`` (dotted, inside ``[section]``):
+    its ``key =`` line, else the header of its table; 0 when neither is written out."""
+    parts = [p for p in field_name.split(".") if p]
+    if not parts:
+        return 0
+    wanted = [(".".join([section, *parts[:-1]]), parts[-1]), (".".join([section, *parts]), None)]
+    lines = text.splitlines()
+    for table, key in wanted:
+        current = ""
+        for number, line in enumerate(lines, start=1):
+            header = HEADER.match(line)
+            if header:
+                current = ".".join(p.strip().strip("\"'") for p in header.group(1).split("."))
+                if key is None and current == table:
+                    return number
+                continue
+            in_table = current == table or (not current and table == section)
+            if key is not None and in_table and re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", line):
+                return number
+    return 0
+
+
+def from_dict(table: dict[str, Any], source: str = "", default_name: str = "", folder: Path | None = None) -> Sweep:
+    """A sweep from its table; ``folder`` is where a relative ``eval_spec`` path starts."""
     table = dict(table)
     base_values = table.pop("base", {})
     space_values = table.pop("space", {})
+    evaluate_values = table.pop("evaluate", None)
     if not isinstance(base_values, dict) or not isinstance(space_values, dict):
         raise ConfigError("base" if not isinstance(base_values, dict) else "space", "must be a table", source)
+    if evaluate_values is not None and not isinstance(evaluate_values, dict):
+        raise ConfigError("evaluate", "must be a table (an evaluation spec's settings)", source)
     settings = schema.check(schema.from_mapping(SweepConfig, table, source=source), source)
     if not settings.name:
         settings = dataclasses.replace(settings, name=default_name)
-    _check_settings(settings, source)
+    _check_settings(settings, source, direction_given="direction" in table)
+    evaluation = _evaluation(settings, evaluate_values, source, folder)
     base = _base(base_values, source)
     space = {name: parse_param(name, values, source) for name, values in space_values.items()}
-    sweep = Sweep(settings, base, space)
+    sweep = Sweep(settings, base, space, evaluation)
     check(sweep, source)
     return sweep
+
+
+def _evaluation(settings: SweepConfig, values: dict[str, Any] | None, source: str,
+                folder: Path | None) -> EvalSpec | None:
+    """The evaluation spec of a metric objective, checked: from the inline table (which a
+    stored definition always carries) or from the eval_spec file."""
+    if settings.objective != "metric":
+        given = [name for name, unset in (("metric", settings.metric is None), ("eval_spec", not settings.eval_spec),
+                                          ("evaluate", values is None)) if not unset]
+        if given:
+            raise ConfigError(given[0], f'is only used with objective = "metric" (the objective is '
+                              f"{settings.objective})", source)
+        return None
+    if values is not None:
+        where, prefix = source, "evaluate."
+        try:
+            evaluation = eval_specs.from_mapping(values, source=source)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}{exc.field}", str(exc).split(f"{exc.field}: ", 1)[-1], source) from None
+    elif settings.eval_spec:
+        path = Path(settings.eval_spec).expanduser()
+        if not path.is_absolute() and folder is not None:
+            path = folder / path
+        if not path.is_file():
+            raise ConfigError("eval_spec", f"file not found: {path}", source)
+        where, prefix = str(path), ""
+        try:
+            evaluation = eval_specs.load_toml(path)
+        except ConfigError as exc:
+            raise with_line(exc, path, eval_specs.SECTION) from None
+    else:
+        raise ConfigError("eval_spec", 'is required with objective = "metric": an evaluation spec file '
+                          "(an [evaluate] table) or a [sweep.evaluate] table", source)
+    try:
+        _check_evaluation(settings, evaluation, where, prefix)
+    except ConfigError as exc:
+        if where != source:
+            raise with_line(exc, Path(where), eval_specs.SECTION) from None
+        raise
+    return evaluation
+
+
+def _check_evaluation(settings: SweepConfig, evaluation: EvalSpec, where: str, prefix: str) -> None:
+    metric = settings.metric or ""
+    if evaluation.adapters:
+        raise ConfigError(f"{prefix}adapters", "must be empty: each trial's own adapter is evaluated", where)
+    if evaluation.model:
+        raise ConfigError(f"{prefix}model", "must be empty: the trial's base model is used", where)
+    if evaluation.metrics and metric not in evaluation.metrics:
+        raise ConfigError(f"{prefix}metrics", f"does not include the sweep's metric {metric!r} "
+                          f"({', '.join(evaluation.metrics)})", where)
+    try:
+        eval_specs.check(evaluation, METRICS)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc.field}", str(exc).split(f"{exc.field}: ", 1)[-1], where) from None
+
+
+def trial_evaluation(sweep: Sweep, run_id: str, trial_number: int) -> EvalSpec:
+    """The evaluation spec run on one trial's adapter: the sweep's, with that adapter and (when
+    the spec names no metrics) only the objective metric."""
+    if sweep.evaluation is None or not sweep.settings.metric:
+        raise ValueError(f"sweep {sweep.name} has no metric objective")
+    return dataclasses.replace(sweep.evaluation, adapters=[run_id],
+                               metrics=list(sweep.evaluation.metrics) or [sweep.settings.metric],
+                               name=sweep.evaluation.name or f"{sweep.name}-trial-{trial_number}")
+
+
+def objective_label(settings: SweepConfig) -> str:
+    """What a trial's value is, in words: "validation loss" or the metric's title."""
+    if settings.objective == "metric" and settings.metric:
+        return catalog.metric_info(settings.metric)["title"]
+    return "validation loss"
+
+
+def pruning_note(sweep: Sweep) -> str:
+    """Why pruning is off although a pruner is set ("" when it works as set)."""
+    if sweep.settings.pruner != "none" and sweep.base.val_fraction <= 0:
+        return (f"pruning is off: the {sweep.settings.pruner} pruner is fed by the validation loss at each "
+                "evaluation step, and base.val_fraction is 0 (no validation split); every trial runs to the end")
+    return ""
 
 
 def _base(values: dict[str, Any], source: str) -> TrainConfig:
@@ -174,12 +330,23 @@ def _base(values: dict[str, Any], source: str) -> TrainConfig:
         raise ConfigError(f"base.{exc.field}", str(exc).split(f"{exc.field}: ", 1)[-1], source) from None
 
 
-def _check_settings(settings: SweepConfig, source: str) -> None:
+def _check_settings(settings: SweepConfig, source: str, direction_given: bool = True) -> None:
     if not NAME_PATTERN.match(settings.name):
         raise ConfigError("name", f"{settings.name!r} is not a usable sweep name (letters, digits, '-', '_', "
                           "'.'; at most 80)", source)
     if settings.objective == "val_loss" and settings.direction != "minimize":
         raise ConfigError("direction", "val_loss is minimised; use minimize", source)
+    if settings.objective == "metric":
+        if not settings.metric:
+            raise ConfigError("metric", f'is required with objective = "metric" (one of: {", ".join(METRICS)})',
+                              source)
+        better = catalog.metric_info(settings.metric)["better"]
+        expected = "maximize" if better == "higher" else "minimize"
+        if not direction_given:
+            raise ConfigError("direction", f'must be given with objective = "metric": {settings.metric} is '
+                              f'better {better}, so direction = "{expected}"', source)
+        if settings.direction != expected:
+            raise ConfigError("direction", f"{settings.metric} is better {better}; use {expected}", source)
 
 
 def parse_param(name: str, values: Any, source: str = "") -> Param:
@@ -280,15 +447,19 @@ def check(sweep: Sweep, source: str = "") -> None:
 def to_dict(sweep: Sweep) -> dict[str, Any]:
     """The definition as plain JSON values: stored in the study, read back by :func:`from_dict`."""
     settings = dataclasses.asdict(sweep.settings)
-    return {**settings, "base": dataclasses.asdict(sweep.base),
-            "space": {name: param.as_dict() for name, param in sweep.space.items()}}
+    definition = {**settings, "base": dataclasses.asdict(sweep.base),
+                  "space": {name: param.as_dict() for name, param in sweep.space.items()}}
+    if sweep.evaluation is not None:  # inline, so a worker elsewhere needs no spec file
+        definition["evaluate"] = dataclasses.asdict(sweep.evaluation)
+    return definition
 
 
 def to_toml(sweep: Sweep) -> str:
     """The definition as a sweep file that :func:`load_toml` reads back unchanged."""
     import tomli_w  # light, pure Python; local so this module stays stdlib-only at import
 
-    return tomli_w.dumps({SECTION: to_dict(sweep)})
+    definition = {key: value for key, value in to_dict(sweep).items() if value is not None}  # TOML has no null
+    return tomli_w.dumps({SECTION: definition})
 
 
 def template(name: str = "my-sweep") -> str:
@@ -300,7 +471,9 @@ def template(name: str = "my-sweep") -> str:
     lines = ["[sweep]"]
     for k in schema.knobs(SweepConfig):
         value = name if k.name == "name" else k.default
-        lines += [*comment(k.help), f"{k.name} = {json.dumps(value)}", ""]
+        # A setting with no default (TOML has no null) is shown commented out.
+        written = f"# {k.name} = {json.dumps(k.choices[0])}" if value is None else f"{k.name} = {json.dumps(value)}"
+        lines += [*comment(k.help), written, ""]
     lines += [
         "# The run config every trial starts from: any `train` setting (see `train --help`).",
         "[sweep.base]",

@@ -155,6 +155,8 @@ def grid(sweep: spec.Sweep) -> dict[str, list[Any]]:
 def pruner(sweep: spec.Sweep) -> Any:
     module = optuna()
     settings = sweep.settings
+    if spec.pruning_note(sweep):  # no validation loss to prune on
+        return module.pruners.NopPruner()
     if settings.pruner == "median":
         return module.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
                                            n_warmup_steps=settings.pruner_warmup_steps)

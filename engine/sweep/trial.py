@@ -64,9 +64,12 @@ def trial_control(parent: Control, channel: Channel) -> Iterator[Control]:
         child.cancelled.set()  # ends the run's cancel-file watcher too
 
 
-def pruning_callback(trial: Any, control: Control) -> Any:
+def pruning_callback(trial: Any, control: Control, sign: float = 1.0) -> Any:
     """A TrainerCallback that reports each validation loss to the trial and, when the pruner
-    says so, stops the run the way Stop does. Built in a function: transformers loads torch."""
+    says so, stops the run the way Stop does. Built in a function: transformers loads torch.
+
+    ``sign`` -1 reports the negated loss: the pruner compares values in the study's direction,
+    so a study that maximises a metric still prunes the trials whose loss is highest."""
     from transformers import TrainerCallback
 
     class PruneOnValidation(TrainerCallback):
@@ -77,7 +80,7 @@ def pruning_callback(trial: Any, control: Control) -> Any:
             value = (metrics or {}).get("eval_loss")
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 return
-            trial.report(float(value), state.global_step)
+            trial.report(sign * float(value), state.global_step)
             self.best = float(value) if self.best is None else min(self.best, float(value))
             if self.pruned_step is None and trial.should_prune():
                 self.pruned_step = state.global_step
@@ -119,16 +122,16 @@ def _train_trial(trial: Any, sweep: spec.Sweep, cfg: Any, values: dict[str, Any]
         run = start_run(cfg, trial_job)
         trial.set_user_attr("run_id", run.id)
         run.update_info(sweep=sweep.name, trial=trial.number, sweep_params=values)
-        pruning = pruning_callback(trial, control)
+        pruning = pruning_callback(trial, control, -1.0 if sweep.settings.direction == "maximize" else 1.0)
         try:
             code = run_guarded(run, lambda: train(cfg, run, trial_job, device_name, callbacks=(pruning,)))
         finally:
             detach_run(run, trial_job)
-    return _outcome(trial, run, code, pruning.pruned_step, pruning.best, job)
+    return _outcome(trial, sweep, run, code, pruning.pruned_step, pruning.best, job)
 
 
-def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int | None, best: float | None,
-             job: Job) -> float:
+def _outcome(trial: Any, sweep: spec.Sweep, run: workspace.RunFolder, code: int, pruned_step: int | None,
+             best: float | None, job: Job) -> float:
     """The trial's value, or the exception that tells Optuna it was pruned or stopped."""
     if pruned_step is not None:
         run.update_info(status=workspace.PRUNED, pruned_step=pruned_step, exit_code=int(protocol.ExitCode.OK))
@@ -138,6 +141,10 @@ def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int |
         if job.control.cancelled.is_set():
             raise SweepCancelled(trial.number)
         raise TrialStopped(run.id)
+    if code != protocol.ExitCode.OK:
+        raise errors.EngineError(protocol.ExitCode.FAILED, f"trial run {run.id} ended with exit code {code}")
+    if sweep.settings.objective == "metric":
+        return _scored(trial, sweep, run, job)
     # The best evaluation, not the best checkpoint: run.json's best_eval_loss exists only when a
     # checkpoint was saved at that evaluation's step.
     value = best if best is not None else run.info().get("best_eval_loss")
@@ -145,4 +152,35 @@ def _outcome(trial: Any, run: workspace.RunFolder, code: int, pruned_step: int |
         raise errors.EngineError(protocol.ExitCode.FAILED, f"trial run {run.id} recorded no validation loss")
     run.update_info(sweep_value=value)
     log.info("Trial %d: validation loss %.4f (run %s)", trial.number, value, run.id)
+    return float(value)
+
+
+def _scored(trial: Any, sweep: spec.Sweep, run: workspace.RunFolder, job: Job) -> float:
+    """objective = metric: evaluates the trial's adapter with the sweep's evaluation spec (the
+    code of `evaluate run`, without the base model) and returns the metric from that
+    evaluation's summary.json; run.json and the trial record the evaluation's id."""
+    from engine.eval.run import evaluate
+
+    metric = str(sweep.settings.metric)
+    evaluation = spec.trial_evaluation(sweep, run.id, trial.number)
+    log.info("Trial %d: evaluating its adapter (%s on %s)", trial.number, metric, evaluation.dataset)
+    with trial_control(job.control, job.channel) as control:
+        try:
+            folder, summary = evaluate(evaluation, Job(job.channel, control, job.command), with_base=False)
+        except errors.EngineError as exc:
+            if exc.code == protocol.ExitCode.CANCELLED and job.control.cancelled.is_set():
+                raise SweepCancelled(trial.number) from None
+            run.update_info(sweep_error=f"evaluation: {exc.message}")
+            raise errors.EngineError(exc.code, f"trial {trial.number}: evaluation failed: {exc.message}") from None
+    if job.control.cancelled.is_set():
+        raise SweepCancelled(trial.number)
+    label = summary["models"][0]["label"]
+    value = summary["metrics"][metric]["values"][label]["estimate"]
+    trial.set_user_attr("evaluation", folder.name)
+    run.update_info(sweep_evaluation=folder.name)
+    if value is None or not math.isfinite(float(value)):
+        raise errors.EngineError(protocol.ExitCode.FAILED, f"trial {trial.number}: the evaluation {folder.name} "
+                                 f"gave no {metric} value")
+    run.update_info(sweep_value=float(value))
+    log.info("Trial %d: %s %.4f (run %s, evaluation %s)", trial.number, metric, value, run.id, folder.name)
     return float(value)

@@ -11,11 +11,15 @@ Layout::
         worker.json     {"pid": N}: the one worker of this workspace, created exclusively
         worker.log      the detached worker's stdout/stderr
 
-An entry is ``{"id", "name", "args", "created", "status", ...}`` where ``args`` are the flags
-given to ``tunebench-engine train`` (``--preset``, ``--config``, ``--resume``, settings) and
-status is queued, running, finished, failed, cancelled or interrupted. The worker runs each job
-as its own ``tunebench-engine train`` process, so the job's run folder records everything and a
-job outlives both the window and (as a folder) the worker.
+An entry is ``{"id", "name", "kind", "args", "created", "status", ...}``. A ``train`` job's
+``args`` are the flags given to ``tunebench-engine train`` (``--preset``, ``--config``, ``--resume``,
+settings); a ``sweep`` job's are the sweep's name, run as ``tunebench-engine sweep run NAME`` (its
+trials one after another, each an ordinary run folder; the entry's run_id follows the trial being
+trained). Status is queued, running, finished, failed, cancelled or interrupted. The worker runs
+each job as its own engine process, so the job's run folders (and a sweep's study) record
+everything and a job outlives both the window and (as a folder) the worker. A sweep job that was
+killed resumes when it is queued again: the study keeps its finished trials and the interrupted
+one is retried.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from engine.core import config, errors, paths, protocol, workspace
+from engine.core import config, errors, names, paths, protocol, workspace
 from engine.core.job import Job
 
 log = logging.getLogger("engine")
@@ -44,6 +48,8 @@ WORKER_LOG = "worker.log"
 CANCEL_REQUEST = "cancel.request"  # in a run folder: the engine polls for it (engine.core.control)
 
 QUEUED, RUNNING, INTERRUPTED = "queued", "running", "interrupted"
+TRAIN, SWEEP = "train", "sweep"  # a job's kind: the engine command it runs
+SWEEP_CANCEL = ".cancel"  # sweeps/NAME.cancel: `sweep run NAME` polls for it and stops the sweep
 LOCK_TIMEOUT_S = 10.0
 STALE_LOCK_S = 30.0  # no read-modify-write takes this long; an older lock was left by a crash
 EXIT_STATUS = {int(protocol.ExitCode.OK): workspace.FINISHED, int(protocol.ExitCode.CANCELLED): workspace.CANCELLED}
@@ -118,13 +124,45 @@ def load(root: Path | None = None) -> list[Entry]:
     return _read(queue_dir(root))
 
 
-def add(args: list[str], name: str = "", root: Path | None = None) -> Entry:
-    """Appends a job: ``args`` are `tunebench-engine train` flags."""
+def add(args: list[str], name: str = "", root: Path | None = None, kind: str = TRAIN) -> Entry:
+    """Appends a job: ``args`` are `tunebench-engine train` flags, or for ``kind`` sweep the
+    sweep's name (see :func:`add_sweep`)."""
     entry = {"id": time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2), "name": name or _name_in(args),
-             "args": [str(a) for a in args], "created": round(time.time(), 3), "status": QUEUED}
+             "kind": kind, "args": [str(a) for a in args], "created": round(time.time(), 3), "status": QUEUED}
     with _locked(root) as folder:
         _write(folder, [*_read(folder), entry])
     return entry
+
+
+def add_sweep(sweep: str, root: Path | None = None) -> Entry:
+    """Appends a job that runs the sweep ``sweep`` (its study sweeps/NAME.db in the workspace)
+    until it has its trials; NOT_FOUND when there is no such sweep."""
+    if not (sweeps_dir(root) / f"{names.child(sweeps_dir(root), sweep, 'sweep').name}.db").is_file():
+        raise errors.not_found(f"sweep: no sweep called {sweep} in {sweeps_dir(root)} (create it with `sweep create`)")
+    return add([sweep], f"sweep {sweep}", root, kind=SWEEP)
+
+
+def sweeps_dir(root: Path | None = None) -> Path:
+    return root / "sweeps" if root is not None else paths.sweeps_dir()
+
+
+def command_of(entry: Entry) -> list[str]:
+    """The engine command a job runs, without the engine's own argv."""
+    if entry.get("kind") == SWEEP:
+        return ["sweep", "run", *entry["args"]]
+    return ["train", *entry["args"]]
+
+
+def sweep_cancel_file(sweep: str, root: Path | None = None) -> Path:
+    return names.child(sweeps_dir(root), sweep, "sweep").with_name(sweep + SWEEP_CANCEL)
+
+
+def request_sweep_cancel(sweep: str, root: Path | None = None) -> None:
+    """Asks `sweep run NAME` to stop: the trial training now stops at its next step and is
+    queued again in the study for the next run of the sweep."""
+    target = sweep_cancel_file(sweep, root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    workspace.atomic_write_text(target, f"{time.time()}\n")
 
 
 def _name_in(args: list[str]) -> str:
@@ -275,9 +313,10 @@ def run_worker(engine: list[str], root: Path | None = None, env: dict[str, str] 
 
 
 def _run_job(engine: list[str], entry: Entry, root: Path | None, env: dict[str, str] | None) -> Entry:
-    """One `train --json` process; its stdout is read only to learn the run folder and an error
+    """One `train --json` (or `sweep run --json`) process; its stdout is read only to learn the run folder and an error
     line (the folder's event log is the record), and its exit code decides the job's status."""
-    argv = [*engine, "train", "--json", *entry["args"]]
+    verb = ["sweep", "run"] if entry.get("kind") == SWEEP else ["train"]
+    argv = [*engine, *verb, "--json", *entry["args"]]
     # A detached worker has no console on Windows: without this each job would open a window.
     flags = subprocess.CREATE_NO_WINDOW if os.name == "nt" else 0
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env,
@@ -320,8 +359,14 @@ def launch_worker(engine: list[str], env: dict[str, str] | None = None, root: Pa
 
 def cmd_add(args: argparse.Namespace, job: Job) -> int:
     train_args = [a for a in args.train_args if a != "--"]
-    _check_train_args(train_args, args.train_parser)
-    entry = add(train_args, args.name)
+    if args.sweep:
+        if train_args:
+            raise errors.usage(f"queue add: --sweep takes no train flags ({' '.join(train_args)}); the sweep file "
+                               "holds its settings")
+        entry = add_sweep(args.sweep)
+    else:
+        _check_train_args(train_args, args.train_parser)
+        entry = add(train_args, args.name)
     log.info("Queued job %s (%d waiting)", entry["id"], sum(j["status"] == QUEUED for j in load()))
     job.channel.send(protocol.result({"job": entry}))
     return protocol.ExitCode.OK
@@ -362,7 +407,7 @@ def cmd_list(args: argparse.Namespace, job: Job) -> int:
         for index, entry in enumerate(jobs, start=1):
             run = f"  run {entry['run_id']}" if entry.get("run_id") else ""
             print(f"{index:>3}. {entry['id']}  {entry['status']:<11} {entry['name'] or '-'}{run}\n"
-                  f"     train {' '.join(entry['args'])}")
+                  f"     {' '.join(command_of(entry))}")
         pid = worker_pid()
         print(f"{len(jobs)} job(s); " + (f"worker running (process {pid})" if pid else "no worker running"))
     return protocol.ExitCode.OK
@@ -389,7 +434,7 @@ def cmd_clear(args: argparse.Namespace, job: Job) -> int:
 def cmd_run(args: argparse.Namespace, job: Job) -> int:
     def on_event(what: str, entry: Entry) -> None:
         if what == "start":
-            log.info("Job %s started: train %s", entry["id"], " ".join(entry["args"]))
+            log.info("Job %s started: %s", entry["id"], " ".join(command_of(entry)))
         else:
             log.info("Job %s %s (exit %s)%s", entry["id"], entry["status"], entry.get("exit_code"),
                      f"; run {entry['run_id']}" if entry.get("run_id") else "")

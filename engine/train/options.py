@@ -39,6 +39,9 @@ class TrainOptions:
 @dataclass
 class QueueAddOptions:
     name: str = knob("", "a label for the job (default: the run name in the flags)")
+    sweep: str | None = knob(None, "queue the sweep NAME (`sweep run NAME`: its trials, one after another) "
+                             "instead of a training job; queued again after a kill, it resumes with the "
+                             "interrupted trial retried", metavar="NAME")
     train_args: list[str] = knob([], "flags for `train` (after --)", positional=True, nargs=argparse.REMAINDER)
 
 

@@ -3,8 +3,9 @@ parallel coordinates and knob importance, and the best trial with what to do nex
 
 Everything comes from `tunebench-engine sweep status NAME --json` (the engine reads the Optuna
 study), so this page imports neither optuna nor torch. The sweeps listed are the study files in
-the workspace's sweeps/ folder; sweeps are created and run from a terminal (README, "The engine
-CLI"), and their trials are ordinary runs on the Runs page.
+the workspace's sweeps/ folder; sweeps are made with the Train page's Sweep… button (which queues
+them) or from a terminal (README, "The engine CLI"), and their trials are ordinary runs on the Runs
+page.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class BestTrialCard(QGroupBox):
         self.evaluate_button = QPushButton("Evaluate best")
         self.evaluate_button.setToolTip("Open the Evaluate page with the best trial's adapter ticked")
         form = QFormLayout()
-        form.addRow("Validation loss", self.value_label)
+        self.value_name = QLabel("Validation loss")  # the objective: validation loss or a metric's title
+        form.addRow(self.value_name, self.value_label)
         form.addRow("Knobs", self.knobs_label)
         form.addRow("Run", self.run_label)
         layout = QVBoxLayout(self)
@@ -98,7 +100,8 @@ class SweepsPage(QWidget):
         self.sweep_combo = QComboBox()
         self.sweep_combo.setMinimumWidth(220)
         self.sweep_combo.setToolTip("The sweeps in the workspace (sweeps/NAME.db); create and run them with "
-                                    "`tunebench-engine sweep create` and `sweep run`")
+                                    "the Train page's Sweep… button, or `tunebench-engine sweep create` and "
+                                    "`sweep run`")
         self.refresh_button = QPushButton("Refresh")
         self.headline = QLabel(objectName="hint")
         top = QHBoxLayout()
@@ -148,7 +151,8 @@ class SweepsPage(QWidget):
             self.sweep_combo.setCurrentText(current)
         self.sweep_combo.blockSignals(False)
         if not names:
-            self.headline.setText("No sweeps yet: create one with `tunebench-engine sweep create SWEEP.toml`.")
+            self.headline.setText("No sweeps yet: make one with Sweep… on the Train page, or "
+                                  "`tunebench-engine sweep create SWEEP.toml`.")
             return
         self.load(self.sweep_combo.currentText())
 
@@ -163,6 +167,10 @@ class SweepsPage(QWidget):
     def show_summary(self, summary: SweepSummary) -> None:
         self.summary = summary
         self.headline.setText(summary.headline())
+        label = str(summary.data.get("objective_label") or "validation loss")
+        self.best_card.value_name.setText(label[:1].upper() + label[1:])
+        note = str(summary.data.get("pruning_note") or "")
+        self.headline.setToolTip(note[:1].upper() + note[1:] + "." if note else "")
         header, rows = sweep_view.table(summary)
         self.table.clear()
         self.table.setColumnCount(len(header))

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import config, fit, fit_estimate, protocol, workspace
+from engine.core import config, errors, fit, fit_estimate, protocol, workspace
 from engine.train import job_queue
 from gui.context import AppContext
 from gui.engine_client import EngineClient, format_command
@@ -40,6 +40,7 @@ from gui.widgets.config_form import ConfigForm
 from gui.widgets.log_view import LogView
 from gui.widgets.metric_plot import MetricPlot
 from gui.widgets.status_line import StatusLine
+from gui.widgets.sweep_dialog import SweepDialog
 from gui.widgets.train_queue import QueuePanel
 from gui.widgets.train_samples import SamplesView
 
@@ -86,6 +87,10 @@ class TrainPage(QWidget):
         self._fit_client.sig_progress.connect(self._on_fit_progress)
         self._fit_client.sig_result.connect(self._on_fit_result)
         self._fit_client.sig_finished.connect(self._on_fit_finished)
+        self.sweep_dialog: SweepDialog | None = None
+        self._sweep_name = ""
+        self._sweep_client = EngineClient(self)
+        self._sweep_client.sig_finished.connect(self._on_sweep_created)
         self.notifier = notifier or Notifier(self)
         self.notifier.sig_banner.connect(self._show_banner)
         self._build()
@@ -157,6 +162,11 @@ class TrainPage(QWidget):
         self.fit_button.setToolTip("Measure whether these settings fit in memory before starting: loads the model "
                                    "and trains two steps on the dataset's longest rows (seconds to minutes); "
                                    "writes no run")
+        self.sweep_button = QPushButton("Sweep…")
+        self.sweep_button.setToolTip("Search these settings: pick knobs to vary (ranges, log scale or choices), the "
+                                     "objective, trials, time budget, sampler and pruner; the sweep runs in the "
+                                     "queue as one job and its trials are ordinary runs")
+        self.sweep_button.clicked.connect(self._on_sweep_clicked)
         self.copy_button = QPushButton("Copy as command")
         self.copy_button.setToolTip("Copy the engine command for these settings; it runs the same job in a terminal")
         self.start_button.clicked.connect(self._on_start_clicked)
@@ -167,6 +177,7 @@ class TrainPage(QWidget):
         row.addWidget(self.start_button)
         row.addWidget(self.stop_button)
         row.addWidget(self.fit_button)
+        row.addWidget(self.sweep_button)
         row.addStretch(1)
         row.addWidget(self.copy_button)
         return row
@@ -372,6 +383,49 @@ class TrainPage(QWidget):
             return
         QGuiApplication.clipboard().setText(command)
         self.status_label.show_message("Copied the command to the clipboard.")
+
+    # -- sweeps ----------------------------------------------------------------------------------
+
+    def _on_sweep_clicked(self) -> None:
+        """Opens the Sweep… dialog on the form's settings (checked first, as Start checks them)."""
+        try:
+            cfg = config.validate(config.from_mapping(self.form.values()), "the form")
+        except config.ConfigError as exc:
+            self._show_config_error(exc)
+            return
+        base = {f.name: getattr(cfg, f.name) for f in config.fields_of()}
+        self.sweep_dialog = SweepDialog(base, self._context.workspace_dir / "sweeps", self)
+        self.sweep_dialog.accepted.connect(self._on_sweep_dialog_accepted)
+        self.sweep_dialog.open()
+
+    def _on_sweep_dialog_accepted(self) -> None:
+        dialog = self.sweep_dialog
+        if dialog is None or dialog.written is None or dialog.result_sweep is None:
+            return
+        self.create_sweep(dialog.written, dialog.result_sweep.name)
+
+    def create_sweep(self, sweep_file: Path, name: str) -> None:
+        """`sweep create FILE`, then the sweep queued as one job (`sweep run NAME`)."""
+        self._sweep_name = name
+        self.sweep_button.setEnabled(False)
+        self.status_label.show_message(f"Creating sweep {name} from {sweep_file}…")
+        self._sweep_client.start([*self._context.engine_command(), "sweep", "create", str(sweep_file), "--json"],
+                                 env=self._context.engine_env())
+
+    def _on_sweep_created(self, code: int, summary: str) -> None:
+        self.sweep_button.setEnabled(True)
+        if code != protocol.ExitCode.OK:
+            self.status_label.show_message(f"Could not create sweep {self._sweep_name}: {summary}", error=True)
+            return
+        try:
+            job_queue.add_sweep(self._sweep_name, root=self._context.workspace_dir)
+        except errors.EngineError as exc:
+            self.status_label.show_message(exc.message, error=True)
+            return
+        self.queue_panel.refresh()
+        self._ensure_worker()
+        self.status_label.show_message(f"Sweep {self._sweep_name} created and queued; its trials train here one "
+                                       "after another, and the Sweeps page shows what it found.")
 
     # -- the fit probe ----------------------------------------------------------------------------
 

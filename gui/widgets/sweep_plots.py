@@ -59,6 +59,7 @@ class SweepPlots(QWidget):
         self.drawn: dict[str, int] = {}  # what each chart holds, for tests
 
     def show_summary(self, summary: SweepSummary) -> None:
+        self.history.setLabel("left", str(summary.data.get("objective_label") or "validation loss"))
         self._draw_history(summary)
         self._draw_parallel(summary)
         self._draw_importance(summary)

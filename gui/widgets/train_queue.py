@@ -30,6 +30,10 @@ STATUS_WORDS = {"queued": "waiting", "running": "training", "finished": "finishe
 def describe(entry: dict) -> str:
     """One line per job: status, name and the flags that matter."""
     status = STATUS_WORDS.get(str(entry.get("status")), str(entry.get("status")))
+    if entry.get("kind") == job_queue.SWEEP:  # a sweep's trials, one after another
+        live = entry.get("run_id") and entry.get("status") == job_queue.RUNNING
+        trial = f"    trial run {entry['run_id']}" if live else ""
+        return f"{status} — {entry.get('name') or 'sweep'}{trial}"
     name = entry.get("name") or entry.get("run_id") or "new run"
     flags = " ".join(str(a) for a in entry.get("args", []))
     return f"{status} — {name}    {flags}"
@@ -84,7 +88,7 @@ class QueuePanel(QGroupBox):
         for entry in jobs:
             item = QListWidgetItem(describe(entry), self.list)
             item.setData(Qt.ItemDataRole.UserRole, entry["id"])
-            item.setToolTip("train " + " ".join(entry.get("args", [])))
+            item.setToolTip(" ".join(job_queue.command_of(entry)))
         if selected is not None:
             self.select_job(selected["id"])
         self.empty_label.setVisible(not jobs)

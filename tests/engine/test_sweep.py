@@ -245,3 +245,141 @@ def assert_two_workers_share(env: dict, home: Path, command: list[str], name: st
     assert sorted(info["trial"] for info in runs) == sorted(t["number"] for t in trials)
     assert len({t["run_id"] for t in trials}) == len(trials) == len(runs)
     assert len({info["pid"] for info in runs}) == 2, "both workers trained trials"
+
+
+# -- objective = "metric": an evaluation of each trial's adapter ------------------------------------
+# Each finished trial's adapter is evaluated with the sweep's evaluation spec (the code of
+# `evaluate run`) and the trial's value is the metric in that evaluation's own summary.json; pruning
+# still follows the validation loss, and without a validation split it is off, saying so.
+
+LR_SPACE = """
+[sweep.space.learning_rate]
+low = 1e-4
+high = 5e-2
+log = true
+"""
+
+
+def eval_file(folder: Path, metrics: list[str], **extra) -> Path:
+    values = {"dataset": "sample", "split": "all", "max_examples": 6, "metrics": metrics, "bootstrap": 10,
+              "max_new_tokens": 4, "batch_size": 6, **extra}
+    path = folder / f"eval-{'-'.join(metrics)}.toml"
+    path.write_text("[evaluate]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()), encoding="utf-8")
+    return path
+
+
+def evaluation_value(home: Path, evaluation: str, metric: str) -> tuple[float, list[str]]:
+    summary = json.loads((home / "evals" / evaluation / "summary.json").read_text(encoding="utf-8"))
+    labels = [m["label"] for m in summary["models"]]
+    return summary["metrics"][metric]["values"][labels[0]]["estimate"], labels
+
+
+def test_each_trial_scores_the_metric_of_its_own_evaluation(tiny_model_dir, workspace_home, engine_env,
+                                                            tmp_path) -> None:
+    spec_path = eval_file(tmp_path, ["perplexity"])
+    path = sweep_file(tmp_path, tiny_model_dir, "scored", LR_SPACE, base={"max_steps": 6, "eval_steps": 2,
+                                                                          "save_steps": 6},
+                      n_trials=3, objective="metric", metric="perplexity", direction="minimize",
+                      eval_spec=spec_path.name, pruner="median", pruner_startup_trials=2)
+    created = result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    assert created["definition"]["evaluate"]["dataset"] == "sample"
+    ran = engine(engine_env, "sweep", "run", "scored", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    summary = status(engine_env, "scored")
+    assert summary["objective"] == "metric" and summary["objective_label"] == "Perplexity (answer)"
+    assert summary["pruning_note"] == "" and summary["done"] == 3
+    complete = [t for t in summary["trials"] if t["state"] == "complete"]
+    assert len(complete) >= 2
+    for trial in complete:
+        value, labels = evaluation_value(workspace_home, trial["evaluation"], "perplexity")
+        assert trial["value"] == pytest.approx(value, rel=1e-12)
+        assert labels == [trial["run_id"]]  # the trial's adapter alone, not the base again
+        info = workspace.RunFolder(workspace_home / "runs" / trial["run_id"]).info()
+        assert info["sweep_evaluation"] == trial["evaluation"] and info["sweep_value"] == pytest.approx(value)
+        # The pruner was still fed the validation loss at each evaluation step (2, 4, 6).
+        assert sorted(int(step) for step in trial["intermediate"]) == [2, 4, 6]
+    best = result(engine(engine_env, "sweep", "best", "scored", "--json"))
+    assert best["value"] == min(t["value"] for t in complete)
+
+
+def test_without_a_validation_split_a_maximised_metric_runs_every_trial_to_the_end(
+        tiny_model_dir, workspace_home, engine_env, tmp_path) -> None:
+    spec_path = eval_file(tmp_path, ["token_f1"])
+    path = sweep_file(tmp_path, tiny_model_dir, "noval", LR_SPACE,
+                      base={"max_steps": 4, "val_fraction": 0.0, "eval_steps": 0, "save_steps": 4},
+                      n_trials=2, objective="metric", metric="token_f1", direction="maximize",
+                      eval_spec=str(spec_path), pruner="median", pruner_startup_trials=0)
+    created = engine(engine_env, "sweep", "create", str(path), "--json")
+    assert "pruning is off" in created.stderr and "val_fraction is 0" in created.stderr
+    ran = engine(engine_env, "sweep", "run", "noval", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    summary = status(engine_env, "noval")
+    assert "pruning is off" in summary["pruning_note"]
+    assert [t["state"] for t in summary["trials"]] == ["complete", "complete"]
+    for trial in summary["trials"]:
+        assert trial["value"] == pytest.approx(evaluation_value(workspace_home, trial["evaluation"], "token_f1")[0])
+        assert trial["intermediate"] == {}
+
+
+# -- the queue runs sweeps -------------------------------------------------------------------------
+
+def test_the_queue_runs_a_sweep_as_one_job_and_a_killed_sweep_job_resumes_when_queued_again(
+        tiny_model_dir, workspace_home, engine_env, tmp_path) -> None:
+    from engine.train import job_queue
+
+    path = sweep_file(tmp_path, tiny_model_dir, "queued", SPACE, n_trials=3, pruner="none", heartbeat_s=1,
+                      base={"max_steps": 16})
+    result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    sweep_job = result(engine(engine_env, "queue", "add", "--sweep", "queued", "--json"))["job"]
+    assert sweep_job["kind"] == "sweep" and sweep_job["args"] == ["queued"]
+    train_flags = ["--model", str(tiny_model_dir), "--dataset", "sample", "--device", "cpu", "--max-steps", "2",
+                   "--max-length", "96", "--sample-count", "0", "--name", "after-the-sweep"]
+    train_job = result(engine(engine_env, "queue", "add", "--json", "--", *train_flags))["job"]
+    missing = engine(engine_env, "queue", "add", "--sweep", "nosuch", "--json")
+    assert missing.returncode == 4 and "no sweep called nosuch" in missing.stdout
+
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "queue", "run"], env=engine_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: training_step(workspace_home, 1) >= 2, 300, "trial 1 to train 2 steps")
+        running = next(j for j in job_queue.load() if j["id"] == sweep_job["id"])
+        assert running["status"] == "running" and running["run_id"]  # the trial being trained
+        os.kill(running["pid"], signal.SIGKILL)  # the sweep's engine process, mid-trial
+        assert worker.wait(timeout=300) == 0  # the queue goes on with the job after the sweep
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    jobs = {j["id"]: j for j in job_queue.load()}
+    assert jobs[sweep_job["id"]]["status"] == "failed" and jobs[train_job["id"]]["status"] == "finished"
+    assert jobs[train_job["id"]]["started"] >= jobs[sweep_job["id"]]["ended"]
+
+    again = result(engine(engine_env, "queue", "add", "--sweep", "queued", "--json"))["job"]
+    ran = engine(engine_env, "queue", "run", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert next(j for j in job_queue.load() if j["id"] == again["id"])["status"] == "finished"
+    trials = status(engine_env, "queued")["trials"]
+    by_state = {state: [t for t in trials if t["state"] == state] for state in ("complete", "fail")}
+    assert len(by_state["complete"]) == 3 and [t["number"] for t in by_state["fail"]] == [1] and len(trials) == 4
+    retry = next(t for t in trials if t["retry_of"] == 1)
+    assert retry["state"] == "complete" and retry["params"] == by_state["fail"][0]["params"]
+
+
+def test_a_sweep_cancel_file_stops_a_queued_sweep_and_requeues_its_trial(tiny_model_dir, workspace_home,
+                                                                          engine_env, tmp_path) -> None:
+    from engine.train import job_queue
+
+    path = sweep_file(tmp_path, tiny_model_dir, "stopped", SPACE, n_trials=2, pruner="none", base={"max_steps": 16})
+    result(engine(engine_env, "sweep", "create", str(path), "--json"))
+    job = job_queue.add_sweep("stopped")
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "queue", "run"], env=engine_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: training_step(workspace_home, 0) >= 2, 300, "trial 0 to train 2 steps")
+        job_queue.request_sweep_cancel("stopped")
+        assert worker.wait(timeout=300) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert next(j for j in job_queue.load() if j["id"] == job["id"])["status"] == "cancelled"
+    trials = status(engine_env, "stopped")["trials"]
+    assert [t["state"] for t in trials] == ["fail", "waiting"]  # trial 0 queued again for the next run

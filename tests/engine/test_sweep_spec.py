@@ -137,3 +137,105 @@ def test_the_cli_reports_a_bad_sweep_file_in_one_line(tmp_path, engine_argv, eng
     assert done.returncode == 2
     error_lines = [line for line in done.stderr.splitlines() if "space.learning_rate.low" in line]
     assert len(error_lines) == 1 and str(path) in error_lines[0] and "Traceback" not in done.stderr
+
+
+# -- objective = "metric": an evaluation run on each trial's adapter ------------------------------
+
+METRIC = BASE.replace('n_trials = 4', 'n_trials = 4\nobjective = "metric"\nmetric = "token_f1"\n'
+                      'direction = "maximize"\neval_spec = "eval.toml"')
+EVAL = """[evaluate]
+dataset = "sample"
+split = "all"
+max_examples = 8
+metrics = ["token_f1", "perplexity"]
+"""
+
+
+def test_a_metric_objective_reads_its_evaluation_spec_and_stores_it_inline(tmp_path) -> None:
+    write(tmp_path, EVAL, "eval.toml")
+    sweep = spec.load_toml(write(tmp_path, METRIC))
+    assert sweep.settings.objective == "metric" and sweep.settings.metric == "token_f1"
+    assert sweep.evaluation is not None and sweep.evaluation.max_examples == 8
+    definition = spec.to_dict(sweep)
+    assert definition["evaluate"]["dataset"] == "sample"
+    (tmp_path / "eval.toml").unlink()  # a worker elsewhere has only the stored definition
+    assert spec.from_dict(definition) == sweep
+    assert spec.load_toml(write(tmp_path, spec.to_toml(sweep), "again.toml")) == sweep
+    trial = spec.trial_evaluation(sweep, "run-1", 3)
+    assert trial.adapters == ["run-1"] and trial.metrics == ["token_f1", "perplexity"]
+    assert spec.objective_label(sweep.settings) == "Token F1" and spec.pruning_note(sweep) == ""
+
+
+def test_an_inline_evaluate_table_needs_no_file_and_defaults_to_the_objective_metric(tmp_path) -> None:
+    text = METRIC.replace('eval_spec = "eval.toml"', "") + '\n[sweep.evaluate]\ndataset = "sample"\n'
+    sweep = spec.load_toml(write(tmp_path, text))
+    assert spec.trial_evaluation(sweep, "r", 0).metrics == ["token_f1"]
+
+
+def test_without_a_validation_split_pruning_is_off_and_says_why(tmp_path) -> None:
+    write(tmp_path, EVAL, "eval.toml")
+    sweep = spec.load_toml(write(tmp_path, METRIC.replace("val_fraction = 0.1", "val_fraction = 0.0")))
+    assert "pruning is off" in spec.pruning_note(sweep) and "val_fraction is 0" in spec.pruning_note(sweep)
+
+
+def line_of(text: str, words: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if words in line)
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (('metric = "token_f1"', 'metric = "token_f2"'), "metric", "must be one of"),
+    (('direction = "maximize"\n', ''), "direction", 'must be given with objective = "metric"'),
+    (('direction = "maximize"', 'direction = "minimize"'), "direction", "better higher; use maximize"),
+    (('metric = "token_f1"\n', ''), "metric", "is required"),
+    (('eval_spec = "eval.toml"', 'eval_spec = "missing.toml"'), "eval_spec", "file not found"),
+    (('eval_spec = "eval.toml"', 'eval_spec = "eval.toml"\nmetric = "rougeL"'), "metric", ""),  # duplicate key
+])
+def test_a_bad_metric_objective_names_the_file_line_and_field(tmp_path, change, field, words) -> None:
+    write(tmp_path, EVAL, "eval.toml")
+    text = METRIC.replace(*change, 1)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        spec.load_toml(path)
+    if not words:  # the TOML reader refuses a duplicate key, naming its line
+        assert f"{path}:" in str(caught.value)
+        return
+    assert caught.value.field == field, str(caught.value)
+    keys = [line for line in text.splitlines() if line.startswith(f"{field} =")]
+    if keys:  # the field is written in the file: its line is named
+        assert f"{path}:{line_of(text, keys[0])}: {field}:" in str(caught.value)
+    else:
+        assert f"{path}: {field}:" in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_a_metric_the_evaluation_spec_does_not_compute_names_that_files_line(tmp_path) -> None:
+    eval_path = write(tmp_path, EVAL.replace('"token_f1", ', ""), "eval.toml")
+    with pytest.raises(ConfigError) as caught:
+        spec.load_toml(write(tmp_path, METRIC))
+    assert str(caught.value).startswith(f"{eval_path}:{line_of(EVAL, 'metrics =')}: metrics: does not include")
+
+
+def test_an_evaluation_spec_naming_adapters_is_refused_at_its_line(tmp_path) -> None:
+    text = EVAL + 'adapters = ["some-run"]\n'
+    eval_path = write(tmp_path, text, "eval.toml")
+    with pytest.raises(ConfigError) as caught:
+        spec.load_toml(write(tmp_path, METRIC))
+    assert str(caught.value).startswith(f"{eval_path}:{line_of(text, 'adapters')}: adapters: must be empty")
+
+
+def test_metric_settings_with_the_val_loss_objective_are_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        spec.load_toml(write(tmp_path, BASE.replace('n_trials = 4', 'n_trials = 4\nmetric = "rougeL"')))
+    assert caught.value.field == "metric" and 'only used with objective = "metric"' in str(caught.value)
+
+
+def test_the_cli_reports_a_bad_metric_in_one_line_with_file_and_line(tmp_path, engine_argv, engine_env) -> None:
+    write(tmp_path, EVAL, "eval.toml")
+    text = METRIC.replace('metric = "token_f1"', 'metric = "f1"')
+    path = write(tmp_path, text)
+    done = subprocess.run(engine_argv("sweep", "create", str(path)), env=engine_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    error_lines = [line for line in done.stderr.splitlines() if "metric:" in line]
+    assert len(error_lines) == 1 and f"{path}:{line_of(text, 'metric = ')}: metric: must be one of" in error_lines[0]
+    assert "Traceback" not in done.stderr

@@ -4,6 +4,8 @@ Usage (as the Train page's engine command, which appends ``queue run``)::
 
     python tests/gui/fake_queue_engine.py TRANSCRIPT [--delay S] [--exit CODE] queue run
     python tests/gui/fake_queue_engine.py TRANSCRIPT [--delay S] [--exit CODE] train --json [FLAGS]
+    python tests/gui/fake_queue_engine.py TRANSCRIPT sweep create FILE --json   (the real command)
+    python tests/gui/fake_queue_engine.py TRANSCRIPT sweep run NAME --json      (ends at once)
 
 ``queue run`` is engine.train.job_queue.run_worker itself, with this script as the engine it starts
 for each job. ``train`` does what `tunebench-engine train` does to its run folder: creates it
@@ -49,6 +51,13 @@ def main(argv: list[str]) -> int:
         return 0
     if rest[:1] == ["train"]:
         return train(args, rest[1:])
+    if rest[:2] == ["sweep", "create"]:  # the real command: it reads the file and makes the study (no torch)
+        from engine.cli import main as engine_main
+
+        return engine_main(rest)
+    if rest[:2] == ["sweep", "run"]:  # no trials trained here: the engine tests run real sweeps
+        print(json.dumps(protocol.result({"name": rest[2], "trials": []})), flush=True)
+        return 0
     print(f"fake queue engine: unknown command {rest}", file=sys.stderr)
     return 2
 

@@ -101,3 +101,22 @@ def test_no_sweeps_says_how_to_make_one(qtbot, make_context) -> None:
     page = SweepsPage(make_context(TRANSCRIPT))
     qtbot.addWidget(page)
     assert "sweep create" in page.headline.text() and page.summary is None and not page.is_busy()
+
+
+def test_a_metric_objective_names_the_metric_on_the_best_card_and_the_history(qtbot, tunebench_home) -> None:
+    from gui.context import AppContext
+    from gui.pages.sweeps import SweepsPage
+
+    page = SweepsPage(AppContext.from_environment())
+    qtbot.addWidget(page)
+    summary = {"name": "scored", "n_trials": 2, "direction": "maximize", "objective": "metric",
+               "objective_label": "Token F1", "pruning_note": "pruning is off: no validation split",
+               "definition": {"space": {"lora_r": {"choices": [4, 8]}}}, "states": {"complete": 2}, "done": 2,
+               "trials": [{"number": n, "state": "complete", "value": v, "params": {"lora_r": r}, "run_id": f"r{n}",
+                           "duration_s": 1.0, "intermediate": {}} for n, v, r in ((0, 0.2, 4), (1, 0.5, 8))],
+               "importance": {}, "importance_note": "needs at least 2 finished trials"}
+    summary["best"] = summary["trials"][1]
+    page.show_summary(SweepSummary(summary))
+    assert page.best_card.value_name.text() == "Token F1" and "0.5" in page.best_card.value_label.text()
+    assert page.plots.history.getAxis("left").labelText == "Token F1"
+    assert page.headline.toolTip() == "Pruning is off: no validation split."
