@@ -19,6 +19,7 @@ from engine.core import errors, protocol, workspace
 from engine.core.channel import Channel
 from engine.core.control import Control
 from engine.core.job import Job
+from engine.eval.run import evaluate
 from engine.runtime import device
 from engine.sweep import spec, study
 from engine.train.lifecycle import detach_run, run_guarded, start_run
@@ -159,8 +160,6 @@ def _scored(trial: Any, sweep: spec.Sweep, run: workspace.RunFolder, job: Job) -
     """objective = metric: evaluates the trial's adapter with the sweep's evaluation spec (the
     code of `evaluate run`, without the base model) and returns the metric from that
     evaluation's summary.json; run.json and the trial record the evaluation's id."""
-    from engine.eval.run import evaluate
-
     metric = str(sweep.settings.metric)
     evaluation = spec.trial_evaluation(sweep, run.id, trial.number)
     log.info("Trial %d: evaluating its adapter (%s on %s)", trial.number, metric, evaluation.dataset)
