@@ -286,7 +286,7 @@ def test_each_trial_scores_the_metric_of_its_own_evaluation(tiny_model_dir, work
     ran = engine(engine_env, "sweep", "run", "scored", "--json")
     assert ran.returncode == 0, ran.stderr[-3000:]
     summary = status(engine_env, "scored")
-    assert summary["objective"] == "metric" and summary["objective_label"] == "Perplexity (answer)"
+    assert summary["objective"] == "metric" and summary["objective_label"] == "Answer perplexity"
     assert summary["pruning_note"] == "" and summary["done"] == 3
     complete = [t for t in summary["trials"] if t["state"] == "complete"]
     assert len(complete) >= 2
