@@ -18,7 +18,9 @@ from engine.core import errors
 
 log = logging.getLogger("engine.export.gguf")
 
-OUTTYPES = ("f16", "q8_0", "f32")
+OUTTYPES = ("f16", "q8_0", "q5_0", "q4_0", "f32")
+# Block types the gguf package quantises itself (K-quants need llama.cpp's own quantizer).
+BLOCK_TYPES = {"q8_0": "Q8_0", "q5_0": "Q5_0", "q4_0": "Q4_0"}
 
 
 def check_exportable(config: Any) -> None:
@@ -82,7 +84,8 @@ def _add_hyperparameters(writer: Any, config: Any, name: str, outtype: str) -> N
     writer.add_key_length(head_dim)
     writer.add_value_length(head_dim)
     file_types = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
+                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
+                  "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
     writer.add_file_type(file_types[outtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
@@ -162,7 +165,7 @@ def _tensors(model: Any, outtype: str) -> list[tuple[str, Any, Any]]:
             data = _permute(data, config.num_attention_heads)
         elif hf_name.endswith("k_proj.weight"):
             data = _permute(data, config.num_key_value_heads)
-        out.append((gguf_name, *_encode(np.ascontiguousarray(data), outtype)))
+        out.append((gguf_name, *_encode(np.ascontiguousarray(data), _tensor_type(hf_name, outtype))))
     return out
 
 
@@ -172,13 +175,24 @@ def _permute(weights: Any, heads: int) -> Any:
             .swapaxes(1, 2).reshape(weights.shape))
 
 
+def _tensor_type(hf_name: str, outtype: str) -> str:
+    """The embedding matrix (also the output head when tied) and the output head stay at 8 bits
+    under 4- and 5-bit files, as llama.cpp's quantizer keeps them above the rest: every token's
+    logits go through them, and 4 bits there costs the most quality per byte saved."""
+    if outtype in ("q5_0", "q4_0") and hf_name in ("model.embed_tokens.weight", "lm_head.weight"):
+        return "q8_0"
+    return outtype
+
+
 def _encode(data: Any, outtype: str) -> tuple[Any, Any]:
     import gguf
     import numpy as np
 
     if data.ndim < 2 or outtype == "f32":
         return data.astype(np.float32), gguf.GGMLQuantizationType.F32
-    if outtype == "q8_0" and data.shape[-1] % gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_0][0] == 0:
-        qtype = gguf.GGMLQuantizationType.Q8_0
-        return gguf.quants.quantize(data, qtype), qtype
+    if outtype in BLOCK_TYPES:
+        qtype = getattr(gguf.GGMLQuantizationType, BLOCK_TYPES[outtype])
+        # A row that is not whole blocks cannot be quantised; llama.cpp falls back the same way.
+        if data.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
+            return gguf.quants.quantize(data, qtype), qtype
     return data.astype(np.float16), gguf.GGMLQuantizationType.F16

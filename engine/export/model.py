@@ -24,6 +24,7 @@ from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
 from engine.export import gguf as export_gguf
+from engine.export import roundtrip
 from engine.infer import generate
 from engine.runtime import models
 
@@ -51,6 +52,8 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     check_target(target, args.format, args.force)
     started = time.monotonic()
     model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))
+    prompts = roundtrip.conversations(source.parent if adapter_dir else None, run_info) if args.check else []
+    expected = roundtrip.answers(model, tokenizer, prompts) if prompts else []
     model = merged(model)
     try:
         if args.format == "merged":
@@ -68,10 +71,31 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     seconds = time.monotonic() - started
     size = _size(target)
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
+    del model  # the check loads the export itself; the merged copy is no longer needed
+    report = check_export(target, args.format, outtype, prompts, expected, tokenizer, job) if prompts else None
     job.channel.send(protocol.artifact("export", str(target), format=args.format, outtype=outtype))
     job.channel.send(protocol.result({"path": str(target), "format": args.format, "outtype": outtype,
-                                      "bytes": size, "seconds": round(seconds, 1)}))
+                                      "bytes": size, "seconds": round(seconds, 1),
+                                      "roundtrip": report.as_dict() if report else None}))
+    if report and not report.passed:
+        raise EngineError(protocol.ExitCode.FAILED, f"export: {target} was written, but its round-trip check "
+                          f"failed: {report.cause}")
     return protocol.ExitCode.OK
+
+
+def check_export(target: Path, fmt: str, outtype: str, prompts: list[list[dict[str, str]]],
+                 expected: list[roundtrip.Answer], tokenizer: Any, job: Job) -> roundtrip.Report:
+    """Loads the export back as another tool would and compares its greedy answers (roundtrip.py)."""
+    job.channel.send(protocol.progress(0, len(prompts), unit="prompts"))
+    log.info("Round-trip check: loading %s back and answering %d sample prompts", target.name, len(prompts))
+    loaded, loaded_tokenizer = roundtrip.load_gguf(target) if fmt == "gguf" else roundtrip.load_folder(target)
+    report = roundtrip.check(prompts, expected, tokenizer, loaded, loaded_tokenizer, outtype)
+    if report.passed:
+        log.info("Round-trip check passed: %d prompts, %s", report.prompts, report.rule)
+    else:
+        for item in report.differing:
+            log.warning("Round-trip: %r: %s", item["prompt"][:60], item["why"])
+    return report
 
 
 def check_target(target: Path, fmt: str, force: bool) -> None:

@@ -15,11 +15,12 @@ from gui.state.run_history import RunRow
 
 # (format, menu title, output types: the first is the suggested one)
 FORMATS = (
-    ("gguf", "Model as GGUF (llama.cpp, LM Studio, Ollama)", ("q8_0", "f16", "f32")),
+    ("gguf", "Model as GGUF (llama.cpp, LM Studio, Ollama)", ("q8_0", "q5_0", "q4_0", "f16", "f32")),
     ("merged", "Model, merged (Hugging Face safetensors folder)", ("f16", "bf16", "f32")),
 )
-OUTTYPE_HELP = {"q8_0": "Q8_0 (8-bit, half the size of F16, near-lossless)", "f16": "F16", "bf16": "BF16",
-                "f32": "F32 (exact, largest)"}
+OUTTYPE_HELP = {"q8_0": "Q8_0 (8-bit, half the size of F16, near-lossless)",
+                "q5_0": "Q5_0 (5-bit, about a third of F16)", "q4_0": "Q4_0 (4-bit, about a quarter of F16)",
+                "f16": "F16", "bf16": "BF16", "f32": "F32 (exact, largest)"}
 
 
 class ModelExport(QObject):
@@ -96,7 +97,10 @@ class ModelExport(QObject):
 
     def _on_progress(self, message: dict) -> None:
         total = message.get("total") or 0
-        if total:
+        if message.get("unit") == "prompts":
+            self.sig_status.emit(f"Checking the export: loading it back and answering {total} sample prompts…",
+                                 False)
+        elif total:
             self.sig_status.emit(f"Exporting: {message.get('current', 0)} of {total} tensors written…", False)
 
     def _on_result(self, message: dict) -> None:
@@ -106,11 +110,19 @@ class ModelExport(QObject):
         self.sig_busy.emit(False)
         if code == 0 and self._result:
             self.sig_status.emit(f"Saved {self._result['path']} ({size_text(self._result.get('bytes', 0))}) "
-                                 f"in {self._result.get('seconds', 0):.0f} s.", False)
+                                 f"in {self._result.get('seconds', 0):.0f} s.{roundtrip_text(self._result)}", False)
         elif code == protocol.ExitCode.CANCELLED:
             self.sig_status.emit("Export cancelled; nothing was written.", False)
         else:
             self.sig_status.emit(summary, True)
+
+
+def roundtrip_text(result: dict) -> str:
+    """What the engine's round-trip check found; a failed check ends the job with its cause."""
+    report = result.get("roundtrip")
+    if not report:
+        return " Not checked (--no-check)."
+    return f" Round-trip check passed: {report['prompts']} sample prompts gave {report['rule']}."
 
 
 def size_text(size: int) -> str:

@@ -78,7 +78,7 @@ def test_a_runs_adapter_exports_merged_and_as_gguf_with_the_adapters_logits(
         code, messages, stderr = run_engine(engine_argv, engine_env, "export", run_id, "--format", "gguf",
                                             "--outtype", outtype, "--out", str(target))
         assert code == 0, stderr[-2000:]
-        progress = [m for m in messages if m["type"] == "progress"]
+        progress = [m for m in messages if m["type"] == "progress" and m.get("unit") == "tensors"]
         assert progress and progress[-1]["current"] == progress[-1]["total"]
         sizes[outtype] = target.stat().st_size
         loaded = AutoModelForCausalLM.from_pretrained(str(target.parent), gguf_file=target.name).eval()
@@ -148,7 +148,7 @@ def test_a_write_that_fails_midway_is_one_line_and_leaves_nothing(tiny_model_dir
     monkeypatch.setattr(export_gguf, "write", disk_full)
     target = tmp_path / "out" / "x.gguf"
     args = argparse.Namespace(run=str(adapter), model=str(tiny_model_dir), format="gguf", outtype="f16",
-                              out=str(target), force=False)
+                              out=str(target), force=False, check=False)
     with pytest.raises(errors.EngineError) as caught:
         export_model.cmd_export(args, FakeJob())
     assert caught.value.code == protocol.ExitCode.FAILED

@@ -81,6 +81,7 @@ def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path,
     qtbot.waitUntil(lambda: not runs.is_busy(), timeout=ENGINE_TIMEOUT_MS)
     assert not runs.status_line.is_error(), runs.status_line.text()
     assert runs.status_line.text().startswith(f"Saved {target} (")
+    assert "Round-trip check passed: " in runs.status_line.text()
     assert target.stat().st_size > 0 and gguf_menu.isEnabled()
     runs.select_runs([])
     assert not gguf_menu.isEnabled()
