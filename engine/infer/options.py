@@ -87,5 +87,7 @@ class BatchOptions:
     stop: list[str] = knob([], "a stop string (repeatable)", repeatable=True)
     seed: int | None = knob_from(SamplingParams, "seed", help="seed of the random choices when sampling "
                                  "(default: a new random answer each time)")
+    json_schema: str = knob("", "structured output: 'any' (any JSON object) or a JSON Schema file; every "
+                            "answer then parses and follows it (a configuration file sets params.json_schema)")
     name: str = knob("", "a label for the batch folder")
     device: str = device_knob()
