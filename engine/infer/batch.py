@@ -103,7 +103,7 @@ def _config(entry: Any, where: str) -> Config:
 
 
 def flag_config(args: argparse.Namespace) -> Config:
-    schema = _schema_flag(getattr(args, "json_schema", "") or "")
+    schema = structured.from_flag(args.json_schema)
     params = sampling.parse({"temperature": args.temperature, "top_p": args.top_p,
                              "max_new_tokens": args.max_new_tokens, "seed": args.seed,
                              "stop": args.stop or []})
@@ -111,25 +111,6 @@ def flag_config(args: argparse.Namespace) -> Config:
         params = sampling.parse({**params.as_dict(), "json_schema": schema})
     name = " + ".join(p for p in (args.model or "default", args.adapter) if p)
     return Config(name, args.model or "", args.adapter, params)
-
-
-def _schema_flag(value: str) -> str:
-    """--json-schema: "any", or a JSON Schema file read and checked; errors name the file, one line."""
-    if value in ("", sampling.ANY_JSON):
-        return value
-    path = Path(value).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise errors.invalid_input(f"--json-schema {path}: cannot read it ({exc.strerror or exc})") from None
-    problem = sampling.schema_problem(text)
-    if problem:
-        raise errors.invalid_input(f"--json-schema {path}: {problem}")
-    try:
-        structured.check(text.strip(), f"--json-schema {path}")
-    except errors.EngineError as exc:
-        raise errors.invalid_input(exc.message) from None
-    return text.strip()
 
 
 def items_of(args: argparse.Namespace) -> tuple[list[prompt_suites.Item], dict[str, Any]]:

@@ -31,6 +31,8 @@ class GenerateOptions:
     top_p: float = knob_from(SamplingParams, "top_p", default=1.0)
     seed: int = knob_from(SamplingParams, "seed", default=0, help="seed of the random choices when "
                           "sampling; the same seed, prompt and settings give the same answer")
+    json_schema: str = knob("", "structured output: 'any' (any JSON object) or a JSON Schema file; the "
+                            "answer then parses and follows it")
     device: str = device_knob()
 
 

@@ -13,10 +13,11 @@ references or patterns) as one line.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Sequence
 
 from engine.core import errors
-from engine.infer.params import ANY_JSON
+from engine.infer.params import ANY_JSON, schema_problem
 
 ANY_JSON_SCHEMA = {"type": "object"}  # as OpenAI's JSON mode: any JSON object
 # Compact JSON, one space after ':' and ','. llguidance's default allows any whitespace between
@@ -41,6 +42,26 @@ def check(json_schema: str, field: str = "params.json_schema") -> None:
     if problem:
         lines = [line.strip() for line in problem.splitlines() if line.strip() and line.strip() != "^"]
         raise errors.usage(f"{field}: not a usable JSON Schema: {'; '.join(lines)}")
+
+
+def from_flag(value: str) -> str:
+    """``--json-schema any|FILE`` as the json_schema parameter: "any", or the file's schema, read
+    and checked; an error is one INVALID_INPUT line naming the file."""
+    if value in ("", ANY_JSON):
+        return value
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.invalid_input(f"--json-schema {path}: cannot read it ({exc.strerror or exc})") from None
+    problem = schema_problem(text)
+    if problem:
+        raise errors.invalid_input(f"--json-schema {path}: {problem}")
+    try:
+        check(text.strip(), f"--json-schema {path}")
+    except errors.EngineError as exc:
+        raise errors.invalid_input(exc.message) from None
+    return text.strip()
 
 
 class JsonConstraint:
