@@ -13,6 +13,7 @@ references or patterns) as one line.
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -112,16 +113,17 @@ def apply_bitmask(scores: Any, bitmask: Any) -> Any:
     return scores.masked_fill(~allowed[:, : scores.shape[-1]].to(scores.device), float("-inf"))
 
 
-_TOKENIZERS: dict[int, tuple[Any, int, Any]] = {}  # id(hf tokenizer) -> (tokenizer, n_vocab, llguidance's)
+# hf tokenizer -> (n_vocab, llguidance's index); weak, so an unloaded model's tokenizer can go.
+_TOKENIZERS: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = weakref.WeakKeyDictionary()
 
 
 def _ll_tokenizer(tokenizer: Any, n_vocab: int) -> Any:
     """llguidance's index of a tokenizer's vocabulary (a third of a second for 49k tokens), kept."""
     import llguidance.hf
 
-    cached = _TOKENIZERS.get(id(tokenizer))
-    if cached and cached[0] is tokenizer and cached[1] == n_vocab:
-        return cached[2]
+    cached = _TOKENIZERS.get(tokenizer)
+    if cached and cached[0] == n_vocab:
+        return cached[1]
     built = llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab)
-    _TOKENIZERS[id(tokenizer)] = (tokenizer, n_vocab, built)
+    _TOKENIZERS[tokenizer] = (n_vocab, built)
     return built
