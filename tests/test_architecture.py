@@ -89,7 +89,8 @@ def test_the_cycle_finder_finds_a_loop() -> None:
 # where they are used, so the CLI's help, the handshake and the modules the window shares stay light.
 HEAVY_LIBRARIES = {"torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "gguf", "safetensors",
                    "accelerate", "numpy", "pyarrow", "psutil", "pynvml", "sacrebleu", "rouge_score", "optuna",
-                   "cmaes", "tomli_w", "huggingface_hub", "llama_cpp", "lm_eval", "sklearn", "sqlalchemy"}
+                   "cmaes", "tomli_w", "huggingface_hub", "llama_cpp", "lm_eval", "sklearn", "sqlalchemy",
+                   "llguidance"}
 
 
 def _local_imports_without_a_reason(path: Path) -> list[str]:

@@ -17,6 +17,9 @@ A configuration file is JSON (a list, or {"configs": [...]}) or TOML ([[config]]
     name = "tuned, cooler"
     adapter = "20261123-101500-reviews-ab12"
     params = {temperature = 0.2, max_new_tokens = 64}
+
+Structured output: ``params.json_schema`` ("any", or a JSON Schema as text) in a configuration,
+or ``--json-schema any|FILE`` for the flags' one; answers then always parse and follow it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 
 from engine.core import errors, paths, protocol, untrusted, workspace
 from engine.core.job import Job
-from engine.infer import sampling
+from engine.infer import sampling, structured
 from engine.infer import suites as prompt_suites
 from engine.infer.session import ModelPool, prompt_ids, run_on
 from engine.runtime import device
@@ -92,6 +95,7 @@ def _config(entry: Any, where: str) -> Config:
     model, adapter = str(entry.get("model") or ""), str(entry.get("adapter") or "")
     try:
         params = sampling.parse(entry.get("params"), sampling.SamplingParams(temperature=0.0))
+        structured.check(params.json_schema)
     except errors.EngineError as exc:
         raise errors.invalid_input(f"{where}: {exc.message}") from None
     name = str(entry.get("name") or " + ".join(p for p in (model or "default", adapter) if p))
@@ -99,9 +103,12 @@ def _config(entry: Any, where: str) -> Config:
 
 
 def flag_config(args: argparse.Namespace) -> Config:
+    schema = structured.from_flag(args.json_schema)
     params = sampling.parse({"temperature": args.temperature, "top_p": args.top_p,
                              "max_new_tokens": args.max_new_tokens, "seed": args.seed,
                              "stop": args.stop or []})
+    if schema:
+        params = sampling.parse({**params.as_dict(), "json_schema": schema})
     name = " + ".join(p for p in (args.model or "default", args.adapter) if p)
     return Config(name, args.model or "", args.adapter, params)
 

@@ -9,7 +9,9 @@ run through engine.infer.llama_decode's lean forward pass (same logits, a third 
 others through transformers' forward.
 
 Reported log-probabilities are those of the model's distribution after the repetition penalty
-and before temperature/top-k/top-p/min-p, which only decide which token is drawn.
+and before temperature/top-k/top-p/min-p, which only decide which token is drawn. Under a JSON
+schema (``params.json_schema``, engine.infer.structured) the tokens the schema forbids are masked
+first, in this same step, so the reported distribution is the constrained one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from engine.infer.llama_decode import lean_model
 from engine.infer.sampling import SamplingParams, logits_processors
+from engine.infer.structured import JsonConstraint, check
 
 
 @dataclass
@@ -143,7 +146,9 @@ class Decoder:
         penalties, warpers = logits_processors(params)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
-        assembler = TextAssembler(self.tokenizer, params.stop)
+        check(params.json_schema)  # a bad schema fails here, before the model is touched
+        # Under a schema the JSON's end ends the answer; a stop string could only cut it short.
+        assembler = TextAssembler(self.tokenizer, () if params.json_schema else params.stop)
         with self.lock, torch.inference_mode():
             return self._loop(prompt_ids, params, top_logprobs, cancelled, cache_key, on_token,
                               penalties, warpers, generator, assembler)
@@ -163,11 +168,15 @@ class Decoder:
         first_at: float | None = None
         finish = "length"
         count = 0
+        constraint = (JsonConstraint(self.tokenizer, params.json_schema, logits.shape[-1], self.eos_ids)
+                      if params.json_schema else None)
         while count < params.max_new_tokens:
             if cancelled.is_set():
                 finish = "cancelled"
                 break
             scores = penalties(history, logits) if len(penalties) else logits
+            if constraint is not None:
+                scores = constraint.mask(scores)
             logprobs = torch.log_softmax(scores.float(), dim=-1)
             if params.greedy:
                 chosen = int(torch.argmax(scores, dim=-1))
@@ -178,6 +187,8 @@ class Decoder:
             if chosen in self.eos_ids:
                 finish = "stop"
                 break
+            if constraint is not None:
+                constraint.accept(chosen)
             piece = assembler.add(chosen)
             count += 1
             if first_at is None:
@@ -186,6 +197,9 @@ class Decoder:
                 on_token(self._event(count - 1, chosen, piece, logprobs, top_logprobs))
             if assembler.stopped:
                 finish = "stop_string"
+                break
+            if constraint is not None and constraint.complete:
+                finish = "stop"  # the JSON is complete: only end of sequence could follow
                 break
             if count >= params.max_new_tokens:
                 break

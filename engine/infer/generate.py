@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.core import errors, protocol, workspace
 from engine.core.job import Job
-from engine.infer import sampling
+from engine.infer import sampling, structured
 from engine.infer.decode import Decoder
 from engine.runtime import device, model_files, models
 
@@ -104,6 +104,7 @@ def cmd_generate(args: argparse.Namespace, job: Job) -> int:
         raise errors.usage("max_new_tokens: must be at least 1")
     if args.temperature < 0:
         raise errors.usage("temperature: must be 0 (greedy) or more")
+    json_schema = structured.from_flag(args.json_schema)  # a bad schema fails before the model loads
     device_name = device.pick(args.device)
     model, tokenizer, run_info = load(args.model, args.adapter, device_name)
     system = args.system if args.system is not None else run_info.get("system_prompt")
@@ -112,7 +113,8 @@ def cmd_generate(args: argparse.Namespace, job: Job) -> int:
     text = build_prompt(tokenizer, args.prompt, system, args.raw)
     ids = list(tokenizer(text, add_special_tokens=args.raw)["input_ids"])
     params = sampling.SamplingParams(temperature=args.temperature, top_p=args.top_p,
-                                     max_new_tokens=args.max_new_tokens, seed=args.seed)
+                                     max_new_tokens=args.max_new_tokens, seed=args.seed,
+                                     json_schema=json_schema)
     pieces: list[str] = []
 
     def on_token(event: Any) -> None:
@@ -125,7 +127,8 @@ def cmd_generate(args: argparse.Namespace, job: Job) -> int:
                                                          on_token=on_token)
     seconds = time.monotonic() - started
     job.channel.send(protocol.result({
-        "text": outcome.text, "tokens": outcome.completion_tokens, "seconds": round(seconds, 3),
+        "text": outcome.text, "finish_reason": outcome.finish_reason, "tokens": outcome.completion_tokens,
+        "seconds": round(seconds, 3),
         "tokens_per_s": round(outcome.tokens_per_s, 2),
         "first_token_s": None if outcome.ttft_s is None else round(outcome.ttft_s, 3)}))
     return protocol.ExitCode.CANCELLED if job.control.cancelled.is_set() else protocol.ExitCode.OK

@@ -31,6 +31,8 @@ class GenerateOptions:
     top_p: float = knob_from(SamplingParams, "top_p", default=1.0)
     seed: int = knob_from(SamplingParams, "seed", default=0, help="seed of the random choices when "
                           "sampling; the same seed, prompt and settings give the same answer")
+    json_schema: str = knob("", "structured output: 'any' (any JSON object) or a JSON Schema file; the "
+                            "answer then parses and follows it")
     device: str = device_knob()
 
 
@@ -87,5 +89,7 @@ class BatchOptions:
     stop: list[str] = knob([], "a stop string (repeatable)", repeatable=True)
     seed: int | None = knob_from(SamplingParams, "seed", help="seed of the random choices when sampling "
                                  "(default: a new random answer each time)")
+    json_schema: str = knob("", "structured output: 'any' (any JSON object) or a JSON Schema file; every "
+                            "answer then parses and follows it (a configuration file sets params.json_schema)")
     name: str = knob("", "a label for the batch folder")
     device: str = device_knob()

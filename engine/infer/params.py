@@ -8,6 +8,7 @@ parameters are :mod:`engine.infer.sampling`'s.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from engine.core import errors
 from engine.core.schema import Knob, knob, knobs
 
 MAX_STOP_STRINGS = 8
+ANY_JSON = "any"  # json_schema's value for "any JSON object"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ class SamplingParams:
     seed: int | None = knob(
         None, "Fixes the random choices: the same seed, prompt and settings give the same answer. "
         "Empty = a new random answer each time.", label="Seed", minimum=0, maximum=2**63 - 1)
+    json_schema: str = knob(
+        "", "Structured output: empty = off; 'any' = any JSON object; or a JSON Schema such as "
+        '{"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}. '
+        "Every token is drawn from those the schema allows, so the answer always parses and follows "
+        "it, and ends when the JSON is complete (stop strings are then not used). Cut short by "
+        "Max new tokens, it ends with finish reason 'length'.", label="JSON schema")
 
     @property
     def greedy(self) -> bool:
@@ -72,6 +80,11 @@ def parse(raw: Any, defaults: SamplingParams | None = None) -> SamplingParams:
 def _value(k: Knob, value: Any) -> Any:
     if k.kind is tuple:
         return _stops(value)
+    if k.kind is str:
+        problem = schema_problem(value)
+        if problem:
+            raise errors.usage(f"params.{k.name}: {problem}")
+        return value.strip()
     if value is None and k.optional:
         return None
     return _integer(k, value) if k.kind is int else _number(k, value)
@@ -112,3 +125,20 @@ def _stops(value: Any) -> tuple[str, ...]:
         raise errors.usage(f"params.stop: at most {MAX_STOP_STRINGS} stop strings")
     return tuple(s for s in value if s)
 
+
+
+def schema_problem(value: Any) -> str | None:
+    """Why ``value`` is not a json_schema (empty, "any" or the text of a JSON object), in one
+    line, or None. The schema's own errors (an unknown type, say) are engine.infer.structured's."""
+    if not isinstance(value, str):
+        return "must be a string: empty, 'any' or a JSON Schema"
+    text = value.strip()
+    if text in ("", ANY_JSON):
+        return None
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if not isinstance(schema, dict):
+        return 'a JSON Schema must be an object, e.g. {"type": "object"}'
+    return None

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.infer.params import MAX_STOP_STRINGS, SamplingParams, parse
+from engine.infer.params import ANY_JSON, MAX_STOP_STRINGS, SamplingParams, parse, schema_problem
 
-__all__ = ["MAX_STOP_STRINGS", "SamplingParams", "logits_processors", "parse"]
+__all__ = ["ANY_JSON", "MAX_STOP_STRINGS", "SamplingParams", "logits_processors", "parse", "schema_problem"]
 
 
 def logits_processors(params: SamplingParams) -> tuple[Any, Any]:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from engine.core import errors, protocol
 from engine.core.errors import EngineError
 from engine.core.job import Job
-from engine.infer import sampling
+from engine.infer import sampling, structured
 from engine.infer.serve_guard import Admission, ClientGone, RequestGuard, remote_warning
 from engine.infer.session import ModelPool, _messages, prompt_ids, run_on, set_threads
 from engine.runtime import device
@@ -66,7 +66,10 @@ class Endpoint:
                 raw[extra] = body[extra]
         if body.get("n", 1) not in (1, None):
             raise errors.usage("n: only one choice per request is supported")
-        return sampling.parse(raw)
+        raw["json_schema"] = response_schema(body.get("response_format"))
+        params = sampling.parse(raw)
+        structured.check(params.json_schema, "response_format.json_schema.schema")
+        return params
 
     def run(self, ids: list[int], params: sampling.SamplingParams, on_piece: Callable[[str], None],
             gone: ClientGone) -> Any:
@@ -87,6 +90,25 @@ class _Either:
 
     def is_set(self) -> bool:
         return any(e.is_set() for e in self._events)
+
+
+def response_schema(fmt: Any) -> str:
+    """OpenAI's ``response_format`` as the ``json_schema`` sampling parameter: "" for text, "any"
+    for ``json_object``, the schema's text for ``json_schema`` (its ``strict`` is always honoured)."""
+    if fmt is None:
+        return ""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return ""
+    if kind == "json_object":
+        return sampling.ANY_JSON
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema", {}) if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise errors.usage("response_format.json_schema.schema: must be a JSON Schema object")
+        return json.dumps(schema)
+    raise errors.usage("response_format.type: must be 'text', 'json_object' or 'json_schema'")
 
 
 def chat_ids(tokenizer: Any, body: dict[str, Any]) -> list[int]:

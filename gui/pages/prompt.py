@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from engine.core import errors
 from engine.infer import ratings
+from engine.infer.params import schema_problem
 from gui.context import AppContext
 from gui.session_client import SessionClient
 from gui.state import prompt_batch, run_history
@@ -324,6 +325,11 @@ class PromptPage(QWidget):
         if not self.params_panel.seed_is_valid():
             self.status.show_message("Seed: use a whole number, or leave it empty for a random answer.",
                                      error=True)
+            return
+        problems = [f"Column {c.letter}: JSON schema: {p}" for c in self.columns
+                    if (p := schema_problem(c.config.params.json_schema))]
+        if problems:
+            self.status.show_message(problems[0], error=True)
             return
         for column in self.columns:
             request = self.build_request(column, text)

@@ -33,7 +33,8 @@ class _ParamsMethods:
         p: Any = self
         sampling = "greedy" if p.greedy or p.temperature == 0 else f"T {p.temperature:g}, top-p {p.top_p:g}"
         seed = f", seed {p.seed}" if p.seed is not None else ""
-        return f"{sampling}, max {p.max_new_tokens}{seed}"
+        json_out = "" if not p.json_schema else ", any JSON" if p.json_schema == "any" else ", JSON schema"
+        return f"{sampling}, max {p.max_new_tokens}{seed}{json_out}"
 
 
 def _fields() -> list[tuple[str, Any, Any]]:
@@ -62,16 +63,17 @@ CUSTOM = "Custom"
 
 
 def preset_of(params: Params) -> str:
-    """The preset these parameters equal (ignoring length, stop strings and seed), or Custom."""
+    """The preset these parameters equal (ignoring length, stop strings, seed and JSON schema), or Custom."""
     for name, preset in PRESETS.items():
-        if replace(params, max_new_tokens=preset.max_new_tokens, stop=(), seed=None) == preset:
+        if replace(params, max_new_tokens=preset.max_new_tokens, stop=(), seed=None, json_schema="") == preset:
             return name
     return CUSTOM
 
 
 def apply_preset(params: Params, name: str) -> Params:
-    """The preset's sampling settings, keeping the length, stop strings and seed chosen."""
-    return replace(PRESETS[name], max_new_tokens=params.max_new_tokens, stop=params.stop, seed=params.seed)
+    """The preset's sampling settings, keeping the length, stop strings, seed and JSON schema chosen."""
+    return replace(PRESETS[name], max_new_tokens=params.max_new_tokens, stop=params.stop, seed=params.seed,
+                   json_schema=params.json_schema)
 
 
 def parse_stop(text: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.schema import Knob, knobs
+from engine.infer.params import ANY_JSON, schema_problem
 from gui.state.prompt_params import (
     CUSTOM,
     PRESETS,
@@ -33,6 +34,7 @@ from gui.state.prompt_params import (
     preset_of,
 )
 from gui.widgets.form_fields import FloatSpinBox
+from gui.widgets.status_line import StatusLine
 
 
 class ParamsPanel(QWidget):
@@ -126,6 +128,9 @@ def _field(k: Knob) -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:
         return box, box.isChecked, lambda value: box.setChecked(bool(value))
     if k.kind is tuple:
         return _stop_strings()
+    if k.kind is str:
+        schema = JsonSchemaField()
+        return schema, schema.value, schema.set_value
     if k.kind is int and k.optional:
         return _optional_int()
     if k.kind is int:
@@ -135,6 +140,59 @@ def _field(k: Knob) -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:
     double.setSingleStep(k.step or 0.1)
     double.setStepType(FloatSpinBox.StepType.DefaultStepType)
     return double, double.value, lambda value: double.setValue(float(value))
+
+
+class JsonSchemaField(QWidget):
+    """Structured output: none, any JSON object, or a JSON Schema typed in, with its error in one line."""
+
+    textChanged = Signal()
+    CHOICES = (("None", ""), ("Any JSON", ANY_JSON), ("JSON Schema", "schema"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.mode = QComboBox()
+        for label, data in self.CHOICES:
+            self.mode.addItem(label, data)
+        self.edit = QPlainTextEdit()
+        self.edit.setFixedHeight(80)
+        self.edit.setPlaceholderText('{"type": "object", "properties": {"age": {"type": "integer"}}, '
+                                     '"required": ["age"]}')
+        self.error = StatusLine()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.mode, self.edit, self.error):
+            layout.addWidget(widget)
+        self.mode.currentIndexChanged.connect(self._changed)
+        self.edit.textChanged.connect(self._changed)
+        self._show()
+
+    def value(self) -> str:
+        data = self.mode.currentData()
+        return self.edit.toPlainText().strip() if data == "schema" else data
+
+    def set_value(self, value: str) -> None:
+        if value == self.value():
+            return  # keeps the cursor while the user types
+        self.mode.blockSignals(True)
+        self.mode.setCurrentIndex(0 if not value else 1 if value == ANY_JSON else 2)
+        self.mode.blockSignals(False)
+        if value not in ("", ANY_JSON):
+            self.edit.setPlainText(value)
+        self._show()
+
+    def problem(self) -> str | None:
+        """Why the typed schema is not one (one line), or None; an empty one means None."""
+        return schema_problem(self.value())
+
+    def _changed(self) -> None:
+        self._show()
+        self.textChanged.emit()
+
+    def _show(self) -> None:
+        self.edit.setVisible(self.mode.currentData() == "schema")
+        problem = self.problem()
+        self.error.show_message(problem or "", error=True)
+        self.error.setVisible(bool(problem))
 
 
 def _stop_strings() -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:

@@ -141,3 +141,47 @@ def test_a_column_with_an_adapter_gets_the_system_prompt_its_run_trained_with(ti
     assert with_trained_system(user, plain) == user
     own = [{"role": "system", "content": "Be brief."}, *user]
     assert with_trained_system(own, tuned) == own
+
+
+def test_a_batch_under_a_json_schema_gives_schema_valid_rows(tiny_model_dir, tmp_path, engine_argv, engine_env) -> None:
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"q": f"question {i}"}) + "\n" for i in range(4)), encoding="utf-8")
+    schema = {"type": "object", "required": ["label", "score"], "additionalProperties": False,
+              "properties": {"label": {"enum": ["positive", "negative"]}, "score": {"type": "integer"}}}
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([{"model": str(tiny_model_dir), "params": {
+        "temperature": 1.0, "seed": 3, "max_new_tokens": 60, "json_schema": json.dumps(schema)}}]), encoding="utf-8")
+    code, messages, stderr = batch(engine_argv, engine_env, "--file", str(data), "--column", "q",
+                                   "--config", str(configs))
+    assert code == 0, stderr[-2000:]
+    rows = [m["row"] for m in messages if "row" in m]
+    assert len(rows) == 4 and all(r["finish_reason"] == "stop" for r in rows), rows
+    for row in rows:
+        value = json.loads(row["text"])
+        assert set(value) == {"label", "score"} and value["label"] in ("positive", "negative")
+        assert type(value["score"]) is int
+
+
+@pytest.mark.parametrize("schema, words", [
+    ('{"type": "integr"}', ": not a usable JSON Schema: Invalid type: integr"),
+    ("{oops", ": not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"),
+])
+def test_a_bad_schema_file_is_one_line_naming_it(schema, words, tmp_path, engine_argv, engine_env) -> None:
+    path = tmp_path / "schema.json"
+    path.write_text(schema, encoding="utf-8")
+    data = tmp_path / "prompts.csv"
+    data.write_text("q\nhi\n", encoding="utf-8")
+    status, messages, stderr = batch(engine_argv, engine_env, "--file", str(data), "--column", "q",
+                                     "--json-schema", str(path))
+    assert status == protocol.ExitCode.INVALID_INPUT and "Traceback" not in stderr
+    assert messages[-1]["message"] == f"--json-schema {path}{words}"
+
+
+def test_a_bad_schema_in_a_configuration_names_the_file_and_entry(suite_file, tmp_path, engine_argv,
+                                                                   engine_env) -> None:
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([{"params": {"json_schema": "[1]"}}]), encoding="utf-8")
+    status, messages, _ = batch(engine_argv, engine_env, "--suite", str(suite_file), "--config", str(configs))
+    assert status == protocol.ExitCode.INVALID_INPUT
+    assert messages[-1]["message"] == (f"{configs}: config 1: params.json_schema: a JSON Schema must be an "
+                                       'object, e.g. {"type": "object"}')

@@ -76,3 +76,23 @@ def test_a_full_fine_tune_run_answers_by_its_run_id(tiny_model_dir, engine_argv,
                                       "--prompt", "hello", "--max-new-tokens", "4")
     assert code == 0, stderr[-2000:]
     assert messages[-1]["type"] == "result"
+
+
+def test_json_schema_makes_the_answer_follow_it_and_a_bad_file_is_one_line(tiny_model_dir, tmp_path, engine_argv,
+                                                                            engine_env) -> None:
+    import json
+
+    schema = tmp_path / "answer.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["ok"], "additionalProperties": False,
+                                  "properties": {"ok": {"type": "boolean"}}}), encoding="utf-8")
+    code, messages, stderr = generate(engine_argv, engine_env, "--model", str(tiny_model_dir), "--prompt", "hi",
+                                      "--max-new-tokens", "40", "--json-schema", str(schema))
+    assert code == 0, stderr[-2000:]
+    result = messages[-1]["data"]
+    assert result["finish_reason"] == "stop" and set(json.loads(result["text"])) == {"ok"}
+    schema.write_text('{"type": "object", "properties": {"ok": {"$ref": "#/nowhere"}}}', encoding="utf-8")
+    code, messages, stderr = generate(engine_argv, engine_env, "--model", str(tiny_model_dir), "--prompt", "hi",
+                                      "--json-schema", str(schema))
+    assert code == protocol.ExitCode.INVALID_INPUT and "Traceback" not in stderr
+    assert messages[-1]["message"] == (f"--json-schema {schema}: not a usable JSON Schema: "
+                                       "Pointer '/nowhere' does not exist")

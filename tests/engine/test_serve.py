@@ -136,6 +136,41 @@ def test_a_bad_request_is_a_400_with_a_reason(server) -> None:
     assert caught.value.code == 400 and "not JSON" in json.loads(caught.value.read())["error"]["message"]
 
 
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "mood", "age"],
+          "properties": {"name": {"type": "string", "maxLength": 12}, "mood": {"enum": ["happy", "sad"]},
+                         "age": {"type": "integer"}}}
+
+
+def test_response_format_json_schema_gives_schema_valid_json(server) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    for seed in range(3):
+        answer = client(server).chat.completions.create(
+            model=server["model"], messages=[{"role": "user", "content": "a person"}], seed=seed,
+            max_tokens=150, response_format=fmt)
+        choice = answer.choices[0]
+        assert choice.finish_reason == "stop", choice
+        value = json.loads(choice.message.content)
+        assert set(value) == {"name", "mood", "age"} and value["mood"] in ("happy", "sad")
+        assert isinstance(value["age"], int) and not isinstance(value["age"], bool)
+        assert isinstance(value["name"], str) and len(value["name"]) <= 12
+    streamed = client(server).chat.completions.create(
+        model=server["model"], messages=[{"role": "user", "content": "hi"}], seed=1, max_tokens=150,
+        response_format={"type": "json_object"}, stream=True)
+    assert isinstance(json.loads("".join(c.choices[0].delta.content or "" for c in streamed)), dict)
+
+
+def test_a_bad_response_format_is_a_one_line_400(server) -> None:
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integr"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(server).chat.completions.create(model=server["model"], response_format=bad,
+                                               messages=[{"role": "user", "content": "hi"}])
+    message = caught.value.body["message"]
+    assert message == "response_format.json_schema.schema: not a usable JSON Schema: Invalid type: integr"
+    with pytest.raises(openai.BadRequestError, match="response_format.type"):
+        client(server).chat.completions.create(model=server["model"], response_format={"type": "yaml"},
+                                               messages=[{"role": "user", "content": "hi"}])
+
+
 def test_cancel_stops_the_server_with_the_cancelled_code(server) -> None:
     process = server["process"]
     process.stdin.write(protocol.encode(protocol.make("cancel")))

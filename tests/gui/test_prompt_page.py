@@ -103,7 +103,7 @@ def test_parameters_and_presets_go_into_the_request(qtbot, make_prompt_page):
     panel.greedy.setChecked(True)
     params = page.build_request(page.columns[0], "x")["params"]
     assert params == {"temperature": 0.0, "top_p": 0.9, "top_k": 40, "min_p": 0.0, "repetition_penalty": 1.05,
-                      "max_new_tokens": 64, "stop": ["\n\nUser:"], "seed": 7}
+                      "max_new_tokens": 64, "stop": ["\n\nUser:"], "seed": 7, "json_schema": ""}
     assert panel.preset_combo.currentText() == "Greedy" or panel.preset_combo.currentText() == "Custom"
     assert "greedy, max 64, seed 7" == page.columns[0].params_label.text()
     assert panel.temperature.toolTip().startswith("Randomness")
@@ -194,6 +194,27 @@ def test_token_view_colours_tokens_and_explains_them_on_hover(qtbot, make_prompt
     assert column._token_at("tok:0/0") is None and column._token_at("http://x") is None
     from gui.state.prompt_conversation import token_tooltip
     assert token_tooltip(token).splitlines()[:3] == [".  p = 0.620", "Top alternatives:", "  .  0.620"]
+
+
+def test_a_column_gets_a_json_schema_and_a_bad_one_is_refused_in_one_line(qtbot, make_prompt_page):
+    page = make_prompt_page()
+    field = page.params_panel.json_schema
+    field.mode.setCurrentIndex(1)  # Any JSON
+    assert page.build_request(page.columns[0], "x")["params"]["json_schema"] == "any"
+    assert page.columns[0].params_label.text().endswith(", any JSON")
+    field.mode.setCurrentIndex(2)
+    assert field.edit.isVisible() or not page.isVisible()
+    field.edit.setPlainText('{"type": "object", "required": ["a"]}')
+    assert page.columns[0].config.params.json_schema == '{"type": "object", "required": ["a"]}'
+    assert page.columns[0].params_label.text().endswith(", JSON schema") and not field.error.text()
+    page.params_panel.preset_combo.setCurrentText("Creative")  # a preset keeps the schema
+    assert page.columns[0].config.params.json_schema == '{"type": "object", "required": ["a"]}'
+    field.edit.setPlainText('{"type": "object",')
+    assert field.error.text().startswith("not valid JSON: Expecting property name")
+    page.prompt_edit.setPlainText("hi")
+    qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
+    assert page.status.is_error() and not page.is_busy()
+    assert "\n" not in page.status.text() and page.status.text().startswith("Column A: JSON schema: not valid JSON")
 
 
 def test_an_empty_prompt_is_refused(qtbot, make_prompt_page):
