@@ -1,0 +1,259 @@
+"""`evaluate judge`: position-swap handling and unparseable counting against a scripted
+OpenAI-compatible server, a judge pass with the tiny local model, the bootstrap intervals and
+one-line errors for bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from engine.core import paths, protocol
+from engine.core.channel import Channel
+from engine.core.control import Control
+from engine.eval import judge as judging
+from engine.eval.judge_spec import JudgeSpec
+
+ROWS = [("What is 2+2?", "5", "4"), ("Capital of France?", "Lyon", "Paris"), ("Colour of the sky?", "green", "blue"),
+        ("Opposite of hot?", "warm", "cold")]
+
+
+class FakeJob:
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.channel = Channel(self.stream, json_mode=True)
+        self.control = Control(self.channel)
+
+    def messages(self) -> list[dict]:
+        return [protocol.decode(line) for line in self.stream.getvalue().splitlines()]
+
+
+def make_evaluation(name: str = "judged") -> Path:
+    """An evaluation folder as `evaluate run` writes it: base and one adapter ("tuned")."""
+    folder = paths.evals_dir() / name
+    folder.mkdir(parents=True)
+    summary = {"id": name, "status": "finished", "dataset": "qa@v1", "split": "test", "examples": len(ROWS),
+               "models": [{"label": "base", "adapter": ""}, {"label": "tuned", "adapter": "x"}], "metrics": {}}
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    rows = [{"index": i, "input": [{"role": "user", "content": q}], "reference": good,
+             "outputs": {"base": bad, "tuned": good}, "metrics": {}} for i, (q, bad, good) in enumerate(ROWS)]
+    (folder / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return folder
+
+
+class Scripted:
+    """A fake OpenAI-compatible server on 127.0.0.1; ``policy(first, second, prompt)`` gives the
+    reply's content from the two answers in the order the prompt shows them."""
+
+    def __init__(self, policy: Callable[[str, str, str], str], structured: bool = True) -> None:
+        self.policy, self.structured, self.requests = policy, structured, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "fake-judge", "object": "model", "created": 0,
+                                                             "owned_by": "test"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                if "response_format" in body and not outer.structured:
+                    self._send(400, {"error": {"message": "response_format is not supported", "type": "invalid"}})
+                    return
+                prompt = body["messages"][-1]["content"]
+                found = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]\n(.*?)\n\n", prompt, re.DOTALL)
+                single = re.search(r"\[Answer\]\n(.*?)\n\n", prompt, re.DOTALL)
+                first, second = found.groups() if found else ((single.group(1), "") if single else ("", ""))
+                content = outer.policy(first, second, prompt)
+                self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": content}}]})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., Scripted]]:
+    made: list[Scripted] = []
+
+    def start(policy: Callable[[str, str, str], str], structured: bool = True) -> Scripted:
+        made.append(Scripted(policy, structured))
+        return made[-1]
+
+    yield start
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def home(workspace_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    make_evaluation()
+    return workspace_home
+
+
+def verdict(v: str) -> str:
+    return json.dumps({"verdict": v, "reason": f"said {v}"})
+
+
+GOOD = {good for _, _, good in ROWS}
+
+
+def run(url: str, **changes: Any) -> tuple[Path, dict[str, Any], FakeJob]:
+    job = FakeJob()
+    folder, report = judging.judge(JudgeSpec(evaluation="judged", base_url=url, bootstrap=200, **changes), job)
+    return folder, report, job
+
+
+def test_a_judge_that_always_says_a_gives_all_ties(home, server) -> None:
+    fake = server(lambda first, second, prompt: verdict("A"))
+    folder, report, job = run(fake.url)
+    assert report["counts"] == {"win": 0, "tie": len(ROWS), "loss": 0} and report["unparseable"] == 0
+    assert report["rates"]["tie"] == {"estimate": 1.0, "low": 1.0, "high": 1.0}
+    assert len(fake.requests) == 2 * len(ROWS)  # both orders of every row
+    assert all(r["response_format"]["type"] == "json_schema" for r in fake.requests)
+    rows = judging.read_verdicts(folder)
+    assert [rows[i]["outcome"] for i in range(len(ROWS))] == ["tie"] * len(ROWS)
+    assert [o["order"] for o in rows[0]["orders"]] == ["base first", "tuned first"]
+    assert rows[0]["orders"][0]["reason"] == "said A"
+    progress = [m for m in job.messages() if m["type"] == "progress"]
+    assert progress[-1]["current"] == progress[-1]["total"] == 2 * len(ROWS)
+    assert json.loads((folder / "judge.json").read_text())["counts"]["tie"] == len(ROWS)
+
+
+def test_a_judge_preferring_the_tuned_answer_in_both_orders_gives_all_wins(home, server) -> None:
+    fake = server(lambda first, second, prompt: verdict("A" if first in GOOD else "B"))
+    _, report, _ = run(fake.url)
+    assert report["counts"] == {"win": len(ROWS), "tie": 0, "loss": 0}
+    assert report["rates"]["win"]["estimate"] == 1.0
+    # Asked the other way round (model_a = tuned), the same judge gives all losses.
+    _, report, _ = run(fake.url, model_a="tuned", model_b="base")
+    assert report["counts"] == {"win": 0, "tie": 0, "loss": len(ROWS)}
+
+
+def test_unparseable_verdicts_are_counted_and_shown_never_guessed(home, server) -> None:
+    def policy(first: str, second: str, prompt: str) -> str:
+        if "2+2" in prompt and first == "4":
+            return "B is better, obviously"  # not JSON
+        if "France" in prompt:
+            return json.dumps({"verdict": "maybe", "reason": "?"})  # not a verdict
+        return verdict("A" if first in GOOD else "B")
+
+    fake = server(policy, structured=False)  # also: the server refuses response_format
+    folder, report, _ = run(fake.url)
+    assert report["unparseable"] == 2 and report["judged"] == 2
+    assert report["counts"] == {"win": 2, "tie": 0, "loss": 0}
+    rows = judging.read_verdicts(folder)
+    assert rows[0]["outcome"] == "unparseable" and rows[0]["orders"][1]["raw"] == "B is better, obviously"
+    assert rows[0]["orders"][0]["verdict"] == "B"
+    assert sum("response_format" in r for r in fake.requests) == 1  # asked once, then prompt-only
+
+
+def test_single_answer_scores_with_reference(home, server) -> None:
+    fake = server(lambda answer, _, prompt: json.dumps({"score": 9 if answer in GOOD else 2, "reason": "r"}))
+    folder, report, _ = run(fake.url, mode="single", with_reference=True)
+    assert "[Reference answer]\n4\n" in fake.requests[0]["messages"][0]["content"]
+    assert report["mean_score"]["tuned"]["estimate"] == 9.0 and report["mean_score"]["base"]["estimate"] == 2.0
+    assert report["unparseable"] == 0 and report["prompt"] == "single_reference"
+    assert judging.read_verdicts(folder)[1]["scores"]["base"] == {"score": 2, "reason": "r"}
+
+
+def test_custom_prompt_replaces_the_preset(home, server) -> None:
+    fake = server(lambda *_: verdict("tie"))
+    run(fake.url, prompt='Q: {question}\n[Answer A]\n{answer_a}\n\n[Answer B]\n{answer_b}\n\nJSON {"verdict": ...}')
+    assert fake.requests[0]["messages"][0]["content"].startswith("Q: user: What is 2+2?\n[Answer A]\n5\n")
+    assert '{"verdict": ...}' in fake.requests[0]["messages"][0]["content"]
+
+
+def test_parse_is_strict() -> None:
+    assert judging.parse_verdict('{"verdict": "b", "reason": "x"}', "pairwise") == {"verdict": "B", "reason": "x"}
+    assert judging.parse_verdict('```json\n{"verdict": "tie", "reason": ""}\n```', "pairwise")["verdict"] == "tie"
+    for text in ('The verdict: {"verdict": "A", "reason": ""}', '{"verdict": "A", "reason": 3}', "[1]", "A"):
+        assert judging.parse_verdict(text, "pairwise") is None
+    assert judging.parse_verdict('{"score": 7, "reason": ""}', "single") == {"score": 7, "reason": ""}
+    for text in ('{"score": 11, "reason": ""}', '{"score": 7.5, "reason": ""}', '{"score": true, "reason": ""}'):
+        assert judging.parse_verdict(text, "single") is None
+
+
+def test_combine_counts_a_flip_with_the_order_as_a_tie() -> None:
+    assert judging.combine("B", "A") == "win" and judging.combine("A", "B") == "loss"
+    assert judging.combine("A", "A") == "tie" and judging.combine("B", "B") == "tie"
+    assert judging.combine("B", "tie") == "tie" and judging.combine("tie", "tie") == "tie"
+    assert judging.combine(None, "A") is None
+
+
+def test_bootstrap_rate_intervals() -> None:
+    outcomes = ["win"] * 30 + ["tie"] * 10 + ["loss"] * 10
+    rates = judging.rate_intervals(outcomes, 1000, seed=3)
+    assert rates["win"]["estimate"] == pytest.approx(0.6) and rates["tie"]["estimate"] == pytest.approx(0.2)
+    for ci in rates.values():
+        assert 0 <= ci["low"] < ci["estimate"] < ci["high"] <= 1
+    # The binomial standard error is sqrt(.6*.4/50) = 0.069: the 95% interval spans about 4 of them.
+    assert 0.2 < rates["win"]["high"] - rates["win"]["low"] < 0.35
+    assert judging.rate_intervals(outcomes, 1000, seed=3) == rates  # seeded
+    assert judging.rate_intervals(outcomes, 1000, seed=4) != rates
+
+
+def engine(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TUNEBENCH_HOME=str(home), PYTHONIOENCODING="utf-8")
+    return subprocess.run([sys.executable, "-m", "engine", "evaluate", "judge", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bad_input_is_one_line_naming_the_file_or_field(home, tmp_path) -> None:
+    done = engine(home, "--evaluation", "nope")
+    assert done.returncode == protocol.ExitCode.NOT_FOUND and "Traceback" not in done.stderr
+    assert "evaluation: no evaluation 'nope'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    config = tmp_path / "judge.toml"
+    config.write_text('[judge]\nevaluation = "judged"\nmode = "best-of"\n', encoding="utf-8")
+    done = engine(home, "--config", str(config))
+    assert done.returncode == protocol.ExitCode.USAGE and "Traceback" not in done.stderr
+    assert "mode" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    config.write_text('[judge]\nevaluation = "judged"\njudge_temperature = 1\n', encoding="utf-8")
+    done = engine(home, "--config", str(config))
+    assert done.returncode == protocol.ExitCode.USAGE and f"{config}: judge_temperature" in done.stderr
+    done = engine(home, "--evaluation", "judged", "--model-b", "adapter-9", "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == protocol.ExitCode.USAGE and "model_b:" in done.stderr and "summary.json" in done.stderr
+    done = engine(home, "--evaluation", "judged", "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == protocol.ExitCode.NOT_FOUND and "base_url:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_local_tiny_judge_gives_a_verdict_or_a_counted_unparseable_for_every_order(home, tiny_model_dir) -> None:
+    job = FakeJob()
+    folder, report = judging.judge(JudgeSpec(evaluation="judged", judge_model=str(tiny_model_dir), device="cpu",
+                                             max_new_tokens=12, bootstrap=50), job)
+    rows = judging.read_verdicts(folder)
+    assert len(rows) == len(ROWS) and report["requests"] == 2 * len(ROWS)
+    orders = [o for row in rows.values() for o in row["orders"]]
+    assert len(orders) == 2 * len(ROWS)
+    assert all(o["verdict"] in ("A", "B", "tie") or (o["verdict"] is None and "raw" in o) for o in orders)
+    assert report["judged"] + report["unparseable"] == len(ROWS)
+    assert sum(report["counts"].values()) == report["judged"]
