@@ -35,16 +35,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from engine.core import errors, paths, protocol, schema, untrusted, workspace
+from engine.core import errors, paths, protocol, schema, workspace
 from engine.core.job import Job
 from engine.eval import judge_spec as specs
 from engine.eval.metrics import bootstrap_mean_ci
-from engine.eval.store import EXAMPLES, SUMMARY, evaluation_folder, read_examples, read_summary
+from engine.eval.store import (
+    EXAMPLES,
+    JUDGE_REPORT,
+    JUDGE_VERDICTS,
+    SUMMARY,
+    evaluation_folder,
+    read_examples,
+    read_summary,
+)
 
 log = logging.getLogger("engine.eval.judge")
 
-VERDICTS = "judge.jsonl"
-REPORT = "judge.json"
 PLACEHOLDERS = ("question", "answer_a", "answer_b", "answer", "reference")
 
 VERDICT_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["verdict", "reason"],
@@ -177,6 +183,7 @@ def server_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
         return out
 
     log.info("Judge: %s at %s", model, spec.base_url)
+    ask.name = f"{model} at {spec.base_url}"  # type: ignore[attr-defined]
     return ask
 
 
@@ -196,6 +203,7 @@ def local_judge(spec: specs.JudgeSpec, job: Job) -> Ask:
         return gen.generate_batched(model, tokenizer, rendered, max_new_tokens=spec.max_new_tokens, batch_size=8,
                                     cancelled=job.control.cancelled)
 
+    ask.name = base_dir.name  # type: ignore[attr-defined]
     return ask
 
 
@@ -284,15 +292,14 @@ def judge(spec: specs.JudgeSpec, job: Job, ask: Ask | None = None) -> tuple[Path
     verdicts, report = _tally(spec, rows, replies, parsed, label_a, label_b)
     report.update({"evaluation": folder.name, "mode": spec.mode, "with_reference": spec.with_reference,
                    "model_a": label_a, "model_b": label_b,
-                   "judge": spec.base_url and f"{spec.server_model or 'server'} at {spec.base_url}"
-                   or (spec.judge_model or "default"),
+                   "judge": getattr(ask, "name", "") or spec.base_url or spec.judge_model or "default",
                    "prompt": spec.prompt and "custom" or preset_name(spec.mode, spec.with_reference),
                    "rows": len(rows), "requests": len(prompts), "bootstrap": spec.bootstrap, "seed": spec.seed,
                    "seconds": round(time.monotonic() - started, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                    "spec": asdict(spec) | {"api_key": "***" if spec.api_key else ""}})
     text = "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in verdicts)
-    workspace.atomic_write_text(folder / VERDICTS, text)
-    workspace.atomic_write_json(folder / REPORT, report)
+    workspace.atomic_write_text(folder / JUDGE_VERDICTS, text)
+    workspace.atomic_write_json(folder / JUDGE_REPORT, report)
     return folder, report
 
 
@@ -344,24 +351,6 @@ def _order(order: str, parsed: dict[str, Any] | None, raw: str) -> dict[str, Any
     return {"order": order, "verdict": parsed["verdict"], "reason": parsed["reason"]}
 
 
-def read_verdicts(folder: Path) -> dict[Any, dict[str, Any]]:
-    """A judged evaluation's per-row verdicts by row index (empty when it was never judged)."""
-    out: dict[Any, dict[str, Any]] = {}
-    try:
-        handle = (folder / VERDICTS).open(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
-    with handle:
-        for line in untrusted.bounded_lines(handle):
-            try:
-                row = untrusted.json_loads(line) if isinstance(line, str) else None
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                out[row.get("index")] = row
-    return out
-
-
 # -- the command -------------------------------------------------------------------------------
 
 def cmd_judge(args: argparse.Namespace, job: Job) -> int:
@@ -374,6 +363,6 @@ def cmd_judge(args: argparse.Namespace, job: Job) -> int:
         for label, ci in report["mean_score"].items():
             log.info("%s: mean score %.2f [%.2f, %.2f]", label, ci["estimate"], ci["low"], ci["high"])
     log.info("unparseable verdicts: %d", report["unparseable"])
-    job.channel.send(protocol.artifact("judge", str(folder / REPORT)))
+    job.channel.send(protocol.artifact("judge", str(folder / JUDGE_REPORT)))
     job.channel.send(protocol.result({k: v for k, v in report.items() if k != "spec"} | {"path": str(folder)}))
     return protocol.ExitCode.OK

@@ -7,24 +7,20 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from judge_server import GOOD, ROWS, Scripted, make_evaluation, verdict
 
-from engine.core import paths, protocol
+from engine.core import protocol
 from engine.core.channel import Channel
 from engine.core.control import Control
 from engine.eval import judge as judging
+from engine.eval import store
 from engine.eval.judge_spec import JudgeSpec
-
-ROWS = [("What is 2+2?", "5", "4"), ("Capital of France?", "Lyon", "Paris"), ("Colour of the sky?", "green", "blue"),
-        ("Opposite of hot?", "warm", "cold")]
 
 
 class FakeJob:
@@ -35,67 +31,6 @@ class FakeJob:
 
     def messages(self) -> list[dict]:
         return [protocol.decode(line) for line in self.stream.getvalue().splitlines()]
-
-
-def make_evaluation(name: str = "judged") -> Path:
-    """An evaluation folder as `evaluate run` writes it: base and one adapter ("tuned")."""
-    folder = paths.evals_dir() / name
-    folder.mkdir(parents=True)
-    summary = {"id": name, "status": "finished", "dataset": "qa@v1", "split": "test", "examples": len(ROWS),
-               "models": [{"label": "base", "adapter": ""}, {"label": "tuned", "adapter": "x"}], "metrics": {}}
-    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    rows = [{"index": i, "input": [{"role": "user", "content": q}], "reference": good,
-             "outputs": {"base": bad, "tuned": good}, "metrics": {}} for i, (q, bad, good) in enumerate(ROWS)]
-    (folder / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
-
-
-class Scripted:
-    """A fake OpenAI-compatible server on 127.0.0.1; ``policy(first, second, prompt)`` gives the
-    reply's content from the two answers in the order the prompt shows them."""
-
-    def __init__(self, policy: Callable[[str, str, str], str], structured: bool = True) -> None:
-        self.policy, self.structured, self.requests = policy, structured, []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "fake-judge", "object": "model", "created": 0,
-                                                             "owned_by": "test"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                if "response_format" in body and not outer.structured:
-                    self._send(400, {"error": {"message": "response_format is not supported", "type": "invalid"}})
-                    return
-                prompt = body["messages"][-1]["content"]
-                found = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]\n(.*?)\n\n", prompt, re.DOTALL)
-                single = re.search(r"\[Answer\]\n(.*?)\n\n", prompt, re.DOTALL)
-                first, second = found.groups() if found else ((single.group(1), "") if single else ("", ""))
-                content = outer.policy(first, second, prompt)
-                self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": content}}]})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -119,13 +54,6 @@ def home(workspace_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return workspace_home
 
 
-def verdict(v: str) -> str:
-    return json.dumps({"verdict": v, "reason": f"said {v}"})
-
-
-GOOD = {good for _, _, good in ROWS}
-
-
 def run(url: str, **changes: Any) -> tuple[Path, dict[str, Any], FakeJob]:
     job = FakeJob()
     folder, report = judging.judge(JudgeSpec(evaluation="judged", base_url=url, bootstrap=200, **changes), job)
@@ -139,7 +67,7 @@ def test_a_judge_that_always_says_a_gives_all_ties(home, server) -> None:
     assert report["rates"]["tie"] == {"estimate": 1.0, "low": 1.0, "high": 1.0}
     assert len(fake.requests) == 2 * len(ROWS)  # both orders of every row
     assert all(r["response_format"]["type"] == "json_schema" for r in fake.requests)
-    rows = judging.read_verdicts(folder)
+    rows = store.read_judge(folder)[1]
     assert [rows[i]["outcome"] for i in range(len(ROWS))] == ["tie"] * len(ROWS)
     assert [o["order"] for o in rows[0]["orders"]] == ["base first", "tuned first"]
     assert rows[0]["orders"][0]["reason"] == "said A"
@@ -170,7 +98,7 @@ def test_unparseable_verdicts_are_counted_and_shown_never_guessed(home, server) 
     folder, report, _ = run(fake.url)
     assert report["unparseable"] == 2 and report["judged"] == 2
     assert report["counts"] == {"win": 2, "tie": 0, "loss": 0}
-    rows = judging.read_verdicts(folder)
+    rows = store.read_judge(folder)[1]
     assert rows[0]["outcome"] == "unparseable" and rows[0]["orders"][1]["raw"] == "B is better, obviously"
     assert rows[0]["orders"][0]["verdict"] == "B"
     assert sum("response_format" in r for r in fake.requests) == 1  # asked once, then prompt-only
@@ -182,7 +110,7 @@ def test_single_answer_scores_with_reference(home, server) -> None:
     assert "[Reference answer]\n4\n" in fake.requests[0]["messages"][0]["content"]
     assert report["mean_score"]["tuned"]["estimate"] == 9.0 and report["mean_score"]["base"]["estimate"] == 2.0
     assert report["unparseable"] == 0 and report["prompt"] == "single_reference"
-    assert judging.read_verdicts(folder)[1]["scores"]["base"] == {"score": 2, "reason": "r"}
+    assert store.read_judge(folder)[1][1]["scores"]["base"] == {"score": 2, "reason": "r"}
 
 
 def test_custom_prompt_replaces_the_preset(home, server) -> None:
@@ -250,7 +178,7 @@ def test_a_local_tiny_judge_gives_a_verdict_or_a_counted_unparseable_for_every_o
     job = FakeJob()
     folder, report = judging.judge(JudgeSpec(evaluation="judged", judge_model=str(tiny_model_dir), device="cpu",
                                              max_new_tokens=12, bootstrap=50), job)
-    rows = judging.read_verdicts(folder)
+    rows = store.read_judge(folder)[1]
     assert len(rows) == len(ROWS) and report["requests"] == 2 * len(ROWS)
     orders = [o for row in rows.values() for o in row["orders"]]
     assert len(orders) == 2 * len(ROWS)
