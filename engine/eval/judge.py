@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 
 from engine.core import errors, paths, protocol, schema, workspace
 from engine.core.job import Job
+from engine.eval import generation as gen
 from engine.eval import judge_spec as specs
 from engine.eval.metrics import bootstrap_mean_ci
 from engine.eval.store import (
@@ -48,6 +49,7 @@ from engine.eval.store import (
     read_examples,
     read_summary,
 )
+from engine.runtime import device
 
 log = logging.getLogger("engine.eval.judge")
 
@@ -189,9 +191,6 @@ def server_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
 
 def local_judge(spec: specs.JudgeSpec, job: Job) -> Ask:
     """A local model, run greedily with the evaluation's batched generation."""
-    from engine.eval import generation as gen  # heavy: imports torch's side of the engine
-    from engine.runtime import device
-
     base_dir = gen.prepare_base(spec.judge_model or "default")
     device_name = device.pick(spec.device)
     tokenizer = gen.load_tokenizer(base_dir)
