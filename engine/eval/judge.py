@@ -31,11 +31,11 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from engine.core import errors, paths, protocol, schema, workspace
+from engine.core import errors, paths, protocol, schema, untrusted, workspace
 from engine.core.job import Job
 from engine.eval import generation as gen
 from engine.eval import judge_spec as specs
@@ -48,6 +48,7 @@ from engine.eval.store import (
     evaluation_folder,
     read_examples,
     read_summary,
+    write_examples,
 )
 from engine.runtime import device
 
@@ -146,6 +147,8 @@ def server_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
         raise errors.missing_dependency("base_url: judging with a server needs the openai package "
                                         "(pip install openai)") from None
     key = spec.api_key or os.environ.get("OPENAI_API_KEY") or "none"
+    # The client's retry notices are not the user's: the one-line error says what failed.
+    logging.getLogger("openai").setLevel(logging.WARNING)
     client = openai.OpenAI(base_url=spec.base_url, api_key=key, timeout=600, max_retries=1)
     try:
         model = spec.server_model or client.models.list().data[0].id
@@ -231,6 +234,57 @@ def resolve_spec(args: argparse.Namespace) -> specs.JudgeSpec:
     return spec
 
 
+def import_pairs(spec: specs.JudgeSpec) -> specs.JudgeSpec:
+    """Turns a ``pairs`` JSONL file into an evaluation folder of its own (``summary.json`` with
+    ``kind: "judge"`` and the two models, ``examples.jsonl``) and returns the spec pointing at it.
+    A bad line raises INVALID_INPUT naming ``file:line`` and the field."""
+    path = Path(spec.pairs).expanduser()
+    try:
+        text = untrusted.read_text(path, limit=256 << 20)
+    except FileNotFoundError:
+        raise errors.not_found(f"pairs: file not found: {path}") from None
+    except (OSError, untrusted.InputError) as exc:
+        raise errors.invalid_input(f"pairs: cannot read {path}: {exc}") from None
+    label_a, label_b = spec.model_a or "base", spec.model_b or "tuned"
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = untrusted.json_loads(line)
+        except ValueError as exc:
+            raise errors.invalid_input(f"{path}:{n}: not a JSON object: {exc}") from None
+        if not isinstance(item, dict):
+            raise errors.invalid_input(f"{path}:{n}: not a JSON object")
+        prompt = item.get("prompt", item.get("input"))
+        if not (isinstance(prompt, str) and prompt.strip()) and not _is_messages(prompt):
+            raise errors.invalid_input(f"{path}:{n}: prompt: must be text or a list of chat messages")
+        for field in ("a", "b"):
+            if not isinstance(item.get(field), str):
+                raise errors.invalid_input(f"{path}:{n}: {field}: must be the answer's text")
+        if not isinstance(item.get("reference", ""), str):
+            raise errors.invalid_input(f"{path}:{n}: reference: must be text")
+        rows.append({"index": len(rows), "input": prompt, "reference": item.get("reference", ""),
+                     "outputs": {label_a: item["a"], label_b: item["b"]}, "metrics": {}})
+    if not rows:
+        raise errors.invalid_input(f"pairs: {path} has no rows")
+    eval_id = workspace.new_run_id("judge-" + path.stem)
+    target = paths.evals_dir() / eval_id
+    summary = {"id": eval_id, "kind": "judge", "status": "finished", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "dataset": path.name, "split": "", "examples": len(rows), "source": str(path),
+               "models": [{"label": label_a, "adapter": ""}, {"label": label_b, "adapter": ""}], "metrics": {}}
+    with workspace.atomic_folder(target) as tmp:
+        write_examples(tmp / EXAMPLES, rows)
+        workspace.atomic_write_json(tmp / SUMMARY, summary)
+    log.info("Pairs of %s stored as evaluation %s", path.name, eval_id)
+    return replace(spec, evaluation=str(target), pairs="", model_a=label_a, model_b=label_b)
+
+
+def _is_messages(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value))
+
+
 def load_pairs(spec: specs.JudgeSpec) -> tuple[Path, str, str, list[dict[str, Any]]]:
     """(evaluation folder, label A, label B, rows that have both models' outputs)."""
     folder = evaluation_folder(spec.evaluation)
@@ -268,6 +322,8 @@ def question_text(row: dict[str, Any]) -> str:
 def judge(spec: specs.JudgeSpec, job: Job, ask: Ask | None = None) -> tuple[Path, dict[str, Any]]:
     """Runs one judging pass; returns the evaluation folder and the report written into it."""
     started = time.monotonic()
+    if spec.pairs:
+        spec = import_pairs(spec)
     folder, label_a, label_b, rows = load_pairs(spec)
     template = spec.prompt or preset_text(spec.mode, spec.with_reference)
     if ask is None:

@@ -28,11 +28,15 @@ class JudgeSpec:
     """One judging pass over an evaluation's generations."""
 
     evaluation: str = _f("", "evaluation id or folder whose generations are judged (see evaluate list)")
+    pairs: str = _f("", "instead of an evaluation: a JSONL file of two models' answers, one object a line "
+                    "with prompt (text or chat messages), a, b and optionally reference; it becomes an "
+                    "evaluation folder of its own")
     mode: str = _f("pairwise", "pairwise: which of two answers is better, asked in both orders; single: "
                    "score each answer 1-10", choices=MODES)
     with_reference: bool = _f(False, "put the row's reference answer in the judge's prompt (reference-guided)")
     model_a: str = _f("base", "the first model's label in the evaluation (pairwise: the baseline)")
-    model_b: str = _f("", "the second model's label (default: the evaluation's first adapter)")
+    model_b: str = _f("", "the second model's label (default: the evaluation's first adapter; with pairs, "
+                      "'tuned')")
     judge_model: str = _f("", "a local judge model: 'default', a local folder or a .gguf file "
                           "(used when base_url is empty)")
     base_url: str = _f("", "an OpenAI-compatible server to judge with, e.g. http://127.0.0.1:8000/v1 "
@@ -66,8 +70,10 @@ def to_toml(spec: JudgeSpec, comment: str = "") -> str:
 
 def check(spec: JudgeSpec) -> None:
     """Raises ConfigError for the first unusable value."""
-    if not spec.evaluation.strip():
-        raise ConfigError("evaluation", "is required (an evaluation id or folder; see evaluate list)")
+    if not spec.evaluation.strip() and not spec.pairs.strip():
+        raise ConfigError("evaluation", "is required (an evaluation id or folder; see evaluate list), or pairs")
+    if spec.evaluation.strip() and spec.pairs.strip():
+        raise ConfigError("pairs", "judges a file of answers; give it or evaluation, not both")
     if spec.mode not in MODES:
         raise ConfigError("mode", f"must be {' or '.join(MODES)}, not {spec.mode!r}")
     schema.check(spec)

@@ -185,3 +185,29 @@ def test_a_local_tiny_judge_gives_a_verdict_or_a_counted_unparseable_for_every_o
     assert all(o["verdict"] in ("A", "B", "tie") or (o["verdict"] is None and "raw" in o) for o in orders)
     assert report["judged"] + report["unparseable"] == len(ROWS)
     assert sum(report["counts"].values()) == report["judged"]
+
+
+def test_a_pairs_file_of_two_models_answers_becomes_a_judged_evaluation(home, server, tmp_path) -> None:
+    pairs = tmp_path / "answers.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": q, "a": bad, "b": good, "reference": good}) + "\n"
+                             for q, bad, good in ROWS), encoding="utf-8")
+    fake = server(lambda first, second, prompt: verdict("A" if first in GOOD else "B"))
+    job = FakeJob()
+    folder, report = judging.judge(JudgeSpec(pairs=str(pairs), base_url=fake.url, model_a="v1", model_b="v2",
+                                             bootstrap=100), job)
+    assert report["counts"] == {"win": len(ROWS), "tie": 0, "loss": 0}
+    assert report["model_a"] == "v1" and report["model_b"] == "v2"
+    assert store.read_summary(folder)["kind"] == "judge" and len(store.read_examples(folder)) == len(ROWS)
+    assert any(e["id"] == folder.name for e in store.list_evaluations())
+    assert "[Question]\nWhat is 2+2?\n" in fake.requests[0]["messages"][0]["content"]
+
+
+def test_a_bad_pairs_line_names_the_file_line_and_field(home, tmp_path) -> None:
+    pairs = tmp_path / "answers.jsonl"
+    pairs.write_text('{"prompt": "q", "a": "x", "b": "y"}\n{"prompt": "q", "a": "x"}\n', encoding="utf-8")
+    done = engine(home, "--pairs", str(pairs), "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == protocol.ExitCode.INVALID_INPUT and "Traceback" not in done.stderr
+    assert f"{pairs}:2: b: must be the answer's text" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = engine(home, "--pairs", str(pairs), "--evaluation", "judged")
+    assert done.returncode == protocol.ExitCode.USAGE and "pairs:" in done.stderr
