@@ -50,6 +50,7 @@ from engine.eval.store import (
     read_summary,
     write_examples,
 )
+from engine.infer import ratings
 from engine.runtime import device
 
 log = logging.getLogger("engine.eval.judge")
@@ -125,6 +126,49 @@ def combine(first: str | None, second: str | None) -> str | None:
     if b_first == b_second == -1:
         return "loss"
     return "tie"
+
+
+def _prompt_key(prompt: Any) -> str:
+    """A prompt as text for matching: the last user turn of chat messages, or the raw text."""
+    if isinstance(prompt, list):
+        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = users[-1] if users else ""
+    return str(prompt or "").strip()
+
+
+def human_agreement(rows: Sequence[dict[str, Any]], outcomes: Sequence[str | None], label_a: str, label_b: str,
+                    ratings: Sequence[Any]) -> dict[str, Any]:
+    """Agreement of the judge with the Prompt page's A/B ratings (engine/infer/ratings.py) on the
+    rows whose prompt and two answers a person compared: Cohen's kappa over win/tie/loss and the
+    share of equal labels. Rows without a matching rating, or judged unparseable, are left out."""
+    picks: dict[tuple[str, str, str], str] = {}
+    for rating in ratings:
+        if rating.kind == "ab":
+            key = _prompt_key(rating.prompt)
+            picks[(key, rating.answer, rating.other_answer)] = "chosen"
+    human, judged = [], []
+    for row, outcome in zip(rows, outcomes):
+        if outcome is None:
+            continue
+        key, a, b = _prompt_key(row.get("input")), row["outputs"][label_a], row["outputs"][label_b]
+        if a == b:
+            continue
+        if (key, b, a) in picks:
+            human.append("win")
+        elif (key, a, b) in picks:
+            human.append("loss")
+        else:
+            continue
+        judged.append(outcome)
+    result: dict[str, Any] = {"rows": len(human), "kappa": None, "agreement": None}
+    if human:
+        result["agreement"] = sum(h == j for h, j in zip(human, judged)) / len(human)
+    if len(human) >= 2 and len(set(human) | set(judged)) > 1:
+        from sklearn.metrics import cohen_kappa_score
+
+        kappa = float(cohen_kappa_score(human, judged, labels=["win", "tie", "loss"]))
+        result["kappa"] = kappa if kappa == kappa else None  # nan when one side has one label only
+    return result
 
 
 def rate_intervals(outcomes: Sequence[str], n_resamples: int, seed: int) -> dict[str, dict[str, float]]:
@@ -363,10 +407,11 @@ def _tally(spec: specs.JudgeSpec, rows: list[dict[str, Any]], replies: list[str]
     verdicts: list[dict[str, Any]] = []
     report: dict[str, Any] = {}
     if spec.mode == "pairwise":
-        outcomes = []
+        outcomes, per_row = [], []
         for i, row in enumerate(rows):
             first, second = parsed[2 * i], parsed[2 * i + 1]
             outcome = combine(first and first["verdict"], second and second["verdict"])
+            per_row.append(outcome)
             if outcome is not None:
                 outcomes.append(outcome)
             verdicts.append({"index": row.get("index", i), "outcome": outcome or "unparseable",
@@ -376,6 +421,7 @@ def _tally(spec: specs.JudgeSpec, rows: list[dict[str, Any]], replies: list[str]
         report["judged"] = len(outcomes)
         report["counts"] = {name: outcomes.count(name) for name in ("win", "tie", "loss")}
         report["rates"] = rate_intervals(outcomes, spec.bootstrap, spec.seed) if outcomes else {}
+        report["human"] = human_agreement(rows, per_row, label_a, label_b, ratings.load())
     else:
         scores: dict[str, list[float]] = {label_a: [], label_b: []}
         unparseable = 0

@@ -75,6 +75,12 @@ def report_html(report: dict[str, Any] | None) -> str:
                          f"tie {_pct(rates['tie'])} ({counts.get('tie', 0)}) · "
                          f"loss {_pct(rates['loss'])} ({counts.get('loss', 0)})")
         lines.append("Each row is asked in both orders; a verdict that flips with the order counts as a tie.")
+        human = report.get("human") or {}
+        if human.get("rows"):
+            kappa = human.get("kappa")
+            lines.append(f"Agreement with your A/B ratings on {human['rows']} rows: "
+                         f"{100 * human['agreement']:.0f}%, Cohen's kappa "
+                         f"{'n/a' if kappa is None else format(kappa, '.2f')}")
     else:
         for label, ci in (report.get("mean_score") or {}).items():
             lines.append(f"<b>{html.escape(label)}</b>: mean score {ci['estimate']:.2f} "

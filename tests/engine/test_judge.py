@@ -211,3 +211,19 @@ def test_a_bad_pairs_line_names_the_file_line_and_field(home, tmp_path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     done = engine(home, "--pairs", str(pairs), "--evaluation", "judged")
     assert done.returncode == protocol.ExitCode.USAGE and "pairs:" in done.stderr
+
+
+def test_agreement_with_the_prompt_pages_ab_ratings_is_cohens_kappa(home, server) -> None:
+    from engine.infer import ratings
+
+    for q, bad, good in ROWS:  # a person preferred the tuned answer, except on the last row
+        chosen, other = (bad, good) if q.startswith("Opposite") else (good, bad)
+        ratings.record(ratings.Rating("ab", [{"role": "user", "content": q}], chosen, other_answer=other))
+    ratings.record(ratings.Rating("ab", [{"role": "user", "content": "unrelated"}], "x", other_answer="y"))
+    # The judge prefers the tuned answer in both orders, except on the last row (always "A": a tie).
+    fake = server(lambda first, second, prompt: verdict("A" if "hot?" in prompt or first in GOOD else "B"))
+    _, report, _ = run(fake.url)
+    assert report["counts"] == {"win": 3, "tie": 1, "loss": 0}
+    # human win,win,win,loss vs judge win,win,win,tie: p_o = 3/4, p_e = 3/4 * 3/4 = 9/16, kappa = 3/7.
+    assert report["human"]["rows"] == 4 and report["human"]["agreement"] == 0.75
+    assert report["human"]["kappa"] == pytest.approx(3 / 7)
