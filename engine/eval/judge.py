@@ -383,10 +383,11 @@ def judge(spec: specs.JudgeSpec, job: Job, ask: Ask | None = None) -> tuple[Path
             prompts += [fill(template, question=q, reference=ref, answer=a),
                         fill(template, question=q, reference=ref, answer=b)]
     replies: list[str] = []
-    step = 8
+    step, eta = 8, gen.Eta(len(prompts))
     for start in range(0, len(prompts), step):
-        replies += ask(prompts[start:start + step])
-        job.channel.send(protocol.progress(len(replies), len(prompts), stage="judge"))
+        part = ask(prompts[start:start + step])
+        replies += part
+        job.channel.send(protocol.progress(len(replies), len(prompts), stage="judge", eta_s=eta.advance(len(part))))
     parsed = [parse_verdict(r, spec.mode) for r in replies]
     verdicts, report = _tally(spec, rows, replies, parsed, label_a, label_b)
     report.update({"evaluation": folder.name, "mode": spec.mode, "with_reference": spec.with_reference,

@@ -35,14 +35,14 @@ class JudgeSpec:
                    "score each answer 1-10", choices=MODES)
     with_reference: bool = _f(False, "put the row's reference answer in the judge's prompt (reference-guided)")
     model_a: str = _f("base", "the first model's label in the evaluation (pairwise: the baseline)")
-    model_b: str = _f("", "the second model's label (default: the evaluation's first adapter; with pairs, "
+    model_b: str = _f("", "the second model's label; none = the evaluation's first adapter (with pairs: "
                       "'tuned')")
     judge_model: str = _f("", "a local judge model: 'default', a local folder or a .gguf file "
                           "(used when base_url is empty)")
     base_url: str = _f("", "an OpenAI-compatible server to judge with, e.g. http://127.0.0.1:8000/v1 "
                        "(tunebench-engine serve is one)")
-    api_key: str = _f("", "the server's API key (default: $OPENAI_API_KEY, else none)")
-    server_model: str = _f("", "the model name sent to the server (default: the first of its /v1/models)")
+    api_key: str = _f("", "the server's API key; none = $OPENAI_API_KEY if set")
+    server_model: str = _f("", "the model name sent to the server; none = the first of its /v1/models")
     prompt: str = _f("", "the judge's prompt template, replacing the preset; placeholders {question}, "
                      "{answer_a}, {answer_b} (pairwise), {answer} (single), {reference}")
     max_examples: int = _f(0, "judge at most this many rows (the first ones); 0 = all", minimum=0)

@@ -72,7 +72,7 @@ def test_a_judge_that_always_says_a_gives_all_ties(home, server) -> None:
     assert [o["order"] for o in rows[0]["orders"]] == ["base first", "tuned first"]
     assert rows[0]["orders"][0]["reason"] == "said A"
     progress = [m for m in job.messages() if m["type"] == "progress"]
-    assert progress[-1]["current"] == progress[-1]["total"] == 2 * len(ROWS)
+    assert progress[-1]["current"] == progress[-1]["total"] == 2 * len(ROWS) and progress[-1]["eta_s"] == 0
     assert json.loads((folder / "judge.json").read_text())["counts"]["tie"] == len(ROWS)
 
 
