@@ -75,7 +75,12 @@ def preset_name(mode: str, with_reference: bool) -> str:
 
 def preset_text(mode: str, with_reference: bool) -> str:
     """The bundled prompt template of a mode."""
-    return (paths.resources_dir() / "judge" / f"{preset_name(mode, with_reference)}.txt").read_text(encoding="utf-8")
+    path = paths.resources_dir() / "judge" / f"{preset_name(mode, with_reference)}.txt"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.not_found(f"prompt: cannot read the preset {path}: {exc.strerror or exc}; give the "
+                               f"prompt yourself") from None
 
 
 def fill(template: str, **values: str) -> str:
