@@ -25,6 +25,7 @@ from engine.core.config import TrainConfig
 from engine.core.job import CommonOptions, Job
 from engine.data import options as data
 from engine.eval import options as evaluate
+from engine.eval.judge_spec import JudgeSpec
 from engine.eval.spec import EvalSpec
 from engine.export.options import ExportOptions
 from engine.infer import options as infer
@@ -164,6 +165,11 @@ COMMANDS: tuple[Command, ...] = (
             "folder in the workspace", (evaluate.EvalRunOptions,), EvalSpec,
             description="Settings resolve as: defaults < --config file < flags.", heavy=True),
     Command("evaluate list", "engine.eval.run:cmd_list", "evaluations in the workspace"),
+    Command("evaluate judge", "engine.eval.judge:cmd_judge",
+            "an LLM judges an evaluation's answers: pairwise in both orders (win/tie/loss) or a 1-10 score; a "
+            "local model or an OpenAI-compatible server", (evaluate.JudgeOptions,), JudgeSpec,
+            description="Settings resolve as: defaults < --config file ([judge] table) < flags. A pairwise "
+            "verdict that flips when the answers swap places counts as a tie."),
     Command("evaluate hardest", "engine.eval.hardest:cmd_hardest",
             "after a run: score every training row with the run's adapter and write the highest-loss ones "
             "for review", (evaluate.HardestOptions,), heavy=True),

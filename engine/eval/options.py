@@ -18,6 +18,12 @@ class EvalRunOptions:
 
 
 @dataclass
+class JudgeOptions:
+    config: str | None = knob(None, "a file with a [judge] table of judge settings; flags override it",
+                              metavar="JUDGE.toml")
+
+
+@dataclass
 class HardestOptions:
     run: str = knob("", "run id or run folder", positional=True)
     top: int = knob(20, "how many rows to keep (default 20)")

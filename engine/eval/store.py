@@ -15,6 +15,8 @@ from engine.core import paths, untrusted, workspace
 SPEC = "spec.toml"
 EXAMPLES = "examples.jsonl"
 SUMMARY = "summary.json"
+JUDGE_VERDICTS = "judge.jsonl"  # `evaluate judge`: per row, both verdicts and the judge's reasons
+JUDGE_REPORT = "judge.json"  # `evaluate judge`: rates or mean scores with intervals
 
 
 def write_examples(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -42,11 +44,11 @@ def read_summary(folder: Path) -> dict[str, Any] | None:
     return workspace.read_json(folder / SUMMARY)
 
 
-def read_examples(folder: Path) -> list[dict[str, Any]]:
-    """The per-example rows; a torn or invalid line is skipped."""
+def read_examples(folder: Path, name: str = EXAMPLES) -> list[dict[str, Any]]:
+    """The per-example rows (of ``name``, a JSON-lines file); a torn or invalid line is skipped."""
     rows = []
     try:
-        handle = (folder / EXAMPLES).open(encoding="utf-8", errors="replace")
+        handle = (folder / name).open(encoding="utf-8", errors="replace")
     except OSError:
         return []
     with handle:
@@ -82,3 +84,10 @@ def list_evaluations(root: Path | None = None) -> list[dict[str, Any]]:
                       "models": [m.get("label", "") for m in summary.get("models", [])],
                       "metrics": list(summary.get("metrics", {})), "created": summary.get("created", "")})
     return found
+
+
+def read_judge(folder: Path) -> tuple[dict[str, Any] | None, dict[Any, dict[str, Any]]]:
+    """The last `evaluate judge` pass of an evaluation: its report (None if never judged) and its
+    per-row verdicts by row index."""
+    verdicts = {row.get("index"): row for row in read_examples(folder, JUDGE_VERDICTS)}
+    return workspace.read_json(folder / JUDGE_REPORT), verdicts

@@ -50,6 +50,7 @@ from gui.state import dataset_catalog, eval_view, run_history
 from gui.state.eval_view import Choices, Evaluation
 from gui.widgets.eval_chart import EvalBarChart
 from gui.widgets.eval_table import ExamplesModel, sorted_proxy
+from gui.widgets.judge_panel import JudgePanel
 from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
 
@@ -278,6 +279,8 @@ class EvaluatePage(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(examples, "Examples")
         self.tabs.addTab(self.breakdown, "Slices && robustness")
+        self.judge_panel = JudgePanel(self._context)
+        self.tabs.addTab(self.judge_panel, "Judge")
 
         panel = QWidget()
         layout = QVBoxLayout(panel)
@@ -392,11 +395,12 @@ class EvaluatePage(QWidget):
         self.status.show_message("Cancelling at the next batch…")
 
     def is_busy(self) -> bool:
-        return self.client.is_active() or self.report_client.is_active()
+        return self.client.is_active() or self.report_client.is_active() or self.judge_panel.client.is_active()
 
     def shutdown(self) -> None:
         self.client.kill()
         self.report_client.kill()
+        self.judge_panel.shutdown()
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
@@ -505,6 +509,7 @@ class EvaluatePage(QWidget):
         self.compare_combo.addItems(evaluation.labels[1:])
         self.compare_combo.blockSignals(False)
         self.examples_model.set_evaluation(evaluation, self.current_metric())
+        self.judge_panel.set_evaluation(evaluation.path, evaluation.labels)
         self._size_columns()
         self._sort_by_change()
         self._show_metric()

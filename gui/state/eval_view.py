@@ -40,6 +40,8 @@ class Evaluation:
         s = self.summary
         if s.get("kind") == "hardest":
             return f"Hardest training rows of run {s.get('run', '')} ({s.get('dataset', '')})"
+        if s.get("kind") == "judge":  # `evaluate judge --pairs`: answers from a file, no metrics
+            return f"Answers from {s.get('dataset', '')} · {s.get('examples', 0)} examples (see the Judge tab)"
         return f"{s.get('dataset', '')} · {s.get('split', '')} · {s.get('examples', 0)} examples"
 
 
