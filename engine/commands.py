@@ -163,6 +163,9 @@ COMMANDS: tuple[Command, ...] = (
             "evaluate the base model and each adapter with the same rows and settings; writes an evaluation "
             "folder in the workspace", (evaluate.EvalRunOptions,), EvalSpec,
             description="Settings resolve as: defaults < --config file < flags.", heavy=True),
+    Command("evaluate harness", "engine.eval.harness:cmd_harness",
+            "run lm-evaluation-harness tasks (shipped ones or a task YAML) on the base model and each adapter, "
+            "offline; writes an evaluation folder in the workspace", (evaluate.HarnessOptions,), heavy=True),
     Command("evaluate list", "engine.eval.run:cmd_list", "evaluations in the workspace"),
     Command("evaluate hardest", "engine.eval.hardest:cmd_hardest",
             "after a run: score every training row with the run's adapter and write the highest-loss ones "
