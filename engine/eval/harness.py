@@ -57,10 +57,9 @@ def check_yaml(path: Path) -> list[str]:
     """The task names a user's task YAML defines; a file lm-eval cannot read raises one line
     naming the file (and the line, where YAML says which)."""
     import yaml  # a dependency of lm_eval; only this command reads YAML
-    from lm_eval import utils as lm_utils
 
     try:
-        config = lm_utils.load_yaml_config(yaml_path=str(path), mode="full")
+        config = _load_task_yaml(path)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -75,6 +74,18 @@ def check_yaml(path: Path) -> list[str]:
     if "group" in config or isinstance(task, list):
         return [str(config.get("group") or "")] if config.get("group") else []
     raise errors.usage(f"{path}: task: missing (every task config names its task)")
+
+
+def _load_task_yaml(path: Path) -> Any:
+    """The task config as lm-eval's own loader reads it (its ``!function`` tags and ``include``),
+    without importing the functions it names: this is a check, not the run."""
+    try:
+        from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval 0.4.10 and later
+    except ImportError:
+        from lm_eval.utils import load_yaml_config  # older lm-eval
+
+        return load_yaml_config(yaml_path=str(path), mode="simple")
+    return load_yaml(path, resolve_func=False)
 
 
 def _first_line(exc: BaseException) -> str:

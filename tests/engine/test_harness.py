@@ -99,8 +99,22 @@ def test_bad_task_yaml_is_one_line_naming_the_file(tiny_model_dir: Path, engine_
                                         "--model", str(tiny_model_dir))
     assert code == 2, stderr[-2000:]
     error = next(m for m in messages if m["type"] == "error")
-    assert str(bad) in error["message"] and "\n" not in error["message"]
+    assert f"{bad}:3: not valid YAML" in error["message"] and "\n" not in error["message"]
     assert "Traceback" not in stderr
+
+
+def test_missing_task_data_is_one_line_naming_the_task_file(tiny_model_dir: Path, engine_env: dict[str, str],
+                                                            engine_argv: Any, tmp_path: Path) -> None:
+    task = tmp_path / "nodata.yaml"
+    task.write_text("task: nodata\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+                    f"    test: {(tmp_path / 'absent.jsonl').as_posix()}\ntest_split: test\n"
+                    "output_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['a', 'b']\n"
+                    "doc_to_target: 0\n", encoding="utf-8")
+    code, messages, stderr = run_engine(engine_argv, engine_env, "evaluate", "harness", "--include", str(task),
+                                        "--model", str(tiny_model_dir))
+    error = next(m for m in messages if m["type"] == "error")
+    assert code == 3 and str(task) in error["message"] and "absent.jsonl" in error["message"]
+    assert "\n" not in error["message"] and "Traceback" not in stderr
 
 
 def test_unknown_task_lists_the_shipped_ones(tiny_model_dir: Path, engine_env: dict[str, str],
