@@ -53,7 +53,7 @@ def resolve_shipped(target: Path) -> None:
         workspace.atomic_write_text(target / yaml_file.name, text)
 
 
-def check_yaml(path: Path) -> list[str]:
+def check_yaml(path: Path, need_task: bool = True) -> list[str]:
     """The task names a user's task YAML defines; a file lm-eval cannot read raises one line
     naming the file (and the line, where YAML says which)."""
     import yaml  # a dependency of lm_eval; only this command reads YAML
@@ -69,6 +69,8 @@ def check_yaml(path: Path) -> list[str]:
     if not isinstance(config, dict):
         raise errors.usage(f"{path}: a task config is a YAML mapping with a 'task' field")
     task = config.get("task")
+    if not need_task:  # a folder may hold templates that other task files include
+        return [task] if isinstance(task, str) and task else []
     if isinstance(task, str) and task:
         return [task]
     if "group" in config or isinstance(task, list):
@@ -102,7 +104,7 @@ def _include(options: HarnessOptions) -> tuple[Path | None, list[str]]:
         return path.parent, check_yaml(path)
     if path.is_dir():
         for yaml_file in sorted(path.rglob("*.yaml")):
-            check_yaml(yaml_file)
+            check_yaml(yaml_file, need_task=False)
         return path, []
     raise errors.not_found(f"include: {path} does not exist")
 
