@@ -164,6 +164,9 @@ COMMANDS: tuple[Command, ...] = (
             "evaluate the base model and each adapter with the same rows and settings; writes an evaluation "
             "folder in the workspace", (evaluate.EvalRunOptions,), EvalSpec,
             description="Settings resolve as: defaults < --config file < flags.", heavy=True),
+    Command("evaluate harness", "engine.eval.harness:cmd_harness",
+            "run lm-evaluation-harness tasks (shipped ones or a task YAML) on the base model and each adapter, "
+            "offline; writes an evaluation folder in the workspace", (evaluate.HarnessOptions,), heavy=True),
     Command("evaluate list", "engine.eval.run:cmd_list", "evaluations in the workspace"),
     Command("evaluate judge", "engine.eval.judge:cmd_judge",
             "an LLM judges an evaluation's answers: pairwise in both orders (win/tie/loss) or a 1-10 score; a "

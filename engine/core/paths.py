@@ -107,3 +107,8 @@ def sample_dataset_path() -> Path:
 
 def presets_dir() -> Path:
     return resources_dir() / "presets"
+
+
+def harness_tasks_dir() -> Path:
+    """The lm-eval task configs shipped with Tunebench (YAML plus their data)."""
+    return resources_dir() / "harness_tasks"

@@ -35,3 +35,19 @@ class HardestOptions:
 @dataclass
 class ReportOptions:
     evaluation: str = knob("", "evaluation id or folder (see evaluate list)", positional=True)
+
+
+@dataclass
+class HarnessOptions:
+    tasks: list[str] = knob(["tunebench_review_sentiment"], "lm-eval task names: shipped ones "
+                            "(tunebench_review_sentiment, tunebench_review_product) or ones defined in --include")
+    include: str | None = knob(None, "a task YAML file or a folder of them, added to the shipped tasks",
+                               metavar="PATH")
+    model: str = knob("", "base model: 'default', a local folder or a .gguf file (default: the adapters' "
+                      "base, else the bundled model)")
+    adapters: list[str] = knob([], "adapters to compare with the base: run ids, run folders or adapter "
+                               "folders", repeatable=True, flags=("--adapter",))
+    limit: int = knob(0, "score at most this many documents per task (0: all)", minimum=0)
+    batch_size: int = knob(4, "documents per forward pass (default 4)", minimum=1)
+    name: str = knob("", "a name for the evaluation folder")
+    device: str = device_knob()

@@ -50,6 +50,7 @@ from gui.state import dataset_catalog, eval_view, run_history
 from gui.state.eval_view import Choices, Evaluation
 from gui.widgets.eval_chart import EvalBarChart
 from gui.widgets.eval_table import ExamplesModel, sorted_proxy
+from gui.widgets.harness_panel import HarnessPanel
 from gui.widgets.judge_panel import JudgePanel
 from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
@@ -107,6 +108,9 @@ class EvaluatePage(QWidget):
         layout.addWidget(self._build_metrics_box())
         layout.addWidget(self._build_options_box())
         layout.addLayout(self._build_buttons())
+        self.harness_panel = HarnessPanel(lambda: (self.model_combo.currentText().strip(), self.checked_adapters()))
+        self.harness_panel.sig_run.connect(self.start_harness)
+        layout.addWidget(self.harness_panel)
         self.progress = QProgressBar(textVisible=True)
         self.status = StatusLine()
         layout.addWidget(self.progress)
@@ -390,6 +394,20 @@ class EvaluatePage(QWidget):
                           env=self._context.engine_env())
         self._set_running(True)
 
+    def start_harness(self, arguments: list[str]) -> None:
+        """Runs `evaluate harness` with the lm-eval panel's flags; it reports like `evaluate run`."""
+        problem = self.harness_panel.problem()
+        if problem:
+            self.status.show_message(problem, error=True)
+            return
+        self._live = {}
+        self.show_evaluation(Evaluation())
+        self.title.setText("Running the lm-eval task… each model's values appear here as soon as it is done.")
+        self.progress.setRange(0, 0)
+        self.client.start([*self._context.engine_command(), "evaluate", "harness", "--json", *arguments],
+                          env=self._context.engine_env())
+        self._set_running(True)
+
     def cancel(self) -> None:
         self.client.cancel()
         self.status.show_message("Cancelling at the next batch…")
@@ -405,6 +423,7 @@ class EvaluatePage(QWidget):
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.hardest_button.setEnabled(not running)
+        self.harness_panel.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(not running)
         self.export_button.setEnabled(not running)

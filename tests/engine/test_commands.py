@@ -108,7 +108,7 @@ def test_train_copy_as_command_round_trips_a_valid_config_through_the_cli() -> N
 def test_heavy_commands_are_the_ones_that_load_torch_and_only_session_reads_its_own_stdin() -> None:
     heavy = {c.name for c in COMMANDS if c.heavy}
     assert heavy == {"check-env", "models prepare", "train", "generate", "session", "serve", "batch",
-                     "evaluate run", "evaluate hardest", "export", "sweep run", "sweep worker"}
+                     "evaluate run", "evaluate harness", "evaluate hardest", "export", "sweep run", "sweep worker"}
     assert [c.name for c in COMMANDS if c.own_stdin] == ["session"]
 
 
