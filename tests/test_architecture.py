@@ -138,3 +138,13 @@ def test_no_machine_path_is_left_in_the_code_or_docs() -> None:
                 if pattern.search(line):
                     hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
     assert hits == []
+
+
+def test_recorded_transcripts_carry_no_scratch_path_of_the_machine_that_recorded_them() -> None:
+    """Transcripts are recorded from real engine runs in scratch folders; their paths are rewritten
+    to one fictional user's (/home/ada/...) before they are committed."""
+    hits = [f"{path.relative_to(REPO)}:{number}"
+            for path in sorted((REPO / "tests" / "transcripts").rglob("*")) if path.is_file()
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if "/tmp/" in line or "/work/" in line or "/root/" in line]
+    assert hits == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from gui.main_window import MainWindow
 from gui.pages.datasets import DatasetsPage
 from gui.pages.setup import MISSING_BANNER, MISSING_DETAIL
 
-SHOTS = Path("/tmp/tunebench-shots")
+SHOTS = Path(tempfile.gettempdir()) / "tunebench-shots"
 SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample_data" / "product_reviews.jsonl"
 FINISH_TIMEOUT_MS = 15_000
 FAKE_PROBE = """import json
