@@ -123,8 +123,16 @@ def build_tasks(options: HarnessOptions, resolved: Path) -> tuple[Any, list[str]
     index = getattr(manager, "task_index", {})
     missing = [n for n in names if n not in index]
     if missing:
-        known = sorted(set(shipped_tasks()) | set(index))[:20]
-        raise errors.usage(f"tasks: unknown task {', '.join(missing)}; known: {', '.join(known)}")
+        # Not shipped nor included: one of lm-eval's own tasks (MMLU, HellaSwag, ARC, ...), whose
+        # data the user fetched once when online. Indexing lm-eval's ~15,000 task files takes
+        # about 10 s, so it happens only when a name needs it.
+        manager = TaskManager(include_path=include, include_defaults=True)
+        index = getattr(manager, "task_index", {})
+        missing = [n for n in names if n not in index]
+    if missing:
+        known = sorted(shipped_tasks())
+        raise errors.usage(f"tasks: unknown task {', '.join(missing)}: not shipped with Tunebench "
+                           f"({', '.join(known)}), not in --include, and not one of lm-eval's own tasks")
     # lm-eval 0.4.13 indexes tasks as Entry objects, older versions as dicts.
     files = {n: Path(str(_yaml_path(index[n]) or "")) for n in names}
     return manager, names, files
@@ -164,7 +172,7 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
                     raise
                 log.debug("lm-eval failed", exc_info=True)
                 raise errors.invalid_input(f"{_files_text(files)}: lm-eval could not run the task: "
-                                           f"{_first_line(exc)}") from None
+                                           f"{_first_line(exc)}{_offline_hint(exc)}") from None
             del model, lm
             results[ref.label] = out
             values = {f"{t}:{m}": v for t, per in _metrics(out).items() for m, (v, _) in per.items()}
@@ -173,6 +181,14 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
         summary = _summary(options, names, base_spec, device_name, refs, results, lm_eval.__version__)
         folder = _write(options, summary, names, results, files, resolved, started)
     return folder, read_summary(folder) or {}
+
+
+def _offline_hint(exc: BaseException) -> str:
+    """What to do when a task's data is on the Hub and this machine is offline (always, by design)."""
+    if "OfflineModeIsEnabled" not in f"{type(exc).__name__} {exc}":
+        return ""
+    return ("; its data is not in this machine's Hugging Face cache: run the task once with network "
+            "(HF_HUB_OFFLINE=0), or point --include at a task YAML over local files")
 
 
 def _files_text(files: dict[str, Path]) -> str:

@@ -125,6 +125,16 @@ def test_unknown_task_lists_the_shipped_ones(tiny_model_dir: Path, engine_env: d
     assert code == 2 and "nope" in error["message"] and TASK in error["message"]
 
 
+def test_one_of_lm_evals_own_tasks_is_found_and_says_its_data_is_not_cached_offline(
+        tiny_model_dir: Path, engine_env: dict[str, str], engine_argv: Any) -> None:
+    code, messages, stderr = run_engine(engine_argv, engine_env, "evaluate", "harness", "--tasks", "arc_easy",
+                                        "--model", str(tiny_model_dir))
+    error = next(m for m in messages if m["type"] == "error")
+    assert code == 3 and "arc_easy.yaml" in error["message"], error["message"]
+    assert "not in this machine's Hugging Face cache" in error["message"] and "\n" not in error["message"]
+    assert "Traceback" not in stderr
+
+
 def test_shipped_tasks_are_listed() -> None:
     names = sorted(p.stem for p in paths.harness_tasks_dir().glob("*.yaml"))
     assert names == ["tunebench_review_product", "tunebench_review_sentiment"]
