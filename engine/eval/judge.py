@@ -1,9 +1,9 @@
 """`evaluate judge`: an LLM judges an evaluation's generations, pairwise or one answer at a time.
 
-The judge is a local model (loaded and run greedily through engine/eval/generation.py, the code
-`evaluate run` generates with) or any OpenAI-compatible server (the official ``openai`` client;
-`tunebench-engine serve` is one). Prompts are the presets in ``resources/judge/`` or the spec's
-own ``prompt``.
+The judge is a local model (loaded as `evaluate run` loads models, engine/eval/generation.py,
+and run greedily by the playground's decoder with the verdict's JSON Schema enforced) or any
+OpenAI-compatible server (the official ``openai`` client; `tunebench-engine serve` is one).
+Prompts are the presets in ``resources/judge/`` or the spec's own ``prompt``.
 
 - **pairwise**: every row is judged twice, once with model A's answer shown first and once with
   model B's first, to cancel position bias. The two verdicts, mapped back to the models, combine
@@ -51,6 +51,8 @@ from engine.eval.store import (
     write_examples,
 )
 from engine.infer import ratings
+from engine.infer.decode import Decoder
+from engine.infer.params import SamplingParams
 from engine.runtime import device
 
 log = logging.getLogger("engine.eval.judge")
@@ -241,18 +243,27 @@ def server_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
     return ask
 
 
-def local_judge(spec: specs.JudgeSpec, job: Job) -> Ask:
-    """A local model, run greedily with the evaluation's batched generation."""
+def local_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
+    """A local model, run greedily through the playground's decoder with the verdict's JSON
+    Schema enforced token by token (engine/infer/structured.py): its reply is always the verdict
+    object, or, when max_new_tokens cuts it short, an incomplete one that is counted unparseable."""
     base_dir = gen.prepare_base(spec.judge_model or "default")
     device_name = device.pick(spec.device)
     tokenizer = gen.load_tokenizer(base_dir)
     model = gen.load_model(base_dir, gen.ModelRef("judge", None), device_name)
-    log.info("Judge: %s on %s", base_dir.name, device_name)
+    decoder = Decoder(model, tokenizer, device_name)
+    schema = json.dumps(VERDICT_SCHEMA if mode == "pairwise" else SCORE_SCHEMA)
+    params = SamplingParams(temperature=0.0, max_new_tokens=spec.max_new_tokens, seed=0, json_schema=schema)
+    log.info("Judge: %s on %s, its verdicts constrained to the JSON Schema", base_dir.name, device_name)
 
     def ask(prompts: list[str]) -> list[str]:
-        rendered = [_chat_prompt(tokenizer, p) for p in prompts]
-        return gen.generate_batched(model, tokenizer, rendered, max_new_tokens=spec.max_new_tokens, batch_size=8,
-                                    cancelled=job.control.cancelled)
+        out = []
+        for prompt in prompts:
+            if job.control.cancelled.is_set():
+                raise errors.EngineError(errors.ExitCode.CANCELLED, "judging cancelled; nothing was written")
+            ids = tokenizer(_chat_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+            out.append(decoder.run(ids, params, cancelled=job.control.cancelled).text)
+        return out
 
     ask.name = base_dir.name  # type: ignore[attr-defined]
     return ask
@@ -376,7 +387,7 @@ def judge(spec: specs.JudgeSpec, job: Job, ask: Ask | None = None) -> tuple[Path
     folder, label_a, label_b, rows = load_pairs(spec)
     template = spec.prompt or preset_text(spec.mode, spec.with_reference)
     if ask is None:
-        ask = server_judge(spec, spec.mode, job) if spec.base_url else local_judge(spec, job)
+        ask = server_judge(spec, spec.mode, job) if spec.base_url else local_judge(spec, spec.mode, job)
     prompts: list[str] = []
     for row in rows:
         q, ref = question_text(row), str(row.get("reference", ""))
