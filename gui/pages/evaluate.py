@@ -284,6 +284,7 @@ class EvaluatePage(QWidget):
         self.tabs.addTab(examples, "Examples")
         self.tabs.addTab(self.breakdown, "Slices && robustness")
         self.judge_panel = JudgePanel(self._context)
+        self.judge_panel.sig_judged.connect(self._show_verdicts)
         self.tabs.addTab(self.judge_panel, "Judge")
 
         panel = QWidget()
@@ -534,8 +535,18 @@ class EvaluatePage(QWidget):
         self._show_metric()
         self.breakdown.setHtml(breakdown_html(evaluation))
 
+    def _show_verdicts(self, folder: Path) -> None:
+        """A judging pass finished: the Examples table gains (or refreshes) its Judge column."""
+        if self.evaluation.path != folder:
+            return
+        judged = eval_view.load(folder)
+        if judged is not None:
+            self.evaluation = judged
+            self.examples_model.set_evaluation(judged, self.current_metric(), self.examples_model.tuned)
+            self._size_columns()
+
     def _size_columns(self) -> None:
-        widths = {"index": 44, "input": 240, "reference": 180, "output": 200, "score": 110, "change": 130}
+        widths = {"index": 44, "input": 240, "reference": 180, "output": 200, "score": 110, "change": 130, "judge": 110}
         for column in range(self.examples_model.columnCount()):
             self.examples_view.setColumnWidth(column, widths.get(self.examples_model.column_kind(column), 120))
 

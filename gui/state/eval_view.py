@@ -19,6 +19,9 @@ class Evaluation:
     path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # The last `evaluate judge` pass: its report and each row's verdicts by row index.
+    judge_report: dict[str, Any] | None = None
+    verdicts: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -50,7 +53,26 @@ def load(folder: Path) -> Evaluation | None:
     summary = eval_report.read_summary(folder)
     if summary is None:
         return None
-    return Evaluation(str(summary.get("id") or folder.name), folder, summary, eval_report.read_examples(folder))
+    report, verdicts = eval_report.read_judge(folder)
+    return Evaluation(str(summary.get("id") or folder.name), folder, summary, eval_report.read_examples(folder),
+                      report, verdicts)
+
+
+def verdict_text(report: dict[str, Any] | None, entry: dict[str, Any] | None) -> tuple[str, str]:
+    """(the judge's outcome for one row, its reasons) for the Examples table. Pairwise outcomes are
+    model B's (win = the judge preferred B in both orders); single mode shows each model's score."""
+    if not entry:
+        return "", ""
+    if "orders" in entry:
+        model_b = (report or {}).get("model_b", "B")
+        outcome = str(entry.get("outcome", ""))
+        text = outcome if outcome == "unparseable" else f"{outcome} ({model_b})"
+        reasons = "\n".join(f"{o.get('order', '')}: {o.get('verdict') or 'unparseable'}: "
+                            f"{o.get('reason') or o.get('raw', '')}" for o in entry["orders"])
+        return text, reasons
+    scores = entry.get("scores") or {}
+    text = ", ".join(f"{k} {'?' if v.get('score') is None else v['score']}" for k, v in scores.items())
+    return text, "\n".join(f"{k}: {v.get('reason') or v.get('raw', '')}" for k, v in scores.items())
 
 
 def find_folder(result: dict[str, Any]) -> Path | None:

@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
-from gui.state.eval_view import Evaluation, row_change
+from gui.state.eval_view import Evaluation, row_change, verdict_text
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 BETTER, WORSE = QColor("#dcfce7"), QColor("#fee2e2")
@@ -51,6 +51,8 @@ class ExamplesModel(QAbstractTableModel):
             self._columns += [("score", label, f"{self.metric}: {label}") for label in labels]
         if self.tuned and labels and self.metric:
             self._columns.append(("change", self.tuned, f"Change ({self.tuned} − {labels[0]})"))
+        if self.evaluation.verdicts:
+            self._columns.append(("judge", "", "Judge"))
 
     def column_kind(self, column: int) -> str:
         return self._columns[column][0]
@@ -81,6 +83,8 @@ class ExamplesModel(QAbstractTableModel):
             return data.get("outputs", {}).get(label, "")
         if kind == "score":
             return data.get("metrics", {}).get(label, {}).get(self.metric)
+        if kind == "judge":
+            return verdict_text(self.evaluation.judge_report, self.evaluation.verdicts.get(data.get("index")))[0]
         labels = self.evaluation.labels
         return row_change(data, self.metric, labels[0], label)
 
@@ -91,6 +95,9 @@ class ExamplesModel(QAbstractTableModel):
         kind = self._columns[index.column()][0]
         if role == Qt.ItemDataRole.DisplayRole:
             return _display(value, kind)
+        if role == Qt.ItemDataRole.ToolTipRole and kind == "judge":  # the judge's reasons
+            row = self.evaluation.rows[index.row()]
+            return verdict_text(self.evaluation.judge_report, self.evaluation.verdicts.get(row.get("index")))[1][:2000]
         if role == Qt.ItemDataRole.ToolTipRole and isinstance(value, str):
             return value[:2000]
         if role == SORT_ROLE:

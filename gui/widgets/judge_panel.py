@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -118,6 +118,8 @@ def _question(value: Any) -> str:
 
 class JudgePanel(QWidget):
     """Settings, Judge/Cancel, the report and the per-row verdicts of the open evaluation."""
+
+    sig_judged = Signal(object)  # the evaluation folder, after a judging pass wrote its verdicts
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -322,6 +324,8 @@ class JudgePanel(QWidget):
         self._set_running(False)
         self.show_results()
         self.status.show_message("Judged." if code == 0 else summary, error=code != 0)
+        if code == 0 and self.folder is not None:
+            self.sig_judged.emit(self.folder)
 
     def shutdown(self) -> None:
         self.client.kill()

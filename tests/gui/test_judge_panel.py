@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from judge_server import GOOD, Scripted, make_evaluation, verdict
+from PySide6.QtCore import Qt
 
 from gui.context import AppContext
 from gui.pages.evaluate import EvaluatePage
@@ -57,6 +58,14 @@ def test_judge_tab_runs_the_engine_and_shows_rates_and_reasons(qtbot, server) ->
     cells = [panel.table.item(2, c).text() for c in range(4)]
     assert cells[:3] == ["2", "Colour of the sky?", "unparseable"] and "I think B" in cells[3]
     assert "said B" in panel.table.item(0, 3).text()
+    # The Examples table gains a Judge column: each row's outcome, the reasons in its tooltip.
+    model = page.examples_model
+    column = next(c for c in range(model.columnCount()) if model.column_kind(c) == "judge")
+    by_index = {model.value(r, 0): r for r in range(model.rowCount())}
+    assert model.value(by_index[0], column) == "win (tuned)"
+    assert model.value(by_index[2], column) == "unparseable"
+    tip = model.data(model.index(by_index[2], column), Qt.ItemDataRole.ToolTipRole)
+    assert "I think B" in tip and "base first" in tip
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.grab().save(str(Path(SHOTS) / "evaluate-judge.png"))
