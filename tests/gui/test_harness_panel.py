@@ -6,6 +6,7 @@ its harness.json and tasks/ are left out, as they name the recording machine's p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from gui_helpers import TRANSCRIPTS
 from PySide6.QtCore import Qt
 
 from engine.core import paths
+from gui.context import AppContext
 from gui.pages.evaluate import EvaluatePage
 from gui.widgets.harness_panel import OWN_FILE
 
@@ -82,3 +84,39 @@ def test_own_yaml_needs_a_file_and_its_flags_parse_back(qtbot, page: EvaluatePag
     out = subprocess.run([sys.executable, "-c", code, *panel.arguments()], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-800:]
     assert str(task) in out.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval is not installed here")
+def test_the_page_runs_the_shipped_task_on_the_tiny_model_with_the_real_engine(qtbot, tiny_model_dir,
+                                                                             tunebench_home) -> None:
+    """The page's own command, through the real engine: the accuracy it shows is the one lm-eval
+    reported (tests/engine/test_harness.py checks that equals lm-eval run on its own)."""
+    page = EvaluatePage(AppContext.from_environment(engine_override=[sys.executable, "-m", "engine"]))
+    qtbot.addWidget(page)
+    try:
+        page.model_combo.setCurrentText(str(tiny_model_dir))
+        page.harness_panel.limit_spin.setValue(12)
+        qtbot.mouseClick(page.harness_panel.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not page.is_busy(), timeout=240_000)
+        assert not page.status.is_error(), page.status.text()
+        evaluation = page.evaluation
+        raw = json.loads((evaluation.path / "harness.json").read_text(encoding="utf-8"))
+        reported = _find_results(raw, TASK)["acc,none"]
+        assert evaluation.labels == ["base"] and evaluation.values(f"{TASK}:acc")[0]["estimate"] == reported
+        assert page.examples_model.rowCount() == 12
+    finally:
+        page.shutdown()
+
+
+def _find_results(raw: dict, task: str) -> dict:
+    """lm-eval's own results block of ``task`` in harness.json, wherever the run wrote it."""
+    stack = [raw]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if task in node and isinstance(node[task], dict) and "acc,none" in node[task]:
+                return node[task]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise AssertionError(f"no lm-eval results for {task} in harness.json")
