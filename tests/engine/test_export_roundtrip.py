@@ -5,6 +5,7 @@ whose chat template lost its end-of-turn fails, naming that cause."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,17 @@ from engine.export import roundtrip
 
 from .test_export_model import run_engine, train
 from .test_train import FakeJob
+
+
+def random_adapter(model_dir: Path, tmp_path: Path) -> Path:
+    """A LoRA adapter outside any run (so the check answers its two neutral prompts)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "my-run" / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(model_dir)),
+                   LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(str(adapter))
+    return adapter
 
 
 def test_every_gguf_type_in_the_menu_round_trips(tiny_model_dir, engine_argv, engine_env, workspace_home,
@@ -35,12 +47,8 @@ def test_every_gguf_type_in_the_menu_round_trips(tiny_model_dir, engine_argv, en
 def test_an_export_whose_template_lost_its_end_of_turn_fails_naming_the_cause(tiny_model_dir, tmp_path,
                                                                               monkeypatch) -> None:
     import gguf
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    adapter = tmp_path / "my-run" / "adapter"
-    get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)),
-                   LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(str(adapter))
+    adapter = random_adapter(tiny_model_dir, tmp_path)
     original = gguf.SpecialVocab.add_to_gguf
 
     def without_end_of_turn(self, writer, quiet=False):
@@ -61,12 +69,7 @@ def test_an_export_whose_template_lost_its_end_of_turn_fails_naming_the_cause(ti
 
 
 def test_no_check_skips_the_round_trip(tiny_model_dir, tmp_path) -> None:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    adapter = tmp_path / "my-run" / "adapter"
-    get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)),
-                   LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(str(adapter))
+    adapter = random_adapter(tiny_model_dir, tmp_path)
     job = FakeJob()
     args = argparse.Namespace(run=str(adapter), model=str(tiny_model_dir), format="gguf", outtype="q4_0",
                               out=str(tmp_path / "x.gguf"), force=False, check=False)

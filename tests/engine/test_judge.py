@@ -4,7 +4,6 @@ one-line errors for bad input."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -17,21 +16,11 @@ import pytest
 from judge_server import GOOD, ROWS, Scripted, make_evaluation, verdict
 
 from engine.core import protocol
-from engine.core.channel import Channel
-from engine.core.control import Control
 from engine.eval import judge as judging
 from engine.eval import store
 from engine.eval.judge_spec import JudgeSpec
 
-
-class FakeJob:
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-        self.channel = Channel(self.stream, json_mode=True)
-        self.control = Control(self.channel)
-
-    def messages(self) -> list[dict]:
-        return [protocol.decode(line) for line in self.stream.getvalue().splitlines()]
+from .test_train import FakeJob
 
 
 @pytest.fixture
