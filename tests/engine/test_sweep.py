@@ -368,7 +368,9 @@ def test_a_sweep_cancel_file_stops_a_queued_sweep_and_requeues_its_trial(tiny_mo
                                                                           engine_env, tmp_path) -> None:
     from engine.train import job_queue
 
-    path = sweep_file(tmp_path, tiny_model_dir, "stopped", SPACE, n_trials=2, pruner="none", base={"max_steps": 16})
+    # Long enough that the cancel lands mid-trial: the tiny model trains 16 steps in about a second,
+    # faster than the cancel file is polled.
+    path = sweep_file(tmp_path, tiny_model_dir, "stopped", SPACE, n_trials=2, pruner="none", base={"max_steps": 400})
     result(engine(engine_env, "sweep", "create", str(path), "--json"))
     job = job_queue.add_sweep("stopped")
     worker = subprocess.Popen([sys.executable, "-m", "engine", "queue", "run"], env=engine_env,
