@@ -328,7 +328,7 @@ def test_the_queue_runs_a_sweep_as_one_job_and_a_killed_sweep_job_resumes_when_q
     from engine.train import job_queue
 
     path = sweep_file(tmp_path, tiny_model_dir, "queued", SPACE, n_trials=3, pruner="none", heartbeat_s=1,
-                      base={"max_steps": 16})
+                      base={"max_steps": 48})  # trial 1 still trains when the kill lands (16 steps take ~1 s)
     result(engine(engine_env, "sweep", "create", str(path), "--json"))
     sweep_job = result(engine(engine_env, "queue", "add", "--sweep", "queued", "--json"))["job"]
     assert sweep_job["kind"] == "sweep" and sweep_job["args"] == ["queued"]
