@@ -99,7 +99,7 @@ def parse_verdict(text: str, mode: str) -> dict[str, Any] | None:
     if fenced:
         body = fenced.group(1)
     try:
-        data = json.loads(body)
+        data = untrusted.json_loads(body)  # the judge's reply is untrusted text (InputError is a ValueError)
     except ValueError:
         return None
     if not isinstance(data, dict):

@@ -8,11 +8,10 @@ parameters are :mod:`engine.infer.sampling`'s.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.core import errors
+from engine.core import errors, untrusted
 from engine.core.schema import Knob, knob, knobs
 
 MAX_STOP_STRINGS = 8
@@ -136,9 +135,9 @@ def schema_problem(value: Any) -> str | None:
     if text in ("", ANY_JSON):
         return None
     try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        schema = untrusted.json_loads(text)
+    except untrusted.InputError as exc:
+        return f"not valid JSON: {exc.problem} (line {exc.line}, column {exc.column})"
     if not isinstance(schema, dict):
         return 'a JSON Schema must be an object, e.g. {"type": "object"}'
     return None

@@ -17,7 +17,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.core import errors
+from engine.core import errors, untrusted
 from engine.infer.params import ANY_JSON, schema_problem
 
 ANY_JSON_SCHEMA = {"type": "object"}  # as OpenAI's JSON mode: any JSON object
@@ -28,7 +28,8 @@ LAYOUT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator":
 
 
 def schema_text(json_schema: str) -> str:
-    schema = ANY_JSON_SCHEMA if json_schema == ANY_JSON else json.loads(json_schema)
+    # Already checked by params.schema_problem; parsed again through the same checked reader.
+    schema = ANY_JSON_SCHEMA if json_schema == ANY_JSON else untrusted.json_loads(json_schema)
     return json.dumps({"x-guidance": LAYOUT, **schema})
 
 
