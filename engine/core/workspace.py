@@ -241,3 +241,42 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+SAMPLES_FILE = "samples.jsonl"  # a run's sample generations, one line per sampled step (train/samples.py)
+
+
+def read_samples(run_path: Path) -> list[tuple[int, list[dict[str, str]]]]:
+    """The run's sample generations as (step, [{"prompt", "output"}]) oldest first, from
+    samples.jsonl, else from the event log's samples artifacts (runs whose file was removed).
+    A step sampled twice (a resumed run redoing it) shows its latest answers."""
+    records = _samples_file_records(run_path / SAMPLES_FILE)
+    if not records:
+        records = [message for message in RunFolder(run_path).read_events()
+                   if message["type"] == protocol.ARTIFACT and message.get("kind") == "samples"]
+    by_step: dict[int, list[dict[str, str]]] = {}
+    for record in records:
+        step, samples = record.get("step"), record.get("samples")
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and isinstance(samples, list):
+            rows = [{"prompt": str(s.get("prompt", "")), "output": str(s.get("output", ""))}
+                    for s in samples if isinstance(s, dict)]
+            if rows:
+                by_step[int(step)] = rows
+    return sorted(by_step.items())
+
+
+def _samples_file_records(path: Path) -> list[dict[str, Any]]:
+    """samples.jsonl's whole lines; a torn or foreign line is skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            record = untrusted.json_loads(line)
+        except ValueError:  # InputError too
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

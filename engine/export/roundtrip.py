@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.core import untrusted
-from engine.train.samples import SAMPLES_FILE
+from engine.core import workspace
 
 log = logging.getLogger("engine.export")
 
@@ -61,13 +60,8 @@ class Report:
 def conversations(run_folder: Path | None, run_info: dict[str, Any]) -> list[list[dict[str, str]]]:
     """The run's own sample prompts (the last step's, from samples.jsonl) under the system prompt
     it trained with; two neutral prompts for an adapter without a run."""
-    texts: list[str] = []
-    path = run_folder / SAMPLES_FILE if run_folder else None
-    if path and path.is_file():
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if lines:
-            record = untrusted.json_loads(lines[-1])
-            texts = [str(sample.get("prompt", "")) for sample in record.get("samples", []) if sample.get("prompt")]
+    sampled = workspace.read_samples(run_folder) if run_folder else []
+    texts = [sample["prompt"] for sample in sampled[-1][1] if sample["prompt"]] if sampled else []
     texts = texts[:MAX_PROMPTS] or list(FALLBACK_PROMPTS)
     system = run_info.get("system_prompt")
     head = [{"role": "system", "content": str(system)}] if system else []

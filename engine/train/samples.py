@@ -17,7 +17,7 @@ from engine.data.conversations import common_system_prompt
 
 log = logging.getLogger("engine.train.run")
 
-SAMPLES_FILE = "samples.jsonl"
+SAMPLES_FILE = workspace.SAMPLES_FILE
 
 
 def sample_conversations(cfg: TrainConfig, train_data: Any, eval_data: Any) -> list[list[dict]]:

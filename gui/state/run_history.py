@@ -6,7 +6,6 @@ the same after the window restarts as while it was live.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from gui.state.metric_buffer import MetricBuffer
 from gui.state.timefmt import format_time
 
 INTERRUPTED = "interrupted"
-SAMPLES_FILE = "samples.jsonl"  # engine.train.samples.SAMPLES_FILE (that module imports torch-side code)
 # Every metric the plots draw (gui.widgets.metric_plot.SERIES_KEYS; this module stays Qt-free).
 CURVE_NAMES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_s", "memory_gb", "gpu_util",
                "gpu_temp_c")
@@ -136,42 +134,12 @@ def resumed_from(message: dict[str, Any]) -> float | None:
 
 
 Samples = list[tuple[int, list[dict[str, str]]]]
+SAMPLES_FILE = workspace.SAMPLES_FILE
 
 
 def load_samples(run_path: Path) -> Samples:
-    """The run's sample generations as (step, [{"prompt", "output"}]) oldest first, from
-    samples.jsonl, else from the event log's samples artifacts (runs whose file was removed).
-    A step sampled twice (a resumed run redoing it) shows its latest answers."""
-    records = _samples_file_records(run_path / SAMPLES_FILE)
-    if not records:
-        records = [message for message in workspace.RunFolder(run_path).read_events()
-                   if message["type"] == protocol.ARTIFACT and message.get("kind") == "samples"]
-    by_step: dict[int, list[dict[str, str]]] = {}
-    for record in records:
-        step, samples = record.get("step"), record.get("samples")
-        if isinstance(step, (int, float)) and not isinstance(step, bool) and isinstance(samples, list):
-            rows = [{"prompt": str(s.get("prompt", "")), "output": str(s.get("output", ""))}
-                    for s in samples if isinstance(s, dict)]
-            if rows:
-                by_step[int(step)] = rows
-    return sorted(by_step.items())
-
-
-def _samples_file_records(path: Path) -> list[dict[str, Any]]:
-    """samples.jsonl's whole lines; a torn or foreign line is skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    """The run's sample generations as (step, [{"prompt", "output"}]) oldest first."""
+    return workspace.read_samples(run_path)
 
 
 class RunDeleteError(Exception):
