@@ -374,26 +374,16 @@ class EvaluatePage(QWidget):
         if problem:
             self.status.show_message(problem, error=True)
             return
-        self._live = {}
-        self.show_evaluation(Evaluation())
-        self.title.setText("Evaluating… each model's values appear here as soon as it is done.")
-        self.progress.setRange(0, 0)
         self.status.show_message("Starting the engine…")
-        self.client.start(self.command(), env=self._context.engine_env())
-        self._set_running(True)
+        self._start_job(self.command(), "Evaluating… each model's values appear here as soon as it is done.")
 
     def start_hardest(self) -> None:
         adapters = self.checked_adapters()
         if len(adapters) != 1:
             self.status.show_message("Tick exactly one adapter to list its hardest training rows.", error=True)
             return
-        self._live = {}
-        self.show_evaluation(Evaluation())
-        self.title.setText(f"Scoring the training rows of run {adapters[0]}…")
-        self.progress.setRange(0, 0)
-        self.client.start([*self._context.engine_command(), "evaluate", "hardest", "--json", adapters[0]],
-                          env=self._context.engine_env())
-        self._set_running(True)
+        self._start_job([*self._context.engine_command(), "evaluate", "hardest", "--json", adapters[0]],
+                        f"Scoring the training rows of run {adapters[0]}…")
 
     def start_harness(self, arguments: list[str]) -> None:
         """Runs `evaluate harness` with the lm-eval panel's flags; it reports like `evaluate run`."""
@@ -401,12 +391,16 @@ class EvaluatePage(QWidget):
         if problem:
             self.status.show_message(problem, error=True)
             return
+        self._start_job([*self._context.engine_command(), "evaluate", "harness", "--json", *arguments],
+                        "Running the lm-eval task… each model's values appear here as soon as it is done.")
+
+    def _start_job(self, argv: list[str], title: str) -> None:
+        """Clears the shown evaluation and starts an engine job whose results fill the page."""
         self._live = {}
         self.show_evaluation(Evaluation())
-        self.title.setText("Running the lm-eval task… each model's values appear here as soon as it is done.")
+        self.title.setText(title)
         self.progress.setRange(0, 0)
-        self.client.start([*self._context.engine_command(), "evaluate", "harness", "--json", *arguments],
-                          env=self._context.engine_env())
+        self.client.start(argv, env=self._context.engine_env())
         self._set_running(True)
 
     def cancel(self) -> None:
