@@ -147,6 +147,23 @@ def _install(wine, setup_exe):
     return local, app, shortcut
 
 
+def _uv_version(wine, uv_exe: Path) -> subprocess.CompletedProcess:
+    """``uv --version`` under wine; one rerun with wine's error channel on if it fails.
+
+    A CI run once saw uv.exe exit 1 with no output under wine 8 (the same build passed
+    before and after): the rerun tells a wine hiccup from a broken uv.exe, and its stderr
+    says why when both fail.
+    """
+    done = wine.run(str(uv_exe), "--version")
+    if done.returncode != 0:
+        wine.env["WINEDEBUG"] = "err+all"
+        try:
+            done = wine.run(str(uv_exe), "--version")
+        finally:
+            wine.env["WINEDEBUG"] = "-all"
+    return done
+
+
 def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     local, app, shortcut = _install(wine, setup_exe)
     files = [app / "Tunebench.cmd", app / "uninstall.exe", app / "installer" / "bootstrap.py",
@@ -161,8 +178,9 @@ def test_silent_install_and_uninstall_under_wine(wine, setup_exe):
     query = wine.run("reg", "query", UNINSTALL_KEY, "/v", "QuietUninstallString").stdout
     assert "uninstall.exe" in query and "/S" in query
 
-    version = wine.run(str(app / "uv" / "uv.exe"), "--version")
-    assert version.stdout.startswith("uv %s " % uv_tool.pinned_version()), version.stderr[-2000:]
+    version = _uv_version(wine, app / "uv" / "uv.exe")
+    assert version.stdout.startswith("uv %s " % uv_tool.pinned_version()), (
+        version.returncode, version.stderr[-2000:])
     # What uv installs a Python into (the launcher's UV_PYTHON_INSTALL_DIR) goes too.
     python = app / "python" / "cpython-3.11-windows-x86_64-none"
     python.mkdir(parents=True)
