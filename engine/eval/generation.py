@@ -21,6 +21,7 @@ from engine.core import errors
 from engine.eval import perplexity
 from engine.eval.examples import EvalExample
 from engine.eval.metrics import score_multiple_choice
+from engine.infer import structured
 from engine.infer.generate import base_for_adapter, resolve_adapter
 from engine.runtime import models
 
@@ -36,6 +37,7 @@ class ModelRef:
     label: str
     adapter: Path | None  # None = the base model itself
     model_dir: Path | None = None  # a full fine-tune replaces the base model
+    trained_system_prompt: str = ""  # the system prompt its run's training data used
 
 
 def resolve_models(base_spec: str, adapters: Sequence[str], with_base: bool = True) -> tuple[str, list[ModelRef]]:
@@ -46,11 +48,12 @@ def resolve_models(base_spec: str, adapters: Sequence[str], with_base: bool = Tr
     for spec in adapters:
         folder, info = resolve_adapter(spec)
         label = _unique_label(str(info.get("id") or folder.parent.name or folder.name), refs)
+        system = str(info.get("system_prompt") or "")
         if (folder / "adapter_config.json").is_file():
             base_spec = base_spec or base_for_adapter(folder, None)
-            refs.append(ModelRef(label, folder))
+            refs.append(ModelRef(label, folder, trained_system_prompt=system))
         else:
-            refs.append(ModelRef(label, None, folder))
+            refs.append(ModelRef(label, None, folder, trained_system_prompt=system))
     return base_spec or "default", refs if with_base else refs[1:]
 
 
@@ -123,11 +126,13 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 
 def generate_batched(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
                      batch_size: int, cancelled: threading.Event, on_rows: Progress | None = None,
-                     sort: bool = True) -> list[str]:
+                     sort: bool = True, json_schema: str = "") -> list[str]:
     """Greedy answers to ``prompts`` (in their order), ``batch_size`` at a time.
 
     Args:
         sort: Batch by length (the default); False keeps the given order (the naive baseline).
+        json_schema: "", "any" or a JSON Schema's text: every answer is constrained to it
+            (engine.infer.structured).
 
     Raises:
         EngineError: CANCELLED between batches when ``cancelled`` is set.
@@ -145,15 +150,25 @@ def generate_batched(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_
         width = max(len(ids[i]) for i in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=device)
         attention = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=device)
+        constraint = structured.BatchJsonConstraint(tokenizer, json_schema, len(batch), eos_ids(model, tokenizer))
         with torch.inference_mode():
             generated = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=False,
                                        max_new_tokens=max_new_tokens, pad_token_id=pad, temperature=None,
-                                       top_p=None, top_k=None)
+                                       top_p=None, top_k=None,
+                                       logits_processor=[constraint] if json_schema else None)
         for row, i in enumerate(batch):
             outputs[i] = tokenizer.decode(generated[row, width:], skip_special_tokens=True).strip()
         if on_rows:
             on_rows(len(batch))
     return outputs
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every token id that ends an answer: the generation config's (one id or several) and the
+    tokenizer's."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 def _check_cancel(cancelled: threading.Event) -> None:

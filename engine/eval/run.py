@@ -51,6 +51,7 @@ from engine.eval.store import (
     read_summary,
     write_examples,
 )
+from engine.infer import structured
 from engine.runtime import device
 
 log = logging.getLogger("engine.eval.run")
@@ -143,6 +144,7 @@ class Runner:
         self.eta = Eta(per_model * models)
         self.label = ""
         self._last_tenth = 0
+        self.json_schema = ""  # "", "any" or a schema's text: generated answers are held to it
 
     def progress(self, stage: str) -> Any:
         def on_rows(rows: int) -> None:
@@ -157,21 +159,23 @@ class Runner:
                          "?" if eta is None else round(eta))
         return on_rows
 
-    def run(self, model: Any, tokenizer: Any, label: str) -> ModelOutputs:
-
+    def run(self, model: Any, tokenizer: Any, label: str, system: str = "") -> ModelOutputs:
+        """Scores one model; ``system`` is the system turn its rows without one are asked with."""
         self.label = label
         out, cancelled = ModelOutputs(), self.job.control.cancelled
+        examples = with_system(self.examples, system)
+        variants = {name: with_system(rows, system) for name, rows in self.variants.items()}
         if generation_metrics(self.names):
-            out.texts = self._generate(model, tokenizer, self.examples, "generate")
-            for name, rows in self.variants.items():
+            out.texts = self._generate(model, tokenizer, examples, "generate")
+            for name, rows in variants.items():
                 out.perturbed_texts[name] = self._generate(model, tokenizer, rows, f"generate ({name})")
         if MC_ACCURACY in self.names:
-            out.picks = gen.choice_predictions(model, tokenizer, self.examples, cancelled, self.progress("rank labels"))
-            for name, rows in self.variants.items():
+            out.picks = gen.choice_predictions(model, tokenizer, examples, cancelled, self.progress("rank labels"))
+            for name, rows in variants.items():
                 out.perturbed_picks[name] = gen.choice_predictions(model, tokenizer, rows, cancelled,
                                                                    self.progress(f"rank labels ({name})"))
         if PERPLEXITY in self.names:
-            nll = gen.answer_nll(model, tokenizer, self.examples, self.spec.batch_size, cancelled,
+            nll = gen.answer_nll(model, tokenizer, examples, self.spec.batch_size, cancelled,
                                  self.progress("perplexity"))
             out.nll_sums, out.token_counts = nll.nll_sums, nll.token_counts
         if any(n in TEXT_METRICS for n in self.names):
@@ -187,7 +191,26 @@ class Runner:
         prompts = [gen.render_prompt(tokenizer, e) for e in rows]
         return gen.generate_batched(model, tokenizer, prompts, max_new_tokens=self.spec.max_new_tokens,
                                     batch_size=self.spec.batch_size, cancelled=self.job.control.cancelled,
-                                    on_rows=self.progress(stage))
+                                    on_rows=self.progress(stage), json_schema=self.json_schema)
+
+
+def with_system(examples: list[EvalExample], system: str) -> list[EvalExample]:
+    """``examples`` with ``system`` as the first turn of every chat row that has no system turn."""
+    if not system:
+        return examples
+    turn = {"role": "system", "content": system}
+    return [replace(e, messages=(turn, *e.messages))
+            if e.messages and not any(m["role"] == "system" for m in e.messages) else e for e in examples]
+
+
+def system_prompts(spec: specs.EvalSpec, refs: Sequence[gen.ModelRef]) -> dict[str, str]:
+    """The system turn each model's rows without one get: the spec's when it sets one, else the
+    one each adapter's run trained with, so a tuned model is asked the way it was taught. The base
+    model gets the first adapter's, so base and tuned answer the same prompts."""
+    if spec.system_prompt:
+        return {ref.label: spec.system_prompt for ref in refs}
+    first = next((ref.trained_system_prompt for ref in refs if ref.trained_system_prompt), "")
+    return {ref.label: ref.trained_system_prompt if ref.adapter or ref.model_dir else first for ref in refs}
 
 
 def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -206,10 +229,12 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
     log.info("Evaluating %d models on %s (%s, %d rows) on %s: %s", len(refs), version.ref, split,
              len(examples), device_name, ", ".join(names))
     runner = Runner(spec, names, examples, len(refs), job)
+    runner.json_schema = structured.from_flag(spec.json_schema)  # a bad schema fails before any model loads
+    systems = system_prompts(spec, refs)
     outputs: dict[str, ModelOutputs] = {}
     for step, ref in enumerate(refs):
         model = gen.load_model(base_dir, ref, device_name)
-        outputs[ref.label] = runner.run(model, tokenizer, ref.label)
+        outputs[ref.label] = runner.run(model, tokenizer, ref.label, systems[ref.label])
         del model
         _send_metrics(job, step, ref.label, names, outputs[ref.label], examples, spec)
     references = [e.reference for e in examples]
@@ -219,7 +244,8 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
                "base_model": base_spec, "device": device_name,
                "models": [{"label": r.label, "adapter": str(r.adapter or r.model_dir or "")} for r in refs],
                "generation": {"max_new_tokens": spec.max_new_tokens, "decoding": "greedy",
-                              "batch_size": spec.batch_size},
+                              "batch_size": spec.batch_size, "json_schema": runner.json_schema,
+                              "system_prompts": systems},
                **summarize(names, outputs, references, slice_values, spec)}
     folder = _write(pinned, summary, examples, outputs, names, slice_values, started)
     return folder, read_summary(folder) or {}

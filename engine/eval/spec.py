@@ -49,6 +49,11 @@ class EvalSpec:
     max_new_tokens: int = _f(64, "most tokens generated per answer (decoding is greedy, so "
                              "every model answers deterministically)", minimum=1)
     batch_size: int = _f(8, "rows per generation and perplexity batch", minimum=1)
+    system_prompt: str = _f("", "system turn for rows that have none; when empty, each adapter's run's "
+                            "trained system prompt, and the base model is asked with the first adapter's")
+    json_schema: str = _f("", "constrain generated answers to JSON: 'any' (any JSON object) or a JSON "
+                          "Schema file; every answer then parses and follows the schema unless cut "
+                          "short by max_new_tokens")
     regex: str = _f("", "pattern for regex_match (Python syntax; the whole output must match)")
     json_fields: list[str] = _f([], "fields compared by json_field_match (default: all of the "
                                 "reference's fields)")

@@ -102,6 +102,42 @@ class JsonConstraint:
         return self.matcher.is_stopped()
 
 
+class BatchJsonConstraint:
+    """Structured output for a batch of greedy ``model.generate`` rows, as a transformers logits
+    processor: one matcher per row, each following its row's last token and masking its logits.
+    A row whose JSON is complete can only end; a row that ended is left alone (generate pads it)."""
+
+    def __init__(self, tokenizer: Any, json_schema: str, rows: int, eos_ids: Sequence[int]) -> None:
+        self.tokenizer, self.json_schema, self.eos_ids = tokenizer, json_schema, list(eos_ids)
+        self.matchers: list[JsonConstraint] = []  # made at the first step, when the vocabulary width is known
+        self.ended = [False] * rows
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if not self.matchers:
+            self.matchers = [JsonConstraint(self.tokenizer, self.json_schema, scores.shape[-1], self.eos_ids)
+                             for _ in self.ended]
+        else:
+            self._follow(input_ids[:, -1].tolist())
+        for row, matcher in enumerate(self.matchers):
+            if self.ended[row]:
+                continue
+            if matcher.complete and matcher.eos_ids:
+                scores[row] = float("-inf")
+                scores[row, matcher.eos_ids[0]] = 0.0
+            else:
+                scores[row] = matcher.mask(scores[row:row + 1])[0].to(scores.dtype)
+        return scores
+
+    def _follow(self, last_tokens: list[int]) -> None:
+        for row, token in enumerate(last_tokens):
+            if self.ended[row]:
+                continue
+            if token in self.eos_ids:
+                self.ended[row] = True
+            else:
+                self.matchers[row].accept(token)
+
+
 def apply_bitmask(scores: Any, bitmask: Any) -> Any:
     """A copy of ``scores`` (1 x vocab) with the tokens whose bit is 0 in ``bitmask`` (int32 words,
     token i is bit i % 32 of word i // 32) at -inf. Plain tensor operations, where

@@ -18,6 +18,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -189,13 +190,36 @@ class EvaluatePage(QWidget):
             check.setToolTip(f"Re-run with {help_text}, and report the metric change")
             self.robust_checks[name] = check
             robust_layout.addWidget(check, i // 2, i % 2)
+        self.system_edit = QLineEdit(placeholderText="each adapter's trained one")
+        self.system_edit.setToolTip(eval_spec.help_for("system_prompt"))
         box = QGroupBox("Options")
         form = QFormLayout(box)
         form.addRow("Max examples", self.max_examples)
         form.addRow("Max new tokens", self.max_new_tokens)
+        form.addRow("System prompt", self.system_edit)
+        form.addRow("JSON output", self._build_schema_row())
         form.addRow("Slice by column", self.slice_combo)
         form.addRow("Robustness", robust)
         return box
+
+    def _build_schema_row(self) -> QWidget:
+        self.schema_edit = QLineEdit(placeholderText="off, 'any' or a schema file")
+        self.schema_edit.setToolTip(eval_spec.help_for("json_schema"))
+        browse = QPushButton("Browse…")
+        browse.setToolTip("Pick a JSON Schema file that every generated answer must follow")
+        browse.clicked.connect(self._pick_schema)
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.schema_edit, 1)
+        layout.addWidget(browse)
+        return row
+
+    def _pick_schema(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "JSON Schema for the answers", "",
+                                              "JSON Schema (*.json);;All files (*)")
+        if path:
+            self.schema_edit.setText(path)
 
     def _build_buttons(self) -> QHBoxLayout:
         self.run_button = QPushButton("Run", objectName="primary")
@@ -364,7 +388,8 @@ class EvaluatePage(QWidget):
                        metrics=[n for n, c in self.metric_checks.items() if c.isChecked()],
                        max_examples=self.max_examples.value(), max_new_tokens=self.max_new_tokens.value(),
                        regex=self.regex_edit.text(), slice_column=self.slice_combo.currentText(),
-                       robustness=[n for n, c in self.robust_checks.items() if c.isChecked()])
+                       robustness=[n for n, c in self.robust_checks.items() if c.isChecked()],
+                       system_prompt=self.system_edit.text(), json_schema=self.schema_edit.text())
 
     def command(self) -> list[str]:
         return [*self._context.engine_command(), "evaluate", "run", "--json", *self.choices().flags()]

@@ -113,6 +113,8 @@ class Choices:
     regex: str = ""
     slice_column: str = ""
     robustness: list[str] = field(default_factory=list)
+    system_prompt: str = ""
+    json_schema: str = ""  # "", "any" or a JSON Schema file
 
     def problem(self) -> str:
         """One line saying what must change before a run can start, or ""."""
@@ -130,7 +132,8 @@ class Choices:
         pairs: Sequence[tuple[str, str]] = (
             ("--model", self.model.strip()), ("--adapters", ",".join(self.adapters)),
             ("--metrics", ",".join(self.metrics)), ("--regex", self.regex),
-            ("--slice-column", self.slice_column.strip()), ("--robustness", ",".join(self.robustness)))
+            ("--slice-column", self.slice_column.strip()), ("--robustness", ",".join(self.robustness)),
+            ("--system-prompt", self.system_prompt.strip()), ("--json-schema", self.json_schema.strip()))
         for flag, value in pairs:
             if value:
                 flags += [flag, value]

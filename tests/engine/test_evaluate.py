@@ -317,3 +317,79 @@ def test_training_ignores_meta(home, tagged) -> None:
     done = engine(home["home"], "train", "--json", "--model", str(home["model"]), "--dataset", tagged,
                   *TRAIN_FLAGS[:2], "--max-steps", "1", *TRAIN_FLAGS[4:])
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+SENTIMENT_SCHEMA = {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative", "mixed"]}},
+                    "required": ["sentiment"], "additionalProperties": False}
+
+
+def _parses_as_sentiment(text: str) -> bool:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and set(value) == {"sentiment"} and value["sentiment"] in ("positive", "negative",
+                                                                                              "mixed")
+
+
+def test_json_schema_holds_every_generated_answer_to_it(home, tmp_path) -> None:
+    """50 prompts on the tiny random model: unconstrained it writes no JSON; under the schema every
+    answer parses and follows it."""
+    from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
+
+    schema_file = tmp_path / "sentiment.schema.json"
+    schema_file.write_text(json.dumps(SENTIMENT_SCHEMA), encoding="utf-8")
+    spec = dict(adapters=[], split="all", max_examples=50, max_new_tokens=40, batch_size=8, metrics=["exact_match"])
+    free, _ = evaluate.evaluate(small_spec(home, **spec), FakeJob())
+    held, summary = evaluate.evaluate(small_spec(home, json_schema=str(schema_file), **spec), FakeJob())
+    free_outputs = [r["outputs"]["base"] for r in eval_report.read_examples(free)]
+    held_outputs = [r["outputs"]["base"] for r in eval_report.read_examples(held)]
+    assert len(held_outputs) == 50
+    assert not any(map(_parses_as_sentiment, free_outputs))
+    assert all(map(_parses_as_sentiment, held_outputs)), [t for t in held_outputs if not _parses_as_sentiment(t)]
+    assert json.loads(summary["generation"]["json_schema"]) == SENTIMENT_SCHEMA
+
+
+def test_unreadable_json_schema_fails_in_one_line_before_any_model_loads(home, tmp_path) -> None:
+    from engine.core import errors
+    from engine.eval import run as evaluate
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "object", "properties": ', encoding="utf-8")
+    job = FakeJob()
+    with pytest.raises(errors.EngineError) as caught:
+        evaluate.evaluate(small_spec(home, json_schema=str(bad)), job)
+    assert str(bad) in caught.value.message and "\n" not in caught.value.message
+    assert not [m for m in job.messages() if m["type"] == "progress"]
+
+
+@pytest.fixture
+def no_system_rows(home, tmp_path) -> str:
+    """The sample's rows with their system turn taken out, imported as a dataset."""
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample_data" / "product_reviews.jsonl"
+    rows = [json.loads(line) for line in sample.read_text(encoding="utf-8").splitlines()[:8]]
+    file = tmp_path / "nosystem.jsonl"
+    file.write_text("".join(json.dumps({"messages": [m for m in r["messages"] if m["role"] != "system"]}) + "\n"
+                            for r in rows), encoding="utf-8")
+    done = engine(home["home"], "data", "import", str(file), "--name", "nosystem")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return "nosystem@v1"
+
+
+def test_rows_without_a_system_turn_are_asked_with_the_adapters_trained_one(home, no_system_rows) -> None:
+    from engine.eval import run as evaluate
+
+    trained_with = json.loads((home["run_dir"] / "run.json").read_text(encoding="utf-8"))["system_prompt"]
+    assert trained_with.startswith("Read the product review")
+    spec = dict(dataset=no_system_rows, split="all", max_examples=8, metrics=["perplexity"])
+    _, default = evaluate.evaluate(small_spec(home, **spec), FakeJob())
+    _, explicit = evaluate.evaluate(small_spec(home, system_prompt=trained_with, **spec), FakeJob())
+    _, other = evaluate.evaluate(small_spec(home, system_prompt="You are a pirate.", **spec), FakeJob())
+    label = home["run_dir"].name
+    assert default["generation"]["system_prompts"] == {"base": trained_with, label: trained_with}
+    ppl = {name: s["metrics"]["perplexity"]["values"] for name, s in
+           (("default", default), ("explicit", explicit), ("other", other))}
+    for model in ("base", label):
+        assert ppl["default"][model]["estimate"] == pytest.approx(ppl["explicit"][model]["estimate"], rel=1e-6)
+        assert ppl["default"][model]["estimate"] != pytest.approx(ppl["other"][model]["estimate"], rel=1e-6)

@@ -274,3 +274,18 @@ def test_slice_choices_follow_the_chosen_dataset_and_its_extra_columns(qtbot, ma
     choices = [page.slice_combo.itemText(i) for i in range(page.slice_combo.count())]
     assert choices == ["", "label", "reference"]
     assert page.slice_combo.currentText() == "category"  # what the user typed is kept
+
+
+def test_system_prompt_and_json_output_reach_the_command(qtbot, make_page, tmp_path):
+    page = make_page()
+    page.dataset_combo.setCurrentText("reviews@v2")
+    page.system_edit.setText("Answer in JSON.")
+    schema_file = tmp_path / "answer.schema.json"
+    schema_file.write_text('{"type": "object"}', encoding="utf-8")
+    page.schema_edit.setText(str(schema_file))
+    command = page.command()
+    assert command[command.index("--system-prompt") + 1] == "Answer in JSON."
+    assert command[command.index("--json-schema") + 1] == str(schema_file)
+    page.system_edit.clear()
+    page.schema_edit.clear()
+    assert "--system-prompt" not in page.command() and "--json-schema" not in page.command()
