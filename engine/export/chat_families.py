@@ -72,7 +72,7 @@ FAMILIES = (
 @dataclass
 class Match:
     family: Family
-    bos_text: str  # the BOS the template writes ("" when it writes none)
+    bos_text: str  # the BOS the TEMPLATE writes ("" when the template has none or the tokenizer adds it)
     default_system: str | None = None  # what the template says when the conversation has no system prompt
     system_allowed: bool = True  # False: the template refuses a system message (Gemma 1 and 2)
     stops: list[str] = field(default_factory=list)
@@ -93,7 +93,7 @@ def recognise(tokenizer: Any) -> Match:
     bos_text = str(getattr(tokenizer, "bos_token", None) or "")
     eos_text = str(getattr(tokenizer, "eos_token", None) or "")
     for family in FAMILIES:
-        match = _match(family, render, bos_text, eos_text)
+        match = _match(family, render, bos_text, eos_text, tokenizer_adds_bos(tokenizer))
         if match:
             match.stops = [family.stop] + ([eos_text] if eos_text and eos_text != family.stop else [])
             return match
@@ -103,7 +103,15 @@ def recognise(tokenizer: Any) -> Match:
         f"message as {sample[:80]!r}), so no Modelfile is written rather than one with a wrong TEMPLATE")
 
 
-def _match(family: Family, render: Render, bos_text: str, eos_text: str) -> Match | None:
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether tokenizing text puts the BOS token in front by itself (Llama 3's tokenizer does).
+    The GGUF file records this (add_bos_token) and llama.cpp then adds BOS to Ollama's prompt,
+    so the TEMPLATE must not write it a second time."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    return bos_id is not None and tokenizer("a")["input_ids"][:1] == [bos_id]
+
+
+def _match(family: Family, render: Render, bos_text: str, eos_text: str, adds_bos: bool) -> Match | None:
     system = {"role": "system", "content": SYSTEM}
     chat = [{"role": "user", "content": USER1}, {"role": "assistant", "content": ANSWER1}]
     follow_up = [*chat, {"role": "user", "content": USER2}]
@@ -118,7 +126,7 @@ def _match(family: Family, render: Render, bos_text: str, eos_text: str) -> Matc
     if not all(_same(render, family, messages, generation, bos_text, eos_text, head)
                for messages, generation in ((follow_up, True), (chat, False))):
         return None
-    return Match(family, bos_text if family.bos else "", default or None, system_allowed)
+    return Match(family, bos_text if family.bos and not adds_bos else "", default or None, system_allowed)
 
 
 def _same(render: Render, family: Family, messages: Messages, generation: bool, bos_text: str, eos_text: str,

@@ -226,9 +226,10 @@ FAMILY_TOKENIZERS = {
 }
 
 
-def tiny_tokenizer(specials: list[str], bos: str, eos: str, template: str) -> Any:
-    """A small byte-level BPE tokenizer whose special tokens are the family's markers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def tiny_tokenizer(specials: list[str], bos: str, eos: str, template: str, adds_bos: bool = False) -> Any:
+    """A small byte-level BPE tokenizer whose special tokens are the family's markers
+    (``adds_bos``: it puts BOS in front of any text by itself, as Llama 3's does)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -237,6 +238,9 @@ def tiny_tokenizer(specials: list[str], bos: str, eos: str, template: str) -> An
     corpus = ["Is the kettle any good?", "It boils fast and the handle stays cool.", "Be brief and kind."] * 20
     tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if adds_bos:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                           special_tokens=[(bos, tok.token_to_id(bos))])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
     tokenizer.chat_template = template
     return tokenizer
@@ -291,6 +295,20 @@ def test_chatml_and_llama3_templates_match_apply_chat_template_token_for_token()
             want = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation,
                                                  return_dict=True)["input_ids"]
             assert ollama_tokens(tokenizer, match, messages, None) == list(want), family
+
+
+def test_a_tokenizer_that_adds_bos_itself_gets_no_second_bos_from_the_template() -> None:
+    """llama.cpp adds BOS to Ollama's prompt when the GGUF says the tokenizer does (Llama 3), so
+    the TEMPLATE leaves it out; the prompt's tokens, BOS added, are still training's."""
+    tokenizer = tiny_tokenizer(*FAMILY_TOKENIZERS["Llama 3"], adds_bos=True)
+    match = chat_families.recognise(tokenizer)
+    assert match.family.name == "Llama 3" and match.bos_text == ""
+    assert not ollama.go_template(match).startswith("<|begin_of_text|>")
+    for messages, generation in (([SYSTEM, USER, ANSWER], False), ([SYSTEM, USER], True)):
+        want = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation,
+                                             return_dict=True)["input_ids"]
+        prompt = ollama_prompt(ollama.go_template(match), messages)
+        assert tokenizer(prompt)["input_ids"] == list(want)
 
 
 def test_a_run_system_prompt_becomes_system_and_the_end_of_turn_a_stop(tmp_path) -> None:
