@@ -53,7 +53,8 @@ def ollama_plan(options: ToolOptions, tokenizer: Any, run_info: dict[str, Any]) 
     return match, ollama.system_prompt(run_info, match)
 
 
-def finish(options: ToolOptions, plan: tuple[Any, str | None] | None, target: Path, job: Job) -> dict[str, Any]:
+def finish(options: ToolOptions, plan: tuple[Any, str | None] | None, target: Path, run_name: str,
+           job: Job) -> dict[str, Any]:
     """Writes the Modelfile and runs ``ollama create``; the result's extra fields."""
     out: dict[str, Any] = {}
     if options.lmstudio_dir is not None:
@@ -69,5 +70,7 @@ def finish(options: ToolOptions, plan: tuple[Any, str | None] | None, target: Pa
 
         out["ollama"] = ollama.create(options.ollama_name, modelfile, on_line, job.control.cancelled.is_set)
     else:
-        out["ollama"] = {"created": False, "command": ollama.command_text("NAME", modelfile)}
+        name = ollama.suggested_name(run_name)
+        out["ollama"] = {"name": name, "created": False, "command": ollama.command_text(name, modelfile)}
+        log.info("To add it to Ollama: %s, then: ollama run %s", out["ollama"]["command"], name)
     return out

@@ -83,7 +83,7 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     report = check_export(target, args.format, outtype, prompts, expected, tokenizer, job) if prompts else None
     passed = report is None or report.passed
     # Only a file that passed its check gets a Modelfile or goes into Ollama.
-    extra = for_tools.finish(tools, ollama_plan, target, job) if passed else {}
+    extra = for_tools.finish(tools, ollama_plan, target, run_name, job) if passed else {}
     job.channel.send(protocol.artifact("export", str(target), format=args.format, outtype=outtype))
     job.channel.send(protocol.result({"path": str(target), "format": args.format, "outtype": outtype,
                                       "bytes": size, "seconds": round(seconds, 1),

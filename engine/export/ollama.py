@@ -11,6 +11,7 @@ prompt the run trained with (or the template's own default, SmolLM2's and Qwen's
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -99,6 +100,12 @@ def write_modelfile(gguf: Path, match: Match, system: str | None) -> Path:
 
 def create_command(name: str, modelfile: Path) -> list[str]:
     return ["ollama", "create", name, "-f", str(modelfile)]
+
+
+def suggested_name(run_name: str) -> str:
+    """An Ollama model name from the run's name: Ollama's names are lowercase letters, digits,
+    dots, dashes and underscores."""
+    return re.sub(r"[^a-z0-9._-]+", "-", run_name.lower()).strip("-.") or "tuned"
 
 
 def command_text(name: str, modelfile: Path) -> str:

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QWidget
 
 from engine.core import protocol
-from engine.export import lmstudio
+from engine.export import lmstudio, ollama
 from gui.context import AppContext
 from gui.engine_client import EngineClient
 from gui.state.run_history import RunRow
@@ -122,7 +122,7 @@ class ModelExport(QObject):
         value = ""
         if tool == "ollama-create":
             value, ok = QInputDialog.getText(parent, "Create in Ollama", "Ollama model name:",
-                                             text=lmstudio.model_name(run.title).lower())
+                                             text=ollama.suggested_name(run.title))
             if not ok or not value.strip():
                 return
         if tool == "lmstudio":
@@ -185,11 +185,11 @@ def tools_text(result: dict) -> str:
     text = ""
     if result.get("lmstudio"):
         text += f" LM Studio lists it under {lmstudio.PUBLISHER}/{Path(result['path']).parent.name}."
-    ollama = result.get("ollama")
-    if ollama and ollama.get("created"):
-        text += f" Created in Ollama as {ollama['name']}."
-    elif ollama:
-        text += f" Modelfile written; to add it to Ollama: {ollama['command']}"
+    created = result.get("ollama")
+    if created and created.get("created"):
+        text += f" Created in Ollama as {created['name']}."
+    elif created:
+        text += f" Modelfile written; to add it to Ollama: {created['command']}"
     return text
 
 

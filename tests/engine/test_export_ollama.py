@@ -454,7 +454,8 @@ def test_an_unknown_template_fails_the_export_before_anything_is_written(tiny_mo
     assert not target.exists() and not target.with_suffix(".Modelfile").exists()
 
 
-def test_lmstudio_layout_names() -> None:
+def test_names_for_lmstudio_and_ollama() -> None:
+    assert ollama.suggested_name("Kettle Helper v2!") == "kettle-helper-v2" and ollama.suggested_name("??") == "tuned"
     assert lmstudio.target(Path("models"), "my run: v2/final", "q8_0") == \
         Path("models") / "tunebench" / "my-run-v2-final" / "my-run-v2-final-q8_0.gguf"
     assert lmstudio.model_name("...") == "model"
