@@ -459,3 +459,23 @@ def test_names_for_lmstudio_and_ollama() -> None:
     assert lmstudio.target(Path("models"), "my run: v2/final", "q8_0") == \
         Path("models") / "tunebench" / "my-run-v2-final" / "my-run-v2-final-q8_0.gguf"
     assert lmstudio.model_name("...") == "model"
+
+
+def test_tool_options_refuse_clashes_and_default_to_lm_studios_folder(tmp_path, monkeypatch) -> None:
+    import argparse
+
+    from engine.export import for_tools
+
+    def options(**given: Any) -> for_tools.ToolOptions:
+        fields = {"out": None, "ollama": False, "ollama_create": None, "lmstudio": False, "lmstudio_dir": None}
+        return for_tools.tool_options(argparse.Namespace(**{**fields, **given}))
+
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "someone")
+    assert options(lmstudio=True).lmstudio_dir == tmp_path / "someone" / ".lmstudio" / "models"
+    assert options(lmstudio_dir=str(tmp_path / "m")).lmstudio_dir == tmp_path / "m"  # the folder implies --lmstudio
+    assert options(ollama_create="kettle").ollama and not options().wants_gguf
+    for given, words in (({"lmstudio": True, "out": "x.gguf"}, "give --lmstudio-dir instead of --out"),
+                         ({"ollama_create": "my kettle"}, "is not an Ollama model name")):
+        with pytest.raises(errors.EngineError) as caught:
+            options(**given)
+        assert caught.value.code == protocol.ExitCode.USAGE and words in caught.value.message
