@@ -380,6 +380,10 @@ def test_ollama_create_runs_the_installed_ollama_and_streams_its_lines(fake_olla
                      "success"]
     assert result["created"] is True and result["name"] == "my-kettle:latest"
 
+    with pytest.raises(errors.EngineError) as caught:  # a cancel stops ollama at its next line
+        ollama.create("my-kettle:latest", modelfile, lines.append, lambda: True)
+    assert caught.value.code == protocol.ExitCode.CANCELLED
+
     monkeypatch.setenv("FAKE_OLLAMA_EXIT", "1")
     with pytest.raises(errors.EngineError, match="ollama: `create my-kettle:latest -f .*` failed: success"):
         ollama.create("my-kettle:latest", modelfile, lines.append, lambda: False)
