@@ -16,6 +16,9 @@ from engine.export import chat_families, lmstudio, ollama
 
 log = logging.getLogger("engine.export")
 
+# The recognised chat template and the Modelfile's SYSTEM text.
+OllamaPlan = tuple[chat_families.Match, "str | None"]
+
 
 @dataclass
 class ToolOptions:
@@ -43,7 +46,7 @@ def tool_options(args: argparse.Namespace) -> ToolOptions:
     return ToolOptions(bool(getattr(args, "ollama", False) or name), name, lmstudio_dir)
 
 
-def ollama_plan(options: ToolOptions, tokenizer: Any, run_info: dict[str, Any]) -> tuple[Any, str | None] | None:
+def ollama_plan(options: ToolOptions, tokenizer: Any, run_info: dict[str, Any]) -> OllamaPlan | None:
     """(the template's family, the SYSTEM text) when a Modelfile is wanted; EngineError when the
     chat template is none of the families Ollama can be given."""
     if not options.ollama:
@@ -53,7 +56,7 @@ def ollama_plan(options: ToolOptions, tokenizer: Any, run_info: dict[str, Any]) 
     return match, ollama.system_prompt(run_info, match)
 
 
-def finish(options: ToolOptions, plan: tuple[Any, str | None] | None, target: Path, run_name: str,
+def finish(options: ToolOptions, plan: OllamaPlan | None, target: Path, run_name: str,
            job: Job) -> dict[str, Any]:
     """Writes the Modelfile and runs ``ollama create``; the result's extra fields."""
     out: dict[str, Any] = {}
