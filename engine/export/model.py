@@ -23,8 +23,8 @@ from typing import Any
 from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
+from engine.export import for_tools, lmstudio, roundtrip
 from engine.export import gguf as export_gguf
-from engine.export import roundtrip
 from engine.infer import generate
 from engine.runtime import models
 
@@ -39,6 +39,9 @@ class Cancelled(Exception):
 
 
 def cmd_export(args: argparse.Namespace, job: Job) -> int:
+    tools = for_tools.tool_options(args)
+    if tools.wants_gguf:  # Ollama and LM Studio load GGUF files only
+        args.format = "gguf"
     outtype = args.outtype or "f16"
     allowed = MERGED_TYPES if args.format == "merged" else export_gguf.OUTTYPES
     if outtype not in allowed:
@@ -48,10 +51,16 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     except EngineError as exc:  # the shared resolver names its field "adapter"; here it is "run"
         raise EngineError(exc.code, exc.message.replace("adapter: ", "run: ", 1)) from None
     source = adapter_dir or Path(base)
-    target = names.check_out_path(args.out, "--out") if args.out else default_target(source, args.format, outtype)
+    run_name = run_info.get("name") or source.parent.name
+    if tools.lmstudio_dir is not None:
+        target = lmstudio.target(tools.lmstudio_dir, run_name, outtype)
+    else:
+        target = names.check_out_path(args.out, "--out") if args.out else default_target(source, args.format, outtype)
     check_target(target, args.format, args.force)
     started = time.monotonic()
     model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))
+    # Before the merge: a chat template Ollama cannot be given fails now, not after minutes of writing.
+    ollama_plan = for_tools.ollama_plan(tools, tokenizer, run_info)
     prompts = roundtrip.conversations(source.parent if adapter_dir else None, run_info) if args.check else []
     expected = roundtrip.answers(model, tokenizer, prompts) if prompts else []
     model = merged(model)
@@ -59,8 +68,7 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
         if args.format == "merged":
             write_merged(model, tokenizer, target, outtype, describe(base, source, outtype))
         else:
-            write_gguf(model, tokenizer, target, outtype, run_info.get("name") or source.parent.name,
-                       models.gguf_origin(base), job)
+            write_gguf(model, tokenizer, target, outtype, run_name, models.gguf_origin(base), job)
     except Cancelled:
         log.info("Export cancelled; nothing was written to %s", target)
         return protocol.ExitCode.CANCELLED
@@ -73,10 +81,13 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
     del model  # the check loads the export itself; the merged copy is no longer needed
     report = check_export(target, args.format, outtype, prompts, expected, tokenizer, job) if prompts else None
+    passed = report is None or report.passed
+    # Only a file that passed its check gets a Modelfile or goes into Ollama.
+    extra = for_tools.finish(tools, ollama_plan, target, run_name, job) if passed else {}
     job.channel.send(protocol.artifact("export", str(target), format=args.format, outtype=outtype))
     job.channel.send(protocol.result({"path": str(target), "format": args.format, "outtype": outtype,
                                       "bytes": size, "seconds": round(seconds, 1),
-                                      "roundtrip": report.as_dict() if report else None}))
+                                      "roundtrip": report.as_dict() if report else None, **extra}))
     if report and not report.passed:
         raise EngineError(protocol.ExitCode.FAILED, f"export: {target} was written, but its round-trip check "
                           f"failed: {report.cause}")

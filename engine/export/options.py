@@ -1,4 +1,5 @@
-"""Options of `export`: a run's tuned model, merged, as a folder or one GGUF file."""
+"""Options of `export`: a run's tuned model, merged, as a folder or one GGUF file, optionally
+set up for Ollama (a Modelfile, `ollama create`) or LM Studio (its models folder)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,15 @@ class ExportOptions:
                        "and an end-of-turn; the chat template must render as in training (--no-check skips)",
                        negatable=True)
     model: str | None = knob(None, "the base model (default: the one the run was trained on)")
+    ollama: bool = knob(False, "also write FILE.Modelfile beside FILE.gguf for `ollama create`: FROM, the "
+                        "chat template as an Ollama TEMPLATE, PARAMETER stop for the end-of-turn token and "
+                        "the run's SYSTEM prompt (ChatML, Llama 3, Mistral, Gemma and Phi-3 templates); "
+                        "implies --format gguf", group="Ollama and LM Studio")
+    ollama_create: str | None = knob(None, "then run `ollama create NAME -f FILE.Modelfile` when ollama "
+                                     "is installed, else give that command; implies --ollama",
+                                     metavar="NAME", group="Ollama and LM Studio")
+    lmstudio: bool = knob(False, "write the GGUF file into LM Studio's models folder, as tunebench/RUN NAME/"
+                          "RUN NAME-TYPE.gguf (the chat template is in its metadata); implies --format gguf",
+                          group="Ollama and LM Studio")
+    lmstudio_dir: str | None = knob(None, "LM Studio's models folder (default: .lmstudio/models in the home "
+                                    "folder); implies --lmstudio", metavar="DIR", group="Ollama and LM Studio")

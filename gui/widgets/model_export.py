@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QWidget
 
 from engine.core import protocol
+from engine.export import lmstudio, ollama
 from gui.context import AppContext
 from gui.engine_client import EngineClient
 from gui.state.run_history import RunRow
@@ -21,6 +23,14 @@ FORMATS = (
 OUTTYPE_HELP = {"q8_0": "Q8_0 (8-bit, half the size of F16, near-lossless)",
                 "q5_0": "Q5_0 (5-bit, about a third of F16)", "q4_0": "Q4_0 (4-bit, about a quarter of F16)",
                 "f16": "F16", "bf16": "BF16", "f32": "F32 (exact, largest)"}
+# Ollama and LM Studio users mostly run quantised files; Q8_0 is half of F16 and near-lossless.
+TOOL_OUTTYPE = "q8_0"
+TOOLS = (
+    ("ollama", "Ollama: GGUF file and Modelfile…"),
+    ("ollama-create", "Ollama: create the model (runs ollama create)…"),
+    ("lmstudio", "LM Studio: into its models folder…"),
+)
+TOOLS_TITLE = "For Ollama or LM Studio (GGUF, Q8_0)"
 
 
 class ModelExport(QObject):
@@ -48,26 +58,41 @@ class ModelExport(QObject):
                 submenu.addAction(OUTTYPE_HELP[outtype] + "…",
                                   lambda f=fmt, o=outtype: self._export_chosen(chosen_run(), f, o, ask_target))
             submenus.append(submenu)
+        tools = menu.addMenu(TOOLS_TITLE)
+        for tool, title in TOOLS:
+            tools.addAction(title, functools.partial(self._export_for_tool_chosen, chosen_run, tool))
+        submenus.append(tools)
         return submenus
 
     def is_busy(self) -> bool:
         return self.client.is_active()
 
-    def command(self, run: RunRow, fmt: str, outtype: str, target: Path) -> list[str]:
+    def command(self, run: RunRow, fmt: str, outtype: str, target: Path | None,
+                extra: tuple[str, ...] = ()) -> list[str]:
         # --force: the save dialog has already asked before replacing; the engine still refuses
-        # to replace a folder that is not an earlier export.
+        # to replace a folder that is not an earlier export. With no target (LM Studio) nobody
+        # asked, so an earlier file there is kept and the engine says so.
+        where = ["--out", str(target), "--force"] if target is not None else []
         return [*self._context.engine_command(), "export", "--json", str(run.path), "--format", fmt,
-                "--outtype", outtype, "--out", str(target), "--force"]
+                "--outtype", outtype, *where, *extra]
 
-    def start(self, run: RunRow, fmt: str, outtype: str, target: Path) -> bool:
+    def start(self, run: RunRow, fmt: str, outtype: str, target: Path | None, extra: tuple[str, ...] = ()) -> bool:
+        """``target`` None: the engine picks the place (LM Studio's models folder, in ``extra``)."""
         if self.is_busy():
             self.sig_status.emit("An export is already running; wait for it to finish.", True)
             return False
         self._result = {}
-        self.client.start(self.command(run, fmt, outtype, target), env=self._context.engine_env())
+        self.client.start(self.command(run, fmt, outtype, target, extra), env=self._context.engine_env())
         self.sig_busy.emit(True)
-        self.sig_status.emit(f"Exporting {run.title} to {target}: merging the adapter…", False)
+        where = target if target is not None else "LM Studio's models folder"
+        self.sig_status.emit(f"Exporting {run.title} to {where}: merging the adapter…", False)
         return True
+
+    def start_for_tool(self, run: RunRow, tool: str, target: Path | None, value: str) -> bool:
+        """``value``: the Ollama model name (ollama-create) or LM Studio's models folder (lmstudio)."""
+        extra = {"ollama": ("--ollama",), "ollama-create": ("--ollama-create", value),
+                 "lmstudio": ("--lmstudio", "--lmstudio-dir", value)}[tool]
+        return self.start(run, "gguf", TOOL_OUTTYPE, None if tool == "lmstudio" else target, extra)
 
     def cancel(self) -> None:
         self.client.cancel()
@@ -83,8 +108,35 @@ class ModelExport(QObject):
         if target is not None:
             self.start(run, fmt, outtype, target)
 
+    def _export_for_tool_chosen(self, chosen_run, tool: str) -> None:
+        self._export_for_tool(chosen_run(), tool)
+
+    def _parent_widget(self) -> QWidget | None:
+        parent = self.parent()
+        return parent if isinstance(parent, QWidget) else None
+
+    def _export_for_tool(self, run: RunRow | None, tool: str) -> None:
+        if run is None:
+            return
+        parent = self._parent_widget()
+        value = ""
+        if tool == "ollama-create":
+            value, ok = QInputDialog.getText(parent, "Create in Ollama", "Ollama model name:",
+                                             text=ollama.suggested_name(run.title))
+            if not ok or not value.strip():
+                return
+        if tool == "lmstudio":
+            value = QFileDialog.getExistingDirectory(parent, "LM Studio's models folder",
+                                                     str(lmstudio.default_models_dir()))
+            if value:
+                self.start_for_tool(run, tool, None, value)
+            return
+        target = self._ask_target(run, "gguf", TOOL_OUTTYPE)
+        if target is not None:
+            self.start_for_tool(run, tool, target, value.strip())
+
     def _ask_target(self, run: RunRow, fmt: str, outtype: str) -> Path | None:
-        parent = self.parent() if isinstance(self.parent(), QWidget) else None
+        parent = self._parent_widget()
         if fmt == "gguf":
             suggested = Path.home() / f"{run.id}-{outtype}.gguf"
             path, _ = QFileDialog.getSaveFileName(parent, "Export model as GGUF", str(suggested),
@@ -97,7 +149,9 @@ class ModelExport(QObject):
 
     def _on_progress(self, message: dict) -> None:
         total = message.get("total") or 0
-        if message.get("unit") == "prompts":
+        if message.get("unit") == "ollama":  # ollama create's own progress lines
+            self.sig_status.emit(f"Ollama: {message.get('message', '')}", False)
+        elif message.get("unit") == "prompts":
             self.sig_status.emit(f"Checking the export: loading it back and answering {total} sample prompts…",
                                  False)
         elif total:
@@ -110,7 +164,8 @@ class ModelExport(QObject):
         self.sig_busy.emit(False)
         if code == 0 and self._result:
             self.sig_status.emit(f"Saved {self._result['path']} ({size_text(self._result.get('bytes', 0))}) "
-                                 f"in {self._result.get('seconds', 0):.0f} s.{roundtrip_text(self._result)}", False)
+                                 f"in {self._result.get('seconds', 0):.0f} s.{roundtrip_text(self._result)}"
+                                 f"{tools_text(self._result)}", False)
         elif code == protocol.ExitCode.CANCELLED:
             self.sig_status.emit("Export cancelled; nothing was written.", False)
         else:
@@ -123,6 +178,19 @@ def roundtrip_text(result: dict) -> str:
     if not report:
         return " Not checked (--no-check)."
     return f" Round-trip check passed: {report['prompts']} sample prompts gave {report['rule']}."
+
+
+def tools_text(result: dict) -> str:
+    """Where Ollama and LM Studio find the export; "" for a plain export."""
+    text = ""
+    if result.get("lmstudio"):
+        text += f" LM Studio lists it under {lmstudio.PUBLISHER}/{Path(result['path']).parent.name}."
+    created = result.get("ollama")
+    if created and created.get("created"):
+        text += f" Created in Ollama as {created['name']}."
+    elif created:
+        text += f" Modelfile written; to add it to Ollama: {created['command']}"
+    return text
 
 
 def size_text(size: int) -> str:

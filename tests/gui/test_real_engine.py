@@ -72,8 +72,8 @@ def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path,
     runs = RunsPage(AppContext.from_environment())
     qtbot.addWidget(runs)
     assert runs.model.rowCount() == 1 and runs.select_run(runs.model.row_at(0).id)
-    gguf_menu, merged_menu = runs.model_export_menus
-    assert gguf_menu.isEnabled() and merged_menu.isEnabled()
+    gguf_menu, merged_menu, tools_menu = runs.model_export_menus
+    assert gguf_menu.isEnabled() and merged_menu.isEnabled() and tools_menu.isEnabled()
     target = tmp_path / "exported" / "tuned.gguf"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     gguf_menu.actions()[0].trigger()  # Q8_0
