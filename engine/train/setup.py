@@ -73,6 +73,10 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
         dtype = precision.torch_dtype(compute_precision(cfg, device_name))
         cast_frozen_linears(model, dtype)
         cast_layer_norm_outputs(model, dtype)
+        if cfg.precise_forward:
+            from engine.train import precise_forward  # torch at import
+
+            precise_forward.install(model, dtype)
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
