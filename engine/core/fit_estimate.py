@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from engine.core import config, paths, untrusted
 from engine.core.errors import EngineError
-from engine.core.fit import GB
+from engine.core.fit import GB, SAFETY
 
 # -- calibration ---------------------------------------------------------------------------------
 # From the fit probes of SmolLM2-135M-Instruct (LoRA r=16 on all linear layers, bf16, sample
@@ -289,3 +289,47 @@ def _value(handle: BinaryIO, kind: int, keep: bool = True) -> Any:
         values = [_value(handle, item, keep) for _ in range(count)]
         return values if keep else None
     raise ValueError(f"unknown GGUF value type {kind}")
+
+
+# -- fit labels for a model not yet downloaded -----------------------------------------------
+
+FIT_METHODS = ("inference", "lora", "qlora", "full")
+
+
+def guess_shape(params: int) -> ModelShape:
+    """A Llama-proportioned shape with about ``params`` parameters: a Hub search result is known by
+    its parameter count alone (its config.json is not fetched for every row). The depth follows
+    the sizes of common decoders (SmolLM2-135M: 30 layers, Llama-3.2-1B: 16, Llama-3-8B: 32); the
+    width then follows from the count, a block holding about 12 x width^2 weights. The estimate is
+    rough, so the labels built on it say "about"; the picker's estimate reads the real config."""
+    layers = 24 if params < 500e6 else 16 if params < 2e9 else 28 if params < 5e9 else 32 if params < 15e9 else 48
+    hidden = max(64, int((params / (12 * layers)) ** 0.5) // 64 * 64)
+    heads = max(1, hidden // 64)
+    return ModelShape(params=params, vocab=32000, hidden=hidden, layers=layers, intermediate=hidden * 8 // 3,
+                      heads=heads, kv_heads=heads, head_dim=64)
+
+
+def method_gb(shape: ModelShape, method: str, values: dict[str, Any] | None = None) -> float:
+    """GB one method needs on this machine's CPU: ``inference`` is the weights in the likely
+    precision plus the runtime; the training methods are :func:`estimate` with the defaults."""
+    values = {**(values or {}), "device": "cpu"}
+    if method == "inference":
+        precision = likely_precision(str(values.get("precision", "auto")), "cpu")
+        return shape.params * (2 if precision in ("bf16", "fp16") else 4) / GB + CPU_RUNTIME_GB
+    return estimate(shape, {**values, "method": method}).total_gb
+
+
+def fit_label(needed_gb: float, available_gb: float) -> str:
+    """"fits", "tight" (within the probe's safety margin) or "too big" for ``available_gb``."""
+    if needed_gb <= available_gb * SAFETY:
+        return "fits"
+    return "tight" if needed_gb <= available_gb else "too big"
+
+
+def fit_labels(shape: ModelShape, available_gb: float) -> dict[str, dict[str, Any]]:
+    """Per method in :data:`FIT_METHODS`: the estimate in GB and its label."""
+    labels = {}
+    for method in FIT_METHODS:
+        needed = method_gb(shape, method)
+        labels[method] = {"gb": round(needed, 2), "label": fit_label(needed, available_gb)}
+    return labels

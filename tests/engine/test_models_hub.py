@@ -1,0 +1,188 @@
+"""`models search` and `models download` against a fake Hub on 127.0.0.1 (tests/hub_server.py),
+with the real huggingface_hub client pointed at it through HF_ENDPOINT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from hub_server import FakeHub, Repo, folder_files
+
+from engine.core import paths, protocol
+from engine.core.channel import Channel
+from engine.core.control import Control
+from engine.core.errors import EngineError
+from engine.core.job import Job
+from engine.runtime import hub_download, hub_files
+
+TINY = "tiny-org/tiny-llama"
+
+
+@pytest.fixture
+def fake_hub(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    files = {**folder_files(tiny_model_dir), "pytorch_model.bin": b"PK\x03\x04 a pickle", "extra.pt": b"pickle",
+             "onnx/model.onnx": b"onnx"}
+    repos = [
+        Repo(TINY, files, tags=["llama", "safetensors", "license:apache-2.0"], downloads=50, params=150_000),
+        Repo("tiny-org/other-model", {"config.json": b"{}"}, tags=["qwen2", "license:mit"], downloads=900,
+             params=7_000_000_000),
+        Repo("locked/gated-llama", files, tags=["llama"], gated=True),
+        Repo("tiny-org/missing-file", {**files}, tags=["llama"], missing=("tokenizer.model",)),
+    ]
+    with FakeHub(repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")  # no token
+        yield hub
+
+
+def run(engine_argv: Callable[..., list[str]], env: dict[str, str], *args: str) -> tuple[int, list[dict]]:
+    proc = subprocess.run(engine_argv(*args, "--json"), env=env, capture_output=True, text=True, timeout=180,
+                          stdin=subprocess.DEVNULL)
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, messages
+
+
+def of_type(messages: list[dict], kind: str) -> list[dict]:
+    return [m for m in messages if m["type"] == kind]
+
+
+def hub_env(engine_env: dict[str, str], fake_hub: FakeHub) -> dict[str, str]:
+    return {**engine_env, "HF_ENDPOINT": fake_hub.url}
+
+
+def test_search_with_a_filter_shows_downloads_size_and_fit_labels(fake_hub, engine_env, engine_argv):
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "search", "tiny", "--architecture",
+                         "llama", "--license", "apache-2.0", "--limit", "5")
+    assert code == 0, messages
+    rows = of_type(messages, "result")[0]["data"]["models"]
+    assert [row["id"] for row in rows] == [TINY]
+    row = rows[0]
+    assert row["downloads"] == 50 and row["params"] == 150_000 and row["license"] == "apache-2.0"
+    assert set(row["fit"]) == {"inference", "lora", "qlora", "full"}
+    assert all(fit["label"] in ("fits", "tight", "too big") for fit in row["fit"].values())
+    searched = [headers for method, path, headers in fake_hub.requests if path == "/api/models"]
+    assert searched, "the search went through the fake Hub"
+
+
+def test_download_lands_where_models_list_finds_it_and_loads(fake_hub, engine_env, engine_argv):
+    env = hub_env(engine_env, fake_hub)
+    code, messages = run(engine_argv, env, "models", "download", TINY)
+    assert code == 0, messages
+    result = of_type(messages, "result")[0]["data"]
+    assert result["model"] == "tiny-org--tiny-llama"
+    folder = Path(result["path"])
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    # Pickles and files in subfolders stay on the Hub; nothing asked for them.
+    assert not (folder / "pytorch_model.bin").exists() and not (folder / "extra.pt").exists()
+    assert not fake_hub.gets("pytorch_model.bin") and not fake_hub.gets("extra.pt")
+    assert sorted(result["skipped_pickles"]) == ["extra.pt", "pytorch_model.bin"]
+    progress = of_type(messages, "progress")
+    assert progress and progress[-1]["current"] == progress[-1]["total"] > 0
+    assert {"bytes_per_s", "eta_s"} <= set(progress[-1])
+
+    code, listed = run(engine_argv, env, "models", "list")
+    names = [row["name"] for row in of_type(listed, "result")[0]["data"]["models"]]
+    assert "tiny-org--tiny-llama" in names
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.runtime import models
+    prepared = models.prepare("tiny-org--tiny-llama")  # what every model picker passes on
+    assert AutoModelForCausalLM.from_pretrained(prepared).config.hidden_size == 64
+    assert AutoTokenizer.from_pretrained(prepared).chat_template
+
+
+def test_a_dropped_connection_resumes_with_a_range_request(fake_hub, engine_env, engine_argv, tiny_model_dir,
+                                                           tmp_path):
+    # huggingface_hub writes what it has received in chunks of DOWNLOAD_CHUNK_SIZE (10 MiB), and
+    # resumes from the last chunk written: the file must be longer than one chunk, and the drop
+    # come after the first.
+    import numpy as np
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
+    from safetensors.numpy import save_file
+
+    big = tmp_path / "model.safetensors"
+    save_file({"pad": np.zeros(DOWNLOAD_CHUNK_SIZE // 4 + 100_000, dtype=np.float32)}, str(big))
+    files = {"config.json": (tiny_model_dir / "config.json").read_bytes(), "model.safetensors": big.read_bytes()}
+    fake_hub.repos["tiny-org/big"] = Repo("tiny-org/big", files, tags=["llama"])
+    fake_hub.drop_once["model.safetensors"] = DOWNLOAD_CHUNK_SIZE + 50_000
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "tiny-org/big")
+    assert code == 0, messages
+    gets = fake_hub.gets("model.safetensors")
+    assert len(gets) == 2
+    assert "range" not in gets[0]
+    assert gets[1]["range"] == f"bytes={DOWNLOAD_CHUNK_SIZE}-"
+    landed = Path(of_type(messages, "result")[0]["data"]["path"]) / "model.safetensors"
+    assert landed.read_bytes() == big.read_bytes()
+
+
+def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine_argv):
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "locked/gated-llama")
+    assert code == protocol.ExitCode.NOT_FOUND
+    message = of_type(messages, "error")[0]["message"]
+    assert "\n" not in message and "gated" in message and "licence" in message and "models login" in message
+    assert not (paths.models_cache_dir() / "locked--gated-llama").exists()
+
+
+def test_a_missing_file_is_one_line(fake_hub, engine_env, engine_argv):
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "tiny-org/missing-file")
+    assert code == protocol.ExitCode.NOT_FOUND
+    message = of_type(messages, "error")[0]["message"]
+    assert "\n" not in message and "missing" in message
+    assert not (paths.models_cache_dir() / "tiny-org--missing-file").exists()
+
+
+def test_an_unknown_repo_is_one_line(fake_hub, engine_env, engine_argv):
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "nobody/nothing")
+    assert code == protocol.ExitCode.NOT_FOUND
+    assert "not found" in of_type(messages, "error")[0]["message"]
+
+
+def test_too_little_disk_space_refuses_before_fetching(fake_hub, workspace_home, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # another test's engine may have set it
+    monkeypatch.setattr(hub_download, "free_bytes", lambda folder: 1000)
+    with pytest.raises(EngineError) as refused:
+        hub_download.download(TINY, _job())
+    assert "not enough disk space" in refused.value.message
+    assert not fake_hub.gets("model.safetensors")
+
+
+def test_cancel_stops_between_chunks_and_keeps_finished_files(fake_hub, workspace_home, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    job = _job()
+    job.control.cancelled.set()
+    with pytest.raises(EngineError) as stopped:
+        hub_download.download(TINY, job)
+    assert stopped.value.code == protocol.ExitCode.CANCELLED
+    assert not (paths.models_cache_dir() / "tiny-org--tiny-llama").exists()
+
+
+def test_selection_takes_weights_and_text_never_pickles():
+    files = [hub_files.RepoFile(name, 1) for name in (
+        "config.json", "model.safetensors", "model.gguf", "pytorch_model.bin", "optimizer.pt", "x.pkl",
+        "tokenizer.json", "chat_template.jinja", "modeling_custom.py", "sub/config.json")]
+    chosen = {file.name for file in hub_files.select(files).files}
+    assert chosen == {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"}
+
+
+def test_several_gguf_files_need_include():
+    files = [hub_files.RepoFile(name, 1) for name in ("a-Q4_K_M.gguf", "a-Q8_0.gguf", "README.md")]
+    with pytest.raises(EngineError, match="--include"):
+        hub_files.select(files)
+    assert hub_files.select(files, "*Q8_0.gguf").gguf.name == "a-Q8_0.gguf"
+    only_pickles = [hub_files.RepoFile("pytorch_model.bin", 1), hub_files.RepoFile("config.json", 1)]
+    with pytest.raises(EngineError, match="pickled"):
+        hub_files.select(only_pickles)
+
+
+def _job() -> Job:
+    channel = Channel(open(Path(paths.cache_dir()) / "protocol.ndjson", "w", encoding="utf-8"), json_mode=True)
+    return Job(channel, Control(channel), "models download")
