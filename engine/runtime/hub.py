@@ -41,7 +41,7 @@ def token() -> str | None:
     """The Hub token from the OS keyring, or None (public repositories need none)."""
     try:
         import keyring  # optional: without it only public repositories can be fetched
-        from keyring.errors import KeyringError
+        from keyring.errors import KeyringError  # the same optional package
     except ImportError:
         return None
     try:
@@ -156,7 +156,7 @@ def cmd_login(args: argparse.Namespace, job: Job) -> int:
     OS keyring."""
     try:
         import keyring  # optional dependency: only gated and private repositories need it
-        from keyring.errors import KeyringError
+        from keyring.errors import KeyringError  # the same optional package
     except ImportError:
         raise errors.missing_dependency("models login: the keyring package is not installed "
                                         "(pip install keyring)") from None

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, paths, protocol
+from engine.core import paths, protocol
 from engine.core.errors import EngineError
 from engine.core.fit import format_gb
 from engine.core.job import Job
