@@ -101,7 +101,7 @@ COMMANDS: tuple[Command, ...] = (
                         "a cancel keeps the files already fetched. Gated models need `models login`."),
     Command("models login", "engine.runtime.hub:cmd_login",
             "store a Hugging Face token (read from stdin) in the OS keyring, for gated and private models",
-            online=True, own_stdin=True),
+            own_stdin=True),
     Command("data import", "engine.data.importer:cmd_import",
             "validate a dataset file (JSONL, JSON, CSV, TSV, Parquet, TXT or a datasets folder; any common "
             "shape) and store it as a versioned dataset in the workspace", (data.ImportOptions,)),

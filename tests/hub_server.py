@@ -6,7 +6,7 @@
 - ``HEAD|GET /OWNER/NAME/resolve/REV/FILE``: a file, with the Hub's headers (X-Repo-Commit,
   ETag, Content-Length) and Range requests answered with 206.
 
-Scripted failures: a gated repository answers 401 with ``X-Error-Code: GatedRepo``; a file
+Scripted failures: a gated repository answers 401 with ``X-Error-Code: GatedRepo`` unless the\nrequest carries :data:`TOKEN`; a file
 listed but absent answers 404 ``EntryNotFound``; ``drop_once`` cuts the first GET of a file
 short (the connection closes), as a network drop would. Every request is recorded.
 """
@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+TOKEN = "hf_test_token"  # the one token a gated repository accepts
 
 
 @dataclass
@@ -120,7 +121,7 @@ class FakeHub:
     def _file(self, request: BaseHTTPRequestHandler, method: str, repo: Repo | None, name: str) -> None:
         if repo is None:
             return self._json(request, 404, {"error": "Repository not found"}, "RepoNotFound")
-        if repo.gated and "Authorization" not in request.headers:
+        if repo.gated and request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self._json(request, 401, {"error": "Access to model is restricted."}, "GatedRepo")
         if name not in repo.files:
             return self._json(request, 404, {"error": "Entry not found"}, "EntryNotFound")

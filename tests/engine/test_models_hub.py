@@ -4,12 +4,13 @@ with the real huggingface_hub client pointed at it through HF_ENDPOINT."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from hub_server import FakeHub, Repo, folder_files
+from hub_server import TOKEN, FakeHub, Repo, folder_files
 
 from engine.core import paths, protocol
 from engine.core.channel import Channel
@@ -19,6 +20,7 @@ from engine.core.job import Job
 from engine.runtime import hub_download, hub_files
 
 TINY = "tiny-org/tiny-llama"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -126,6 +128,23 @@ def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine
     message = of_type(messages, "error")[0]["message"]
     assert "\n" not in message and "gated" in message and "licence" in message and "models login" in message
     assert not (paths.models_cache_dir() / "locked--gated-llama").exists()
+
+
+def test_login_stores_the_token_in_the_keyring_and_a_gated_download_uses_it(fake_hub, engine_env, engine_argv,
+                                                                             tmp_path):
+    pytest.importorskip("keyring")  # the optional hub-token extra
+    keyring_file = tmp_path / "keyring.json"
+    env = {**hub_env(engine_env, fake_hub), "PYTHON_KEYRING_BACKEND": "file_keyring.FileKeyring",
+           "TUNEBENCH_TEST_KEYRING": str(keyring_file),
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), engine_env.get("PYTHONPATH", "")])}
+    login = subprocess.run(engine_argv("models", "login", "--json"), env=env, input=TOKEN + "\n",
+                           capture_output=True, text=True, timeout=60)
+    assert login.returncode == 0, login.stdout + login.stderr
+    assert TOKEN not in login.stdout + login.stderr  # the token is never echoed
+    assert json.loads(keyring_file.read_text()) == {"tunebench/huggingface": TOKEN}
+    code, messages = run(engine_argv, env, "models", "download", "locked/gated-llama")
+    assert code == 0, messages
+    assert (paths.models_cache_dir() / "locked--gated-llama" / "model.safetensors").is_file()
 
 
 def test_a_missing_file_is_one_line(fake_hub, engine_env, engine_argv):
