@@ -6,9 +6,10 @@
 - ``HEAD|GET /OWNER/NAME/resolve/REV/FILE``: a file, with the Hub's headers (X-Repo-Commit,
   ETag, Content-Length) and Range requests answered with 206.
 
-Scripted failures: a gated repository answers 401 with ``X-Error-Code: GatedRepo`` unless the\nrequest carries :data:`TOKEN`; a file
-listed but absent answers 404 ``EntryNotFound``; ``drop_once`` cuts the first GET of a file
-short (the connection closes), as a network drop would. Every request is recorded.
+Scripted failures: a gated repository answers 401 with ``X-Error-Code: GatedRepo`` unless the
+request carries :data:`TOKEN`; a file listed but absent answers 404 ``EntryNotFound``;
+``drop_once`` cuts the first GET of a file short (the connection closes), as a network drop
+would. Every request is recorded.
 """
 
 from __future__ import annotations
