@@ -29,7 +29,12 @@ from engine.eval.judge_spec import JudgeSpec
 from engine.eval.spec import EvalSpec
 from engine.export.options import ExportOptions
 from engine.infer import options as infer
-from engine.runtime.options import ModelsDownloadOptions, ModelsPrepareOptions, ModelsSearchOptions
+from engine.runtime.options import (
+    ModelsCardOptions,
+    ModelsDownloadOptions,
+    ModelsPrepareOptions,
+    ModelsSearchOptions,
+)
 from engine.sweep import options as sweep
 from engine.train import options as train
 
@@ -94,6 +99,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("models search", "engine.runtime.hub:cmd_search",
             "search the Hugging Face Hub: downloads, size and whether each method fits this machine",
             (ModelsSearchOptions,), online=True),
+    Command("models card", "engine.runtime.hub:cmd_card", "a Hub model's card (its README) as text",
+            (ModelsCardOptions,), online=True),
     Command("models download", "engine.runtime.hub_download:cmd_download",
             "fetch a Hub model's safetensors or GGUF weights and its config/tokenizer files (never pickles) "
             "into the models cache", (ModelsDownloadOptions,), online=True,

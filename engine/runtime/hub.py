@@ -20,9 +20,11 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Iterator
 
-from engine.core import errors, fit_estimate, protocol
+from engine.core import errors, fit_estimate, protocol, untrusted
 from engine.core.errors import EngineError
 from engine.core.job import Job
 from engine.runtime import peak
@@ -146,6 +148,34 @@ def parameter_count(model: Any) -> int:
 def cmd_search(args: argparse.Namespace, job: Job) -> int:
     rows = search(args.query, args.task, args.architecture, args.license, args.limit)
     job.channel.send(protocol.result({"models": rows, "endpoint": endpoint()}))
+    return protocol.ExitCode.OK
+
+
+# -- model card -------------------------------------------------------------------------------
+
+MAX_CARD_BYTES = 1024 * 1024  # a model card is a page of Markdown; a larger README is not one
+
+
+def card(repo_id: str) -> str:
+    """The model card (the repository's README.md) as text; "" when the repository has none."""
+    from huggingface_hub import errors as hub_errors_module
+    from huggingface_hub import hf_hub_download
+
+    api()  # refuses in offline mode, as search and download do
+    with tempfile.TemporaryDirectory() as tmp, hub_errors(repo_id):
+        try:
+            path = hf_hub_download(repo_id, "README.md", local_dir=tmp, endpoint=endpoint(),
+                                   token=token() or False)
+        except hub_errors_module.EntryNotFoundError:
+            return ""
+        try:
+            return untrusted.read_text(Path(path), limit=MAX_CARD_BYTES)
+        except untrusted.InputError as exc:
+            raise errors.invalid_input(f"the Hub: {repo_id}: model card: {exc}") from None
+
+
+def cmd_card(args: argparse.Namespace, job: Job) -> int:
+    job.channel.send(protocol.result({"repo_id": args.repo_id, "card": card(args.repo_id)}))
     return protocol.ExitCode.OK
 
 

@@ -36,3 +36,8 @@ class ModelsDownloadOptions:
     repo_id: str = knob("", "the model on the Hub, as owner/name", positional=True)
     revision: str = knob("", "a branch, tag or commit (default: main)")
     include: str = knob("", "fetch only files matching this glob, e.g. '*Q4_K_M.gguf' in a repo of many GGUF files")
+
+
+@dataclass
+class ModelsCardOptions:
+    repo_id: str = knob("", "the model on the Hub, as owner/name", positional=True)

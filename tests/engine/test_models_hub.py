@@ -122,6 +122,15 @@ def test_a_dropped_connection_resumes_with_a_range_request(fake_hub, engine_env,
     assert landed.read_bytes() == big.read_bytes()
 
 
+def test_card_is_the_readme_text(fake_hub, engine_env, engine_argv):
+    fake_hub.repos[TINY].files["README.md"] = b"# Tiny llama\n\nA test model."
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "card", TINY)
+    assert code == 0, messages
+    assert of_type(messages, "result")[0]["data"]["card"].startswith("# Tiny llama")
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "card", "tiny-org/other-model")
+    assert code == 0 and of_type(messages, "result")[0]["data"]["card"] == ""
+
+
 def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine_argv):
     code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "locked/gated-llama")
     assert code == protocol.ExitCode.NOT_FOUND
