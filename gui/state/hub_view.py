@@ -14,7 +14,8 @@ from typing import Any
 from engine.core.fit_estimate import FIT_METHODS
 
 METHOD_TITLES = {"inference": "Inference", "lora": "LoRA", "qlora": "QLoRA", "full": "Full"}
-LABEL_MARKS = {"fits": "✓ fits", "tight": "~ tight", "too big": "✗ too big"}
+LABEL_MARKS = {"fits": "✓", "tight": "~", "too big": "✗"}
+LEGEND = "✓ fits, ~ tight (within the safety margin), ✗ too big"
 TASKS = ("", "text-generation", "text2text-generation", "text-classification", "question-answering",
          "summarization", "translation", "feature-extraction")
 
@@ -63,11 +64,12 @@ def rows_from_result(data: dict[str, Any]) -> list[ResultRow]:
 
 
 def fit_cell(entry: Any) -> str:
-    """"✓ fits (1.2 GB)"; "?" when the Hub did not say how large the model is."""
+    """"✓ 1.2 GB" (the mark, then the estimate); "?" when the Hub did not say how large the
+    model is."""
     if not isinstance(entry, dict):
         return "?"
     mark = LABEL_MARKS.get(str(entry.get("label")), "?")
-    return f"{mark} ({float(entry.get('gb') or 0):.1f} GB)"
+    return f"{mark} {float(entry.get('gb') or 0):.1f} GB"
 
 
 def count_text(value: int) -> str:

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -68,10 +67,11 @@ class HubDialog(QDialog):
         self.architecture_edit = QLineEdit(placeholderText="any, e.g. llama, qwen2, gguf")
         self.license_edit = QLineEdit(placeholderText="any, e.g. apache-2.0, mit")
         self.search_button = QPushButton("Search", objectName="primary", default=True)
-        filters = QFormLayout()
-        filters.addRow("Task", self.task_combo)
-        filters.addRow("Architecture tag", self.architecture_edit)
-        filters.addRow("Licence", self.license_edit)
+        filters = QHBoxLayout()
+        for label, field in (("Task", self.task_combo), ("Architecture tag", self.architecture_edit),
+                             ("Licence", self.license_edit)):
+            filters.addWidget(QLabel(label))
+            filters.addWidget(field, 1)
         search_row = QHBoxLayout()
         search_row.addWidget(self.search_edit, 1)
         search_row.addWidget(self.search_button)
@@ -81,10 +81,11 @@ class HubDialog(QDialog):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(self.card_view)
-        splitter.setSizes([600, 380])
-        hint = QLabel("Fit: an estimate from the parameter count for this machine's memory, with the default "
-                      "settings; Check fit on the Train page measures it. Downloads fetch safetensors or GGUF "
-                      "weights and config/tokenizer files only, never pickles.", wordWrap=True, objectName="hint")
+        splitter.setSizes([700, 280])
+        hint = QLabel(f"Fit ({hub_view.LEGEND}): memory estimated from the parameter count for this machine, with "
+                      "the default settings; Check fit on the Train page measures it. Downloads fetch safetensors "
+                      "or GGUF weights and config/tokenizer files only, never pickles.", wordWrap=True,
+                      objectName="hint")
         self.progress = QProgressBar(textVisible=True)
         self.progress.hide()
         self.download_button = QPushButton("Download", enabled=False)
@@ -211,6 +212,9 @@ class HubDialog(QDialog):
             self.sig_downloaded.emit(model)
 
     def _on_download_finished(self, code: int, summary: str) -> None:
+        if code == protocol.ExitCode.OK:
+            self.progress.setValue(100)
+            self.progress.setFormat("Downloaded")
         self.cancel_button.setEnabled(False)
         self.download_button.setEnabled(bool(self.selected_repo()))
         if code == protocol.ExitCode.CANCELLED:

@@ -49,7 +49,7 @@ def test_search_read_the_card_and_download_into_the_train_picker(qtbot, fake_hub
                     timeout=ENGINE_TIMEOUT_MS)
     assert dialog.table.item(0, 0).text() == TINY
     assert dialog.table.item(0, 1).text() == "1.2k" and dialog.table.item(0, 2).text() == "150k"
-    assert all(dialog.table.item(0, column).text().split(" (")[0] in hub_view.LABEL_MARKS.values()
+    assert all(dialog.table.item(0, column).text().split(" ")[0] in hub_view.LABEL_MARKS.values()
                for column in range(4, 8))
 
     dialog.table.selectRow(0)
@@ -59,7 +59,7 @@ def test_search_read_the_card_and_download_into_the_train_picker(qtbot, fake_hub
     assert downloaded.args == ["tiny-org--tiny-llama"]
     qtbot.waitUntil(lambda: not dialog.download_client.is_active(), timeout=ENGINE_TIMEOUT_MS)
     assert not dialog.status.is_error(), dialog.status.text()
-    assert dialog.progress.value() == 100
+    assert dialog.progress.value() == 100 and dialog.progress.format() == "Downloaded"
     assert page.form.values()["model"] == "tiny-org--tiny-llama"
     combo = page.form.widget("model")
     assert combo.findData("tiny-org--tiny-llama") >= 0
