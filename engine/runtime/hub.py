@@ -81,6 +81,8 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
                                "`tunebench-engine models login`)") from None
     except hub.RevisionNotFoundError:
         raise errors.not_found(f"{what}: no such revision") from None
+    except hub.LocalEntryNotFoundError as exc:  # huggingface_hub's word for "could not ask the Hub"
+        raise _network_error(exc, what) from None
     except hub.EntryNotFoundError as exc:
         raise errors.not_found(f"{what}: a file is missing on the Hub ({_first_line(exc)})") from None
     except hub.HfHubHTTPError as exc:
@@ -88,16 +90,15 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
         raise EngineError(protocol.ExitCode.FAILED, f"{what}: the Hub answered HTTP {status}") from None
     except hub.OfflineModeIsEnabled:
         raise errors.usage(f"{what}: offline mode is on (HF_HUB_OFFLINE=1); unset it to use the Hub") from None
-    except OSError as exc:
-        raise _network_error(exc, what) from None
     except Exception as exc:
-        if type(exc).__module__.startswith(("httpx", "httpcore")):
+        if type(exc).__module__.startswith(("httpx", "httpcore")):  # httpx2 too
             raise _network_error(exc, what) from None
-        raise
+        raise  # a local failure (a full disk, a bug): the CLI words it
 
 
 def _network_error(exc: BaseException, what: str) -> EngineError:
-    return EngineError(protocol.ExitCode.FAILED, f"{what}: cannot reach {endpoint()} ({_first_line(exc)})")
+    return EngineError(protocol.ExitCode.FAILED, f"{what}: cannot reach {endpoint()}; check the connection "
+                       f"({_first_line(exc)[:120]})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,7 +167,7 @@ def card(repo_id: str) -> str:
         try:
             path = hf_hub_download(repo_id, "README.md", local_dir=tmp, endpoint=endpoint(),
                                    token=token() or False)
-        except hub_errors_module.EntryNotFoundError:
+        except hub_errors_module.RemoteEntryNotFoundError:  # not the Local one: that is "could not ask"
             return ""
         try:
             return untrusted.read_text(Path(path), limit=MAX_CARD_BYTES)

@@ -170,6 +170,28 @@ def test_an_unknown_repo_is_one_line(fake_hub, engine_env, engine_argv):
     assert "not found" in of_type(messages, "error")[0]["message"]
 
 
+def test_an_unreachable_hub_is_one_line(engine_env, engine_argv):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**engine_env, "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    env.pop("HF_HUB_OFFLINE", None)
+    # huggingface_hub retries a refused connection with backoff (about 24 s for a search)
+    # before giving up; `models card` goes the same way through hub_errors, so it is left out.
+    for args in (("models", "search", "x"), ("models", "download", TINY)):
+        code, messages = run(engine_argv, env, *args)
+        assert code == protocol.ExitCode.FAILED, (args, messages)
+        message = of_type(messages, "error")[0]["message"]
+        assert "\n" not in message and "cannot reach" in message, message
+
+
+def test_offline_mode_set_by_the_user_is_respected(engine_env, engine_argv):
+    code, messages = run(engine_argv, {**engine_env, "HF_HUB_OFFLINE": "1"}, "models", "search", "x")
+    assert code == protocol.ExitCode.USAGE and "offline mode" in of_type(messages, "error")[0]["message"]
+
+
 def test_too_little_disk_space_refuses_before_fetching(fake_hub, workspace_home, monkeypatch):
     from huggingface_hub import constants
 
