@@ -90,10 +90,15 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
         raise EngineError(protocol.ExitCode.FAILED, f"{what}: the Hub answered HTTP {status}") from None
     except hub.OfflineModeIsEnabled:
         raise errors.usage(f"{what}: offline mode is on (HF_HUB_OFFLINE=1); unset it to use the Hub") from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # a local failure (a full disk): the CLI words it
+        # huggingface_hub's own, e.g. a file that arrived shorter than the Hub said.
+        raise EngineError(protocol.ExitCode.FAILED, f"{what}: {_first_line(exc)}; run it again") from None
     except Exception as exc:
         if type(exc).__module__.startswith(("httpx", "httpcore")):  # httpx2 too
             raise _network_error(exc, what) from None
-        raise  # a local failure (a full disk, a bug): the CLI words it
+        raise  # a bug: the CLI logs the traceback
 
 
 def _network_error(exc: BaseException, what: str) -> EngineError:

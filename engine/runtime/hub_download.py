@@ -79,8 +79,15 @@ def remaining(selection: hub_files.Selection, staging: Path) -> list[hub_files.R
             if not ((staging / file.name).is_file() and (staging / file.name).stat().st_size == file.size)]
 
 
+# A GGUF file is converted to safetensors once (engine/runtime/models.py): the dequantised copy
+# is up to about four times a 4-bit file (16-bit weights), so that much more room is needed.
+GGUF_CONVERSION_FACTOR = 4
+
+
 def check_disk_space(selection: hub_files.Selection, staging: Path) -> None:
     needed = sum(file.size for file in remaining(selection, staging))
+    if selection.gguf is not None:
+        needed += selection.gguf.size * GGUF_CONVERSION_FACTOR
     free = free_bytes(staging)
     if needed + DISK_MARGIN_BYTES > free:
         raise EngineError(protocol.ExitCode.FAILED, (

@@ -236,3 +236,13 @@ def test_several_gguf_files_need_include():
 def _job() -> Job:
     channel = Channel(open(Path(paths.cache_dir()) / "protocol.ndjson", "w", encoding="utf-8"), json_mode=True)
     return Job(channel, Control(channel), "models download")
+
+
+def test_a_gguf_download_needs_room_for_its_conversion_too(tmp_path, monkeypatch):
+    gguf = hub_files.RepoFile("m-Q4_K_M.gguf", 2**30)
+    selection = hub_files.select([gguf, hub_files.RepoFile("README.md", 10)])
+    monkeypatch.setattr(hub_download, "free_bytes", lambda folder: 3 * 2**30)  # the file fits, its conversion not
+    with pytest.raises(EngineError, match="not enough disk space"):
+        hub_download.check_disk_space(selection, tmp_path)
+    monkeypatch.setattr(hub_download, "free_bytes", lambda folder: 6 * 2**30)
+    hub_download.check_disk_space(selection, tmp_path)
