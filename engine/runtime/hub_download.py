@@ -10,8 +10,9 @@ How it goes, and why:
 3. Free disk space against the bytes still to fetch, before anything is written.
 4. Each file through ``hf_hub_download`` into a staging folder (``cache/downloads/OWNER--NAME``).
    A dropped connection is resumed by huggingface_hub with a Range request. After a cancel or a
-   killed process, the files already finished stay in the staging folder and are skipped next
-   time; the file that was cut off starts again (huggingface_hub 2 removes its partial file).
+   killed process, the files already finished stay in the staging folder, and huggingface_hub
+   keeps them next time when they match the Hub's ETag; the file that was cut off starts again
+   (huggingface_hub 2 removes its partial file).
 5. The folder's checks (model_files: safetensors headers, no custom code), then the marker, then
    one rename into the models cache: a model appears whole or not at all. A GGUF download is
    converted by `models prepare`'s code instead, and its staging folder keeps the file.
@@ -74,7 +75,8 @@ def download(repo_id: str, job: Job, revision: str = "", include: str = "") -> d
 
 
 def remaining(selection: hub_files.Selection, staging: Path) -> list[hub_files.RepoFile]:
-    """The files not yet complete in the staging folder (an earlier, interrupted download)."""
+    """The files not yet in the staging folder at their full size (an earlier, interrupted
+    download), for the disk check; whether one is really complete, hf_hub_download checks."""
     return [file for file in selection.files
             if not ((staging / file.name).is_file() and (staging / file.name).stat().st_size == file.size)]
 
@@ -98,9 +100,10 @@ def check_disk_space(selection: hub_files.Selection, staging: Path) -> None:
 def _fetch_all(repo_id: str, commit: str, selection: hub_files.Selection, staging: Path, job: Job) -> int:
     from huggingface_hub import hf_hub_download
 
-    todo = remaining(selection, staging)
-    reporter = Progress(job, sum(file.size for file in todo))
-    for file in todo:
+    # Every file goes through hf_hub_download: one already in the staging folder from an earlier
+    # try is checked against the Hub's ETag there (huggingface_hub's local_dir metadata) and kept.
+    reporter = Progress(job, selection.total_bytes)
+    for file in selection.files:
         reporter.current_file = file.name
         with hub.hub_errors(repo_id):
             hf_hub_download(repo_id, file.name, revision=commit, local_dir=staging, endpoint=hub.endpoint(),

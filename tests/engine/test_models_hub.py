@@ -131,6 +131,20 @@ def test_card_is_the_readme_text(fake_hub, engine_env, engine_argv):
     assert code == 0 and of_type(messages, "result")[0]["data"]["card"] == ""
 
 
+def test_a_second_try_keeps_the_files_the_first_one_finished(fake_hub, engine_env, engine_argv):
+    env = hub_env(engine_env, fake_hub)
+    fake_hub.repos[TINY].missing = ("zz-late.json",)  # fetched last; 404 stops the first try there
+    code, messages = run(engine_argv, env, "models", "download", TINY)
+    assert code == protocol.ExitCode.NOT_FOUND
+    assert len(fake_hub.gets("model.safetensors")) == 1
+    fake_hub.repos[TINY].missing = ()
+    code, messages = run(engine_argv, env, "models", "download", TINY)
+    assert code == 0, messages
+    assert len(fake_hub.gets("model.safetensors")) == 1  # not fetched again
+    progress = of_type(messages, "progress")
+    assert progress[-1]["current"] == progress[-1]["total"]
+
+
 def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine_argv):
     code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "locked/gated-llama")
     assert code == protocol.ExitCode.NOT_FOUND
