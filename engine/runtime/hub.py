@@ -74,8 +74,7 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
     except EngineError:
         raise
     except hub.GatedRepoError:
-        raise errors.not_found(f"{what} is gated: accept its licence on the model's Hub page, then store a "
-                               "token with `tunebench-engine models login`") from None
+        raise errors.not_found(_gated_message(f"{what} is gated", repo_id)) from None
     except hub.RepositoryNotFoundError:
         raise errors.not_found(f"{what} was not found, or is private (a private one needs a token: "
                                "`tunebench-engine models login`)") from None
@@ -86,8 +85,11 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
     except hub.EntryNotFoundError as exc:
         raise errors.not_found(f"{what}: a file is missing on the Hub ({_first_line(exc)})") from None
     except hub.HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise EngineError(protocol.ExitCode.FAILED, f"{what}: the Hub answered HTTP {status}") from None
+        status = exc.response.status_code if exc.response is not None else 0
+        if status in (401, 403):
+            raise errors.not_found(f"{what}: the Hub refused access (HTTP {status}); "
+                                   + _gated_message("if the model is gated", repo_id)) from None
+        raise EngineError(protocol.ExitCode.FAILED, f"{what}: the Hub answered HTTP {status or '?'}") from None
     except hub.OfflineModeIsEnabled:
         raise errors.usage(f"{what}: offline mode is on (HF_HUB_OFFLINE=1); unset it to use the Hub") from None
     except OSError as exc:
@@ -99,6 +101,14 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
         if type(exc).__module__.startswith(("httpx", "httpcore")):  # httpx2 too
             raise _network_error(exc, what) from None
         raise  # a bug: the CLI logs the traceback
+
+
+def _gated_message(what: str, repo_id: str) -> str:
+    page = f"{endpoint()}/{repo_id}" if repo_id else "the model's Hub page"
+    if token():
+        return (f"{what}: accept its licence at {page} with the account whose token `models login` stored "
+                "(access may also wait for the authors' approval)")
+    return f"{what}: accept its licence at {page}, then store a token with `tunebench-engine models login`"
 
 
 def _network_error(exc: BaseException, what: str) -> EngineError:

@@ -149,7 +149,8 @@ def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine
     code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "download", "locked/gated-llama")
     assert code == protocol.ExitCode.NOT_FOUND
     message = of_type(messages, "error")[0]["message"]
-    assert "\n" not in message and "gated" in message and "licence" in message and "models login" in message
+    assert "\n" not in message and "is gated" in message and "licence" in message and "models login" in message
+    assert f"{fake_hub.url}/locked/gated-llama" in message
     assert not (paths.models_cache_dir() / "locked--gated-llama").exists()
 
 
