@@ -309,13 +309,14 @@ def guess_shape(params: int) -> ModelShape:
                       heads=heads, kv_heads=heads, head_dim=64)
 
 
-def method_gb(shape: ModelShape, method: str, values: dict[str, Any] | None = None) -> float:
-    """GB one method needs on this machine's CPU: ``inference`` is the weights in the likely
-    precision plus the runtime; the training methods are :func:`estimate` with the defaults."""
-    values = {**(values or {}), "device": "cpu"}
+def method_gb(shape: ModelShape, method: str, device: str = "cpu", values: dict[str, Any] | None = None) -> float:
+    """GB one method needs on ``device``: ``inference`` is the weights in the likely precision
+    (plus the runtime on a CPU); the training methods are :func:`estimate` with the defaults."""
+    values = {**(values or {}), "device": device}
     if method == "inference":
-        precision = likely_precision(str(values.get("precision", "auto")), "cpu")
-        return shape.params * (2 if precision in ("bf16", "fp16") else 4) / GB + CPU_RUNTIME_GB
+        precision = likely_precision(str(values.get("precision", "auto")), device)
+        runtime = CPU_RUNTIME_GB if device == "cpu" else 0.0
+        return shape.params * (2 if precision in ("bf16", "fp16") else 4) / GB + runtime
     return estimate(shape, {**values, "method": method}).total_gb
 
 
@@ -326,10 +327,11 @@ def fit_label(needed_gb: float, available_gb: float) -> str:
     return "tight" if needed_gb <= available_gb else "too big"
 
 
-def fit_labels(shape: ModelShape, available_gb: float) -> dict[str, dict[str, Any]]:
-    """Per method in :data:`FIT_METHODS`: the estimate in GB and its label."""
+def fit_labels(shape: ModelShape, available_gb: float, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Per method in :data:`FIT_METHODS`: the estimate in GB on ``device`` and its label against
+    ``available_gb`` (the GPU's memory on "cuda", RAM on "cpu")."""
     labels = {}
     for method in FIT_METHODS:
-        needed = method_gb(shape, method)
+        needed = method_gb(shape, method, device)
         labels[method] = {"gb": round(needed, 2), "label": fit_label(needed, available_gb)}
     return labels

@@ -132,11 +132,18 @@ def search(query: str, task: str = "", architecture: str = "", license: str = ""
     with hub_errors():
         found = list(api().list_models(search=query or None, pipeline_tag=task or None, filter=filters or None,
                                        sort="downloads", limit=limit, expand=SEARCH_FIELDS))
-    available_gb = peak.ram_available_bytes() / fit_estimate.GB
-    return [_row(model, available_gb) for model in found]
+    device, available = machine_memory()
+    return [_row(model, available / fit_estimate.GB, device) for model in found]
 
 
-def _row(model: Any, available_gb: float) -> dict[str, Any]:
+def machine_memory() -> tuple[str, int]:
+    """Where this machine would run a model and the bytes there: a CUDA GPU's memory when NVML
+    sees one (training picks CUDA when it is there), else the RAM available."""
+    gpu = peak.gpu_total_bytes()
+    return ("cuda", gpu) if gpu else ("cpu", peak.ram_available_bytes())
+
+
+def _row(model: Any, available_gb: float, device: str) -> dict[str, Any]:
     params = parameter_count(model)
     tags = list(model.tags or [])
     row: dict[str, Any] = {
@@ -146,7 +153,8 @@ def _row(model: Any, available_gb: float) -> dict[str, Any]:
         "formats": [name for name in ("safetensors", "gguf") if name in tags or getattr(model, name, None)],
     }
     if params:  # the fit labels need a size; a repository that does not say gets none
-        row["fit"] = fit_estimate.fit_labels(fit_estimate.guess_shape(params), available_gb)
+        row["fit"] = fit_estimate.fit_labels(fit_estimate.guess_shape(params), available_gb, device)
+        row["fit_device"] = device
     return row
 
 
@@ -163,7 +171,9 @@ def parameter_count(model: Any) -> int:
 
 def cmd_search(args: argparse.Namespace, job: Job) -> int:
     rows = search(args.query, args.task, args.architecture, args.license, args.limit)
-    job.channel.send(protocol.result({"models": rows, "endpoint": endpoint()}))
+    device, available = machine_memory()
+    job.channel.send(protocol.result({"models": rows, "endpoint": endpoint(), "device": device,
+                                      "memory_gb": round(available / fit_estimate.GB, 1)}))
     return protocol.ExitCode.OK
 
 

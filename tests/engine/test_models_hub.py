@@ -261,3 +261,15 @@ def test_a_gguf_download_needs_room_for_its_conversion_too(tmp_path, monkeypatch
         hub_download.check_disk_space(selection, tmp_path)
     monkeypatch.setattr(hub_download, "free_bytes", lambda folder: 6 * 2**30)
     hub_download.check_disk_space(selection, tmp_path)
+
+
+def test_fit_labels_follow_the_memory_and_the_device():
+    from engine.core import fit_estimate
+
+    shape = fit_estimate.guess_shape(1_000_000_000)
+    assert 0.8e9 < shape.linear_params + shape.vocab * shape.hidden < 1.2e9  # about the count it was made from
+    assert {v["label"] for v in fit_estimate.fit_labels(shape, 0.5).values()} == {"too big"}
+    assert {v["label"] for v in fit_estimate.fit_labels(shape, 1000).values()} == {"fits"}
+    gpu = fit_estimate.fit_labels(shape, 24, "cuda")
+    assert gpu["inference"]["gb"] == pytest.approx(2.0, abs=0.2)  # bf16 weights, no CPU runtime
+    assert gpu["qlora"]["gb"] < gpu["lora"]["gb"] < gpu["full"]["gb"]
