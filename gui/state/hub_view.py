@@ -122,3 +122,12 @@ def duration_text(seconds: float) -> str:
 def percent(message: dict[str, Any]) -> int:
     total = float(message.get("total") or 0)
     return int(100 * float(message.get("current") or 0) / total) if total > 0 else 0
+
+
+def machine_text(data: dict[str, Any]) -> str:
+    """Whose memory the fit labels are for, from a search result: "this machine's GPU (24 GB)"."""
+    memory = data.get("memory_gb")
+    if not isinstance(memory, (int, float)):
+        return "this machine"
+    where = "GPU" if data.get("device") == "cuda" else "RAM"
+    return f"this machine's {where} ({memory:.0f} GB)"

@@ -54,6 +54,7 @@ class HubDialog(QDialog):
         self.download_client = EngineClient(self, grace_s=CANCEL_GRACE_S)
         self._query_kind = ""
         self._pending: tuple[str, list[str]] | None = None
+        self._machine = "this machine"  # whose memory the fit labels are for
         self._build()
         self._connect()
 
@@ -159,6 +160,7 @@ class HubDialog(QDialog):
     def _on_query_result(self, message: dict[str, Any]) -> None:
         data = message.get("data") or {}
         if self._query_kind == "search":
+            self._machine = hub_view.machine_text(data)
             self.show_rows(hub_view.rows_from_result(data))
         elif self._query_kind == "card":
             text = str(data.get("card") or "")
@@ -176,7 +178,9 @@ class HubDialog(QDialog):
         if code != protocol.ExitCode.OK:
             self.status.show_message(summary, error=True)
         elif self._query_kind == "search":
-            self.status.show_message(f"{len(self.rows)} models found." if self.rows else "No model matches.")
+            count = f"{len(self.rows)} model{'s' if len(self.rows) != 1 else ''}"
+            found = f"{count} found; fit for {self._machine}." if self.rows else "No model matches."
+            self.status.show_message(found)
 
     def show_rows(self, rows: list[ResultRow]) -> None:
         self.rows = rows

@@ -48,6 +48,7 @@ def test_search_read_the_card_and_download_into_the_train_picker(qtbot, fake_hub
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 1 and not dialog.query_client.is_active(),
                     timeout=ENGINE_TIMEOUT_MS)
     assert dialog.table.item(0, 0).text() == TINY
+    assert "1 model found; fit for this machine's" in dialog.status.text()
     assert dialog.table.item(0, 1).text() == "1.2k" and dialog.table.item(0, 2).text() == "150k"
     assert all(dialog.table.item(0, column).text().split(" ")[0] in hub_view.LABEL_MARKS.values()
                for column in range(4, 8))
