@@ -77,7 +77,7 @@ def _setup_logging(job: Job, verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logging.getLogger("engine").addHandler(handler)
     root.addHandler(stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "torch._dynamo"):
+    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "torch._dynamo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # bitsandbytes notes at import that an optional faster CPU kernel package is absent; it is
     # optional and the note would greet every user, so only real errors from there are shown.

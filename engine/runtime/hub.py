@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from engine.core import errors, fit_estimate, protocol, untrusted
 from engine.core.errors import EngineError
 from engine.core.job import Job
 from engine.runtime import peak
+
+log = logging.getLogger("engine.runtime.hub")
 
 KEYRING_SERVICE = "tunebench"
 KEYRING_USER = "huggingface"
@@ -172,9 +175,26 @@ def parameter_count(model: Any) -> int:
 def cmd_search(args: argparse.Namespace, job: Job) -> int:
     rows = search(args.query, args.task, args.architecture, args.license, args.limit)
     device, available = machine_memory()
+    if not job.channel.json_mode:  # a terminal: one line per model before the full result
+        for row in rows:
+            log.info("%s", summary_line(row))
     job.channel.send(protocol.result({"models": rows, "endpoint": endpoint(), "device": device,
                                       "memory_gb": round(available / fit_estimate.GB, 1)}))
     return protocol.ExitCode.OK
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    """'owner/name  1234 downloads  135M params  inference fits 0.8 GB, lora ...'."""
+    params = f"{_count(row['params'])} params" if row["params"] else "size unknown"
+    fit = ", ".join(f"{method} {entry['label']} {entry['gb']:.1f} GB" for method, entry in row.get("fit", {}).items())
+    return f"{row['id']}  {row['downloads']} downloads  {params}" + (f"  {fit}" if fit else "")
+
+
+def _count(value: int) -> str:
+    """135_000_000 -> "135M", 7_240_000_000 -> "7.2B", 150_000 -> "150k"."""
+    if value >= 1e9:
+        return f"{value / 1e9:.1f}B"
+    return f"{value / 1e6:.0f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
 
 
 # -- model card -------------------------------------------------------------------------------

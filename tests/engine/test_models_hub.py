@@ -70,6 +70,14 @@ def test_search_with_a_filter_shows_downloads_size_and_fit_labels(fake_hub, engi
     assert searched, "the search went through the fake Hub"
 
 
+def test_search_in_a_terminal_prints_one_line_per_model(fake_hub, engine_env, engine_argv):
+    proc = subprocess.run(engine_argv("models", "search", "tiny"), env=hub_env(engine_env, fake_hub),
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny-org/tiny-llama  50 downloads  150k params  inference" in proc.stderr
+    assert "HTTP Request" not in proc.stderr  # httpx's own log stays quiet
+
+
 def test_download_lands_where_models_list_finds_it_and_loads(fake_hub, engine_env, engine_argv):
     env = hub_env(engine_env, fake_hub)
     code, messages = run(engine_argv, env, "models", "download", TINY)
