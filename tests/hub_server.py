@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,6 +60,7 @@ class FakeHub:
         self.repos = {repo.repo_id: repo for repo in repos}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers in lower case)
         self.drop_once: dict[str, int] = {}  # file name -> bytes its first GET sends before the connection drops
+        self.pause_per_mib = 0.0  # seconds between MiB of a file body: a slow connection
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -142,7 +144,14 @@ class FakeHub:
             request.wfile.flush()
             request.close_connection = True
             return
-        request.wfile.write(data[start:])
+        self._write(request, data[start:])
+
+    def _write(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        step = 2**20
+        for offset in range(0, len(body), step):
+            request.wfile.write(body[offset:offset + step])
+            if self.pause_per_mib:
+                time.sleep(self.pause_per_mib)
 
     @staticmethod
     def _json(request: BaseHTTPRequestHandler, code: int, body: Any, error_code: str = "") -> None:

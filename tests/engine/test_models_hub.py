@@ -111,12 +111,9 @@ def test_a_dropped_connection_resumes_with_a_range_request(fake_hub, engine_env,
     # huggingface_hub writes what it has received in chunks of DOWNLOAD_CHUNK_SIZE (10 MiB), and
     # resumes from the last chunk written: the file must be longer than one chunk, and the drop
     # come after the first.
-    import numpy as np
     from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
-    from safetensors.numpy import save_file
 
-    big = tmp_path / "model.safetensors"
-    save_file({"pad": np.zeros(DOWNLOAD_CHUNK_SIZE // 4 + 100_000, dtype=np.float32)}, str(big))
+    big = _big_safetensors(tmp_path, DOWNLOAD_CHUNK_SIZE + 400_000)
     files = {"config.json": (tiny_model_dir / "config.json").read_bytes(), "model.safetensors": big.read_bytes()}
     fake_hub.repos["tiny-org/big"] = Repo("tiny-org/big", files, tags=["llama"])
     fake_hub.drop_once["model.safetensors"] = DOWNLOAD_CHUNK_SIZE + 50_000
@@ -151,6 +148,42 @@ def test_a_second_try_keeps_the_files_the_first_one_finished(fake_hub, engine_en
     assert len(fake_hub.gets("model.safetensors")) == 1  # not fetched again
     progress = of_type(messages, "progress")
     assert progress[-1]["current"] == progress[-1]["total"]
+
+
+def test_cancel_on_stdin_stops_a_download_and_installs_nothing(fake_hub, engine_env, engine_argv, tiny_model_dir,
+                                                               tmp_path):
+    """The engine's cancel (a `cancel` line on stdin, as the window sends) stops between two
+    chunks; the model is not installed and a later try starts from the staging folder."""
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
+
+    big = _big_safetensors(tmp_path, 2 * DOWNLOAD_CHUNK_SIZE + 2**20)
+    fake_hub.repos["tiny-org/big"] = Repo("tiny-org/big", {"config.json": (tiny_model_dir / "config.json")
+                                                           .read_bytes(), "model.safetensors": big.read_bytes()})
+    fake_hub.pause_per_mib = 0.1  # about 2 s a chunk: time to ask for the cancel after the first
+    proc = subprocess.Popen(engine_argv("models", "download", "tiny-org/big", "--json"),
+                            env=hub_env(engine_env, fake_hub), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    messages = []
+    for line in proc.stdout:
+        messages.append(json.loads(line))
+        if messages[-1]["type"] == "progress":
+            proc.stdin.write(protocol.encode(protocol.make(protocol.CANCEL)))
+            proc.stdin.flush()
+            break
+    messages += [json.loads(line) for line in proc.stdout]
+    assert proc.wait(timeout=60) == protocol.ExitCode.CANCELLED, messages
+    assert "cancelled" in of_type(messages, "error")[0]["message"]
+    assert not (paths.models_cache_dir() / "tiny-org--big").exists()
+
+
+def _big_safetensors(folder: Path, size: int) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = folder / "model.safetensors"
+    save_file({"pad": np.zeros(size // 4, dtype=np.float32)}, str(path))
+    return path
 
 
 def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine_argv):
