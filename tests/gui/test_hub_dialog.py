@@ -78,6 +78,31 @@ def test_a_prompt_column_opens_the_dialog_and_takes_the_downloaded_model(qtbot, 
     dialog.close()
 
 
+def test_cancel_stops_a_download(qtbot, fake_hub, tiny_model_dir, tmp_path):
+    import numpy as np
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
+    from safetensors.numpy import save_file
+
+    from gui.widgets.hub_dialog import HubDialog
+
+    weights = tmp_path / "w.safetensors"
+    save_file({"pad": np.zeros(DOWNLOAD_CHUNK_SIZE // 2 + 2**18, dtype=np.float32)}, str(weights))  # 2 chunks + 1 MiB
+    files = {"config.json": (tiny_model_dir / "config.json").read_bytes(), "model.safetensors": weights.read_bytes()}
+    fake_hub.repos["tiny-org/big"] = Repo("tiny-org/big", files)
+    fake_hub.pause_per_mib = 0.1
+    context = AppContext.from_environment()
+    dialog = HubDialog(context.engine_command, context.engine_env)
+    qtbot.addWidget(dialog)
+    dialog.show_rows([hub_view.ResultRow("tiny-org/big", "0", "?", "", ("?",) * 4, False)])
+    dialog.table.selectRow(0)
+    qtbot.waitUntil(lambda: not dialog.query_client.is_active(), timeout=ENGINE_TIMEOUT_MS)
+    dialog.download()
+    qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=ENGINE_TIMEOUT_MS)
+    with qtbot.waitSignal(dialog.download_client.sig_finished, timeout=ENGINE_TIMEOUT_MS):
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert "cancelled" in dialog.status.text() and not dialog.cancel_button.isEnabled()
+
+
 def test_an_error_from_the_hub_shows_as_one_line(qtbot, fake_hub):
     from gui.widgets.hub_dialog import HubDialog
 
