@@ -181,7 +181,8 @@ def model_shape(spec: str) -> ModelShape | None:
             return shape_from_config(_config((path / "config.json")))
         if path.is_file() and path.suffix.lower() == ".gguf":
             return read_gguf_shape(path)
-        cached = paths.models_cache_dir() / spec / "config.json"
+        name = spec.replace("/", "--") if spec.count("/") == 1 else spec  # a Hub id, as models download stores it
+        cached = paths.models_cache_dir() / name / "config.json"
         if cached.is_file():
             return shape_from_config(_config(cached))
     except (OSError, ValueError, KeyError, TypeError, struct.error, EngineError):

@@ -103,6 +103,8 @@ def test_download_lands_where_models_list_finds_it_and_loads(fake_hub, engine_en
     from engine.runtime import models
     prepared = models.prepare("tiny-org--tiny-llama")  # what every model picker passes on
     assert models.prepare(TINY) == prepared  # the Hub id names the same model
+    from engine.core import fit_estimate
+    assert fit_estimate.model_shape(TINY) == fit_estimate.model_shape("tiny-org--tiny-llama") is not None
     assert AutoModelForCausalLM.from_pretrained(prepared).config.hidden_size == 64
     assert AutoTokenizer.from_pretrained(prepared).chat_template
 
