@@ -37,7 +37,7 @@ from engine.runtime import hub, hub_files, model_files, models
 
 log = logging.getLogger("engine.runtime.hub_download")
 
-DISK_MARGIN_BYTES = 256 * 2**20  # room left for the conversion, logs and the rest of the system
+DISK_MARGIN_BYTES = 256 * 2**20  # room left for logs, temporary files and the rest of the system
 PROGRESS_INTERVAL_S = 0.25
 HUB_METADATA = ".cache"  # huggingface_hub's bookkeeping inside a local_dir; not part of the model
 
@@ -93,8 +93,9 @@ def check_disk_space(selection: hub_files.Selection, staging: Path) -> None:
     free = free_bytes(staging)
     if needed + DISK_MARGIN_BYTES > free:
         raise EngineError(protocol.ExitCode.FAILED, (
-            f"models download: not enough disk space: {format_gb(needed / 2**30)} to fetch and "
-            f"{format_gb(free / 2**30)} free in {staging.parent}; free some space and run it again"))
+            f"models download: not enough disk space: it needs {format_gb(needed / 2**30)} "
+            f"{'(the file and its conversion)' if selection.gguf else 'for the files'} and "
+            f"{format_gb(free / 2**30)} is free in {staging.parent}; free some space and run it again"))
 
 
 def _fetch_all(repo_id: str, commit: str, selection: hub_files.Selection, staging: Path, job: Job) -> int:
