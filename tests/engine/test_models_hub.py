@@ -297,6 +297,29 @@ def _job() -> Job:
     return Job(channel, Control(channel), "models download")
 
 
+def test_a_gguf_repo_downloads_one_file_and_converts_it_for_the_pickers(fake_hub, engine_env, engine_argv,
+                                                                        tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from engine.export import gguf as export_gguf
+
+    gguf_file = tmp_path / "tiny-f32.gguf"
+    export_gguf.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, gguf_file, "f32",
+                      "tiny")
+    files = {"tiny-f32.gguf": gguf_file.read_bytes(), "tiny-q8_0.gguf": b"GGUF other", "README.md": b"# card"}
+    fake_hub.repos["tiny-org/tiny-gguf"] = Repo("tiny-org/tiny-gguf", files, tags=["gguf"])
+    env = hub_env(engine_env, fake_hub)
+    code, messages = run(engine_argv, env, "models", "download", "tiny-org/tiny-gguf")
+    assert code == protocol.ExitCode.USAGE and "--include" in of_type(messages, "error")[0]["message"]
+    code, messages = run(engine_argv, env, "models", "download", "tiny-org/tiny-gguf", "--include", "*f32.gguf")
+    assert code == 0, messages
+    result = of_type(messages, "result")[0]["data"]
+    assert result["files"] == ["tiny-f32.gguf", "README.md"] and not fake_hub.gets("tiny-q8_0.gguf")
+    code, listed = run(engine_argv, env, "models", "list")
+    assert result["model"] in [row["name"] for row in of_type(listed, "result")[0]["data"]["models"]]
+    assert AutoModelForCausalLM.from_pretrained(result["path"]).config.hidden_size == 64
+
+
 def test_a_gguf_download_needs_room_for_its_conversion_too(tmp_path, monkeypatch):
     gguf = hub_files.RepoFile("m-Q4_K_M.gguf", 2**30)
     selection = hub_files.select([gguf, hub_files.RepoFile("README.md", 10)])
