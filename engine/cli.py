@@ -77,21 +77,21 @@ def _setup_logging(job: Job, verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logging.getLogger("engine").addHandler(handler)
     root.addHandler(stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "torch._dynamo"):
+    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "torch._dynamo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # bitsandbytes notes at import that an optional faster CPU kernel package is absent; it is
     # optional and the note would greet every user, so only real errors from there are shown.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    _quiet_progress_bars()
 
 
-def _quiet_progress_bars() -> None:
+def _quiet_progress_bars(online: bool = False) -> None:
     """Library progress bars redraw a line many times a second: noise in a log file and in the
     window's log pane, which already shows progress from protocol messages."""
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # rule 9: offline unless a download is asked for
+    if not online:  # rule 9: offline unless the command is a download or search the user asked for
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _hello(job: Job, heavy: bool) -> dict[str, Any]:
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     channel = Channel(protocol_stream, json_mode=args.json)
     job = Job(channel, Control(channel), command.name)
     _setup_logging(job, args.verbose)
+    _quiet_progress_bars(command.online)
     try:
         channel.send(_hello(job, command.heavy))
         if not command.own_stdin:

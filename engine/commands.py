@@ -29,7 +29,12 @@ from engine.eval.judge_spec import JudgeSpec
 from engine.eval.spec import EvalSpec
 from engine.export.options import ExportOptions
 from engine.infer import options as infer
-from engine.runtime.options import ModelsPrepareOptions
+from engine.runtime.options import (
+    ModelsCardOptions,
+    ModelsDownloadOptions,
+    ModelsPrepareOptions,
+    ModelsSearchOptions,
+)
 from engine.sweep import options as sweep
 from engine.train import options as train
 
@@ -51,6 +56,8 @@ class Command:
         heavy: loads torch; its ``hello`` carries the device probe.
         own_stdin: reads requests from stdin and handles Ctrl+C itself, so the CLI does not
             start the cancel reader.
+        online: talks to the Hugging Face Hub because the user asked it to; every other command
+            runs with huggingface_hub in offline mode (docs/architecture.md, rule 9).
     """
 
     name: str
@@ -61,6 +68,7 @@ class Command:
     description: str | None = None
     heavy: bool = False
     own_stdin: bool = False
+    online: bool = False
 
     @property
     def schemas(self) -> tuple[type, ...]:
@@ -74,7 +82,7 @@ class Command:
 
 
 GROUPS = {
-    "models": "list and prepare base models",
+    "models": "list, prepare, search and download base models",
     "data": "import, list, export, split, inspect and clean datasets",
     "queue": "training jobs that wait their turn; one runs at a time",
     "sweep": "hyperparameter search with Optuna: each trial is an ordinary run; one machine or several",
@@ -88,6 +96,19 @@ COMMANDS: tuple[Command, ...] = (
             "the bundled default model and models prepared in the cache"),
     Command("models prepare", "engine.runtime.models:cmd_prepare",
             "make a model ready to load (converts GGUF to safetensors once)", (ModelsPrepareOptions,), heavy=True),
+    Command("models search", "engine.runtime.hub:cmd_search",
+            "search the Hugging Face Hub: downloads, size and whether each method fits this machine",
+            (ModelsSearchOptions,), online=True),
+    Command("models card", "engine.runtime.hub:cmd_card", "a Hub model's card (its README) as text",
+            (ModelsCardOptions,), online=True),
+    Command("models download", "engine.runtime.hub_download:cmd_download",
+            "fetch a Hub model's safetensors or GGUF weights and its config/tokenizer files (never pickles) "
+            "into the models cache", (ModelsDownloadOptions,), online=True,
+            description="Checks free disk space first; a dropped connection resumes, and running it again after "
+                        "a cancel keeps the files already fetched. Gated models need `models login`."),
+    Command("models login", "engine.runtime.hub:cmd_login",
+            "store a Hugging Face token (read from stdin) in the OS keyring, for gated and private models",
+            own_stdin=True),
     Command("data import", "engine.data.importer:cmd_import",
             "validate a dataset file (JSONL, JSON, CSV, TSV, Parquet, TXT or a datasets folder; any common "
             "shape) and store it as a versioned dataset in the workspace", (data.ImportOptions,)),

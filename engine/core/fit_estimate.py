@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from engine.core import config, paths, untrusted
 from engine.core.errors import EngineError
-from engine.core.fit import GB
+from engine.core.fit import GB, SAFETY
 
 # -- calibration ---------------------------------------------------------------------------------
 # From the fit probes of SmolLM2-135M-Instruct (LoRA r=16 on all linear layers, bf16, sample
@@ -181,7 +181,8 @@ def model_shape(spec: str) -> ModelShape | None:
             return shape_from_config(_config((path / "config.json")))
         if path.is_file() and path.suffix.lower() == ".gguf":
             return read_gguf_shape(path)
-        cached = paths.models_cache_dir() / spec / "config.json"
+        name = spec.replace("/", "--") if spec.count("/") == 1 else spec  # a Hub id, as models download stores it
+        cached = paths.models_cache_dir() / name / "config.json"
         if cached.is_file():
             return shape_from_config(_config(cached))
     except (OSError, ValueError, KeyError, TypeError, struct.error, EngineError):
@@ -289,3 +290,49 @@ def _value(handle: BinaryIO, kind: int, keep: bool = True) -> Any:
         values = [_value(handle, item, keep) for _ in range(count)]
         return values if keep else None
     raise ValueError(f"unknown GGUF value type {kind}")
+
+
+# -- fit labels for a model not yet downloaded -----------------------------------------------
+
+FIT_METHODS = ("inference", "lora", "qlora", "full")
+
+
+def guess_shape(params: int) -> ModelShape:
+    """A Llama-proportioned shape with about ``params`` parameters: a Hub search result is known by
+    its parameter count alone (its config.json is not fetched for every row). The depth follows
+    the sizes of common decoders (SmolLM2-135M: 30 layers, Llama-3.2-1B: 16, Llama-3-8B: 32); the
+    width then follows from the count, a block holding about 12 x width^2 weights. The estimate is
+    rough, so the labels built on it say "about"; the picker's estimate reads the real config."""
+    layers = 24 if params < 500e6 else 16 if params < 2e9 else 28 if params < 5e9 else 32 if params < 15e9 else 48
+    hidden = max(64, int((params / (12 * layers)) ** 0.5) // 64 * 64)
+    heads = max(1, hidden // 64)
+    return ModelShape(params=params, vocab=32000, hidden=hidden, layers=layers, intermediate=hidden * 8 // 3,
+                      heads=heads, kv_heads=heads, head_dim=64)
+
+
+def method_gb(shape: ModelShape, method: str, device: str = "cpu", values: dict[str, Any] | None = None) -> float:
+    """GB one method needs on ``device``: ``inference`` is the weights in the likely precision
+    (plus the runtime on a CPU); the training methods are :func:`estimate` with the defaults."""
+    values = {**(values or {}), "device": device}
+    if method == "inference":
+        precision = likely_precision(str(values.get("precision", "auto")), device)
+        runtime = CPU_RUNTIME_GB if device == "cpu" else 0.0
+        return shape.params * (2 if precision in ("bf16", "fp16") else 4) / GB + runtime
+    return estimate(shape, {**values, "method": method}).total_gb
+
+
+def fit_label(needed_gb: float, available_gb: float) -> str:
+    """"fits", "tight" (within the probe's safety margin) or "too big" for ``available_gb``."""
+    if needed_gb <= available_gb * SAFETY:
+        return "fits"
+    return "tight" if needed_gb <= available_gb else "too big"
+
+
+def fit_labels(shape: ModelShape, available_gb: float, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Per method in :data:`FIT_METHODS`: the estimate in GB on ``device`` and its label against
+    ``available_gb`` (the GPU's memory on "cuda", RAM on "cpu")."""
+    labels = {}
+    for method in FIT_METHODS:
+        needed = method_gb(shape, method, device)
+        labels[method] = {"gb": round(needed, 2), "label": fit_label(needed, available_gb)}
+    return labels

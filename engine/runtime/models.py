@@ -82,11 +82,14 @@ def resolve(spec: str) -> ModelSource:
             raise errors.not_found(f"model: {path} is neither a .gguf file nor a model folder")
         model_files.check_gguf(path)
         return ModelSource(path.stem, "gguf", path.resolve())
-    cached = paths.models_cache_dir() / spec
+    # A prepared name, or a Hub id (owner/name) that `models download` stored as owner--name.
+    name = spec.replace("/", "--") if spec.count("/") == 1 else spec
+    cached = paths.models_cache_dir() / name
     if (cached / MARKER).is_file():
-        return ModelSource(spec, "hf-folder", cached)
+        return ModelSource(name, "hf-folder", cached)
+    hint = f"; `tunebench-engine models download {spec}` fetches it" if spec.count("/") == 1 else ""
     raise errors.not_found(
-        f"model: {spec!r} is not 'default', a prepared model name, a model folder or a .gguf file")
+        f"model: {spec!r} is not 'default', a prepared model name, a model folder or a .gguf file{hint}")
 
 
 def gguf_origin(spec: str) -> Path | None:

@@ -134,6 +134,22 @@ def _nvml_own_usage() -> int | None:
     return None
 
 
+def gpu_total_bytes() -> int | None:
+    """Memory of the first CUDA GPU this process would use, read through NVML without torch (a
+    Hub search must not wait seconds for it); None without a GPU, driver or NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        if visible == "" and "CUDA_VISIBLE_DEVICES" in os.environ:
+            return None  # set but empty: no GPU is visible to this process
+        handle = pynvml.nvmlDeviceGetHandleByIndex(int(visible) if visible.isdigit() else 0)
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+    except Exception:  # no NVML, no driver, no GPU: the CPU's memory applies
+        return None
+
+
 def nvml_index() -> int:
     """NVML numbers every GPU on the machine; torch sees those in CUDA_VISIBLE_DEVICES, in order."""
     import torch

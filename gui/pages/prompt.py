@@ -34,6 +34,7 @@ from gui.session_client import SessionClient
 from gui.state import prompt_batch, run_history
 from gui.state.prompt_conversation import Answer
 from gui.state.prompt_params import ColumnConfig, Params
+from gui.widgets.hub_dialog import HubDialog
 from gui.widgets.prompt_batch_runner import BatchRunner
 from gui.widgets.prompt_column import PromptColumn, letter_for
 from gui.widgets.prompt_params_panel import ParamsPanel
@@ -194,6 +195,7 @@ class PromptPage(QWidget):
         column.sig_selected.connect(self.select_column)
         column.sig_remove_requested.connect(self.remove_column)
         column.sig_adapter_chosen.connect(self.offer_trained_system_prompt)
+        column.sig_hub_requested.connect(self.open_hub_dialog)
         column.rating_bar.sig_thumbs.connect(lambda value, c=column: self.rate(c, "thumbs", value))
         column.rating_bar.sig_score.connect(lambda value, c=column: self.rate(c, "score", value))
         column.rating_bar.sig_better.connect(lambda c=column: self.pick_better(c))
@@ -208,6 +210,13 @@ class PromptPage(QWidget):
         self._update_column_controls()
         self._update_rating_bars()
         return column
+
+    def open_hub_dialog(self, column: PromptColumn) -> HubDialog:
+        """"Browse the Hub…" from a column's model menu; a downloaded model becomes its model."""
+        self.hub_dialog = HubDialog(self._context.engine_command, self._context.engine_env, self)
+        self.hub_dialog.sig_downloaded.connect(lambda name, c=column: c.use_model(name) if c in self.columns else None)
+        self.hub_dialog.open()
+        return self.hub_dialog
 
     def remove_column(self, column: PromptColumn) -> None:
         if len(self.columns) <= 1 or self.session.is_busy():

@@ -37,6 +37,7 @@ from gui.notifications import Notice, Notifier
 from gui.state import dataset_catalog, run_history
 from gui.state.run_follower import RunFollower, find_live_run
 from gui.widgets.config_form import ConfigForm
+from gui.widgets.hub_dialog import HubDialog
 from gui.widgets.log_view import LogView
 from gui.widgets.metric_plot import MetricPlot
 from gui.widgets.status_line import StatusLine
@@ -134,6 +135,13 @@ class TrainPage(QWidget):
         column_layout = QVBoxLayout(column)
         column_layout.setContentsMargins(0, 0, 6, 0)
         column_layout.addWidget(preset_box)
+        self.hub_button = QPushButton("Browse the Hub…")
+        self.hub_button.setToolTip("Search the Hugging Face Hub and download a model; it joins the model picker")
+        self.hub_button.clicked.connect(self.open_hub_dialog)
+        hub_row = QHBoxLayout()
+        hub_row.addStretch(1)
+        hub_row.addWidget(self.hub_button)
+        column_layout.addLayout(hub_row)
         column_layout.addWidget(self.form)
         scroll.setWidget(column)
         # Never scroll sideways: the panel is as wide as the widest form row.
@@ -383,6 +391,18 @@ class TrainPage(QWidget):
             return
         QGuiApplication.clipboard().setText(command)
         self.status_label.show_message("Copied the command to the clipboard.")
+
+    # -- the Hub ---------------------------------------------------------------------------------
+
+    def open_hub_dialog(self) -> HubDialog:
+        self.hub_dialog = HubDialog(self._context.engine_command, self._context.engine_env, self)
+        self.hub_dialog.sig_downloaded.connect(self._on_hub_model_downloaded)
+        self.hub_dialog.open()
+        return self.hub_dialog
+
+    def _on_hub_model_downloaded(self, name: str) -> None:
+        self.form.set_values({"model": name})
+        self.refresh_estimates()  # the picker lists the cache again, the new model included
 
     # -- sweeps ----------------------------------------------------------------------------------
 

@@ -21,12 +21,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core import fit_estimate
 from gui.state.prompt_conversation import TOKEN_LINK, Conversation, render_html, token_tooltip
 from gui.state.prompt_params import ColumnConfig, Params
 from gui.widgets.form_fields import ValueCombo
 from gui.widgets.prompt_rating import RatingBar
 
 MODEL_ITEMS = [("SmolLM2-135M-Instruct (default)", "default")]
+
+
+def model_items() -> list[tuple[str, str]]:
+    """The default and every model in the cache (converted or downloaded from the Hub)."""
+    return [*MODEL_ITEMS, *((name, name) for name in fit_estimate.prepared_models())]
+
 NO_ADAPTER = ("None (base model)", "")
 RENDER_INTERVAL_MS = 40  # redraw at most ~25 times a second while tokens stream in
 
@@ -37,6 +44,7 @@ class PromptColumn(QFrame):
     sig_selected = Signal(object)  # this column: its parameters go to the panel
     sig_remove_requested = Signal(object)
     sig_adapter_chosen = Signal(str)  # an adapter folder picked in this column
+    sig_hub_requested = Signal(object)  # this column: open "Browse the Hub…" for its model
 
     def __init__(self, letter: str, config: ColumnConfig, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,17 +66,19 @@ class PromptColumn(QFrame):
         self.remove_button = QToolButton(text="✕")
         self.remove_button.setToolTip("Remove this column")
         self.remove_button.clicked.connect(lambda: self.sig_remove_requested.emit(self))
-        self.model_combo = ValueCombo(MODEL_ITEMS)
+        self.model_combo = ValueCombo(model_items())
         self.model_combo.setToolTip("'default' is the bundled SmolLM2-135M-Instruct; type a local "
                                     "Hugging Face folder or a .gguf file to use another model.")
         self.model_combo.setMinimumContentsLength(4)  # four columns must fit beside the side panel
         self.model_combo.set_value(self.config.model)
         self.model_combo.lineEdit().setCursorPosition(0)  # show the start of a long name
-        self.browse_button = QToolButton(text="…", toolTip="Use a local Hugging Face model folder or a .gguf file")
+        self.browse_button = QToolButton(text="…", toolTip="Use a local Hugging Face model folder or a .gguf file, "
+                                         "or download one from the Hugging Face Hub")
         self.browse_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.browse_button)
         menu.addAction("Model folder…", self._on_browse_folder)
         menu.addAction("GGUF file…", self._on_browse_gguf)
+        menu.addAction("Browse the Hub…", lambda: self.sig_hub_requested.emit(self))
         self.browse_button.setMenu(menu)
         self.adapter_combo = QComboBox()
         self.adapter_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -137,6 +147,11 @@ class PromptColumn(QFrame):
             widget.setEnabled(not busy)
         if not busy:
             self.adapter_switch.setEnabled(bool(self.config.adapter))
+
+    def use_model(self, name: str) -> None:
+        """Picks ``name`` (a model just downloaded into the cache), refreshing the list first."""
+        self.model_combo.set_items(model_items())
+        self.model_combo.set_value(name)
 
     def _on_browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder (Hugging Face format)")

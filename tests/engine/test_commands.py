@@ -105,11 +105,17 @@ def test_train_copy_as_command_round_trips_a_valid_config_through_the_cli() -> N
     assert config.from_arguments(args, TrainConfig()) == wanted
 
 
-def test_heavy_commands_are_the_ones_that_load_torch_and_only_session_reads_its_own_stdin() -> None:
+def test_heavy_commands_are_the_ones_that_load_torch_and_only_session_and_login_read_their_own_stdin() -> None:
     heavy = {c.name for c in COMMANDS if c.heavy}
     assert heavy == {"check-env", "models prepare", "train", "generate", "session", "serve", "batch",
                      "evaluate run", "evaluate harness", "evaluate hardest", "export", "sweep run", "sweep worker"}
-    assert [c.name for c in COMMANDS if c.own_stdin] == ["session"]
+    # `models login` reads the token from stdin, so no cancel reader may take its line.
+    assert [c.name for c in COMMANDS if c.own_stdin] == ["models login", "session"]
+
+
+def test_only_the_hub_commands_go_online() -> None:
+    """Rule 9: every other command runs with huggingface_hub in offline mode."""
+    assert {c.name for c in COMMANDS if c.online} == {"models search", "models card", "models download"}
 
 
 def test_help_imports_no_ml_package() -> None:
