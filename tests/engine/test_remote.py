@@ -1,0 +1,94 @@
+"""Remote columns: a real `session` process streams from a real `serve` (Tunebench's own
+OpenAI-compatible server on 127.0.0.1, tiny model) as it would from Ollama or vLLM.
+
+Checked: the model list, a streamed answer equal to what serve returns to the official client,
+stop strings, a bad key and a server that is down as one-line errors naming the URL.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from typing import Any, Iterator
+
+import pytest
+from served import serving
+
+from engine.core import protocol
+
+openai = pytest.importorskip("openai")
+
+CHAT = [{"role": "user", "content": "Is the kettle good?"}]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    with serving(tiny_model_dir, tmp_path_factory.mktemp("serve-home")) as info:
+        yield info
+
+
+def session(engine_argv, engine_env, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every message a real session process sends for ``requests`` (then shutdown)."""
+    lines = "".join(protocol.encode(protocol.make(r.pop("type"), **r)) for r in requests)
+    lines += protocol.encode(protocol.make("shutdown"))
+    done = subprocess.run(engine_argv("session", "--json", "--device", "cpu"), input=lines, env=engine_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [protocol.decode(line) for line in done.stdout.splitlines()]
+
+
+def of(messages: list[dict[str, Any]], rid: str, kind: str) -> list[dict[str, Any]]:
+    return [m for m in messages if m.get("id") == rid and m["type"] == kind]
+
+
+def remote(server: dict[str, Any], key: str | None = None) -> dict[str, str]:
+    return {"base_url": server["url"], "api_key": server["token"] if key is None else key}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_models_streamed_chat_raw_and_stop_strings(server, engine_argv, engine_env) -> None:
+    direct = openai.OpenAI(base_url=server["url"], api_key=server["token"], max_retries=0)
+    whole = direct.chat.completions.create(model=server["model"], messages=CHAT, temperature=0,
+                                           max_tokens=12).choices[0].message.content
+    raw_whole = direct.completions.create(model=server["model"], prompt="The kettle", temperature=0,
+                                          max_tokens=12).choices[0].text
+    stop = raw_whole[2:4]
+    params = {"temperature": 0, "max_new_tokens": 12}
+    messages = session(
+        engine_argv, engine_env,
+        {"type": "models", "id": "m", "remote": remote(server)},
+        {"type": "generate", "id": "c", "model": server["model"], "mode": "chat", "messages": CHAT,
+         "params": params, "remote": remote(server)},
+        {"type": "generate", "id": "s", "model": server["model"], "mode": "raw", "prompt": "The kettle",
+         "params": {**params, "stop": [stop]}, "remote": remote(server)})
+    assert of(messages, "m", "result")[0]["data"]["models"] == [server["model"]]
+    chat = of(messages, "c", "result")[0]["data"]
+    tokens = of(messages, "c", "token")
+    assert chat["text"] == whole and "".join(t["text"] for t in tokens) == whole and len(tokens) >= 2
+    assert chat["finish_reason"] in ("stop", "length") and chat["ttft_s"] is not None and chat["ttft_s"] > 0
+    assert chat["completion_tokens"] == len(tokens) and chat["tokens_per_s"] > 0
+    assert chat["model"] == server["model"] and chat["base_url"] == server["url"]
+    assert of(messages, "s", "result")[0]["data"]["text"] == raw_whole[:raw_whole.find(stop)]
+
+
+def test_a_bad_key_and_a_server_that_is_down_are_one_line_errors(server, engine_argv, engine_env) -> None:
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    messages = session(
+        engine_argv, engine_env,
+        {"type": "models", "id": "k", "remote": remote(server, key="wrong")},
+        {"type": "generate", "id": "g", "model": server["model"], "mode": "chat", "messages": CHAT,
+         "remote": remote(server, key="wrong")},
+        {"type": "generate", "id": "d", "model": "x", "mode": "chat", "messages": CHAT,
+         "remote": {"base_url": down}},
+        {"type": "models", "id": "u", "remote": {"base_url": "ftp://nowhere"}})
+    for rid in ("k", "g"):
+        error = of(messages, rid, "error")[0]["message"]
+        assert error == f"{server['url']}: 401 unauthorized: the server refused the API key"
+    error = of(messages, "d", "error")[0]["message"]
+    assert error.startswith(f"cannot reach {down}") and "\n" not in error and "Traceback" not in error
+    assert "base_url" in of(messages, "u", "error")[0]["message"]
