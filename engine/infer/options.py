@@ -81,8 +81,14 @@ class BatchOptions:
     system: str = knob("", "--file prompts: a system prompt")
     config: str = knob("", "configurations (model x adapter x params) as a JSON list or TOML [[config]] "
                        "tables; without it one configuration from the flags below")
-    model: str | None = knob(None, "base model (default: the adapter's base, else the bundled model)")
+    model: str | None = knob(None, "base model (default: the adapter's base, else the bundled model); with "
+                             "--base-url, the server's model id")
     adapter: str = knob("", ADAPTER_HELP)
+    base_url: str = knob("", "an OpenAI-compatible server (Ollama, LM Studio, llama-server, vLLM, serve) to "
+                         "answer instead of a local model, e.g. http://127.0.0.1:11434/v1", group="remote server")
+    api_key_env: str = knob("", "the environment variable that holds the server's API key (a key is never "
+                            "given on the command line, where other users can read it)", group="remote server",
+                            metavar="VAR")
     max_new_tokens: int = knob_from(SamplingParams, "max_new_tokens", default=128)
     temperature: float = knob_from(SamplingParams, "temperature", default=0.0, help=GREEDY_HELP)
     top_p: float = knob_from(SamplingParams, "top_p", default=1.0)

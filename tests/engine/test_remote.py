@@ -92,3 +92,27 @@ def test_a_bad_key_and_a_server_that_is_down_are_one_line_errors(server, engine_
     error = of(messages, "d", "error")[0]["message"]
     assert error.startswith(f"cannot reach {down}") and "\n" not in error and "Traceback" not in error
     assert "base_url" in of(messages, "u", "error")[0]["message"]
+
+
+def test_batch_runs_a_configuration_that_names_a_server(server, tmp_path, engine_argv, engine_env) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"q": "Is the kettle good?"}\n{"q": "hello"}\n', encoding="utf-8")
+    configs = tmp_path / "configs.toml"
+    configs.write_text(f'[[config]]\nname = "served"\nbase_url = "{server["url"]}"\nmodel = "{server["model"]}"\n'
+                       'api_key_env = "SERVED_KEY"\nparams = {max_new_tokens = 8}\n'
+                       f'[[config]]\nname = "wrong key"\nbase_url = "{server["url"]}"\nmodel = "{server["model"]}"\n',
+                       encoding="utf-8")
+    env = dict(engine_env, SERVED_KEY=server["token"])
+    done = subprocess.run(engine_argv("batch", "--json", "--file", str(prompts), "--column", "q", "--config",
+                                      str(configs)), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [m["row"] for m in map(protocol.decode, done.stdout.splitlines()) if "row" in m]
+    direct = openai.OpenAI(base_url=server["url"], api_key=server["token"], max_retries=0)
+    served = [r for r in rows if r["config"] == "served"]
+    assert [r["text"] for r in served] == [direct.chat.completions.create(
+        model=server["model"], messages=[{"role": "user", "content": q}], temperature=0,
+        max_tokens=8).choices[0].message.content for q in ("Is the kettle good?", "hello")]
+    assert all(r["tokens_per_s"] is not None and r["model"] == server["model"] for r in served)
+    assert {r["error"] for r in rows if r["config"] == "wrong key"} == {
+        f"{server['url']}: 401 unauthorized: the server refused the API key"}
+    assert server["token"] not in done.stdout  # the key is never recorded
