@@ -76,11 +76,15 @@ def generate(server: Server, model: str, mode: str, messages: list[dict[str, str
     client = _client(server)
     options = request_options(params)
     started = time.perf_counter()
+    create = client.chat.completions.create if mode == "chat" else client.completions.create
+    body = {"messages": messages} if mode == "chat" else {"prompt": prompt}
     try:
-        if mode == "chat":
-            stream = client.chat.completions.create(model=model, messages=messages, stream=True, **options)
-        else:
-            stream = client.completions.create(model=model, prompt=prompt, stream=True, **options)
+        try:
+            # Asks for the token counts at the end of the stream (vLLM, Ollama, llama-server and
+            # LM Studio send them); a server that refuses the field is asked again without it.
+            stream = create(model=model, stream=True, stream_options={"include_usage": True}, **body, **options)
+        except openai.BadRequestError:
+            stream = create(model=model, stream=True, **body, **options)
         return _read_stream(stream, mode, started, cancelled, on_text)
     except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
         raise _one_line_error(server, exc) from None

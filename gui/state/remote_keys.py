@@ -13,7 +13,7 @@ from typing import Any
 SERVICE = "tunebench"  # the keyring's service name; the base URL is the user name
 SETTINGS_KEY = "remote_servers"
 MAX_RECENT = 8
-SESSION_ONLY_NOTE = "No system keyring here: the key is kept only until Tunebench closes."
+SESSION_ONLY_NOTE = "No system keyring: the key is kept only until Tunebench closes."
 
 _session: dict[str, str] = {}  # base URL -> key, for this session (and a cache of the keyring)
 

@@ -182,7 +182,12 @@ class PromptColumn(QFrame):
 
     def set_params(self, params: Params) -> None:
         self.config.params = params
-        self.params_label.setText(params.summary())
+        self._show_params()
+
+    def _show_params(self) -> None:
+        # A server takes OpenAI's parameters only; the line says so instead of hiding the others.
+        local_only = " (top-k, min-p, repetition penalty: local only)" if self.is_remote else ""
+        self.params_label.setText(self.config.params.summary() + local_only)
 
     def set_selected(self, selected: bool) -> None:
         self.select_button.setChecked(selected)
@@ -233,6 +238,7 @@ class PromptColumn(QFrame):
         self.server_box.setVisible(remote)
         self.key_note.setVisible(remote and not remote_keys.persistent())
         self._on_config_edited()
+        self._show_params()
 
     def _typed_url(self) -> str:
         return self.url_edit.text().strip().rstrip("/")

@@ -36,6 +36,12 @@ def server(tiny_model_dir, tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def page(qtbot, tiny_model_dir):
+    # Never the machine's own keyring: here no backend, so the key is the session's and the column says so.
+    keyring = pytest.importorskip("keyring")
+    from keyring.backends import fail
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
     remote_keys.forget_session()
     widget = PromptPage(AppContext.from_environment())
     widget.setStyleSheet(style.STYLESHEET)
@@ -46,6 +52,7 @@ def page(qtbot, tiny_model_dir):
     yield widget
     widget.shutdown()
     remote_keys.forget_session()
+    keyring.set_keyring(before)
 
 
 def configure(qtbot, column, server: dict[str, Any], key: str) -> None:
@@ -60,6 +67,7 @@ def test_a_remote_column_lists_models_and_streams_beside_a_local_one(qtbot, page
     column = page.add_column()
     configure(qtbot, column, server, server["token"])
     assert not column.server_box.isHidden() and column.local_box.isHidden()
+    assert not column.key_note.isHidden() and "only until Tunebench closes" in column.key_note.text()
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
     assert column.server_model_combo.count() == 1, page.status.text()
     assert column.config.model == server["model"] and column.config.base_url == server["url"]
