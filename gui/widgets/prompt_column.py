@@ -117,7 +117,7 @@ class PromptColumn(QFrame):
         self.source_combo.addItem("OpenAI-compatible server", SERVER)
         self.source_combo.setToolTip("What answers in this column: a model on this computer, or " + SERVER_HELP)
         self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source_combo.setMinimumContentsLength(6)
+        self.source_combo.setMinimumContentsLength(0)  # four columns must still fit beside the side panel
         self.source_combo.setCurrentIndex(1 if self.config.base_url else 0)
         self.url_edit = QLineEdit(self.config.base_url, placeholderText="http://127.0.0.1:11434/v1")
         self.url_edit.setToolTip(SERVER_HELP)
@@ -132,7 +132,7 @@ class PromptColumn(QFrame):
         if self.config.base_url and self.config.model:
             self.server_model_combo.addItem(self.config.model)
         self.key_note = QLabel(remote_keys.SESSION_ONLY_NOTE, objectName="hint", wordWrap=True)
-        self.source_combo.currentIndexChanged.connect(self._show_source)
+        self.source_combo.currentIndexChanged.connect(self._on_source_changed)
         self.url_edit.editingFinished.connect(self._on_url_edited)
         self.key_edit.editingFinished.connect(self._on_key_edited)
         self.list_button.clicked.connect(self._on_list_clicked)
@@ -237,8 +237,11 @@ class PromptColumn(QFrame):
         self.local_box.setVisible(not remote)
         self.server_box.setVisible(remote)
         self.key_note.setVisible(remote and not remote_keys.persistent())
-        self._on_config_edited()
         self._show_params()
+
+    def _on_source_changed(self) -> None:
+        self._show_source()
+        self._on_config_edited()
 
     def _typed_url(self) -> str:
         return self.url_edit.text().strip().rstrip("/")
