@@ -14,6 +14,9 @@ from typing import Any, Iterator
 import pytest
 from served import serving
 
+from engine.infer import ratings
+from engine.infer import suites as prompt_suites
+from engine.infer.suites import Prompt, Suite
 from gui import style
 from gui.context import AppContext
 from gui.pages.prompt import PromptPage
@@ -86,6 +89,12 @@ def test_a_remote_column_lists_models_and_streams_beside_a_local_one(qtbot, page
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.grab().save(str(Path(SHOTS) / "prompt_remote_column.png"))
 
+    # Rated like a local column: the record names the server and its model, never the key.
+    page.pick_better(column)
+    rating = ratings.load()[-1]
+    assert rating.kind == "ab" and rating.config["base_url"] == server["url"]
+    assert rating.config["model"] == server["model"] and rating.other_config["model"] != server["model"]
+
     settings = Path(page._context.settings_path).read_text(encoding="utf-8")
     assert server["token"] not in settings
     assert remote_keys.recent(json.loads(settings))[0] == {
@@ -102,3 +111,21 @@ def test_a_wrong_key_is_a_one_line_error_and_the_page_goes_on(qtbot, page, serve
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
     assert column.conversation.last_answer().error.endswith("401 unauthorized: the server refused the API key")
     assert page.session.is_running()
+
+
+def test_a_suite_runs_on_a_remote_column_through_the_real_batch_command(qtbot, page, server) -> None:
+    prompt_suites.save_suite(Suite("Kettles", prompts=[Prompt("q", "Is the {{thing}} good?")],
+                                   cases=[{"thing": "kettle"}, {"thing": "lid"}]))
+    column = page.columns[0]
+    column.set_params(Params(greedy=True, temperature=0.0, max_new_tokens=4))
+    configure(qtbot, column, server, server["token"])
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    page.suites_panel.refresh()
+    page.suites_panel.run_suite()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    assert page.status.text().startswith("Batch finished: 2 answers saved in "), page.status.text()
+    rows = page.suites_panel.rows
+    assert [(r.column, r.model, r.error) for r in rows] == [("A", server["model"], "")] * 2
+    assert all(r.answer and r.tokens_per_s is not None for r in rows)
+    folder = Path(page.status.text().rsplit(" saved in ", 1)[1].rstrip("."))
+    assert server["token"] not in "".join(p.read_text(encoding="utf-8") for p in folder.iterdir())
