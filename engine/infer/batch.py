@@ -68,8 +68,9 @@ class Config:
         return {"name": self.name, "model": self.model, "adapter": self.adapter, "params": self.params.as_dict(),
                 **remote_fields}
 
-    def server(self) -> remote.Server:
-        return remote.Server(self.base_url, os.environ.get(self.api_key_env, "") if self.api_key_env else "")
+    def server(self, timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> remote.Server:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return remote.Server(self.base_url, key, timeout_s)
 
 
 def batches_dir() -> Path:
@@ -194,7 +195,7 @@ def cmd_batch(args: argparse.Namespace, job: Job) -> int:
             for config in configs:
                 if job.control.cancelled.is_set():
                     break
-                _run_config(pool, config, items, job, progress)
+                _run_config(pool, config, items, job, progress, args.remote_timeout)
     except BaseException:
         # Whatever stopped the batch, its record must not say "running" forever.
         _finish(folder, info, rows, workspace.FAILED)
@@ -220,12 +221,13 @@ class _Progress:
         self.job.channel.send(protocol.progress(len(self.rows), self.total, stage="generating", row=row))
 
 
-def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Job, progress: _Progress) -> None:
+def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Job, progress: _Progress,
+                timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> None:
     """Every item through one configuration. A configuration whose model or adapter cannot be
     loaded, or an item it cannot answer, gives rows with the one-line reason, and the batch
     goes on with the rest."""
     if config.base_url:
-        _run_remote(config, items, job, progress)
+        _run_remote(config.server(timeout_s), config, items, job, progress)
         return
     try:
         target = pool.target(config.model, config.adapter, lambda c, t: job.channel.send(
@@ -247,9 +249,9 @@ def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job:
         progress.add(_row(number, item, config, target.label, outcome))
 
 
-def _run_remote(config: Config, items: list[prompt_suites.Item], job: Job, progress: _Progress) -> None:
+def _run_remote(server: remote.Server, config: Config, items: list[prompt_suites.Item], job: Job,
+                progress: _Progress) -> None:
     """Every item through an OpenAI-compatible server; a failed item is a row with the one-line reason."""
-    server = config.server()
     job.channel.send(protocol.progress(len(progress.rows), progress.total, stage=f"asking {server.base_url}"))
     for number, item in enumerate(items):
         try:

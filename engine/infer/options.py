@@ -36,10 +36,16 @@ class GenerateOptions:
     device: str = device_knob()
 
 
+def remote_timeout_knob() -> float:
+    return knob(60.0, "seconds to wait for an OpenAI-compatible server's next answer before a request to it "
+                "fails with a one-line timeout error", minimum=1.0, maximum=3600.0, group="remote server")
+
+
 @dataclass
 class SessionOptions:
     device: str = device_knob()
     max_models: int = knob(0, "base models kept loaded at once (default 0: as many as fit in memory, up to 4)")
+    remote_timeout: float = remote_timeout_knob()
 
 
 @dataclass
@@ -89,6 +95,7 @@ class BatchOptions:
     api_key_env: str = knob("", "the environment variable that holds the server's API key (a key is never "
                             "given on the command line, where other users can read it)", group="remote server",
                             metavar="VAR")
+    remote_timeout: float = remote_timeout_knob()
     max_new_tokens: int = knob_from(SamplingParams, "max_new_tokens", default=128)
     temperature: float = knob_from(SamplingParams, "temperature", default=0.0, help=GREEDY_HELP)
     top_p: float = knob_from(SamplingParams, "top_p", default=1.0)

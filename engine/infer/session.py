@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -282,9 +282,10 @@ def prompt_ids(tokenizer: Any, mode: str, messages: list[dict[str, str]], prompt
 
 
 class Session:
-    def __init__(self, job: Job, pool: ModelPool) -> None:
+    def __init__(self, job: Job, pool: ModelPool, remote_timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> None:
         self.job = job
         self.pool = pool
+        self.remote_timeout_s = remote_timeout_s
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._flags: dict[str, threading.Event] = {}  # id -> cancel flag, queued or running
@@ -366,7 +367,7 @@ class Session:
             return
 
         if request.server is not None:
-            self.generate_remote(request, request.server, flag)
+            self.generate_remote(request, replace(request.server, timeout_s=self.remote_timeout_s), flag)
             return
 
         def on_progress(current: int, total: int) -> None:
@@ -394,7 +395,7 @@ class Session:
         channel.send(protocol.make(protocol.RESULT, id=request.id, data=data))
 
     def list_models(self, rid: str | None, fields: Any) -> None:
-        server = remote.server_of(fields)
+        server = replace(remote.server_of(fields), timeout_s=self.remote_timeout_s)
         data = {"id": rid, "base_url": server.base_url, "models": remote.list_models(server)}
         self.job.channel.send(protocol.make(protocol.RESULT, id=rid, data=data))
 
@@ -448,7 +449,7 @@ def cmd_session(args: argparse.Namespace, job: Job) -> int:
 
     set_threads(args.threads)
     pool = ModelPool(device.pick(args.device), max_models=args.max_models, int8=args.int8)
-    session = Session(job, pool)
+    session = Session(job, pool, args.remote_timeout)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda signum, frame: session.cancel())
     threading.Thread(target=session.read, args=(sys.stdin,), name="session-input", daemon=True).start()

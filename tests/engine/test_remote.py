@@ -7,8 +7,11 @@ stop strings, a bad key and a server that is down as one-line errors naming the 
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
+import threading
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -27,11 +30,11 @@ def server(tiny_model_dir, tmp_path_factory) -> Iterator[dict[str, Any]]:
         yield info
 
 
-def session(engine_argv, engine_env, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+def session(engine_argv, engine_env, *requests: dict[str, Any], flags: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Every message a real session process sends for ``requests`` (then shutdown)."""
     lines = "".join(protocol.encode(protocol.make(r.pop("type"), **r)) for r in requests)
     lines += protocol.encode(protocol.make("shutdown"))
-    done = subprocess.run(engine_argv("session", "--json", "--device", "cpu"), input=lines, env=engine_env,
+    done = subprocess.run(engine_argv("session", "--json", "--device", "cpu", *flags), input=lines, env=engine_env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return [protocol.decode(line) for line in done.stdout.splitlines()]
@@ -116,3 +119,40 @@ def test_batch_runs_a_configuration_that_names_a_server(server, tmp_path, engine
     assert {r["error"] for r in rows if r["config"] == "wrong key"} == {
         f"{server['url']}: 401 unauthorized: the server refused the API key"}
     assert server["token"] not in done.stdout  # the key is never recorded
+
+
+class Broken(http.server.BaseHTTPRequestHandler):
+    """A server that is not OpenAI-compatible: /v1/models answers HTML, a completion never comes."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's API)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"<html>not json</html>")
+
+    def do_POST(self) -> None:  # noqa: N802
+        time.sleep(5)  # past the session's --remote-timeout 1
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def broken() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_bad_json_and_a_silent_server_are_one_line_errors(broken, engine_argv, engine_env) -> None:
+    messages = session(
+        engine_argv, engine_env,
+        {"type": "models", "id": "j", "remote": {"base_url": broken}},
+        {"type": "generate", "id": "t", "model": "m", "mode": "chat", "messages": CHAT, "remote": {"base_url": broken}},
+        flags=("--remote-timeout", "1"))
+    bad_json = of(messages, "j", "error")[0]["message"]
+    assert bad_json.startswith(f"{broken}: the answer is not OpenAI-compatible JSON") and "\n" not in bad_json
+    assert of(messages, "t", "error")[0]["message"] == f"{broken}: no answer within 1 s (timed out)"
