@@ -275,7 +275,10 @@ class PromptPage(QWidget):
     def list_models(self, column: PromptColumn) -> None:
         """Asks the engine session (never this thread) for the models the column's server lists."""
         remote = column.config.target_fields().get("remote")
-        if not remote or self.session.is_busy():
+        if not remote:
+            return
+        if self.session.is_busy():
+            self.status.show_message("Wait for the answers to finish, then list the server's models.", error=True)
             return
         self._model_lists[self.session.list_models(remote)] = column
         self.status.show_message(f"Column {column.letter}: asking {column.config.base_url} for its models…")

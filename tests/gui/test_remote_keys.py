@@ -90,3 +90,19 @@ def test_settings_and_batch_files_hold_no_key(backend, tmp_path) -> None:
     assert key_env(columns) == {"TUNEBENCH_REMOTE_KEY_B": "sk-secret"}
     assert columns[1][1].target_fields()["remote"] == {"base_url": URL, "api_key": "sk-secret"}
     assert "sk-secret" not in json.dumps(columns[1][1].describe())
+
+
+def test_a_column_switched_to_a_server_starts_on_the_last_one_used(backend, make_prompt_page) -> None:
+    backend(fail.Keyring())
+    page = make_prompt_page()
+    remote_keys.store(URL, "sk-session")
+    page._context.save_settings(remote_keys.remember({}, URL, "llama3.2"))
+    column = page.columns[0]
+    column.source_combo.setCurrentIndex(column.source_combo.findData("server"))
+    assert column.url_edit.text() == URL and column.key_edit.text() == "sk-session"
+    assert column.config.base_url == URL and column.config.model == "llama3.2"
+    assert not column.key_note.isHidden() and column.local_box.isHidden()
+    assert "local only" in column.params_label.text()
+    column.source_combo.setCurrentIndex(column.source_combo.findData("local"))
+    assert column.config.base_url == "" and column.config.model == "default"
+    assert "local only" not in column.params_label.text()
