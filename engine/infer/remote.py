@@ -59,10 +59,9 @@ def server_of(fields: Any) -> Server:
 
 def list_models(server: Server) -> list[str]:
     """The ids the server's ``/v1/models`` lists, sorted."""
-    openai = _openai()
     try:
         return sorted(model.id for model in _client(server).models.list())
-    except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
+    except _failures() as exc:
         raise _one_line_error(server, exc) from None
 
 
@@ -86,7 +85,7 @@ def generate(server: Server, model: str, mode: str, messages: list[dict[str, str
         except openai.BadRequestError:
             stream = create(model=model, stream=True, **body, **options)
         return _read_stream(stream, mode, started, cancelled, on_text)
-    except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
+    except _failures() as exc:
         raise _one_line_error(server, exc) from None
 
 
@@ -148,6 +147,22 @@ def _openai() -> Any:
     return openai
 
 
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a server or the network can make the client raise. A stream that breaks or stalls
+    midway raises httpx's own errors, unwrapped; a malformed answer raises ValueError (bad JSON)
+    or a TypeError/AttributeError on a field of the wrong shape."""
+    return (_openai().OpenAIError, _transport().HTTPError, ValueError, TypeError, AttributeError)
+
+
+def _transport() -> Any:
+    """The HTTP library under the openai client: httpx2 from openai 3 on, httpx before."""
+    try:
+        import httpx2 as transport  # imported by openai already; only its name differs by version
+    except ImportError:
+        import httpx as transport  # openai 1 and 2
+    return transport
+
+
 def _client(server: Server) -> Any:
     # An empty key would make the client refuse to start; local servers accept any.
     return _openai().OpenAI(base_url=server.base_url, api_key=server.api_key or "none",
@@ -156,14 +171,17 @@ def _client(server: Server) -> Any:
 
 def _one_line_error(server: Server, exc: Exception) -> errors.EngineError:
     """The failure as one line that names the URL."""
+    httpx = _transport()
     openai = _openai()
     url = server.base_url
     if isinstance(exc, openai.AuthenticationError):
         return errors.invalid_input(f"{url}: 401 unauthorized: the server refused the API key")
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return errors.not_found(f"{url}: no answer within {server.timeout_s:g} s (timed out)")
     if isinstance(exc, openai.APIConnectionError):
         return errors.not_found(f"cannot reach {url}: {_first_line(exc.__cause__ or exc)}")
+    if isinstance(exc, httpx.HTTPError):
+        return errors.invalid_input(f"{url}: the connection broke mid-answer: {_first_line(exc)}")
     if isinstance(exc, openai.NotFoundError):
         return errors.not_found(f"{url}: 404 not found: {_first_line(_server_message(exc))}")
     if isinstance(exc, openai.APIStatusError):
