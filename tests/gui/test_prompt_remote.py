@@ -129,3 +129,18 @@ def test_a_suite_runs_on_a_remote_column_through_the_real_batch_command(qtbot, p
     assert all(r.answer and r.tokens_per_s is not None for r in rows)
     folder = Path(page.status.text().rsplit(" saved in ", 1)[1].rstrip("."))
     assert server["token"] not in "".join(p.read_text(encoding="utf-8") for p in folder.iterdir())
+
+
+def test_stop_ends_a_remote_answer_and_keeps_its_text(qtbot, page, server) -> None:
+    column = page.columns[0]
+    column.set_params(Params(temperature=1.0, max_new_tokens=3000, seed=2))
+    configure(qtbot, column, server, server["token"])
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    page.prompt_edit.setPlainText("Tell me a long story")
+    page.send_button.click()
+    answer = column.conversation.last_answer()
+    qtbot.waitUntil(lambda: len(answer.tokens) >= 3, timeout=ENGINE_TIMEOUT_MS)
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=30_000)
+    assert answer.finish_reason == "cancelled" and 3 <= len(answer.tokens) < 3000 and answer.text
+    assert page.session.is_running()
