@@ -80,8 +80,16 @@ class SessionClient(QObject):
     def generate(self, request: dict[str, Any]) -> str:
         """Sends a generate request (fields as in the protocol, without type and id) and
         returns the id its messages will carry."""
+        return self._request("generate", request)
+
+    def list_models(self, remote: dict[str, str]) -> str:
+        """Asks the session for the models an OpenAI-compatible server lists ({base_url, api_key});
+        the answer is a ``sig_result`` whose data has ``models``, or a ``sig_request_error``."""
+        return self._request("models", {"remote": remote})
+
+    def _request(self, kind: str, request: dict[str, Any]) -> str:
         request_id = f"r{next(self._ids)}"
-        message = {**request, "type": "generate", "id": request_id}
+        message = {**request, "type": kind, "id": request_id}
         was_busy = self.is_busy()
         self._open.append(request_id)
         if self.client.state == ClientState.RUNNING:

@@ -10,7 +10,10 @@ message of every engine process is ``hello``. Towards the engine (on its stdin) 
 
 The playground session (``tunebench-engine session``, engine/infer/session.py) also takes
 ``generate`` (needs an ``id``; model, adapter, mode chat|raw, messages or prompt, params,
-top_logprobs), ``unload`` (free every loaded model) and ``shutdown`` (exit 0); its ``cancel``
+top_logprobs; or ``remote`` {base_url, api_key} with the server's model, to stream from an
+OpenAI-compatible server instead, engine/infer/remote.py), ``models`` (needs an ``id`` and
+``remote``; answered by a result whose data has ``models``, the ids the server lists),
+``unload`` (free every loaded model) and ``shutdown`` (exit 0); its ``cancel``
 may carry the ``id`` of one request (without one it cancels the current and every queued
 request). Its token/progress/result/error messages carry the request ``id``; a token has
 ``index``, ``logprob`` (natural log) and, when asked for, ``top`` [[text, probability], ...];
@@ -46,12 +49,13 @@ PONG = "pong"
 # Messages sent to the engine.
 CANCEL = "cancel"
 PING = "ping"
-GENERATE = "generate"  # session only, like the two below
+GENERATE = "generate"  # session only, like the three below
+MODELS = "models"
 UNLOAD = "unload"
 SHUTDOWN = "shutdown"
 
 ENGINE_TO_CLIENT = frozenset({HELLO, LOG, PROGRESS, METRICS, TOKEN, ARTIFACT, RESULT, ERROR, PONG})
-CLIENT_TO_ENGINE = frozenset({CANCEL, PING, GENERATE, UNLOAD, SHUTDOWN})
+CLIENT_TO_ENGINE = frozenset({CANCEL, PING, GENERATE, MODELS, UNLOAD, SHUTDOWN})
 
 # Fields each message type must carry (beyond "type" and "t").
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -67,6 +71,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     CANCEL: (),
     PING: (),
     GENERATE: ("id",),
+    MODELS: ("id", "remote"),
     UNLOAD: (),
     SHUTDOWN: (),
 }

@@ -17,6 +17,11 @@ A configuration file is JSON (a list, or {"configs": [...]}) or TOML ([[config]]
     name = "tuned, cooler"
     adapter = "20261123-101500-reviews-ab12"
     params = {temperature = 0.2, max_new_tokens = 64}
+    [[config]]
+    name = "llama3 in Ollama"
+    base_url = "http://127.0.0.1:11434/v1"   # an OpenAI-compatible server (engine/infer/remote.py)
+    model = "llama3.2"                        # the server's model id
+    api_key_env = "OLLAMA_KEY"                # optional: the environment variable holding its key
 
 Structured output: ``params.json_schema`` ("any", or a JSON Schema as text) in a configuration,
 or ``--json-schema any|FILE`` for the flags' one; answers then always parse and follow it.
@@ -29,6 +34,7 @@ import csv
 import io
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +42,7 @@ from typing import Any
 
 from engine.core import errors, paths, protocol, untrusted, workspace
 from engine.core.job import Job
-from engine.infer import sampling, structured
+from engine.infer import remote, sampling, structured
 from engine.infer import suites as prompt_suites
 from engine.infer.session import ModelPool, prompt_ids, run_on
 from engine.runtime import device
@@ -54,9 +60,17 @@ class Config:
     model: str
     adapter: str
     params: sampling.SamplingParams
+    base_url: str = ""  # an OpenAI-compatible server answers instead of a local model
+    api_key_env: str = ""  # the environment variable holding that server's key (never the key itself)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "adapter": self.adapter, "params": self.params.as_dict()}
+        remote_fields = {"base_url": self.base_url, "api_key_env": self.api_key_env} if self.base_url else {}
+        return {"name": self.name, "model": self.model, "adapter": self.adapter, "params": self.params.as_dict(),
+                **remote_fields}
+
+    def server(self, timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> remote.Server:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return remote.Server(self.base_url, key, timeout_s)
 
 
 def batches_dir() -> Path:
@@ -89,17 +103,35 @@ def read_configs(path: Path) -> list[Config]:
 def _config(entry: Any, where: str) -> Config:
     if not isinstance(entry, dict):
         raise errors.invalid_input(f"{where}: expected a table with model, adapter, params")
-    unknown = sorted(set(entry) - {"name", "model", "adapter", "params"})
+    unknown = sorted(set(entry) - {"name", "model", "adapter", "params", "base_url", "api_key_env"})
     if unknown:
         raise errors.invalid_input(f"{where}: unknown field {unknown[0]!r}")
     model, adapter = str(entry.get("model") or ""), str(entry.get("adapter") or "")
     try:
         params = sampling.parse(entry.get("params"), sampling.SamplingParams(temperature=0.0))
         structured.check(params.json_schema)
+        base_url, key_env = _remote_fields(str(entry.get("base_url") or ""), str(entry.get("api_key_env") or ""),
+                                           model, adapter, params)
     except errors.EngineError as exc:
         raise errors.invalid_input(f"{where}: {exc.message}") from None
     name = str(entry.get("name") or " + ".join(p for p in (model or "default", adapter) if p))
-    return Config(name, model, adapter, params)
+    return Config(name, model, adapter, params, base_url, key_env)
+
+
+def _remote_fields(base_url: str, key_env: str, model: str, adapter: str,
+                   params: sampling.SamplingParams) -> tuple[str, str]:
+    """A remote configuration's checked URL and key variable; refuses what a server cannot do here."""
+    if not base_url:
+        if key_env:
+            raise errors.usage("api_key_env: only a configuration with a base_url uses a key")
+        return "", ""
+    if not model:
+        raise errors.usage(f"model: name the model {base_url} serves (its /v1/models list)")
+    if adapter:
+        raise errors.usage("adapter: a remote server's model takes no local adapter")
+    if params.json_schema:
+        raise errors.usage("json_schema: structured output is for local models only")
+    return remote.normalise_url(base_url), key_env
 
 
 def flag_config(args: argparse.Namespace) -> Config:
@@ -110,7 +142,9 @@ def flag_config(args: argparse.Namespace) -> Config:
     if schema:
         params = sampling.parse({**params.as_dict(), "json_schema": schema})
     name = " + ".join(p for p in (args.model or "default", args.adapter) if p)
-    return Config(name, args.model or "", args.adapter, params)
+    base_url, key_env = _remote_fields(args.base_url, args.api_key_env, args.model or "", args.adapter, params)
+    return Config(f"{name} at {base_url}" if base_url else name, args.model or "", args.adapter, params,
+                  base_url, key_env)
 
 
 def items_of(args: argparse.Namespace) -> tuple[list[prompt_suites.Item], dict[str, Any]]:
@@ -161,7 +195,7 @@ def cmd_batch(args: argparse.Namespace, job: Job) -> int:
             for config in configs:
                 if job.control.cancelled.is_set():
                     break
-                _run_config(pool, config, items, job, progress)
+                _run_config(pool, config, items, job, progress, args.remote_timeout)
     except BaseException:
         # Whatever stopped the batch, its record must not say "running" forever.
         _finish(folder, info, rows, workspace.FAILED)
@@ -187,11 +221,14 @@ class _Progress:
         self.job.channel.send(protocol.progress(len(self.rows), self.total, stage="generating", row=row))
 
 
-def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Job, progress: _Progress) -> None:
+def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job: Job, progress: _Progress,
+                timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> None:
     """Every item through one configuration. A configuration whose model or adapter cannot be
     loaded, or an item it cannot answer, gives rows with the one-line reason, and the batch
     goes on with the rest."""
-
+    if config.base_url:
+        _run_remote(config.server(timeout_s), config, items, job, progress)
+        return
     try:
         target = pool.target(config.model, config.adapter, lambda c, t: job.channel.send(
             protocol.progress(len(progress.rows), progress.total, stage=f"loading {config.name}")))
@@ -210,6 +247,22 @@ def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job:
         if outcome.finish_reason == "cancelled":
             return
         progress.add(_row(number, item, config, target.label, outcome))
+
+
+def _run_remote(server: remote.Server, config: Config, items: list[prompt_suites.Item], job: Job,
+                progress: _Progress) -> None:
+    """Every item through an OpenAI-compatible server; a failed item is a row with the one-line reason."""
+    job.channel.send(protocol.progress(len(progress.rows), progress.total, stage=f"asking {server.base_url}"))
+    for number, item in enumerate(items):
+        try:
+            outcome = remote.generate(server, config.model, item.mode, item.messages, item.text, config.params,
+                                      job.control.cancelled, None)
+        except errors.EngineError as exc:
+            progress.add(_row(number, item, config, config.model, None, exc.message))
+            continue
+        if outcome.finish_reason == "cancelled":
+            return
+        progress.add(_row(number, item, config, config.model, outcome))
 
 
 def with_trained_system(messages: list[dict[str, Any]], target: Any) -> list[dict[str, Any]]:

@@ -36,10 +36,16 @@ class GenerateOptions:
     device: str = device_knob()
 
 
+def remote_timeout_knob() -> float:
+    return knob(60.0, "seconds to wait for an OpenAI-compatible server's next answer before a request to it "
+                "fails with a one-line timeout error", minimum=1.0, maximum=3600.0, group="remote server")
+
+
 @dataclass
 class SessionOptions:
     device: str = device_knob()
     max_models: int = knob(0, "base models kept loaded at once (default 0: as many as fit in memory, up to 4)")
+    remote_timeout: float = remote_timeout_knob()
 
 
 @dataclass
@@ -81,8 +87,15 @@ class BatchOptions:
     system: str = knob("", "--file prompts: a system prompt")
     config: str = knob("", "configurations (model x adapter x params) as a JSON list or TOML [[config]] "
                        "tables; without it one configuration from the flags below")
-    model: str | None = knob(None, "base model (default: the adapter's base, else the bundled model)")
+    model: str | None = knob(None, "base model (default: the adapter's base, else the bundled model); with "
+                             "--base-url, the server's model id")
     adapter: str = knob("", ADAPTER_HELP)
+    base_url: str = knob("", "an OpenAI-compatible server (Ollama, LM Studio, llama-server, vLLM, serve) to "
+                         "answer instead of a local model, e.g. http://127.0.0.1:11434/v1", group="remote server")
+    api_key_env: str = knob("", "the environment variable that holds the server's API key (a key is never "
+                            "given on the command line, where other users can read it)", group="remote server",
+                            metavar="VAR")
+    remote_timeout: float = remote_timeout_knob()
     max_new_tokens: int = knob_from(SamplingParams, "max_new_tokens", default=128)
     temperature: float = knob_from(SamplingParams, "temperature", default=0.0, help=GREEDY_HELP)
     top_p: float = knob_from(SamplingParams, "top_p", default=1.0)

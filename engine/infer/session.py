@@ -23,14 +23,14 @@ import signal
 import sys
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from engine.core import errors, protocol
 from engine.core.errors import EngineError
 from engine.core.job import Job
-from engine.infer import generate, sampling
+from engine.infer import generate, remote, sampling
 from engine.infer.decode import Decoder
 from engine.infer.generate import attention_for
 from engine.infer.int8 import int8_supported, quantize_weights_int8
@@ -221,6 +221,7 @@ class Request:
     prompt: str
     params: sampling.SamplingParams
     top_logprobs: int
+    server: remote.Server | None = None  # an OpenAI-compatible server instead of a local model
 
 
 def parse_request(message: dict[str, Any]) -> Request:
@@ -238,8 +239,9 @@ def parse_request(message: dict[str, Any]) -> Request:
     top = message.get("top_logprobs", 0) or 0
     if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
         raise errors.usage(f"top_logprobs: must be a whole number from 0 to {MAX_TOP_LOGPROBS}")
+    server = remote.server_of(message["remote"]) if message.get("remote") is not None else None
     return Request(str(rid), model, adapter, mode, messages, prompt,
-                   sampling.parse(message.get("params")), top)
+                   sampling.parse(message.get("params")), top, server)
 
 
 def _string(message: dict[str, Any], name: str, default: str) -> str:
@@ -280,9 +282,10 @@ def prompt_ids(tokenizer: Any, mode: str, messages: list[dict[str, str]], prompt
 
 
 class Session:
-    def __init__(self, job: Job, pool: ModelPool) -> None:
+    def __init__(self, job: Job, pool: ModelPool, remote_timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> None:
         self.job = job
         self.pool = pool
+        self.remote_timeout_s = remote_timeout_s
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._flags: dict[str, threading.Event] = {}  # id -> cancel flag, queued or running
@@ -304,13 +307,14 @@ class Session:
             self.cancel(message.get("id"))
         elif kind == protocol.PING:
             self.job.channel.send(protocol.make(protocol.PONG, id=message.get("id")))
-        elif kind in (protocol.GENERATE, protocol.UNLOAD, protocol.SHUTDOWN):
-            if kind == protocol.GENERATE and message.get("id") is not None:
+        elif kind in (protocol.GENERATE, protocol.MODELS, protocol.UNLOAD, protocol.SHUTDOWN):
+            if kind in (protocol.GENERATE, protocol.MODELS) and message.get("id") is not None:
                 with self._lock:
                     self._flags.setdefault(str(message["id"]), threading.Event())
             self.requests.put(message)
         else:
-            log.warning("ignored a %s message: a session takes generate, cancel, unload, ping, shutdown", kind)
+            log.warning("ignored a %s message: a session takes generate, models, cancel, unload, ping, "
+                        "shutdown", kind)
 
     def cancel(self, rid: Any = None) -> None:
         with self._lock:
@@ -334,8 +338,10 @@ class Session:
     def _handle(self, message: dict[str, Any]) -> None:
         rid = str(message.get("id")) if message.get("id") is not None else None
         try:
-            request = parse_request(message)
-            self.generate(request)
+            if message["type"] == protocol.MODELS:
+                self.list_models(rid, message.get("remote"))
+            else:
+                self.generate(parse_request(message))
         except EngineError as exc:
             self.job.channel.send(protocol.error(exc.code, exc.message, id=rid))
         except Exception as exc:  # a bug or OOM: this request fails, the session goes on
@@ -360,6 +366,10 @@ class Session:
             channel.send(result_message(request, None, None))
             return
 
+        if request.server is not None:
+            self.generate_remote(request, replace(request.server, timeout_s=self.remote_timeout_s), flag)
+            return
+
         def on_progress(current: int, total: int) -> None:
             channel.send(protocol.progress(current, total, id=request.id, stage="loading model"))
 
@@ -368,6 +378,26 @@ class Session:
         outcome = run_on(target, ids, request.params, request.top_logprobs, flag,
                          lambda event: channel.send(token_message(request.id, event, request.top_logprobs)))
         channel.send(result_message(request, target, outcome))
+
+    def generate_remote(self, request: Request, server: remote.Server, flag: threading.Event) -> None:
+        """Streams from an OpenAI-compatible server: pieces of text as tokens without logprobs
+        (servers differ in whether and how they send them)."""
+        channel = self.job.channel
+        index = iter(range(1 << 30))
+
+        def on_text(text: str) -> None:
+            channel.send(protocol.token(text, id=request.id, index=next(index), logprob=None))
+
+        outcome = remote.generate(server, request.model, request.mode, request.messages, request.prompt,
+                                  request.params, flag, on_text)
+        data = {"id": request.id, **outcome.as_dict(), "model": request.model, "adapter": "",
+                "base_url": server.base_url}
+        channel.send(protocol.make(protocol.RESULT, id=request.id, data=data))
+
+    def list_models(self, rid: str | None, fields: Any) -> None:
+        server = replace(remote.server_of(fields), timeout_s=self.remote_timeout_s)
+        data = {"id": rid, "base_url": server.base_url, "models": remote.list_models(server)}
+        self.job.channel.send(protocol.make(protocol.RESULT, id=rid, data=data))
 
 
 def run_on(target: Target, ids: list[int], params: sampling.SamplingParams, top_logprobs: int,
@@ -419,7 +449,7 @@ def cmd_session(args: argparse.Namespace, job: Job) -> int:
 
     set_threads(args.threads)
     pool = ModelPool(device.pick(args.device), max_models=args.max_models, int8=args.int8)
-    session = Session(job, pool)
+    session = Session(job, pool, args.remote_timeout)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda signum, frame: session.cancel())
     threading.Thread(target=session.read, args=(sys.stdin,), name="session-input", daemon=True).start()

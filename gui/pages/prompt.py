@@ -31,7 +31,7 @@ from engine.infer import ratings
 from engine.infer.params import schema_problem
 from gui.context import AppContext
 from gui.session_client import SessionClient
-from gui.state import prompt_batch, run_history
+from gui.state import prompt_batch, remote_keys, run_history
 from gui.state.prompt_conversation import Answer
 from gui.state.prompt_params import ColumnConfig, Params
 from gui.widgets.hub_dialog import HubDialog
@@ -59,6 +59,7 @@ class PromptPage(QWidget):
         self._selected: PromptColumn | None = None
         self._requests: dict[str, tuple[PromptColumn, Answer]] = {}
         self._batch: dict[str, int] = {}  # request id → row of the suites panel's results table
+        self._model_lists: dict[str, PromptColumn] = {}  # request id → the remote column that asked
         self.session = SessionClient(context.engine_command, context.engine_env, self)
         self.session.sig_token.connect(self._on_session_token)
         self.session.sig_progress.connect(self._on_session_progress)
@@ -190,12 +191,14 @@ class PromptPage(QWidget):
             return None
         if config is None and self._selected is not None:
             base = self._selected.config
-            config = ColumnConfig(base.model, base.adapter, base.adapter_on, base.params)
+            config = ColumnConfig(base.model, base.adapter, base.adapter_on, base.params, base.base_url)
         column = PromptColumn(letter_for(len(self.columns)), config or ColumnConfig())
         column.sig_selected.connect(self.select_column)
         column.sig_remove_requested.connect(self.remove_column)
         column.sig_adapter_chosen.connect(self.offer_trained_system_prompt)
         column.sig_hub_requested.connect(self.open_hub_dialog)
+        column.sig_models_requested.connect(self.list_models)
+        column.source_combo.currentIndexChanged.connect(lambda _, c=column: self._offer_recent_server(c))
         column.rating_bar.sig_thumbs.connect(lambda value, c=column: self.rate(c, "thumbs", value))
         column.rating_bar.sig_score.connect(lambda value, c=column: self.rate(c, "score", value))
         column.rating_bar.sig_better.connect(lambda c=column: self.pick_better(c))
@@ -270,6 +273,63 @@ class PromptPage(QWidget):
             column.render_now()
         self._update_rating_bars()
 
+    # -- remote columns --------------------------------------------------------------------------
+
+    def _offer_recent_server(self, column: PromptColumn) -> None:
+        """A column switched to a server starts on the last server used (its key from the key store)."""
+        recent = remote_keys.recent(self._context.load_settings())
+        if column.is_remote and not column.url_edit.text() and recent:
+            column.set_server(recent[0]["base_url"], recent[0]["model"])
+
+    def list_models(self, column: PromptColumn) -> None:
+        """Asks the engine session (never this thread) for the models the column's server lists."""
+        remote = column.config.target_fields().get("remote")
+        if not remote:
+            return
+        if self.session.is_busy():
+            self.status.show_message("Wait for the answers to finish, then list the server's models.", error=True)
+            return
+        self._model_lists[self.session.list_models(remote)] = column
+        self.status.show_message(f"Column {column.letter}: asking {column.config.base_url} for its models…")
+
+    def _on_models_listed(self, request_id: str, data: dict | None, error: str = "") -> bool:
+        column = self._model_lists.pop(request_id, None)
+        if column is None:
+            return False
+        models = [str(m) for m in (data or {}).get("models") or []]
+        if error or not models:
+            self.status.show_message(f"Column {column.letter}: {error or 'the server lists no models'}", error=True)
+            return True
+        column.set_server_models(models)
+        self._remember_server(column)
+        self.status.show_message(f"Column {column.letter}: {len(models)} model(s) at {column.config.base_url}.")
+        return True
+
+    def _remember_server(self, column: PromptColumn) -> None:
+        """Settings keep the server's URL, model and whether it has a key, never the key."""
+        settings = self._context.load_settings()
+        try:
+            self._context.save_settings(remote_keys.remember(settings, column.config.base_url, column.config.model))
+        except OSError as exc:
+            self.status.show_message(f"Could not save the settings: {exc}", error=True)
+
+    def _remote_problem(self, column: PromptColumn) -> str:
+        config = column.config
+        if not config.base_url:
+            return "" if not column.is_remote else "type the server's URL, e.g. http://127.0.0.1:11434/v1"
+        if not config.model:
+            return "pick the server's model (↻ lists them)"
+        if config.params.json_schema:
+            return "a JSON schema works with local models only; clear it for this column"
+        return ""
+
+    def _refuse_remote_problems(self) -> bool:
+        """Shows the first remote column that cannot run yet; True when there is one."""
+        problems = [f"Column {c.letter}: {p}" for c in self.columns if (p := self._remote_problem(c))]
+        if problems:
+            self.status.show_message(problems[0], error=True)
+        return bool(problems)
+
     # -- adapters ------------------------------------------------------------------------------
 
     def offer_trained_system_prompt(self, adapter_dir: str) -> None:
@@ -315,8 +375,8 @@ class PromptPage(QWidget):
         """The generate request (without id) for one column; history as it is before ``text``
         is added."""
         config = column.config
-        request = {"model": config.model or "default", "adapter": config.active_adapter, "mode": self.mode(),
-                   "params": config.params.to_wire(), "top_logprobs": TOP_LOGPROBS}
+        request = {**config.target_fields(), "mode": self.mode(), "params": config.params.to_wire(),
+                   "top_logprobs": TOP_LOGPROBS}
         if self.mode() == CHAT:
             request["messages"] = column.conversation.messages(self.system_edit.toPlainText()) + [
                 {"role": "user", "content": text}]
@@ -335,8 +395,10 @@ class PromptPage(QWidget):
             self.status.show_message("Seed: use a whole number, or leave it empty for a random answer.",
                                      error=True)
             return
+        if self._refuse_remote_problems():
+            return
         problems = [f"Column {c.letter}: JSON schema: {p}" for c in self.columns
-                    if (p := schema_problem(c.config.params.json_schema))]
+                     if (p := schema_problem(c.config.params.json_schema))]
         if problems:
             self.status.show_message(problems[0], error=True)
             return
@@ -347,6 +409,8 @@ class PromptPage(QWidget):
             answer.mode, answer.config = request["mode"], column.config.describe()
             self._requests[self.session.generate(request)] = (column, answer)
             column.render_now()
+            if column.config.base_url:
+                self._remember_server(column)
         if self.mode() == CHAT:
             self.prompt_edit.clear()
         self.status.show_message("Starting the engine…" if not self.session.is_running() else "Generating…")
@@ -367,7 +431,7 @@ class PromptPage(QWidget):
 
     def run_batch(self, items: list) -> None:
         """Every item through every column as session requests; rows fill the results table."""
-        if self.session.is_busy() or not items:
+        if self.session.is_busy() or not items or self._refuse_remote_problems():
             return
         rows = prompt_batch.rows_for_items(items, [(c.letter, c.config) for c in self.columns])
         self.suites_panel.show_rows(rows)
@@ -379,6 +443,8 @@ class PromptPage(QWidget):
         """A suite or file column over every column, as a ``tunebench-engine batch`` job."""
         if self.is_busy() or self.batch_runner.is_running():
             self.status.show_message("Wait for the answers (or the endpoint) to finish first.", error=True)
+            return
+        if self._refuse_remote_problems():
             return
         self.suites_panel.begin(items * len(self.columns))
         self.suites_panel.set_batch_running(True)
@@ -453,7 +519,7 @@ class PromptPage(QWidget):
             column.schedule_render()
 
     def _on_session_result(self, request_id: str, data: dict) -> None:
-        if self._on_batch_answer(request_id, data):
+        if self._on_models_listed(request_id, data) or self._on_batch_answer(request_id, data):
             return
         column, answer = self._requests.pop(request_id, (None, None))
         if column is None:
@@ -467,7 +533,7 @@ class PromptPage(QWidget):
                                      else "Done: " + "; ".join(self._column_summaries()))
 
     def _on_session_request_error(self, request_id: str, message: str) -> None:
-        if self._on_batch_answer(request_id, None, message):
+        if self._on_models_listed(request_id, None, message) or self._on_batch_answer(request_id, None, message):
             return
         column, answer = self._requests.pop(request_id, (None, None))
         if column is None:
@@ -547,6 +613,8 @@ class PromptPage(QWidget):
         column = self._selected or (self.columns[0] if self.columns else None)
         if column is None:
             return "A", "default", ""
+        if column.config.base_url:  # the endpoint serves a local model; a server serves itself
+            return column.letter, "default", ""
         return column.letter, column.config.model or "default", column.config.active_adapter
 
     def is_busy(self) -> bool:

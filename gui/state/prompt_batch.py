@@ -56,8 +56,8 @@ def rows_for_items(items: list[prompt_suites.Item], columns: list[tuple[str, Any
     rows = []
     for item in items:
         for letter, config in columns:
-            request = {"model": config.model or "default", "adapter": config.active_adapter, "mode": item.mode,
-                       "params": config.params.to_wire(), "top_logprobs": top_logprobs}
+            request = {**config.target_fields(), "mode": item.mode, "params": config.params.to_wire(),
+                       "top_logprobs": top_logprobs}
             if item.mode == "chat":
                 request["messages"] = item.messages
             else:

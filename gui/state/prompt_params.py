@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.schema import knob
 from engine.infer.params import SamplingParams
+from gui.state import remote_keys
 
 GREEDY_HELP = "Always pick the most likely token (temperature 0): repeatable, often repetitive."
 
@@ -88,17 +89,29 @@ def format_stop(stop: tuple[str, ...]) -> str:
 
 @dataclass
 class ColumnConfig:
-    """One side-by-side column: what runs (model, adapter, adapter on/off) and how it samples."""
+    """One side-by-side column: what runs (model, adapter, adapter on/off) and how it samples.
+    With a ``base_url`` an OpenAI-compatible server answers and ``model`` is its model id."""
 
     model: str = "default"
     adapter: str = ""
     adapter_on: bool = True
     params: Params = field(default_factory=lambda: PRESETS[DEFAULT_PRESET])
+    base_url: str = ""
 
     @property
     def active_adapter(self) -> str:
-        return self.adapter if self.adapter_on else ""
+        return "" if self.base_url or not self.adapter_on else self.adapter
+
+    def target_fields(self) -> dict[str, Any]:
+        """The session request's fields that say what answers: a local model and adapter, or a
+        server with its key (the key goes to the engine over its stdin pipe, never to a file)."""
+        if not self.base_url:
+            return {"model": self.model or "default", "adapter": self.active_adapter}
+        return {"model": self.model, "adapter": "",
+                "remote": {"base_url": self.base_url, "api_key": remote_keys.get(self.base_url)}}
 
     def describe(self) -> dict[str, Any]:
-        """What ratings and result tables record about this configuration."""
-        return {"model": self.model or "default", "adapter": self.active_adapter, "params": self.params.to_wire()}
+        """What ratings and result tables record about this configuration (never a key)."""
+        where = {"base_url": self.base_url} if self.base_url else {}
+        return {"model": self.model or ("" if self.base_url else "default"), "adapter": self.active_adapter,
+                **where, "params": self.params.to_wire()}

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.core import paths, protocol, workspace
 from gui.engine_client import EngineClient
+from gui.state import remote_keys
 from gui.state.prompt_batch import BatchRow
 from gui.state.prompt_params import ColumnConfig
 
@@ -24,12 +25,31 @@ EnvFactory = Callable[[], dict[str, str]]
 
 
 def write_configs(columns: list[tuple[str, ColumnConfig]]) -> Path:
-    """The columns as a batch configuration file (JSON list), written atomically to the cache."""
-    entries = [{"name": letter, "model": config.model or "default", "adapter": config.active_adapter,
-                "params": config.params.to_wire()} for letter, config in columns]
+    """The columns as a batch configuration file (JSON list), written atomically to the cache.
+    A remote column names its key's environment variable (:func:`key_env`), never the key."""
+    entries = [_config_entry(letter, config) for letter, config in columns]
     path = paths.cache_dir() / "batch-configs" / f"{uuid.uuid4().hex}.json"
     workspace.atomic_write_json(path, entries)
     return path
+
+
+def _config_entry(letter: str, config: ColumnConfig) -> dict[str, Any]:
+    if not config.base_url:
+        return {"name": letter, "model": config.model or "default", "adapter": config.active_adapter,
+                "params": config.params.to_wire()}
+    return {"name": letter, "model": config.model, "base_url": config.base_url,
+            "api_key_env": key_variable(letter), "params": config.params.to_wire()}
+
+
+def key_variable(letter: str) -> str:
+    return f"TUNEBENCH_REMOTE_KEY_{letter}"
+
+
+def key_env(columns: list[tuple[str, ColumnConfig]]) -> dict[str, str]:
+    """The remote columns' keys for the batch process's environment (not its command line, which
+    other users of the machine can read)."""
+    return {key_variable(letter): remote_keys.get(config.base_url) for letter, config in columns
+            if config.base_url}
 
 
 def row_from_engine(row: dict[str, Any]) -> BatchRow:
@@ -65,7 +85,7 @@ class BatchRunner(QObject):
         self._config_file = write_configs(columns)
         self._result = {}
         argv = self._command() + ["batch", "--json", *source_args, "--config", str(self._config_file)]
-        self.client.start(argv, self._env())
+        self.client.start(argv, {**self._env(), **key_env(columns)})
 
     def cancel(self) -> None:
         self.client.cancel()

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMenu,
     QPushButton,
     QTextBrowser,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import fit_estimate
+from gui.state import remote_keys
 from gui.state.prompt_conversation import TOKEN_LINK, Conversation, render_html, token_tooltip
 from gui.state.prompt_params import ColumnConfig, Params
 from gui.widgets.form_fields import ValueCombo
@@ -35,6 +37,9 @@ def model_items() -> list[tuple[str, str]]:
     return [*MODEL_ITEMS, *((name, name) for name in fit_estimate.prepared_models())]
 
 NO_ADAPTER = ("None (base model)", "")
+LOCAL, SERVER = "local", "server"
+SERVER_HELP = ("An OpenAI-compatible server that already serves a model: Ollama (http://127.0.0.1:11434/v1), "
+               "LM Studio (http://127.0.0.1:1234/v1), llama-server, vLLM or Tunebench's own endpoint.")
 RENDER_INTERVAL_MS = 40  # redraw at most ~25 times a second while tokens stream in
 
 
@@ -45,6 +50,7 @@ class PromptColumn(QFrame):
     sig_remove_requested = Signal(object)
     sig_adapter_chosen = Signal(str)  # an adapter folder picked in this column
     sig_hub_requested = Signal(object)  # this column: open "Browse the Hub…" for its model
+    sig_models_requested = Signal(object)  # this column: list the models of its server
 
     def __init__(self, letter: str, config: ColumnConfig, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -70,7 +76,7 @@ class PromptColumn(QFrame):
         self.model_combo.setToolTip("'default' is the bundled SmolLM2-135M-Instruct; type a local "
                                     "Hugging Face folder or a .gguf file to use another model.")
         self.model_combo.setMinimumContentsLength(4)  # four columns must fit beside the side panel
-        self.model_combo.set_value(self.config.model)
+        self.model_combo.set_value("default" if self.config.base_url else self.config.model)
         self.model_combo.lineEdit().setCursorPosition(0)  # show the start of a long name
         self.browse_button = QToolButton(text="…", toolTip="Use a local Hugging Face model folder or a .gguf file, "
                                          "or download one from the Hugging Face Hub")
@@ -94,15 +100,58 @@ class PromptColumn(QFrame):
         self.view.setOpenLinks(False)
         self.view.setPlaceholderText("Answers stream in here.")
         self.view.highlighted.connect(self._on_view_highlighted)
+        self._build_server_widgets()
         self.model_combo.currentTextChanged.connect(self._on_config_edited)
         self.adapter_combo.currentIndexChanged.connect(self._on_config_edited)
         self.adapter_switch.toggled.connect(self._on_config_edited)
 
         header = QHBoxLayout()
         header.addWidget(self.select_button)
-        header.addStretch(1)
+        header.addWidget(self.source_combo, 1)
         header.addWidget(self.remove_button)
-        pickers = QGridLayout()
+        self.rating_bar = RatingBar()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(header)
+        layout.addWidget(self._local_pickers())
+        layout.addWidget(self._server_pickers())
+        layout.addWidget(self.params_label)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.rating_bar)
+        self.set_params(self.config.params)
+        self._show_source()
+
+    def _build_server_widgets(self) -> None:
+        self.source_combo = QComboBox()
+        self.source_combo.addItem("Local model", LOCAL)
+        self.source_combo.addItem("OpenAI-compatible server", SERVER)
+        self.source_combo.setToolTip("What answers in this column: a model on this computer, or " + SERVER_HELP)
+        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source_combo.setMinimumContentsLength(0)  # four columns must still fit beside the side panel
+        self.source_combo.setCurrentIndex(1 if self.config.base_url else 0)
+        self.url_edit = QLineEdit(self.config.base_url, placeholderText="http://127.0.0.1:11434/v1")
+        self.url_edit.setToolTip(SERVER_HELP)
+        self.key_edit = QLineEdit(remote_keys.get(self.config.base_url) if self.config.base_url else "",
+                                  placeholderText="API key (optional)", echoMode=QLineEdit.EchoMode.Password)
+        self.key_edit.setToolTip("Kept in the system keyring when there is one, never in Tunebench's settings.")
+        self.list_button = QToolButton(text="↻", toolTip="List the models this server serves (/v1/models)")
+        self.server_model_combo = QComboBox(editable=True)
+        self.server_model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.server_model_combo.setMinimumContentsLength(4)
+        self.server_model_combo.lineEdit().setPlaceholderText("press ↻ to list")
+        if self.config.base_url and self.config.model:
+            self.server_model_combo.addItem(self.config.model)
+        self.key_note = QLabel(remote_keys.SESSION_ONLY_NOTE, objectName="hint", wordWrap=True)
+        self.source_combo.currentIndexChanged.connect(self._on_source_changed)
+        self.url_edit.editingFinished.connect(self._on_url_edited)
+        self.key_edit.editingFinished.connect(self._on_key_edited)
+        self.list_button.clicked.connect(self._on_list_clicked)
+        self.server_model_combo.currentTextChanged.connect(self._on_config_edited)
+
+    def _local_pickers(self) -> QWidget:
+        self.local_box = QWidget()
+        pickers = QGridLayout(self.local_box)
+        pickers.setContentsMargins(0, 0, 0, 0)
         pickers.addWidget(QLabel("Model"), 0, 0)
         pickers.addWidget(self.model_combo, 0, 1)
         pickers.addWidget(self.browse_button, 0, 2)
@@ -110,15 +159,22 @@ class PromptColumn(QFrame):
         pickers.addWidget(self.adapter_combo, 1, 1)
         pickers.addWidget(self.adapter_switch, 1, 2)
         pickers.setColumnStretch(1, 1)
-        self.rating_bar = RatingBar()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(header)
-        layout.addLayout(pickers)
-        layout.addWidget(self.params_label)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.rating_bar)
-        self.set_params(self.config.params)
+        return self.local_box
+
+    def _server_pickers(self) -> QWidget:
+        self.server_box = QWidget()
+        pickers = QGridLayout(self.server_box)
+        pickers.setContentsMargins(0, 0, 0, 0)
+        pickers.addWidget(QLabel("URL"), 0, 0)
+        pickers.addWidget(self.url_edit, 0, 1, 1, 2)
+        pickers.addWidget(QLabel("Key"), 1, 0)
+        pickers.addWidget(self.key_edit, 1, 1, 1, 2)
+        pickers.addWidget(QLabel("Model"), 2, 0)
+        pickers.addWidget(self.server_model_combo, 2, 1)
+        pickers.addWidget(self.list_button, 2, 2)
+        pickers.addWidget(self.key_note, 3, 0, 1, 3)
+        pickers.setColumnStretch(1, 1)
+        return self.server_box
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -136,14 +192,42 @@ class PromptColumn(QFrame):
 
     def set_params(self, params: Params) -> None:
         self.config.params = params
-        self.params_label.setText(params.summary())
+        self._show_params()
+
+    def _show_params(self) -> None:
+        # A server takes OpenAI's parameters only; the line says so instead of hiding the others.
+        local_only = " (top-k, min-p, repetition penalty: local only)" if self.is_remote else ""
+        self.params_label.setText(self.config.params.summary() + local_only)
 
     def set_selected(self, selected: bool) -> None:
         self.select_button.setChecked(selected)
 
+    @property
+    def is_remote(self) -> bool:
+        return self.source_combo.currentData() == SERVER
+
+    def set_server(self, base_url: str, model: str = "") -> None:
+        """Makes this a remote column on ``base_url`` (its key comes from the key store)."""
+        self.source_combo.setCurrentIndex(1)
+        self.url_edit.setText(base_url)
+        self._on_url_edited()
+        if model:
+            self.set_server_models([model], model)
+
+    def set_server_models(self, models: list[str], current: str = "") -> None:
+        """Offers the server's models; keeps the current choice when it is still listed."""
+        keep = current or self.server_model_combo.currentText()
+        self.server_model_combo.blockSignals(True)
+        self.server_model_combo.clear()
+        self.server_model_combo.addItems(models)
+        self.server_model_combo.setCurrentIndex(models.index(keep) if keep in models else 0 if models else -1)
+        self.server_model_combo.blockSignals(False)
+        self._on_config_edited()
+
     def set_busy(self, busy: bool) -> None:
         for widget in (self.model_combo, self.browse_button, self.adapter_combo, self.adapter_switch,
-                       self.remove_button):
+                       self.remove_button, self.source_combo, self.url_edit, self.key_edit, self.list_button,
+                       self.server_model_combo):
             widget.setEnabled(not busy)
         if not busy:
             self.adapter_switch.setEnabled(bool(self.config.adapter))
@@ -163,7 +247,46 @@ class PromptColumn(QFrame):
         if path:
             self.model_combo.set_value(path)
 
+    def _show_source(self) -> None:
+        remote = self.is_remote
+        self.local_box.setVisible(not remote)
+        self.server_box.setVisible(remote)
+        self.key_note.setVisible(remote and not remote_keys.persistent())
+        self._show_params()
+
+    def _on_source_changed(self) -> None:
+        self._show_source()
+        self._on_config_edited()
+
+    def _typed_url(self) -> str:
+        return self.url_edit.text().strip().rstrip("/")
+
+    def _on_url_edited(self) -> None:
+        """Another server: its key (if one is kept) replaces the one shown."""
+        url = self._typed_url()
+        if url != self.url_edit.text():
+            self.url_edit.setText(url)
+        if url != self.config.base_url:
+            self.key_edit.setText(remote_keys.get(url) if url else "")
+        self._on_config_edited()
+
+    def _on_key_edited(self) -> None:
+        url = self._typed_url()
+        if url and self.key_edit.text() != remote_keys.get(url):
+            remote_keys.store(url, self.key_edit.text())
+
+    def _on_list_clicked(self) -> None:
+        self._on_key_edited()  # first: the key typed belongs to the URL typed
+        self._on_url_edited()
+        if self.config.base_url:
+            self.sig_models_requested.emit(self)
+
     def _on_config_edited(self) -> None:
+        if self.is_remote:
+            self.config.base_url = self._typed_url()
+            self.config.model = self.server_model_combo.currentText().strip()
+            return
+        self.config.base_url = ""
         self.config.model = self.model_combo.value() or "default"
         adapter = str(self.adapter_combo.currentData() or "")
         chosen = adapter and adapter != self.config.adapter

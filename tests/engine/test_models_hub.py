@@ -200,7 +200,6 @@ def test_a_gated_repo_is_one_line_saying_what_to_do(fake_hub, engine_env, engine
 
 def test_login_stores_the_token_in_the_keyring_and_a_gated_download_uses_it(fake_hub, engine_env, engine_argv,
                                                                              tmp_path):
-    pytest.importorskip("keyring")  # the optional hub-token extra
     keyring_file = tmp_path / "keyring.json"
     env = {**hub_env(engine_env, fake_hub), "PYTHON_KEYRING_BACKEND": "file_keyring.FileKeyring",
            "TUNEBENCH_TEST_KEYRING": str(keyring_file),
