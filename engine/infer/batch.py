@@ -38,7 +38,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.core import errors, paths, protocol, untrusted, workspace
 from engine.core.job import Job
@@ -237,32 +237,37 @@ def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job:
         for number, item in enumerate(items):
             progress.add(_row(number, item, config, config.model, None, exc.message))
         return
-    for number, item in enumerate(items):
-        try:
-            ids = prompt_ids(target.tokenizer, item.mode, with_trained_system(item.messages, target), item.text)
-            outcome = run_on(target, ids, config.params, 0, job.control.cancelled, None)
-        except errors.EngineError as exc:
-            progress.add(_row(number, item, config, target.label, None, exc.message))
-            continue
-        if outcome.finish_reason == "cancelled":
-            return
-        progress.add(_row(number, item, config, target.label, outcome))
+    def answer(item: prompt_suites.Item) -> Any:
+        ids = prompt_ids(target.tokenizer, item.mode, with_trained_system(item.messages, target), item.text)
+        return run_on(target, ids, config.params, 0, job.control.cancelled, None)
+
+    _answer_each(items, config, target.label, progress, answer)
 
 
 def _run_remote(server: remote.Server, config: Config, items: list[prompt_suites.Item], job: Job,
                 progress: _Progress) -> None:
-    """Every item through an OpenAI-compatible server; a failed item is a row with the one-line reason."""
+    """Every item through an OpenAI-compatible server."""
     job.channel.send(protocol.progress(len(progress.rows), progress.total, stage=f"asking {server.base_url}"))
+
+    def answer(item: prompt_suites.Item) -> Any:
+        return remote.generate(server, config.model, item.mode, item.messages, item.text, config.params,
+                               job.control.cancelled, None)
+
+    _answer_each(items, config, config.model, progress, answer)
+
+
+def _answer_each(items: list[prompt_suites.Item], config: Config, label: str, progress: _Progress,
+                 answer: Callable[[prompt_suites.Item], Any]) -> None:
+    """A row per item; an item that fails is a row with the one-line reason, and a cancel ends the loop."""
     for number, item in enumerate(items):
         try:
-            outcome = remote.generate(server, config.model, item.mode, item.messages, item.text, config.params,
-                                      job.control.cancelled, None)
+            outcome = answer(item)
         except errors.EngineError as exc:
-            progress.add(_row(number, item, config, config.model, None, exc.message))
+            progress.add(_row(number, item, config, label, None, exc.message))
             continue
         if outcome.finish_reason == "cancelled":
             return
-        progress.add(_row(number, item, config, config.model, outcome))
+        progress.add(_row(number, item, config, label, outcome))
 
 
 def with_trained_system(messages: list[dict[str, Any]], target: Any) -> list[dict[str, Any]]:
