@@ -22,6 +22,7 @@ from engine.eval import perplexity
 from engine.eval.examples import EvalExample
 from engine.eval.metrics import score_multiple_choice
 from engine.infer import structured
+from engine.infer.decode import eos_ids
 from engine.infer.generate import base_for_adapter, resolve_adapter
 from engine.runtime import models
 
@@ -150,25 +151,18 @@ def generate_batched(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_
         width = max(len(ids[i]) for i in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=device)
         attention = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=device)
-        constraint = structured.BatchJsonConstraint(tokenizer, json_schema, len(batch), eos_ids(model, tokenizer))
+        constraints = ([structured.BatchJsonConstraint(tokenizer, json_schema, len(batch), eos_ids(model, tokenizer))]
+                       if json_schema else None)
         with torch.inference_mode():
             generated = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=False,
                                        max_new_tokens=max_new_tokens, pad_token_id=pad, temperature=None,
                                        top_p=None, top_k=None,
-                                       logits_processor=[constraint] if json_schema else None)
+                                       logits_processor=constraints)
         for row, i in enumerate(batch):
             outputs[i] = tokenizer.decode(generated[row, width:], skip_special_tokens=True).strip()
         if on_rows:
             on_rows(len(batch))
     return outputs
-
-
-def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token id that ends an answer: the generation config's (one id or several) and the
-    tokenizer's."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured]
-    return sorted({int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 def _check_cancel(cancelled: threading.Event) -> None:

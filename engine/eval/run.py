@@ -144,7 +144,8 @@ class Runner:
         self.eta = Eta(per_model * models)
         self.label = ""
         self._last_tenth = 0
-        self.json_schema = ""  # "", "any" or a schema's text: generated answers are held to it
+        # "", "any" or a schema's text, read now: a bad schema file fails before any model loads.
+        self.json_schema = structured.from_flag(spec.json_schema)
 
     def progress(self, stage: str) -> Any:
         def on_rows(rows: int) -> None:
@@ -229,7 +230,6 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
     log.info("Evaluating %d models on %s (%s, %d rows) on %s: %s", len(refs), version.ref, split,
              len(examples), device_name, ", ".join(names))
     runner = Runner(spec, names, examples, len(refs), job)
-    runner.json_schema = structured.from_flag(spec.json_schema)  # a bad schema fails before any model loads
     systems = system_prompts(spec, refs)
     outputs: dict[str, ModelOutputs] = {}
     for step, ref in enumerate(refs):

@@ -119,7 +119,7 @@ class Decoder:
         self.device = device
         self.lock = threading.Lock()
         self.model = model
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
 
     @property
     def model(self) -> Any:
@@ -263,7 +263,9 @@ def _rate(count: int, started: float, first_at: float | None, ended: float) -> f
     return (count - 1) / (ended - first_at)
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every token id that ends an answer: the generation config's (one id or several), then the
+    tokenizer's."""
     ids: list[int] = []
     config = getattr(model, "generation_config", None)
     for value in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id):

@@ -178,7 +178,8 @@ def _install(repo_id: str, commit: str, selection: hub_files.Selection, staging:
     gguf = selection.gguf
     if gguf is not None:
         model_files.check_gguf(staging / gguf.name)
-        return models.prepare(str(staging / gguf.name))  # converted once into the cache, like a local GGUF
+        # Converted once, into the download's own name, so that owner/name finds it like any other.
+        return models.convert_gguf(staging / gguf.name, target)
     model_files.check_folder(staging)
     atomic_write_json(staging / models.MARKER, {"name": target.name, "source": f"hub:{repo_id}@{commit}",
                                                 "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S")})

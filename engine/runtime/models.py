@@ -111,10 +111,16 @@ def prepare(spec: str) -> Path:
     return _convert_gguf(source)
 
 
-def _convert_gguf(source: ModelSource) -> Path:
+def convert_gguf(file: Path, target: Path) -> Path:
+    """Converts a GGUF ``file`` into the Hugging Face folder ``target`` (a Hub download's own
+    name, where a local file's copy is named by its path and stamp)."""
+    return _convert_gguf(ModelSource(target.name, "gguf", file.resolve()), target)
+
+
+def _convert_gguf(source: ModelSource, target: Path | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = source.prepared_dir
+    target = target or source.prepared_dir
     log.info("Converting %s from GGUF to safetensors (once; about 30 s for 135M parameters)...", source.name)
     started = time.monotonic()
     kwargs = {"gguf_file": source.path.name}

@@ -317,6 +317,9 @@ def test_a_gguf_repo_downloads_one_file_and_converts_it_for_the_pickers(fake_hub
     code, listed = run(engine_argv, env, "models", "list")
     assert result["model"] in [row["name"] for row in of_type(listed, "result")[0]["data"]["models"]]
     assert AutoModelForCausalLM.from_pretrained(result["path"]).config.hidden_size == 64
+    assert result["model"] == "tiny-org--tiny-gguf"  # the name owner/name resolves to
+    code, again = run(engine_argv, env, "models", "download", "tiny-org/tiny-gguf", "--include", "*f32.gguf")
+    assert code == 0 and of_type(again, "result")[0]["data"]["downloaded_bytes"] == 0  # found, not fetched
 
 
 def test_a_gguf_download_needs_room_for_its_conversion_too(tmp_path, monkeypatch):
