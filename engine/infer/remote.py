@@ -42,8 +42,12 @@ def normalise_url(url: str) -> str:
     path every OpenAI-compatible server serves (Ollama's and LM Studio's addresses are often
     given without it)."""
     url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # reading it checks the port: urlsplit alone accepts "host:abc"
+    except ValueError:  # "http://[::1" or a port that is not a number
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise errors.usage(f"base_url: must look like http://host:port/v1, not {url!r}")
     return url if parts.path else url + "/v1"
 

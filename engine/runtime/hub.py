@@ -93,6 +93,8 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
             raise errors.not_found(f"{what}: the Hub refused access (HTTP {status}); "
                                    + _gated_message("if the model is gated", repo_id)) from None
         raise EngineError(protocol.ExitCode.FAILED, f"{what}: the Hub answered HTTP {status or '?'}") from None
+    except hub.HFValidationError as exc:  # a malformed repository id or revision
+        raise errors.usage(f"{what}: {_first_line(exc)}") from None
     except hub.OfflineModeIsEnabled:
         raise errors.usage(f"{what}: offline mode is on (HF_HUB_OFFLINE=1); unset it to use the Hub") from None
     except OSError as exc:

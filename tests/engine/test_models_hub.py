@@ -342,3 +342,10 @@ def test_fit_labels_follow_the_memory_and_the_device():
     gpu = fit_estimate.fit_labels(shape, 24, "cuda")
     assert gpu["inference"]["gb"] == pytest.approx(2.0, abs=0.2)  # bf16 weights, no CPU runtime
     assert gpu["qlora"]["gb"] < gpu["lora"]["gb"] < gpu["full"]["gb"]
+
+
+def test_a_malformed_repository_id_is_one_usage_line(fake_hub, engine_env, engine_argv):
+    code, messages = run(engine_argv, hub_env(engine_env, fake_hub), "models", "card", "not a/valid id")
+    assert code == protocol.ExitCode.USAGE, messages
+    error = of_type(messages, "error")[0]["message"]
+    assert "not a/valid id" in error and "\n" not in error and "Traceback" not in error

@@ -156,3 +156,13 @@ def test_bad_json_and_a_silent_server_are_one_line_errors(broken, engine_argv, e
     bad_json = of(messages, "j", "error")[0]["message"]
     assert bad_json.startswith(f"{broken}: the answer is not OpenAI-compatible JSON") and "\n" not in bad_json
     assert of(messages, "t", "error")[0]["message"] == f"{broken}: no answer within 1 s (timed out)"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:port/v1", "ftp://127.0.0.1/v1", "127.0.0.1:8000"])
+def test_a_malformed_base_url_is_one_usage_line(url: str) -> None:
+    from engine.core.errors import EngineError
+    from engine.infer import remote
+
+    with pytest.raises(EngineError) as caught:
+        remote.normalise_url(url)
+    assert caught.value.code == protocol.ExitCode.USAGE and caught.value.message.startswith("base_url:")
