@@ -30,3 +30,13 @@ def usage(message: str) -> EngineError:
 
 def missing_dependency(message: str) -> EngineError:
     return EngineError(ExitCode.MISSING_DEPENDENCY, message)
+
+
+def one_line(value: object, *, last: bool = False, limit: int = 200) -> str:
+    """A library's message (often several lines) as one clipped line: its first non-blank line,
+    or with ``last`` its last (the Hub's client puts the detail last); the exception's type name
+    when the message is empty."""
+    lines = [line.strip() for line in str(value).splitlines() if line.strip()]
+    if not lines:
+        return type(value).__name__
+    return (lines[-1] if last else lines[0])[:limit]

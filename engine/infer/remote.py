@@ -188,15 +188,15 @@ def _one_line_error(server: Server, exc: Exception) -> errors.EngineError:
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return errors.not_found(f"{url}: no answer within {server.timeout_s:g} s (timed out)")
     if isinstance(exc, openai.APIConnectionError):
-        return errors.not_found(f"cannot reach {url}: {_first_line(exc.__cause__ or exc)}")
+        return errors.not_found(f"cannot reach {url}: {errors.one_line(exc.__cause__ or exc)}")
     if isinstance(exc, httpx.HTTPError):
-        return errors.invalid_input(f"{url}: the connection broke mid-answer: {_first_line(exc)}")
+        return errors.invalid_input(f"{url}: the connection broke mid-answer: {errors.one_line(exc)}")
     if isinstance(exc, openai.NotFoundError):
-        return errors.not_found(f"{url}: 404 not found: {_first_line(_server_message(exc))}")
+        return errors.not_found(f"{url}: 404 not found: {errors.one_line(_server_message(exc))}")
     if isinstance(exc, openai.APIStatusError):
-        return errors.invalid_input(f"{url}: HTTP {exc.status_code}: {_first_line(_server_message(exc))}")
+        return errors.invalid_input(f"{url}: HTTP {exc.status_code}: {errors.one_line(_server_message(exc))}")
     return errors.invalid_input(f"{url}: the answer is not OpenAI-compatible JSON ({type(exc).__name__}: "
-                                f"{_first_line(exc)})")
+                                f"{errors.one_line(exc)})")
 
 
 def _server_message(exc: Any) -> str:
@@ -207,6 +207,3 @@ def _server_message(exc: Any) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
-def _first_line(value: Any) -> str:
-    lines = [line.strip() for line in str(value).splitlines() if line.strip()]
-    return (lines[0] if lines else type(value).__name__)[:300]

@@ -86,7 +86,7 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
     except hub.LocalEntryNotFoundError as exc:  # huggingface_hub's word for "could not ask the Hub"
         raise _network_error(exc, what) from None
     except hub.EntryNotFoundError as exc:
-        raise errors.not_found(f"{what}: a file is missing on the Hub ({_first_line(exc)})") from None
+        raise errors.not_found(f"{what}: a file is missing on the Hub ({errors.one_line(exc, last=True)})") from None
     except hub.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
         if status in (401, 403):
@@ -94,14 +94,15 @@ def hub_errors(repo_id: str = "") -> Iterator[None]:
                                    + _gated_message("if the model is gated", repo_id)) from None
         raise EngineError(protocol.ExitCode.FAILED, f"{what}: the Hub answered HTTP {status or '?'}") from None
     except hub.HFValidationError as exc:  # a malformed repository id or revision
-        raise errors.usage(f"{what}: {_first_line(exc)}") from None
+        raise errors.usage(f"{what}: {errors.one_line(exc, last=True)}") from None
     except hub.OfflineModeIsEnabled:
         raise errors.usage(f"{what}: offline mode is on (HF_HUB_OFFLINE=1); unset it to use the Hub") from None
     except OSError as exc:
         if exc.errno is not None:
             raise  # a local failure (a full disk): the CLI words it
         # huggingface_hub's own, e.g. a file that arrived shorter than the Hub said.
-        raise EngineError(protocol.ExitCode.FAILED, f"{what}: {_first_line(exc)}; run it again") from None
+        detail = errors.one_line(exc, last=True)
+        raise EngineError(protocol.ExitCode.FAILED, f"{what}: {detail}; run it again") from None
     except Exception as exc:
         if type(exc).__module__.startswith(("httpx", "httpcore")):  # httpx2 too
             raise _network_error(exc, what) from None
@@ -118,13 +119,9 @@ def _gated_message(what: str, repo_id: str) -> str:
 
 def _network_error(exc: BaseException, what: str) -> EngineError:
     return EngineError(protocol.ExitCode.FAILED, f"{what}: cannot reach {endpoint()}; check the connection "
-                       f"({_first_line(exc)[:120]})")
+                       f"({errors.one_line(exc, last=True)[:120]})")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(exc).__name__  # the Hub's messages put the detail last
-    return text[:200]
 
 
 # -- search -----------------------------------------------------------------------------------
