@@ -34,8 +34,9 @@ class ToolOptions:
 def tool_options(args: argparse.Namespace) -> ToolOptions:
     # getattr: callers that build the namespace by hand (tests, older scripts) may leave these out.
     name = getattr(args, "ollama_create", None)
-    if name is not None and (not name.strip() or any(ch.isspace() for ch in name)):
-        raise errors.usage(f"ollama-create: {name!r} is not an Ollama model name (no spaces)")
+    if name is not None and not ollama.is_model_name(name):
+        raise errors.usage(f"ollama-create: {name!r} is not an Ollama model name: letters, digits, '.', '_' "
+                           "and '-', as in kettle-helper or me/kettle:v2")
     lmstudio_dir = None
     if getattr(args, "lmstudio", False) or getattr(args, "lmstudio_dir", None):
         if args.out:

@@ -40,7 +40,8 @@ class Cancelled(Exception):
 
 def cmd_export(args: argparse.Namespace, job: Job) -> int:
     tools = for_tools.tool_options(args)
-    if tools.wants_gguf:  # Ollama and LM Studio load GGUF files only
+    if tools.wants_gguf and args.format != "gguf":  # Ollama and LM Studio load GGUF files only
+        log.info("Writing GGUF, not %s: Ollama and LM Studio load GGUF files only", args.format)
         args.format = "gguf"
     outtype = args.outtype or "f16"
     allowed = MERGED_TYPES if args.format == "merged" else export_gguf.OUTTYPES

@@ -102,6 +102,15 @@ def create_command(name: str, modelfile: Path) -> list[str]:
     return ["ollama", "create", name, "-f", str(modelfile)]
 
 
+# [host/][namespace/]model[:tag], as `ollama create` accepts them.
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+NAME = re.compile(rf"(?:{_PART}/){{0,2}}{_PART}(?::[A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})?")
+
+
+def is_model_name(name: str) -> bool:
+    return NAME.fullmatch(name) is not None
+
+
 def suggested_name(run_name: str) -> str:
     """An Ollama model name from the run's name: Ollama's names are lowercase letters, digits,
     dots, dashes and underscores."""

@@ -463,6 +463,11 @@ def test_names_for_lmstudio_and_ollama() -> None:
     assert lmstudio.target(Path("models"), "my run: v2/final", "q8_0") == \
         Path("models") / "tunebench" / "my-run-v2-final" / "my-run-v2-final-q8_0.gguf"
     assert lmstudio.model_name("...") == "model"
+    for good in ("kettle", "Kettle_2.1", "me/kettle:v2", "host.example/me/kettle:latest"):
+        assert ollama.is_model_name(good), good
+    for bad in ("", "my kettle", "-kettle", "kettle:", "a/b/c/d", "kettle;rm", "kettle:v 2", "ké"):
+        assert not ollama.is_model_name(bad), bad
+    assert ollama.is_model_name(ollama.suggested_name("Kettle Helper v2!"))
 
 
 def test_tool_options_refuse_clashes_and_default_to_lm_studios_folder(tmp_path, monkeypatch) -> None:
@@ -479,7 +484,8 @@ def test_tool_options_refuse_clashes_and_default_to_lm_studios_folder(tmp_path, 
     assert options(lmstudio_dir=str(tmp_path / "m")).lmstudio_dir == tmp_path / "m"  # the folder implies --lmstudio
     assert options(ollama_create="kettle").ollama and not options().wants_gguf
     for given, words in (({"lmstudio": True, "out": "x.gguf"}, "give --lmstudio-dir instead of --out"),
-                         ({"ollama_create": "my kettle"}, "is not an Ollama model name")):
+                         ({"ollama_create": "my kettle"}, "is not an Ollama model name"),
+                         ({"ollama_create": "kettle;rm"}, "is not an Ollama model name")):
         with pytest.raises(errors.EngineError) as caught:
             options(**given)
         assert caught.value.code == protocol.ExitCode.USAGE and words in caught.value.message
