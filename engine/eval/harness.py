@@ -25,6 +25,7 @@ from typing import Any
 from engine.core import errors, paths, protocol, schema, workspace
 from engine.core.job import Job
 from engine.eval import generation as gen
+from engine.eval import harness_data
 from engine.eval.options import HarnessOptions
 from engine.eval.store import EXAMPLES, SUMMARY, finite, read_summary, write_examples
 from engine.runtime import device
@@ -35,6 +36,7 @@ HARNESS = "harness.json"
 DATA_TOKEN = "@DATA@"
 DEFAULT_TASK = "tunebench_review_sentiment"
 SCRATCH = "tunebench-harness-"
+SHIPPED = "shipped"
 
 
 def shipped_tasks() -> list[str]:
@@ -65,7 +67,7 @@ def check_yaml(path: Path, need_task: bool = True) -> list[str]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise errors.usage(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
     except (OSError, yaml.YAMLError, ValueError, ImportError, AttributeError) as exc:
-        raise errors.usage(f"{path}: cannot read the task config: {_first_line(exc)}") from None
+        raise errors.usage(f"{path}: cannot read the task config: {errors.one_line(exc)}") from None
     if not isinstance(config, dict):
         raise errors.usage(f"{path}: a task config is a YAML mapping with a 'task' field")
     task = config.get("task")
@@ -90,30 +92,34 @@ def _load_task_yaml(path: Path) -> Any:
     return load_yaml(path, resolve_func=False)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _include(options: HarnessOptions) -> tuple[Path | None, list[str]]:
-    """(the folder to include, the tasks a YAML file defines)."""
+def _include(options: HarnessOptions, scratch: Path) -> tuple[Path | None, list[str], dict[str, str]]:
+    """(the folder to include, the tasks a YAML file defines, the workspace datasets it reads)."""
     if not options.include:
-        return None, []
+        return None, [], {}
     path = Path(options.include).expanduser()
     if path.is_file():
-        return path.parent, check_yaml(path)
-    if path.is_dir():
+        tasks = check_yaml(path)
+    elif path.is_dir():
         for yaml_file in sorted(path.rglob("*.yaml")):
             check_yaml(yaml_file, need_task=False)
-        return path, []
-    raise errors.not_found(f"include: {path} does not exist")
+        tasks = []
+    else:
+        raise errors.not_found(f"include: {path} does not exist")
+    datasets: dict[str, str] = {}
+    if harness_data.uses_datasets(path):
+        path, datasets = harness_data.materialize(path, scratch)
+    return (path.parent if path.is_file() else path), tasks, datasets
 
 
-def build_tasks(options: HarnessOptions, resolved: Path) -> tuple[Any, list[str], dict[str, Path]]:
-    """(lm-eval's TaskManager, the task names to run, each task's YAML file)."""
+def build_tasks(options: HarnessOptions, scratch: Path) -> tuple[Any, list[str], dict[str, Path], dict[str, str]]:
+    """(lm-eval's TaskManager, the task names to run, each task's YAML file, the workspace
+    datasets the included tasks read)."""
     from lm_eval.tasks import TaskManager
 
-    include_dir, file_tasks = _include(options)
+    include_dir, file_tasks, datasets = _include(options, scratch)
+    resolved = scratch / SHIPPED  # apart from the include copy: lm-eval searches include paths recursively
     resolve_shipped(resolved)
     include = [str(resolved)] + ([str(include_dir)] if include_dir else [])
     manager = TaskManager(include_path=include, include_defaults=False)
@@ -135,7 +141,7 @@ def build_tasks(options: HarnessOptions, resolved: Path) -> tuple[Any, list[str]
                            f"({', '.join(known)}), not in --include, and not one of lm-eval's own tasks")
     # lm-eval 0.4.13 indexes tasks as Entry objects, older versions as dicts.
     files = {n: Path(str(_yaml_path(index[n]) or "")) for n in names}
-    return manager, names, files
+    return manager, names, files, datasets
 
 
 def _yaml_path(entry: Any) -> Any:
@@ -150,7 +156,7 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=SCRATCH) as scratch:
         resolved = Path(scratch)
-        manager, names, files = build_tasks(options, resolved)
+        manager, names, files, datasets = build_tasks(options, resolved)
         base_spec, refs = gen.resolve_models(options.model, options.adapters)
         base_dir = gen.prepare_base(base_spec)
         device_name = device.pick(options.device)
@@ -172,13 +178,14 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
                     raise
                 log.debug("lm-eval failed", exc_info=True)
                 raise errors.invalid_input(f"{_files_text(files)}: lm-eval could not run the task: "
-                                           f"{_first_line(exc)}{_offline_hint(exc)}") from None
+                                           f"{errors.one_line(exc)}{_offline_hint(exc)}") from None
             del model, lm
             results[ref.label] = out
             values = {f"{t}:{m}": v for t, per in _metrics(out).items() for m, (v, _) in per.items()}
             job.channel.send(protocol.metrics(step, finite(values), model=ref.label))
             job.channel.send(protocol.progress(step + 1, len(refs), stage="lm-eval", model=ref.label))
         summary = _summary(options, names, base_spec, device_name, refs, results, lm_eval.__version__)
+        summary["harness"]["datasets"] = datasets
         folder = _write(options, summary, names, results, files, resolved, started)
     return folder, read_summary(folder) or {}
 
@@ -193,7 +200,7 @@ def _offline_hint(exc: BaseException) -> str:
 
 def _files_text(files: dict[str, Path]) -> str:
     """The task files, a shipped one named where it ships rather than by its resolved copy."""
-    shown = {str(paths.harness_tasks_dir() / p.name) if p.parent.name.startswith(SCRATCH) else str(p)
+    shown = {str(paths.harness_tasks_dir() / p.name) if p.parent.name == SHIPPED else str(p)
              for p in files.values()}
     return ", ".join(sorted(shown)) or "tasks"
 

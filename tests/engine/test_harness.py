@@ -139,3 +139,83 @@ def test_shipped_tasks_are_listed() -> None:
     names = sorted(p.stem for p in paths.harness_tasks_dir().glob("*.yaml"))
     assert names == ["tunebench_review_product", "tunebench_review_sentiment"]
     assert os.path.isfile(paths.harness_tasks_dir() / "reviews_heldout.jsonl")
+
+
+def test_shipped_generation_task_runs_end_to_end_as_lm_eval_scores_it(tiny_model_dir: Path,
+                                                                       engine_env: dict[str, str],
+                                                                       engine_argv: Any, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    task = "tunebench_review_product"
+    code, messages, stderr = run_engine(engine_argv, engine_env, "evaluate", "harness", "--tasks", task,
+                                        "--limit", "6", "--model", str(tiny_model_dir), "--device", "cpu")
+    assert code == 0, stderr[-2000:]
+    folder = Path(next(m["data"] for m in messages if m["type"] == "result")["path"])
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 6 and all(r["task"] == task and r["reference"].strip() for r in rows)
+    assert all(isinstance(r["outputs"]["base"], str) for r in rows)
+
+    source = paths.harness_tasks_dir()
+    (tmp_path / f"{task}.yaml").write_text((source / f"{task}.yaml").read_text(encoding="utf-8")
+                                           .replace("@DATA@", source.as_posix()), encoding="utf-8")
+    for name, value in OFFLINE.items():
+        monkeypatch.setenv(name, value)
+    direct = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(tiny_model_dir)}, tasks=[task],
+                                     task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
+                                     batch_size=4, device="cpu", limit=6, bootstrap_iters=0, log_samples=True)
+    assert summary["metrics"][f"{task}:exact_match"]["values"]["base"]["estimate"] == \
+        direct["results"][task]["exact_match,strip"]
+    answers = [s["filtered_resps"][0] for s in sorted(direct["samples"][task], key=lambda s: s["doc_id"])]
+    assert [r["outputs"]["base"] for r in rows] == answers
+
+
+QUIZ_TASK = """task: quiz_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: "@DATASET:quiz@"
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{messages[0].content}}\\nAnswer:"
+doc_to_choice: ["yes", "no"]
+doc_to_target: "{{ 0 if messages[1].content == 'yes' else 1 }}"
+metric_list:
+  - metric: acc
+"""
+
+
+def test_a_workspace_dataset_is_task_data(tiny_model_dir: Path, engine_env: dict[str, str], engine_argv: Any,
+                                          tmp_path: Path) -> None:
+    questions = [("Is two even?", "yes"), ("Is three even?", "no"), ("Is water wet?", "yes"),
+                 ("Is fire cold?", "no"), ("Is the sky blue?", "yes")]
+    source = tmp_path / "quiz.jsonl"
+    source.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                       {"role": "assistant", "content": a}]}) + "\n"
+                              for q, a in questions), encoding="utf-8")
+    imported = subprocess.run(engine_argv("data", "import", str(source), "--name", "quiz"), env=engine_env,
+                              capture_output=True, text=True, timeout=300)
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    task = tmp_path / "tasks" / "quiz.yaml"
+    task.parent.mkdir()
+    task.write_text(QUIZ_TASK, encoding="utf-8")
+
+    code, messages, stderr = run_engine(engine_argv, engine_env, "evaluate", "harness", "--include", str(task),
+                                        "--model", str(tiny_model_dir), "--device", "cpu")
+    assert code == 0, stderr[-2000:]
+    folder = Path(next(m["data"] for m in messages if m["type"] == "result")["path"])
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["harness"]["datasets"] == {"@DATASET:quiz@": "quiz@v1"}
+    rows = [json.loads(line) for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["input"], r["reference"]) for r in rows] == [(f"Question: {q}\nAnswer:", a) for q, a in questions]
+    assert "@DATASET" not in (folder / "tasks" / "quiz_mc.yaml").read_text(encoding="utf-8")
+    assert task.read_text(encoding="utf-8") == QUIZ_TASK  # the user's file is left as it was
+
+    task.write_text(QUIZ_TASK.replace("@DATASET:quiz@", "@DATASET:nosuch@"), encoding="utf-8")
+    code, messages, stderr = run_engine(engine_argv, engine_env, "evaluate", "harness", "--include", str(task),
+                                        "--model", str(tiny_model_dir))
+    error = next(m for m in messages if m["type"] == "error")
+    assert code == 4 and error["message"].startswith(f"{task}: @DATASET:nosuch@: no dataset named 'nosuch'")
+    assert "\n" not in error["message"] and "Traceback" not in stderr
