@@ -66,6 +66,10 @@ SCORE_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["s
                 "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 10},
                                "reason": {"type": "string"}}}
 
+# A reason as plain characters: no quote, backslash or control character, so that each character
+# is one JSON character and the reply's length in characters bounds its length in tokens.
+PLAIN_TEXT = r'^[^"\\\x00-\x1f]*$'
+
 Ask = Callable[[list[str]], list[str]]  # prompts in, the judge's raw replies out (same order)
 
 
@@ -204,7 +208,7 @@ def server_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
     try:
         model = spec.server_model or client.models.list().data[0].id
     except (openai.OpenAIError, IndexError) as exc:
-        raise errors.not_found(f"base_url: no model from {spec.base_url}/models: {_first_line(exc)}") from None
+        raise errors.not_found(f"base_url: no model from {spec.base_url}/models: {errors.one_line(exc)}") from None
     schema_fmt = {"type": "json_schema", "json_schema": {
         "name": "verdict", "strict": True, "schema": VERDICT_SCHEMA if mode == "pairwise" else SCORE_SCHEMA}}
     constrained = [True]
@@ -219,15 +223,15 @@ def server_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
                     reply = client.chat.completions.create(response_format=schema_fmt, **options)
                 except openai.BadRequestError as exc:  # the server has no structured output
                     log.info("the judge server refused a JSON-schema response_format (%s); asking in the "
-                             "prompt only", _first_line(exc))
+                             "prompt only", errors.one_line(exc))
                     constrained[0] = False
                     reply = client.chat.completions.create(**options)
             else:
                 reply = client.chat.completions.create(**options)
         except openai.APIConnectionError as exc:
-            raise errors.not_found(f"base_url: cannot reach {spec.base_url}: {_first_line(exc)}") from None
+            raise errors.not_found(f"base_url: cannot reach {spec.base_url}: {errors.one_line(exc)}") from None
         except openai.OpenAIError as exc:
-            raise errors.invalid_input(f"base_url: the judge server failed: {_first_line(exc)}") from None
+            raise errors.invalid_input(f"base_url: the judge server failed: {errors.one_line(exc)}") from None
         return reply.choices[0].message.content or "" if reply.choices else ""
 
     def ask(prompts: list[str]) -> list[str]:
@@ -252,7 +256,7 @@ def local_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
     tokenizer = gen.load_tokenizer(base_dir)
     model = gen.load_model(base_dir, gen.ModelRef("judge", None), device_name)
     decoder = Decoder(model, tokenizer, device_name)
-    schema = json.dumps(VERDICT_SCHEMA if mode == "pairwise" else SCORE_SCHEMA)
+    schema = json.dumps(bounded_schema(mode, spec.max_new_tokens))
     params = SamplingParams(temperature=0.0, max_new_tokens=spec.max_new_tokens, seed=0, json_schema=schema)
     log.info("Judge: %s on %s, its verdicts constrained to the JSON Schema", base_dir.name, device_name)
 
@@ -269,6 +273,18 @@ def local_judge(spec: specs.JudgeSpec, mode: str, job: Job) -> Ask:
     return ask
 
 
+def bounded_schema(mode: str, max_new_tokens: int) -> dict[str, Any]:
+    """The verdict schema with a reason short enough that the whole object fits in
+    ``max_new_tokens``: every token is at least one character, and the reason's characters are
+    plain (``PLAIN_TEXT``), so a reply of at most ``max_new_tokens`` characters always closes.
+    A local judge would otherwise be cut off mid-reason by a small budget and its verdict lost."""
+    base = VERDICT_SCHEMA if mode == "pairwise" else SCORE_SCHEMA
+    longest = {"verdict": "tie", "reason": ""} if mode == "pairwise" else {"score": 10, "reason": ""}
+    room = max(0, max_new_tokens - len(json.dumps(longest)))
+    reason = {"type": "string", "maxLength": room, "pattern": PLAIN_TEXT}
+    return {**base, "properties": {**base["properties"], "reason": reason}}
+
+
 def _chat_prompt(tokenizer: Any, prompt: str) -> str:
     if not tokenizer.chat_template:
         return prompt
@@ -276,9 +292,6 @@ def _chat_prompt(tokenizer: Any, prompt: str) -> str:
                                          add_generation_prompt=True)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 # -- the pass ----------------------------------------------------------------------------------
