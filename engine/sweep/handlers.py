@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from engine.core import config, errors, paths, protocol, workspace
+from engine.core import config, errors, names, paths, protocol, workspace
 from engine.core.job import Job
 from engine.sweep import report, spec, study, worker
 from engine.train import job_queue
@@ -20,7 +20,7 @@ log = logging.getLogger("engine.sweep")
 
 
 def cmd_init(args: argparse.Namespace, job: Job) -> int:
-    target = Path(args.file).expanduser()
+    target = names.check_out_path(args.file, "file")
     if target.exists():
         raise errors.usage(f"file: {target} exists; pick another name")
     workspace.atomic_write_text(target, spec.template(args.name or target.stem))
@@ -75,13 +75,13 @@ def cmd_status(args: argparse.Namespace, job: Job) -> int:
 
 
 def cmd_best(args: argparse.Namespace, job: Job) -> int:
+    target = names.check_out_path(args.write, "--write") if args.write else None
     url = study.storage_url(args.sweep, args.storage)
     optuna_study, sweep = study.load(args.sweep, url)
     best, cfg = report.best_config(optuna_study, sweep)
     data = {"number": best.number, "value": best.value, "params": best.params,
             "run_id": best.user_attrs.get("run_id"), "config": dataclasses.asdict(cfg)}
-    if args.write:
-        target = Path(args.write).expanduser()
+    if target is not None:
         workspace.atomic_write_text(target, config.to_toml(cfg, f"Best trial ({best.number}) of sweep {sweep.name}: "
                                                           f"{spec.objective_label(sweep.settings)} {best.value:.6g}."))
         data["written"] = str(target)
@@ -90,9 +90,10 @@ def cmd_best(args: argparse.Namespace, job: Job) -> int:
 
 
 def cmd_export(args: argparse.Namespace, job: Job) -> int:
+    chosen = names.check_out_path(args.out, "--out") if args.out else None
     url = study.storage_url(args.sweep, args.storage)
     optuna_study, sweep = study.load(args.sweep, url)
-    out = Path(args.out).expanduser() if args.out else paths.sweeps_dir() / f"{sweep.name}-export"
+    out = chosen or paths.sweeps_dir() / f"{sweep.name}-export"
     written = report.export(optuna_study, url, out)
     log.info("Sweep %s exported to %s", sweep.name, out)
     job.channel.send(protocol.result(written))

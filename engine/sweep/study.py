@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from engine.core import errors, paths, workspace
+from engine.core import errors, names, paths, workspace
 from engine.sweep import spec
 
 log = logging.getLogger("engine.sweep")
@@ -37,7 +37,9 @@ def optuna() -> Any:
 
 
 def default_storage(name: str) -> str:
-    return f"sqlite:///{(paths.sweeps_dir() / f'{name}.db').as_posix()}"
+    """The workspace's SQLite file for sweep ``name``; a name that would leave sweeps/ is refused."""
+    folder = paths.sweeps_dir()
+    return f"sqlite:///{names.child(folder, name, 'sweep').with_name(f'{name}.db').as_posix()}"
 
 
 def storage_url(name: str, storage: str | None) -> str:

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from engine.core import config, errors, protocol, workspace
+from engine.core import config, errors, names, protocol, workspace
 from engine.core.config import TrainConfig
 from engine.core.job import Job
 from engine.data import importer as data_import
@@ -74,7 +74,8 @@ def cmd_train(args: argparse.Namespace, job: Job) -> int:
     source = find_run(args.continue_from, "continue_from") if getattr(args, "continue_from", None) else None
     cfg = resolve_config(args, base=continued_config(source) if source else None)
     if getattr(args, "export_launch", None):
-        return distributed.export_launch(Path(args.export_launch), cfg, 1 if args.nodes is None else args.nodes, job)
+        folder = names.check_out_path(args.export_launch, "--export-launch")
+        return distributed.export_launch(folder, cfg, 1 if args.nodes is None else args.nodes, job)
     init_adapter = continuation_adapter(source, cfg) if source else None
     if getattr(args, "probe", False):
         return fit_probe.cmd_probe(cfg, job, init_adapter=init_adapter)  # writes nothing to runs/

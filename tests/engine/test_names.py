@@ -185,3 +185,26 @@ def test_gui_catalog_names_datasets_by_folder_not_manifest(tmp_path: Path) -> No
     (tmp_path / "bad " / "v1").mkdir(parents=True)
     (tmp_path / "bad " / "v1" / "manifest.json").write_text("{}", encoding="utf-8")
     assert [row.name for row in dataset_catalog.list_datasets(tmp_path)] == ["real"]
+
+
+@pytest.mark.parametrize("command", ["status", "best", "export"])
+def test_cli_sweep_names_cannot_leave_sweeps(command: str, workspace_home: Path, engine_env, engine_argv,
+                                             tmp_path: Path) -> None:
+    done = subprocess.run(engine_argv("sweep", command, "../x"), env=engine_env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == protocol.ExitCode.USAGE, done.stderr
+    assert "error: sweep '../x'" in done.stderr and "Traceback" not in done.stderr
+    assert _files_outside(workspace_home, tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", [("sweep", "init", "{tmp}/AUX.toml"),
+                                  ("sweep", "best", "s", "--write", "{tmp}/NUL.toml"),
+                                  ("sweep", "export", "s", "--out", "{tmp}/dir./x"),
+                                  ("train", "--model", "m", "--dataset", "d", "--export-launch", "{tmp}/COM1")])
+def test_cli_sweep_and_launch_outputs_are_checked(argv: tuple[str, ...], workspace_home: Path, engine_env,
+                                                  engine_argv, tmp_path: Path) -> None:
+    done = subprocess.run(engine_argv(*(part.format(tmp=tmp_path) for part in argv)), env=engine_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == protocol.ExitCode.USAGE, done.stderr
+    assert "reserved" in done.stderr or "ends with" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.glob("*.toml"))
