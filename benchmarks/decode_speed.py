@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +27,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks import machine  # noqa: E402
 
 PROMPTS = ["Write a short poem about the sea.",
            "Explain in three sentences what a kettle does.",
@@ -189,7 +190,7 @@ def main() -> None:
     same = all(g["tokens"] == t["tokens"] for g, t in zip(rows["generate"], rows["tunebench"]))
     agree = agreement(decoder, int8, tokenizer, inputs, args.tokens)
     result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}; torch {torch.__version__}, "
+        "machine": f"{machine.describe()}; torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d %H:%M"), "model": folder.name, "activations": "float32",
         "max_new_tokens": args.tokens, "prompts": len(PROMPTS), "repeats": args.repeats,

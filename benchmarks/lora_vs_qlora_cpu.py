@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import machine  # noqa: E402
 from engine.core import protocol  # noqa: E402  (stdlib only)
 from engine.core.workspace import atomic_write_json  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(os.environ.get("TUNEBENCH_HOME") or tempfile.mkdtemp(prefix="tunebench-bench-"))
     runs = [train(method, args.steps, home) for method in ("lora", "qlora")]
-    result = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
+    result = {"machine": machine.describe(),
               "date": time.strftime("%Y-%m-%d"), "runs": runs,
               "qlora_over_lora_speed": round(runs[1]["tokens_per_s_median"] / runs[0]["tokens_per_s_median"], 2)}
     atomic_write_json(args.out, result)

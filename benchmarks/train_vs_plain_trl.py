@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import machine  # noqa: E402
 from engine.core import paths, protocol  # noqa: E402  (stdlib only)
 from engine.core.workspace import atomic_write_json  # noqa: E402
 
@@ -134,7 +134,7 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in run.items() if k != "adapter"}), flush=True)
     ours, theirs = combine(sides["tunebench"]), combine(sides["plain_trl"])
     result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}, CPU only",
+        "machine": f"{machine.describe()}, CPU only",
         "date": time.strftime("%Y-%m-%d %H:%M"), "model": args.model.name, "epochs": args.epochs,
         "steps": args.steps, "repeats": args.repeats, "data": DATA.name, "seed": SEED, "eval_rows": args.eval_rows,
         "runs": [ours, theirs],

@@ -119,7 +119,8 @@ def estimate(shape: ModelShape, values: dict[str, Any]) -> Estimate:
     tokens = int(cfg["batch_size"]) * int(cfg["max_length"])
     per_layer = 12 * shape.hidden + 4 * shape.intermediate
     kept = (shape.layers * shape.hidden + per_layer) if cfg["gradient_checkpointing"] else shape.layers * per_layer
-    activations = ACTIVATION_FACTOR * kept * half * tokens
+    compact = device == "cpu" and cfg["compact_activations"] and not cfg["gradient_checkpointing"]
+    activations = ACTIVATION_FACTOR * kept * (2 if compact else half) * tokens
     # On a GPU the figure is GPU memory: weights and activations. The CUDA context comes on top
     # and is not in the estimate (no GPU measurement has calibrated it); the probe measures it.
     runtime = CPU_RUNTIME_GB if device == "cpu" else 0.0

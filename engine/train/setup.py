@@ -77,12 +77,22 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
             from engine.train import precise_forward  # torch at import
 
             precise_forward.install(model, dtype)
+    if compacts_activations(cfg, device_name):
+        from engine.train import compact_activations  # torch at import
+
+        compact_activations.install(model)
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     return model
+
+
+def compacts_activations(cfg: TrainConfig, device_name: str) -> bool:
+    """Saved activations in bf16: on the CPU, where they are float32 and memory is the limit;
+    gradient checkpointing already drops them (and its own hooks must see every saved tensor)."""
+    return device_name == "cpu" and cfg.compact_activations and not cfg.gradient_checkpointing
 
 
 def storage_dtype(cfg: TrainConfig, method: str, device_name: str) -> Any:

@@ -312,3 +312,73 @@ def test_precise_forward_brings_a_bf16_runs_loss_and_gradients_closer_to_fp32(
     # LoRA's own matmuls and the norms' outputs still round, so the gap shrinks rather than vanishes.
     assert errors[True][0] < errors[False][0] and errors[True][1] < errors[False][1], errors
     assert errors[True][1] < 0.01, errors
+
+
+def test_compact_activations_pack_large_float32_activations_only() -> None:
+    from engine.train import compact_activations as compact
+
+    large = torch.randn(compact.MIN_ELEMENTS) * 3
+    weight = torch.nn.Parameter(torch.randn(256, compact.MIN_ELEMENTS // 256))
+    compactor = compact.Compactor(frozenset({weight.untyped_storage().data_ptr()}))
+    packed = compactor.pack(large)
+    assert packed.half.dtype == torch.bfloat16
+    restored = compactor.unpack(packed)
+    assert restored.dtype == torch.float32 and not torch.equal(restored, large)
+    torch.testing.assert_close(restored, large.bfloat16().float(), rtol=0, atol=0)
+    small, ids = torch.randn(16), torch.arange(compact.MIN_ELEMENTS)
+    # weight.t() is what a linear layer saves for its input gradient: a plain tensor on the weight's storage
+    for kept in (weight, weight.detach().t(), small, ids, large.bfloat16()):
+        assert compactor.pack(kept) is kept and compactor.unpack(kept) is kept
+
+
+def test_compact_activations_copy_no_weight_of_a_lora_model(tiny_model_dir, monkeypatch) -> None:
+    from engine.train import compact_activations as compact
+
+    monkeypatch.setattr(compact, "MIN_ELEMENTS", 256)
+    model = _tiny(tiny_model_dir)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    packed_from: list[int] = []
+    pack = compact.Compactor.pack
+
+    def recording(self, tensor):
+        saved = pack(self, tensor)
+        if isinstance(saved, compact._Packed):
+            packed_from.append(tensor.untyped_storage().data_ptr())
+        return saved
+
+    monkeypatch.setattr(compact.Compactor, "pack", recording)
+    compact.install(model)
+    ids = torch.randint(0, model.config.vocab_size, (2, 32))
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert packed_from and not weights.intersection(packed_from)
+
+
+def test_compact_activations_leave_the_loss_exact_and_round_only_the_gradients(
+        tiny_model_dir, workspace_home, tmp_path, monkeypatch) -> None:
+    from engine.train import compact_activations as compact
+
+    monkeypatch.setattr(compact, "MIN_ELEMENTS", 1024)  # the tiny model's activations are small
+    cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(_sample_rows(tmp_path)), max_steps=1, batch_size=4,
+                      device="cpu", method="lora", sample_count=0, lora_dropout=0.0, max_length=128, seed=5,
+                      precision="fp32")
+    exact_loss, exact_grads = _first_step_loss(dataclasses.replace(cfg, compact_activations=False), tmp_path / "a")
+    loss, grads = _first_step_loss(dataclasses.replace(cfg, compact_activations=True), tmp_path / "b")
+    assert loss == exact_loss  # the forward pass computes with the float32 values
+    assert grads.keys() == exact_grads.keys()
+    gap = sum((grads[n] - exact_grads[n]).norm() ** 2 for n in grads) ** 0.5
+    relative = float(gap / sum(g.norm() ** 2 for g in exact_grads.values()) ** 0.5)
+    assert 0 < relative < 0.01, relative  # packed (the gradients moved), and only by bf16 rounding
+
+
+def test_compact_activations_wrap_each_decoder_layer_on_the_cpu_without_checkpointing(tiny_model_dir) -> None:
+    from engine.train import compact_activations as compact
+    from engine.train.setup import compacts_activations
+
+    model = _tiny(tiny_model_dir)
+    layers = compact.decoder_layers(model)
+    assert layers == list(model.base_model.model.model.layers) and compact.install(model) == len(layers)
+    cfg = TrainConfig(model="m", dataset="d")
+    assert compacts_activations(cfg, "cpu")
+    assert not compacts_activations(cfg, "cuda")
+    assert not compacts_activations(dataclasses.replace(cfg, gradient_checkpointing=True), "cpu")
+    assert not compacts_activations(dataclasses.replace(cfg, compact_activations=False), "cpu")

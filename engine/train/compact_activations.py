@@ -1,0 +1,89 @@
+"""Activations kept for the backward pass stored in bf16, the forward pass left as it is.
+
+Why: between the forward and the backward pass a training step holds every decoder layer's
+activations that backward needs (the inputs of the norms, the MLP's gate and up projections, the
+attention's queries, keys and values). On the CPU they are float32 -- in an fp32 run, and in a bf16
+run with a float32 residual stream and precise forward -- and they are most of the step's peak
+memory beyond the weights. Stored in bf16 they take half. The forward pass still computes with
+the float32 values, so the loss is exactly the loss without this; only the gradients see the
+rounded copies, as they already do in a bf16 backward.
+
+Only inside the decoder layers: the loss's own saved tensors (the answer-only head keeps the
+gradient of its hidden states) stay exact. Parameters are never copied, and small tensors
+(norm statistics, attention's log-sum-exp) are left as they are: their copies would cost more
+time than they save memory.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+# Tensors smaller than this (float32 elements, 256 KiB) are kept as they are.
+MIN_ELEMENTS = 1 << 16
+
+
+class _Packed:
+    """A saved float32 activation stored as bf16."""
+
+    __slots__ = ("half",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.half = tensor.to(torch.bfloat16)
+
+
+class Compactor:
+    """The pack/unpack pair for ``saved_tensors_hooks``.
+
+    ``weights`` are the storages of the model's parameters: a linear layer saves its weight as a
+    transposed view for the input gradient, which is no Parameter by type; a bf16 copy of it would
+    add memory and round the weights, so anything on a parameter's storage stays as it is."""
+
+    def __init__(self, weights: frozenset[int] = frozenset()) -> None:
+        self.weights = weights
+
+    def pack(self, tensor: torch.Tensor) -> Any:
+        if (tensor.dtype is not torch.float32 or tensor.numel() < MIN_ELEMENTS
+                or isinstance(tensor, torch.nn.Parameter)
+                or tensor.untyped_storage().data_ptr() in self.weights):
+            return tensor
+        return _Packed(tensor)
+
+    @staticmethod
+    def unpack(saved: Any) -> torch.Tensor:
+        return saved.half.float() if isinstance(saved, _Packed) else saved
+
+
+def _compacting(layer: torch.nn.Module) -> Any:
+    """``layer.forward`` with its saved activations packed."""
+    original = layer.forward
+
+    @functools.wraps(original)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():  # evaluation and sample generation save nothing
+            return original(*args, **kwargs)
+        # Read at each call: a QLoRA preparation step may recast parameters after install.
+        compactor = Compactor(frozenset(p.untyped_storage().data_ptr() for p in layer.parameters()))
+        with torch.autograd.graph.saved_tensors_hooks(compactor.pack, compactor.unpack):
+            return original(*args, **kwargs)
+
+    return forward
+
+
+def decoder_layers(model: Any) -> list[torch.nn.Module]:
+    """The model's repeated blocks, found by the class names transformers lists as not to be
+    split across devices (``LlamaDecoderLayer`` and the like)."""
+    names: set[str] = set()
+    for module in model.modules():
+        names.update(getattr(module, "_no_split_modules", None) or ())
+    return [m for m in model.modules() if type(m).__name__ in names]
+
+
+def install(model: Any) -> int:
+    """Stores the saved activations of every decoder layer in bf16; returns how many layers."""
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.forward = _compacting(layer)
+    return len(layers)
