@@ -9,8 +9,8 @@ A command's flags come from, in this order:
 
 - ``options``: schemas whose flags go straight to the handler (:mod:`engine.core.schema`);
 - ``settings``: a schema resolved in layers (defaults < preset or file < flags), whose flags
-  default to None. TrainConfig and EvalSpec are the two today; the sweep and judge settings
-  will be settings schemas of their own commands, added here the same way;
+  default to None: TrainConfig, EvalSpec and JudgeSpec. A sweep's settings (SweepConfig) come
+  from its sweep file, which ``sweep create`` reads, not from flags;
 - :class:`engine.core.job.CommonOptions` (``--json``, ``-v``), which every command takes.
 """
 
