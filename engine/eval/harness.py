@@ -92,8 +92,6 @@ def _load_task_yaml(path: Path) -> Any:
     return load_yaml(path, resolve_func=False)
 
 
-
-
 def _include(options: HarnessOptions, scratch: Path) -> tuple[Path | None, list[str], dict[str, str]]:
     """(the folder to include, the tasks a YAML file defines, the workspace datasets it reads)."""
     if not options.include:
@@ -155,8 +153,7 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=SCRATCH) as scratch:
-        resolved = Path(scratch)
-        manager, names, files, datasets = build_tasks(options, resolved)
+        manager, names, files, datasets = build_tasks(options, Path(scratch))
         base_spec, refs = gen.resolve_models(options.model, options.adapters)
         base_dir = gen.prepare_base(base_spec)
         device_name = device.pick(options.device)
@@ -177,7 +174,7 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
                 if isinstance(exc, errors.EngineError):
                     raise
                 log.debug("lm-eval failed", exc_info=True)
-                raise errors.invalid_input(f"{_files_text(files)}: lm-eval could not run the task: "
+                raise errors.invalid_input(f"{_files_text(files, options.include)}: lm-eval could not run the task: "
                                            f"{errors.one_line(exc)}{_offline_hint(exc)}") from None
             del model, lm
             results[ref.label] = out
@@ -186,7 +183,7 @@ def run_harness(options: HarnessOptions, job: Job) -> tuple[Path, dict[str, Any]
             job.channel.send(protocol.progress(step + 1, len(refs), stage="lm-eval", model=ref.label))
         summary = _summary(options, names, base_spec, device_name, refs, results, lm_eval.__version__)
         summary["harness"]["datasets"] = datasets
-        folder = _write(options, summary, names, results, files, resolved, started)
+        folder = _write(options, summary, names, results, files, started)
     return folder, read_summary(folder) or {}
 
 
@@ -198,11 +195,20 @@ def _offline_hint(exc: BaseException) -> str:
             "(HF_HUB_OFFLINE=0), or point --include at a task YAML over local files")
 
 
-def _files_text(files: dict[str, Path]) -> str:
-    """The task files, a shipped one named where it ships rather than by its resolved copy."""
-    shown = {str(paths.harness_tasks_dir() / p.name) if p.parent.name == SHIPPED else str(p)
-             for p in files.values()}
-    return ", ".join(sorted(shown)) or "tasks"
+def _files_text(files: dict[str, Path], include: str | None) -> str:
+    """The task files as the user knows them: a shipped one where it ships, an included one that
+    read a workspace dataset where the user keeps it, not by the scratch copy that ran."""
+    return ", ".join(sorted(str(_shown(p, include)) for p in files.values())) or "tasks"
+
+
+def _shown(path: Path, include: str | None) -> Path:
+    if path.parent.name == SHIPPED:
+        return paths.harness_tasks_dir() / path.name
+    if include and harness_data.COPY in path.parts and any(p.startswith(SCRATCH) for p in path.parts):
+        source = Path(include).expanduser()
+        inside = Path(*path.parts[path.parts.index(harness_data.COPY) + 1:])
+        return source if source.is_file() else source / inside
+    return path
 
 
 def _metrics(out: dict[str, Any]) -> dict[str, dict[str, tuple[float, float | None]]]:
@@ -299,7 +305,7 @@ def _answer(sample: dict[str, Any]) -> str:
 
 
 def _write(options: HarnessOptions, summary: dict[str, Any], names: list[str], results: dict[str, Any],
-           files: dict[str, Path], resolved: Path, started: float) -> Path:
+           files: dict[str, Path], started: float) -> Path:
     eval_id = workspace.new_run_id(options.name or "harness")
     target = paths.evals_dir() / eval_id
     summary = finite({"id": eval_id, "status": "finished", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -314,7 +320,7 @@ def _write(options: HarnessOptions, summary: dict[str, Any], names: list[str], r
                 shutil.copyfile(source, tmp / "tasks" / f"{task}.yaml")
         workspace.atomic_write_json(tmp / HARNESS, finite({
             "lm_eval_version": summary["harness"]["lm_eval_version"], "tasks": names,
-            "task_files": _files_text(files).split(", "), "models": record}))
+            "task_files": _files_text(files, options.include).split(", "), "models": record}))
         write_examples(tmp / EXAMPLES, _rows(names, results))
         workspace.atomic_write_json(tmp / SUMMARY, summary)
     return target

@@ -25,6 +25,7 @@ from engine.core import errors, names, workspace
 from engine.data import importer, split
 
 TOKEN = re.compile(r"@DATASET:([^@:\s]+)(?::([A-Za-z0-9_.-]+))?@")
+COPY = "include"  # the scratch folder the rewritten task files go to
 # What a task folder needs besides its YAMLs: lm-eval's `!function` tags name Python files beside them.
 COPIED = ("*.yaml", "*.yml", "*.py")
 
@@ -42,7 +43,7 @@ def materialize(source: Path, scratch: Path) -> tuple[Path, dict[str, str]]:
     Raises:
         EngineError: NOT_FOUND for a dataset or split the workspace does not have, naming the file.
     """
-    target = scratch / "include"
+    target = scratch / COPY
     folder = source.parent if source.is_file() else source
     files = [source, *sorted(folder.glob("*.py"))] if source.is_file() else sorted(
         p for pattern in COPIED for p in source.rglob(pattern))

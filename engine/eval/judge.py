@@ -292,8 +292,6 @@ def _chat_prompt(tokenizer: Any, prompt: str) -> str:
                                          add_generation_prompt=True)
 
 
-
-
 # -- the pass ----------------------------------------------------------------------------------
 
 def resolve_spec(args: argparse.Namespace) -> specs.JudgeSpec:

@@ -205,5 +205,3 @@ def _server_message(exc: Any) -> str:
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return error["message"]
     return str(getattr(exc, "message", "") or exc)
-
-

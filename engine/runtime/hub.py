@@ -122,8 +122,6 @@ def _network_error(exc: BaseException, what: str) -> EngineError:
                        f"({errors.one_line(exc, last=True)[:120]})")
 
 
-
-
 # -- search -----------------------------------------------------------------------------------
 
 def search(query: str, task: str = "", architecture: str = "", license: str = "",

@@ -41,12 +41,11 @@ class Compactor:
     transposed view for the input gradient, which is no Parameter by type; a bf16 copy of it would
     add memory and round the weights, so anything on a parameter's storage stays as it is."""
 
-    def __init__(self, weights: frozenset[int] = frozenset()) -> None:
+    def __init__(self, weights: frozenset[int]) -> None:
         self.weights = weights
 
     def pack(self, tensor: torch.Tensor) -> Any:
         if (tensor.dtype is not torch.float32 or tensor.numel() < MIN_ELEMENTS
-                or isinstance(tensor, torch.nn.Parameter)
                 or tensor.untyped_storage().data_ptr() in self.weights):
             return tensor
         return _Packed(tensor)

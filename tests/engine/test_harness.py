@@ -211,6 +211,8 @@ def test_a_workspace_dataset_is_task_data(tiny_model_dir: Path, engine_env: dict
     rows = [json.loads(line) for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["input"], r["reference"]) for r in rows] == [(f"Question: {q}\nAnswer:", a) for q, a in questions]
     assert "@DATASET" not in (folder / "tasks" / "quiz_mc.yaml").read_text(encoding="utf-8")
+    harness = json.loads((folder / "harness.json").read_text(encoding="utf-8"))
+    assert harness["task_files"] == [str(task)]  # the user's file, not the scratch copy that ran
     assert task.read_text(encoding="utf-8") == QUIZ_TASK  # the user's file is left as it was
 
     task.write_text(QUIZ_TASK.replace("@DATASET:quiz@", "@DATASET:nosuch@"), encoding="utf-8")
