@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import machine  # noqa: E402
 from engine.core import paths, workspace  # noqa: E402
 from engine.core.channel import Channel  # noqa: E402
 from engine.core.config import TrainConfig  # noqa: E402
@@ -31,7 +31,8 @@ from engine.core.workspace import atomic_write_json  # noqa: E402
 DATA = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
 SETTINGS = {
     "plain (speed knobs off, fp32)": dict(padding_free=False, chunked_loss=False, precision="fp32",
-                                          group_by_length=False),
+                                          group_by_length=False, compact_activations=False,
+                                          compact_weights=False),
     "tunebench defaults": {},
 }
 
@@ -81,7 +82,7 @@ def main() -> None:
     base = TrainConfig(model=str(args.model), dataset=str(DATA), method="lora", device="cpu", batch_size=4,
                        max_length=256, learning_rate=5e-4, lr_scheduler="linear", lora_r=16, lora_alpha=32,
                        lora_dropout=0.0, sample_count=0, save_steps=100000, max_steps=args.steps)
-    result = {"machine": f"{platform.machine()} CPU", "date": time.strftime("%Y-%m-%d %H:%M"),
+    result = {"machine": f"{machine.describe()}, CPU only", "date": time.strftime("%Y-%m-%d %H:%M"),
               "model": args.model.name, "steps_profiled": args.steps - 1, "settings": {}}
     with tempfile.TemporaryDirectory(prefix="tb-profile-") as tmp:
         for name, changes in SETTINGS.items():

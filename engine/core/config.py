@@ -258,6 +258,14 @@ class TrainConfig:
         "pass and the loss are unchanged; the gradients see the rounded copies, as in a bf16 "
         "backward. Off: kept in float32, the most precise gradients.",
         label="Compact saved activations (CPU)", group="Speed")
+    compact_weights: bool = knob(
+        False, "float32 runs on the CPU, adapter methods other than QLoRA: the frozen Linear "
+        "weights are stored in bf16, half their memory, and every multiply still runs in float32 "
+        "(each weight is widened as it is used). The model the adapter trains on is the base with "
+        "its weights rounded to bf16. On the default model and the sample the peak fell from 1.90 "
+        "to 1.63 GB, at about 10% fewer tokens/s, and the final loss moved by 0.2%. Turn on when "
+        "memory is short. Off: weights kept in float32, the base exactly as loaded.",
+        label="Compact frozen weights (CPU fp32)", group="Speed")
     precision: str = knob(
         "auto", "Number format of the frozen weights and the matrix multiplies. auto: bfloat16 on "
         "a CUDA GPU that supports it and on a CPU with native bfloat16 instructions (AVX-512 BF16 "
@@ -365,6 +373,10 @@ def unused_fields(values: dict[str, Any]) -> dict[str, str]:
         unused.update(dict.fromkeys(LORA_FIELDS, f"not used by method {method}"))
     if method not in ("auto", "qlora"):
         unused.update(dict.fromkeys(QLORA_FIELDS, f"QLoRA only; method {method} keeps the base unquantised"))
+    if method in ("full", "qlora"):
+        unused["compact_weights"] = f"method {method} keeps no frozen float32 Linear weights"
+    elif values.get("precision", "auto") in ("bf16", "fp16"):
+        unused["compact_weights"] = "float32 runs only; this precision stores the frozen weights in 16 bits already"
     if values.get("max_steps", 0):
         unused["epochs"] = "max_steps is set, so it decides the length of the run"
     if not values.get("val_fraction", 0):

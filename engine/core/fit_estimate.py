@@ -114,6 +114,10 @@ def estimate(shape: ModelShape, values: dict[str, Any]) -> Estimate:
     elif method == "qlora":
         weights = (shape.linear_params * QLORA_BYTES + (shape.params - shape.linear_params) * QLORA_OTHER_BYTES
                    + trainable * TRAINABLE_BYTES)
+    elif device == "cpu" and precision == "fp32" and cfg["compact_weights"]:
+        # engine/train/setup.py's compact frozen weights: the Linear layers in bf16, the rest fp32
+        weights = (shape.linear_params * 2 + (shape.params - shape.linear_params) * 4
+                   + trainable * TRAINABLE_BYTES)
     else:
         weights = shape.params * half + trainable * TRAINABLE_BYTES
     tokens = int(cfg["batch_size"]) * int(cfg["max_length"])

@@ -43,12 +43,25 @@ class Compactor:
 
     def __init__(self, weights: frozenset[int]) -> None:
         self.weights = weights
+        # One copy per tensor however many operations save it: a norm's output is saved by the
+        # q, k and v LoRA paths alike, and three bf16 copies would take more than the one float32
+        # tensor they replace. The tensor is held with its copy until release(), so its memory
+        # cannot be reused by another tensor with the same key; the version tells in-place changes.
+        self.packed: dict[tuple, tuple[torch.Tensor, _Packed]] = {}
 
     def pack(self, tensor: torch.Tensor) -> Any:
         if (tensor.dtype is not torch.float32 or tensor.numel() < MIN_ELEMENTS
                 or tensor.untyped_storage().data_ptr() in self.weights):
             return tensor
-        return _Packed(tensor)
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+               tensor.stride(), tensor._version)
+        if key not in self.packed:
+            self.packed[key] = (tensor, _Packed(tensor))
+        return self.packed[key][1]
+
+    def release(self) -> None:
+        """Drops the held tensors (the copies stay with the autograd graph)."""
+        self.packed.clear()
 
     @staticmethod
     def unpack(saved: Any) -> torch.Tensor:
@@ -65,8 +78,11 @@ def _compacting(layer: torch.nn.Module) -> Any:
             return original(*args, **kwargs)
         # Read at each call: a QLoRA preparation step may recast parameters after install.
         compactor = Compactor(frozenset(p.untyped_storage().data_ptr() for p in layer.parameters()))
-        with torch.autograd.graph.saved_tensors_hooks(compactor.pack, compactor.unpack):
-            return original(*args, **kwargs)
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(compactor.pack, compactor.unpack):
+                return original(*args, **kwargs)
+        finally:
+            compactor.release()
 
     return forward
 

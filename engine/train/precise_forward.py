@@ -8,6 +8,10 @@ sample, one epoch's final answer loss was 2.3% above a plain fp32 run's (seed 42
 seed 43). Keeping only the backward pass (the gradient with respect to the input, the frozen
 weights have none) in bf16 gave 0.55% (benchmarks/train_vs_plain_trl.py). The weights stay
 stored in bf16, so the memory saving stays; the forward pass costs fp32's time.
+
+The same layer serves fp32 runs that store their frozen weights in bf16 (``compact_weights``,
+engine/train/setup.py): there the backward pass multiplies in fp32 too, and the weights' bf16
+rounding is the only difference from fp32.
 """
 
 from __future__ import annotations
@@ -19,35 +23,59 @@ import torch
 
 
 class Fp32ForwardLinear(torch.autograd.Function):
-    """``x @ weight.T`` computed in fp32; the gradient for ``x`` in ``weight``'s dtype."""
+    """``x @ weight.T`` computed in fp32; the gradient for ``x`` in ``backward_dtype`` (``None``:
+    ``weight``'s dtype)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
+                backward_dtype: torch.dtype | None = None) -> torch.Tensor:
         ctx.save_for_backward(weight)
         ctx.input_dtype = x.dtype
+        ctx.backward_dtype = backward_dtype or weight.dtype
         with torch.autocast(x.device.type, enabled=False):
-            return torch.nn.functional.linear(x.float(), weight.float())
+            return torch.nn.functional.linear(x.float(), _widened(weight))
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (weight,) = ctx.saved_tensors
+        dtype = ctx.backward_dtype
         with torch.autocast(grad.device.type, enabled=False):
-            return (grad.to(weight.dtype) @ weight).to(ctx.input_dtype), None
+            wide = _widened(weight) if dtype == torch.float32 else weight.to(dtype)
+            return (grad.to(dtype) @ wide).to(ctx.input_dtype), None, None
+
+
+_SCRATCH: dict[tuple, torch.Tensor] = {}
+
+
+def _widened(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` in float32, in a buffer reused by every weight of its shape.
+
+    Why: ``weight.float()`` allocated a fresh block per layer and pass (3.5 MB for an MLP
+    projection of the default model), and each costs page faults. The buffer is only read by
+    the multiply that follows, never kept: steps run their layers one after another."""
+    if weight.dtype == torch.float32:
+        return weight
+    key = (tuple(weight.shape), weight.device)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
+    return _SCRATCH[key].copy_(weight)
 
 
 def _forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if self.weight.requires_grad:  # not frozen after all: the weight needs its own gradient
         return torch.nn.functional.linear(x, self.weight, self.bias)
-    out = Fp32ForwardLinear.apply(x, self.weight)
+    out = Fp32ForwardLinear.apply(x, self.weight, getattr(self, "precise_backward_dtype", None))
     return out if self.bias is None else out + self.bias.float()
 
 
-def install(model: Any, dtype: torch.dtype) -> int:
-    """Gives every Linear stored in ``dtype`` the fp32 forward; returns how many. Called before
-    the adapter freezes the base, so the check for a frozen weight happens at each forward."""
+def install(model: Any, dtype: torch.dtype, backward_dtype: torch.dtype | None = None) -> int:
+    """Gives every Linear stored in ``dtype`` the fp32 forward, its backward pass in
+    ``backward_dtype`` (``None``: ``dtype``); returns how many. Called before the adapter freezes
+    the base, so the check for a frozen weight happens at each forward."""
     patched = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) and module.weight.dtype == dtype:
             module.forward = types.MethodType(_forward, module)
+            module.precise_backward_dtype = backward_dtype
             patched += 1
     return patched

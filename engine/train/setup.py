@@ -77,6 +77,8 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
             from engine.train import precise_forward  # torch at import
 
             precise_forward.install(model, dtype)
+    elif compacts_weights(cfg, method, device_name):
+        store_frozen_linears_compact(model)
     if compacts_activations(cfg, device_name):
         from engine.train import compact_activations  # torch at import
 
@@ -118,6 +120,23 @@ def keeps_fp32_stream(cfg: TrainConfig, method: str, device_name: str) -> bool:
     final loss of an all-bf16 run was 1.3% off the fp32 run's; the CPU path promises fp32's loss."""
     return (device_name == "cpu" and method not in ("full", "qlora")
             and compute_precision(cfg, device_name) == "bf16")
+
+
+def compacts_weights(cfg: TrainConfig, method: str, device_name: str) -> bool:
+    """fp32 on the CPU (one without native bf16): the frozen Linear weights stored in bf16, the
+    arithmetic still fp32. A 4-bit base is smaller already; a full fine-tune trains them."""
+    return (device_name == "cpu" and cfg.compact_weights and method not in ("full", "qlora")
+            and compute_precision(cfg, device_name) == "fp32")
+
+
+def store_frozen_linears_compact(model: Any) -> None:
+    """Linear weights to bf16, each widened back to fp32 as it is used, forward and backward."""
+    import torch
+
+    from engine.train import precise_forward  # torch at import
+
+    cast_frozen_linears(model, torch.bfloat16)
+    precise_forward.install(model, torch.bfloat16, backward_dtype=torch.float32)
 
 
 def cast_frozen_linears(model: Any, dtype: Any) -> None:

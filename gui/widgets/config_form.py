@@ -157,7 +157,7 @@ class ConfigForm(QWidget):
     def _grey_out_unused_fields(self) -> None:
         """Knobs the chosen method, objective or validation settings ignore are greyed out, with
         the reason in their tooltip (the schema's config.unused_fields decides, not the form)."""
-        for name in ("method", "objective", "max_steps", "val_fraction"):
+        for name in ("method", "objective", "max_steps", "val_fraction", "precision"):
             widget = self._widgets.get(name)
             for signal in ("currentIndexChanged", "valueChanged"):
                 if hasattr(widget, signal):

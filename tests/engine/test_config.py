@@ -174,5 +174,8 @@ def test_unused_fields_follow_the_method_objective_and_validation() -> None:
                                        "val_fraction": 0.1})
     assert {"lora_r", "use_dora", "completion_only_loss"} <= set(prefix_dpo)
     assert not {"beta", "num_virtual_tokens", "early_stopping_patience", "epochs"} & set(prefix_dpo)
+    assert "compact_weights" not in lora_sft
+    assert "compact_weights" in config.unused_fields({**defaults, "method": "qlora"})
+    assert "compact_weights" in config.unused_fields({**defaults, "method": "lora", "precision": "bf16"})
     # auto may pick QLoRA (on a CUDA GPU), so its 4-bit knobs stay live.
     assert "quant_type" not in config.unused_fields({**defaults, "method": "auto"})

@@ -54,6 +54,11 @@ def test_bytes_per_method(tiny_model_dir) -> None:
     assert longer.activations_gb == pytest.approx(2 * lora.activations_gb)
     checkpointed = fit_estimate.estimate(shape, {**settings, "method": "lora", "gradient_checkpointing": True})
     assert checkpointed.activations_gb < lora.activations_gb / 5
+    fp32 = fit_estimate.estimate(shape, {**settings, "method": "lora", "precision": "fp32", "compact_weights": True})
+    linear = shape.linear_params
+    assert fp32.weights_gb == pytest.approx((linear * 2 + (134_515_008 - linear) * 4 + 4_884_480 * 16) / 2**30)
+    wide = fit_estimate.estimate(shape, {**settings, "method": "lora", "precision": "fp32", "compact_weights": False})
+    assert wide.weights_gb == pytest.approx((134_515_008 * 4 + 4_884_480 * 16) / 2**30)
     gpu = fit_estimate.estimate(shape, {**settings, "method": "auto", "device": "cuda", "precision": "auto"})
     assert (gpu.method, gpu.precision, gpu.runtime_gb) == ("qlora", "bf16", 0.0)
 

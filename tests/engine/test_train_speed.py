@@ -280,15 +280,19 @@ def test_precise_forward_computes_in_fp32_and_only_the_input_gradient_in_bf16() 
     torch.testing.assert_close(x.grad, grad @ weight.float(), rtol=0.02, atol=0.05)
 
 
-def _first_step_loss(cfg: TrainConfig, tmp_path: Path) -> tuple[float, dict[str, torch.Tensor]]:
-    """The loss and LoRA gradients of the first batch, as the Trainer computes them (autocast included)."""
+def _first_step_loss(cfg: TrainConfig, tmp_path: Path, prepare=None) -> tuple[float, dict[str, torch.Tensor]]:
+    """The loss and LoRA gradients of the first batch, as the Trainer computes them (autocast
+    included); ``prepare`` may change the model first."""
     from engine.train import precise_forward
     from engine.train.samples import training_autocast
 
     trainer = build(cfg, "lora", tmp_path)[0]
     patched = [m for n, m in trainer.model.named_modules() if n.endswith("base_layer")
                and getattr(m.forward, "__func__", None) is precise_forward._forward]
-    assert bool(patched) == (cfg.precision == "bf16" and cfg.precise_forward)
+    assert bool(patched) == ((cfg.precision == "bf16" and cfg.precise_forward)
+                             or (cfg.precision == "fp32" and cfg.compact_weights))
+    if prepare:
+        prepare(trainer.model)
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     with training_autocast(trainer.args):
         loss = trainer.compute_loss(trainer.model, inputs)
@@ -301,7 +305,8 @@ def test_precise_forward_brings_a_bf16_runs_loss_and_gradients_closer_to_fp32(
         tiny_model_dir, workspace_home, tmp_path) -> None:
     cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(_sample_rows(tmp_path)), max_steps=1, batch_size=4,
                       device="cpu", method="lora", sample_count=0, lora_dropout=0.0, max_length=128, seed=5)
-    fp32_loss, fp32_grads = _first_step_loss(dataclasses.replace(cfg, precision="fp32"), tmp_path / "fp32")
+    fp32_loss, fp32_grads = _first_step_loss(dataclasses.replace(cfg, precision="fp32", compact_weights=False),
+                                             tmp_path / "fp32")
     errors = {}
     for precise in (True, False):
         loss, grads = _first_step_loss(dataclasses.replace(cfg, precision="bf16", precise_forward=precise),
@@ -312,6 +317,60 @@ def test_precise_forward_brings_a_bf16_runs_loss_and_gradients_closer_to_fp32(
     # LoRA's own matmuls and the norms' outputs still round, so the gap shrinks rather than vanishes.
     assert errors[True][0] < errors[False][0] and errors[True][1] < errors[False][1], errors
     assert errors[True][1] < 0.01, errors
+
+
+def test_precise_forward_can_take_its_backward_pass_in_fp32_too() -> None:
+    from engine.train.precise_forward import Fp32ForwardLinear
+
+    generator = torch.Generator().manual_seed(4)
+    weight = torch.randn(24, 16, generator=generator).bfloat16()
+    x = torch.randn(5, 16, generator=generator, requires_grad=True)
+    out = Fp32ForwardLinear.apply(x, weight, torch.float32)
+    torch.testing.assert_close(out, x.detach() @ weight.float().T, rtol=0, atol=0)
+    grad = torch.randn(5, 24, generator=generator)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad, grad @ weight.float(), rtol=0, atol=0)
+
+
+def _round_to_bf16(model) -> None:
+    """An fp32 model with the values a compact-weights run trains on: its Linear weights rounded
+    to bf16, and the LoRA weights too (peft initialises them in their base layer's dtype)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".base_layer." in name or ".lora_" in name:
+                param.copy_(param.bfloat16().float())
+
+
+def test_compact_weights_store_frozen_linears_in_bf16_and_compute_as_fp32(
+        tiny_model_dir, workspace_home, tmp_path) -> None:
+    cfg = TrainConfig(model=str(tiny_model_dir), dataset=str(_sample_rows(tmp_path)), max_steps=1, batch_size=4,
+                      device="cpu", method="lora", sample_count=0, lora_dropout=0.0, max_length=128, seed=5,
+                      precision="fp32", compact_weights=True)
+    model = build(cfg, "lora", tmp_path / "model")[0].model
+    dtypes = {name: param.dtype for name, param in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if ".base_layer." in n} == {torch.bfloat16}
+    assert {d for n, d in dtypes.items() if ".base_layer." not in n} == {torch.float32}
+    loss, grads = _first_step_loss(cfg, tmp_path / "compact")
+    wide_loss, wide_grads = _first_step_loss(dataclasses.replace(cfg, compact_weights=False), tmp_path / "wide")
+    rounded_loss, rounded_grads = _first_step_loss(dataclasses.replace(cfg, compact_weights=False),
+                                                   tmp_path / "rounded", prepare=_round_to_bf16)
+    assert loss != wide_loss  # the weights were rounded...
+    assert loss == pytest.approx(rounded_loss, rel=1e-6)  # ...and that is all: the arithmetic is fp32
+    gap = sum((grads[n] - rounded_grads[n]).norm() ** 2 for n in grads) ** 0.5
+    assert float(gap / sum(g.norm() ** 2 for g in rounded_grads.values()) ** 0.5) < 1e-5
+    assert grads.keys() == wide_grads.keys()
+
+
+def test_compact_weights_only_for_cpu_fp32_adapter_runs() -> None:
+    from engine.train.setup import compacts_weights
+
+    cfg = TrainConfig(model="m", dataset="d", precision="fp32", compact_weights=True)
+    assert compacts_weights(cfg, "lora", "cpu")
+    assert not compacts_weights(TrainConfig(model="m", dataset="d", precision="fp32"), "lora", "cpu")  # opt-in
+    assert not compacts_weights(cfg, "lora", "cuda")
+    assert not compacts_weights(cfg, "qlora", "cpu") and not compacts_weights(cfg, "full", "cpu")
+    assert not compacts_weights(dataclasses.replace(cfg, precision="bf16"), "lora", "cpu")
+    assert not compacts_weights(dataclasses.replace(cfg, compact_weights=False), "lora", "cpu")
 
 
 def test_compact_activations_pack_large_float32_activations_only() -> None:
@@ -331,6 +390,22 @@ def test_compact_activations_pack_large_float32_activations_only() -> None:
         assert compactor.pack(kept) is kept and compactor.unpack(kept) is kept
 
 
+def test_compact_activations_copy_a_tensor_once_however_often_it_is_saved() -> None:
+    from engine.train import compact_activations as compact
+
+    compactor = compact.Compactor(frozenset())
+    tensor = torch.randn(compact.MIN_ELEMENTS)
+    first = compactor.pack(tensor)
+    assert compactor.pack(tensor) is first and compactor.pack(tensor.view(-1)) is first
+    assert compactor.pack(tensor.view(256, -1)) is not first  # another shape: another saved value
+    tensor.add_(1)  # changed in place after it was saved: the new values need their own copy
+    changed = compactor.pack(tensor)
+    assert changed is not first
+    torch.testing.assert_close(compactor.unpack(changed), tensor.bfloat16().float(), rtol=0, atol=0)
+    compactor.release()  # the end of the layer's forward pass: the held tensors go
+    assert not compactor.packed and compactor.pack(tensor) is not changed
+
+
 def test_compact_activations_copy_no_weight_of_a_lora_model(tiny_model_dir, monkeypatch) -> None:
     from engine.train import compact_activations as compact
 
@@ -338,12 +413,14 @@ def test_compact_activations_copy_no_weight_of_a_lora_model(tiny_model_dir, monk
     model = _tiny(tiny_model_dir)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     packed_from: list[int] = []
+    copies: list[object] = []
     pack = compact.Compactor.pack
 
     def recording(self, tensor):
         saved = pack(self, tensor)
         if isinstance(saved, compact._Packed):
             packed_from.append(tensor.untyped_storage().data_ptr())
+            copies.append(saved)
         return saved
 
     monkeypatch.setattr(compact.Compactor, "pack", recording)
@@ -351,6 +428,8 @@ def test_compact_activations_copy_no_weight_of_a_lora_model(tiny_model_dir, monk
     ids = torch.randint(0, model.config.vocab_size, (2, 32))
     model(input_ids=ids, labels=ids).loss.backward()
     assert packed_from and not weights.intersection(packed_from)
+    # the LoRA paths of q, k and v (and of gate and up) save the same norm output: one copy each
+    assert len({id(c) for c in copies}) < len(copies)
 
 
 def test_compact_activations_leave_the_loss_exact_and_round_only_the_gradients(
