@@ -33,32 +33,14 @@ class Fp32ForwardLinear(torch.autograd.Function):
         ctx.input_dtype = x.dtype
         ctx.backward_dtype = backward_dtype or weight.dtype
         with torch.autocast(x.device.type, enabled=False):
-            return torch.nn.functional.linear(x.float(), _widened(weight))
+            return torch.nn.functional.linear(x.float(), weight.float())
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (weight,) = ctx.saved_tensors
         dtype = ctx.backward_dtype
         with torch.autocast(grad.device.type, enabled=False):
-            wide = _widened(weight) if dtype == torch.float32 else weight.to(dtype)
-            return (grad.to(dtype) @ wide).to(ctx.input_dtype), None, None
-
-
-_SCRATCH: dict[tuple, torch.Tensor] = {}
-
-
-def _widened(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` in float32, in a buffer reused by every weight of its shape.
-
-    Why: ``weight.float()`` allocated a fresh block per layer and pass (3.5 MB for an MLP
-    projection of the default model), and each costs page faults. The buffer is only read by
-    the multiply that follows, never kept: steps run their layers one after another."""
-    if weight.dtype == torch.float32:
-        return weight
-    key = (tuple(weight.shape), weight.device)
-    if key not in _SCRATCH:
-        _SCRATCH[key] = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
-    return _SCRATCH[key].copy_(weight)
+            return (grad.to(dtype) @ weight.to(dtype)).to(ctx.input_dtype), None, None
 
 
 def _forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
