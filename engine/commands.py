@@ -28,6 +28,7 @@ from engine.eval import options as evaluate
 from engine.eval.judge_spec import JudgeSpec
 from engine.eval.spec import EvalSpec
 from engine.export.options import ExportOptions
+from engine.export.push_options import PushOptions
 from engine.infer import options as infer
 from engine.runtime.options import (
     ModelsCardOptions,
@@ -202,7 +203,15 @@ COMMANDS: tuple[Command, ...] = (
             (evaluate.ReportOptions,)),
     Command("export", "engine.export.model:cmd_export",
             "a run's tuned model with the adapter merged in: a Hugging Face folder, or one GGUF file for "
-            "llama.cpp, LM Studio and Ollama", (ExportOptions,), heavy=True),
+            "llama.cpp, LM Studio and Ollama; or the adapter alone as a GGUF LoRA file (--format gguf-lora)",
+            (ExportOptions,), heavy=True),
+    Command("push", "engine.export.hub_push:cmd_push",
+            "upload a run's adapter (or with --merged the model with it merged in) to a Hugging Face Hub "
+            "repository, with a model card written from the run", (PushOptions,), online=True,
+            description="The card (README.md, loss.svg) names the base model, the dataset version and its "
+            "content hash, the settings, the loss curve and the run's evaluations. Only safetensors, configs, "
+            "tokenizer files and the chat template go up, never pickles. Needs a token with write access: "
+            "`models login`."),
 )
 
 

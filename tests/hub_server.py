@@ -6,6 +6,17 @@
 - ``HEAD|GET /OWNER/NAME/resolve/REV/FILE``: a file, with the Hub's headers (X-Repo-Commit,
   ETag, Content-Length) and Range requests answered with 206.
 
+And the ones ``HfApi.create_repo`` and ``HfApi.upload_folder`` call, for `push`:
+
+- ``POST /api/repos/create``: a new, empty repository (409 when it exists, as the Hub answers);
+- ``POST /api/validate-yaml``: the README's front matter, accepted (and kept in ``validated``);
+- ``POST /api/models/OWNER/NAME/preupload/REV``: every file is a "regular" upload, so the
+  client sends its bytes inside the commit itself and needs no LFS or Xet storage;
+- ``POST /api/models/OWNER/NAME/commit/REV``: the ndjson commit; its files (base64) are stored
+  in the repository's ``files`` and the commit in ``commits``, for tests to check what arrived.
+
+Creating and writing need :data:`TOKEN`; without it they answer 401, as the Hub does.
+
 Scripted failures: a gated repository answers 401 with ``X-Error-Code: GatedRepo`` unless the
 request carries :data:`TOKEN`; a file listed but absent answers 404 ``EntryNotFound``;
 ``drop_once`` cuts the first GET of a file short (the connection closes), as a network drop
@@ -14,6 +25,7 @@ would. Every request is recorded.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -38,13 +50,15 @@ class Repo:
     params: int = 0
     gated: bool = False
     missing: tuple[str, ...] = ()  # listed in the file list, 404 when fetched
+    private: bool = False
+    commits: list[dict[str, Any]] = field(default_factory=list)  # pushed: {"summary", "files"} each
 
     def info(self) -> dict[str, Any]:
         siblings = [{"rfilename": name, "size": len(data)} for name, data in self.files.items()]
         siblings += [{"rfilename": name, "size": 10} for name in self.missing]
         data: dict[str, Any] = {
             "id": self.repo_id, "modelId": self.repo_id, "sha": COMMIT, "siblings": siblings, "tags": self.tags,
-            "pipeline_tag": self.task, "downloads": self.downloads, "likes": 1, "private": False,
+            "pipeline_tag": self.task, "downloads": self.downloads, "likes": 1, "private": self.private,
             "gated": "manual" if self.gated else False, "lastModified": "2026-01-01T00:00:00.000Z"}
         if self.params:
             data["safetensors"] = {"parameters": {"F32": self.params}, "total": self.params}
@@ -61,6 +75,7 @@ class FakeHub:
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers in lower case)
         self.drop_once: dict[str, int] = {}  # file name -> bytes its first GET sends before the connection drops
         self.pause_per_mib = 0.0  # seconds between MiB of a file body: a slow connection
+        self.validated: list[str] = []  # README texts sent to /api/validate-yaml
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -95,6 +110,9 @@ class FakeHub:
             def do_HEAD(self) -> None:
                 hub._serve(self, "HEAD")
 
+            def do_POST(self) -> None:
+                hub._post(self)
+
         return Handler
 
     def _serve(self, request: BaseHTTPRequestHandler, method: str) -> None:
@@ -111,6 +129,51 @@ class FakeHub:
             return self._json(request, 200, repo.info())
         owner, name, _, _, *rest = (path.strip("/").split("/") + ["", "", ""])[:5]
         self._file(request, method, self.repos.get(f"{owner}/{name}"), "/".join(rest))
+
+    # -- push: create a repository, then one commit of regular (inline) files -------------------
+
+    def _post(self, request: BaseHTTPRequestHandler) -> None:
+        path = unquote(urlsplit(request.path).path)
+        self.requests.append(("POST", path, {k.lower(): v for k, v in request.headers.items()}))
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        if path == "/api/validate-yaml":
+            self.validated.append(json.loads(body)["content"])
+            return self._json(request, 200, {"errors": [], "warnings": []})
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._json(request, 401, {"error": "Invalid username or password."})
+        if path == "/api/repos/create":
+            return self._create(request, json.loads(body))
+        owner, name, action = (path.removeprefix("/api/models/").split("/") + ["", "", ""])[:3]
+        repo = self.repos.get(f"{owner}/{name}")
+        if repo is None:
+            return self._json(request, 404, {"error": "Repository not found"}, "RepoNotFound")
+        if action == "preupload":
+            files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                     for f in json.loads(body)["files"]]
+            return self._json(request, 200, {"files": files})
+        if action == "commit":
+            return self._commit(request, repo, body)
+        self._json(request, 404, {"error": "Not found"})
+
+    def _create(self, request: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:
+        repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
+        if repo_id in self.repos:
+            return self._json(request, 409, {"error": "You already created this model repo",
+                                             "url": f"{self.url}/{repo_id}"})
+        self.repos[repo_id] = Repo(repo_id, {}, private=payload.get("visibility") == "private")
+        self._json(request, 200, {"url": f"{self.url}/{repo_id}", "name": repo_id})
+
+    def _commit(self, request: BaseHTTPRequestHandler, repo: Repo, body: bytes) -> None:
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        header = next(line["value"] for line in lines if line["key"] == "header")
+        files = {line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                 for line in lines if line["key"] == "file"}
+        if any(line["key"] not in ("header", "file") for line in lines):  # LFS or deletions: not faked
+            return self._json(request, 400, {"error": "only regular files are accepted"})
+        repo.files.update(files)
+        repo.commits.append({"summary": header["summary"], "files": sorted(files)})
+        oid = hashlib.sha1(body).hexdigest()
+        self._json(request, 200, {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{oid}", "commitOid": oid})
 
     def _search(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         words = query.get("search", [""])[0].lower()

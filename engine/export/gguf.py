@@ -83,11 +83,17 @@ def _add_hyperparameters(writer: Any, config: Any, name: str, outtype: str) -> N
     writer.add_rope_dimension_count(head_dim)
     writer.add_key_length(head_dim)
     writer.add_value_length(head_dim)
-    file_types = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
-                  "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
-    writer.add_file_type(file_types[outtype])
+    writer.add_file_type(file_type(outtype))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def file_type(outtype: str) -> Any:
+    """The ``general.file_type`` llama.cpp records for a file written in ``outtype``."""
+    import gguf
+
+    return {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+            "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
+            "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[outtype]
 
 
 def _copy_tokenizer_fields(writer: Any, source: Path) -> None:
@@ -162,14 +168,14 @@ def _tensors(model: Any, outtype: str) -> list[tuple[str, Any, Any]]:
             raise errors.invalid_input(f"model: GGUF export has no name for the weight {hf_name}")
         data = tensor.detach().to("cpu").float().numpy()
         if hf_name.endswith("q_proj.weight"):
-            data = _permute(data, config.num_attention_heads)
+            data = permute(data, config.num_attention_heads)
         elif hf_name.endswith("k_proj.weight"):
-            data = _permute(data, config.num_key_value_heads)
-        out.append((gguf_name, *_encode(np.ascontiguousarray(data), _tensor_type(hf_name, outtype))))
+            data = permute(data, config.num_key_value_heads)
+        out.append((gguf_name, *encode(np.ascontiguousarray(data), _tensor_type(hf_name, outtype))))
     return out
 
 
-def _permute(weights: Any, heads: int) -> Any:
+def permute(weights: Any, heads: int) -> Any:
     """Hugging Face keeps each head's rotary halves apart; llama.cpp interleaves them."""
     return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
             .swapaxes(1, 2).reshape(weights.shape))
@@ -184,7 +190,7 @@ def _tensor_type(hf_name: str, outtype: str) -> str:
     return outtype
 
 
-def _encode(data: Any, outtype: str) -> tuple[Any, Any]:
+def encode(data: Any, outtype: str) -> tuple[Any, Any]:
     import gguf
     import numpy as np
 

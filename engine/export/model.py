@@ -1,6 +1,7 @@
 """`export`: a run's tuned model as files other tools load, with the adapter merged into the
 base weights: a Hugging Face folder (safetensors, tokenizer, chat template) for transformers and
-vLLM, or one GGUF file for llama.cpp, LM Studio and Ollama.
+vLLM, or one GGUF file for llama.cpp, LM Studio and Ollama. ``--format gguf-lora`` writes the
+adapter alone as a GGUF LoRA file instead, for llama.cpp's ``--lora`` over the base model's GGUF.
 
 The merge happens on the CPU (peft's ``merge_and_unload``), so it works on any machine that can
 hold the base: in fp32 for a base stored in fp32, else in bf16 (``merge_dtype``); the result is
@@ -13,17 +14,18 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
-from engine.export import for_tools, lmstudio, roundtrip
+from engine.export import for_tools, gguf_lora, history, lmstudio, roundtrip
 from engine.export import gguf as export_gguf
 from engine.infer import generate
 from engine.runtime import models
@@ -31,6 +33,8 @@ from engine.runtime import models
 log = logging.getLogger("engine.export")
 
 MERGED_TYPES = ("f16", "bf16", "f32")
+GGUF_LORA = "gguf-lora"  # the adapter alone, for llama.cpp's --lora
+Progress = Callable[[int, int], None]
 INFO_FILE = "tunebench-export.json"
 
 
@@ -40,11 +44,13 @@ class Cancelled(Exception):
 
 def cmd_export(args: argparse.Namespace, job: Job) -> int:
     tools = for_tools.tool_options(args)
+    if tools.wants_gguf and args.format == GGUF_LORA:
+        raise errors.usage("format: --ollama and --lmstudio take the whole model; drop --format gguf-lora")
     if tools.wants_gguf and args.format != "gguf":  # Ollama and LM Studio load GGUF files only
         log.info("Writing GGUF, not %s: Ollama and LM Studio load GGUF files only", args.format)
         args.format = "gguf"
     outtype = args.outtype or "f16"
-    allowed = MERGED_TYPES if args.format == "merged" else export_gguf.OUTTYPES
+    allowed = {"merged": MERGED_TYPES, GGUF_LORA: gguf_lora.OUTTYPES}.get(args.format, export_gguf.OUTTYPES)
     if outtype not in allowed:
         raise errors.usage(f"outtype: {args.format} export writes {', '.join(allowed)}, not {outtype!r}")
     try:
@@ -62,12 +68,17 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     model, tokenizer, _ = generate.load(args.model, args.run, "cpu", dtype=merge_dtype(base))
     # Before the merge: a chat template Ollama cannot be given fails now, not after minutes of writing.
     ollama_plan = for_tools.ollama_plan(tools, tokenizer, run_info)
+    if args.format == GGUF_LORA:
+        gguf_lora.pairs(model)  # a run llama.cpp's LoRA files cannot hold fails now, in one line
     prompts = roundtrip.conversations(source.parent if adapter_dir else None, run_info) if args.check else []
     expected = roundtrip.answers(model, tokenizer, prompts) if prompts else []
-    model = merged(model)
+    if args.format != GGUF_LORA:
+        model = merged(model)
     try:
         if args.format == "merged":
             write_merged(model, tokenizer, target, outtype, describe(base, source, outtype))
+        elif args.format == GGUF_LORA:
+            write_file(target, job, lambda path, progress: gguf_lora.write(model, path, outtype, run_name, progress))
         else:
             write_gguf(model, tokenizer, target, outtype, run_name, models.gguf_origin(base), job)
     except Cancelled:
@@ -80,27 +91,36 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     seconds = time.monotonic() - started
     size = _size(target)
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
-    del model  # the check loads the export itself; the merged copy is no longer needed
-    report = check_export(target, args.format, outtype, prompts, expected, tokenizer, job) if prompts else None
+    if args.format == GGUF_LORA:
+        extra_info = lora_usage(target, base)
+        loader = functools.partial(adapter_applied, model, target, base)
+    else:
+        extra_info = {}
+        del model  # the check loads the export itself; the merged copy is no longer needed
+        loader = functools.partial(roundtrip.load_gguf if args.format == "gguf" else roundtrip.load_folder, target)
+    report = check_export(target, loader, outtype, prompts, expected, tokenizer, job) if prompts else None
     passed = report is None or report.passed
     # Only a file that passed its check gets a Modelfile or goes into Ollama.
     extra = for_tools.finish(tools, ollama_plan, target, run_name, job) if passed else {}
     job.channel.send(protocol.artifact("export", str(target), format=args.format, outtype=outtype))
-    job.channel.send(protocol.result({"path": str(target), "format": args.format, "outtype": outtype,
-                                      "bytes": size, "seconds": round(seconds, 1),
-                                      "roundtrip": report.as_dict() if report else None, **extra}))
+    result = {"path": str(target), "format": args.format, "outtype": outtype, "bytes": size,
+              "seconds": round(seconds, 1), "roundtrip": report.as_dict() if report else None, **extra_info}
+    history.record(source.parent, result)  # the Runs page shows each export's check
+    job.channel.send(protocol.result({**result, **extra}))
     if report and not report.passed:
         raise EngineError(protocol.ExitCode.FAILED, f"export: {target} was written, but its round-trip check "
                           f"failed: {report.cause}")
     return protocol.ExitCode.OK
 
 
-def check_export(target: Path, fmt: str, outtype: str, prompts: list[list[dict[str, str]]],
-                 expected: list[roundtrip.Answer], tokenizer: Any, job: Job) -> roundtrip.Report:
-    """Loads the export back as another tool would and compares its greedy answers (roundtrip.py)."""
+def check_export(target: Path, loader: Callable[[], tuple[Any, Any]], outtype: str,
+                 prompts: list[list[dict[str, str]]], expected: list[roundtrip.Answer], tokenizer: Any,
+                 job: Job) -> roundtrip.Report:
+    """Loads the export back as another tool would (``loader``) and compares its greedy answers
+    (roundtrip.py)."""
     job.channel.send(protocol.progress(0, len(prompts), unit="prompts"))
     log.info("Round-trip check: loading %s back and answering %d sample prompts", target.name, len(prompts))
-    loaded, loaded_tokenizer = roundtrip.load_gguf(target) if fmt == "gguf" else roundtrip.load_folder(target)
+    loaded, loaded_tokenizer = loader()
     report = roundtrip.check(prompts, expected, tokenizer, loaded, loaded_tokenizer, outtype)
     if report.passed:
         log.info("Round-trip check passed: %d prompts, %s", report.prompts, report.rule)
@@ -108,6 +128,26 @@ def check_export(target: Path, fmt: str, outtype: str, prompts: list[list[dict[s
         for item in report.differing:
             log.warning("Round-trip: %r: %s", item["prompt"][:60], item["why"])
     return report
+
+
+def adapter_applied(model: Any, target: Path, base: str) -> tuple[Any, Any]:
+    """The base model with the LoRA file's updates added as llama.cpp adds them, and the base
+    model's own tokenizer: llama.cpp takes the chat template from the base model's file."""
+    from transformers import AutoTokenizer
+
+    plain = model.unload()  # the base weights as loaded, the adapter's layers taken out unmerged
+    gguf_lora.apply_updates(plain, gguf_lora.read_updates(target, plain.config))
+    return plain.eval(), AutoTokenizer.from_pretrained(str(models.prepare(base)))
+
+
+def lora_usage(target: Path, base: str) -> dict[str, Any]:
+    """The base GGUF the adapter goes with, when the base came from one, and the command line."""
+    origin = models.gguf_origin(base)
+    base_file = str(origin) if origin else "BASE.gguf"
+    command = f'llama-cli -m "{base_file}" --lora "{target}"'
+    log.info("To use it with llama.cpp: %s%s", command,
+             "" if origin else " (BASE.gguf: the base model as GGUF, e.g. from llama.cpp's convert_hf_to_gguf.py)")
+    return {"base_gguf": str(origin) if origin else None, "llama_cpp_command": command}
 
 
 def check_target(target: Path, fmt: str, force: bool) -> None:
@@ -124,7 +164,7 @@ def check_target(target: Path, fmt: str, force: bool) -> None:
     if fmt == "merged" and not (target / INFO_FILE).is_file():
         raise errors.invalid_input(f"out: {target} exists and is not an earlier Tunebench export; "
                                    "choose a new folder name")
-    if fmt == "gguf" and not target.is_file():
+    if fmt != "merged" and not target.is_file():
         raise errors.invalid_input(f"out: {target} is a folder; give the GGUF file's name")
 
 
@@ -143,7 +183,8 @@ def default_target(source: Path, fmt: str, outtype: str) -> Path:
     """``exports/`` in the run's folder: ``<run id>-<type>`` (a folder) or ``<run id>-<type>.gguf``."""
     run_folder = source.parent
     stem = f"{run_folder.name}-{outtype}"
-    return run_folder / "exports" / (f"{stem}.gguf" if fmt == "gguf" else f"{stem}-merged")
+    names_by_format = {"gguf": f"{stem}.gguf", GGUF_LORA: f"{stem}-lora.gguf", "merged": f"{stem}-merged"}
+    return run_folder / "exports" / names_by_format[fmt]
 
 
 def merged(model: Any) -> Any:
@@ -175,6 +216,17 @@ def write_merged(model: Any, tokenizer: Any, target: Path, outtype: str, info: d
 
 def write_gguf(model: Any, tokenizer: Any, target: Path, outtype: str, name: str,
                origin: Path | None, job: Job) -> None:
+    def write(path: Path, progress: Progress) -> None:
+        with tempfile.TemporaryDirectory(prefix="tunebench-tokenizer-") as folder:
+            tokenizer.save_pretrained(folder)
+            export_gguf.write(model, Path(folder), path, outtype, name, origin, progress)
+
+    write_file(target, job, write)
+
+
+def write_file(target: Path, job: Job, write: Callable[[Path, Progress], None]) -> None:
+    """Runs ``write(path, progress)`` into a temporary name beside ``target`` and renames it
+    when complete; a cancel between tensors leaves nothing behind."""
     def progress(done: int, total: int) -> None:
         if job.control.cancelled.is_set():
             raise Cancelled()
@@ -182,9 +234,7 @@ def write_gguf(model: Any, tokenizer: Any, target: Path, outtype: str, name: str
 
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
-        with tempfile.TemporaryDirectory(prefix="tunebench-tokenizer-") as folder:
-            tokenizer.save_pretrained(folder)
-            export_gguf.write(model, Path(folder), partial, outtype, name, origin, progress)
+        write(partial, progress)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.export import history as export_history
 from gui.context import AppContext
 from gui.state import run_compare, run_export, run_history
 from gui.state.run_history import RunRow
@@ -36,6 +37,7 @@ from gui.widgets.metric_plot import MetricPlot
 from gui.widgets.model_export import ModelExport
 from gui.widgets.run_compare_plot import RunComparePlot
 from gui.widgets.run_config_diff import ConfigDiffView
+from gui.widgets.run_exports import RunExportsView
 from gui.widgets.status_line import StatusLine
 from gui.widgets.tables import make_read_only
 from gui.widgets.train_samples import SamplesView
@@ -178,7 +180,7 @@ class RunsPage(QWidget):
         self.model_export = ModelExport(self._context, self)
         self.model_export_menus = self.model_export.add_menus(export_menu, self._exportable_run)
         self.model_export.sig_status.connect(lambda text, error: self._say(text, error=error))
-        self.model_export.sig_busy.connect(lambda _busy: self._show_export_state())
+        self.model_export.sig_busy.connect(self._on_export_busy)
         self.export_button.setMenu(export_menu)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete this run's folder (checkpoints, adapter, logs); asks first. "
@@ -199,6 +201,8 @@ class RunsPage(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.plot, "Curves")
         self.tabs.addTab(self.samples_view, "Samples")
+        self.exports_view = RunExportsView()
+        self.tabs.addTab(self.exports_view, "Exports")
         self.tabs.addTab(self.compare_plot, "Compare")
         self.tabs.addTab(self.config_diff, "Settings diff")
         return self.tabs
@@ -388,11 +392,19 @@ class RunsPage(QWidget):
         run = self.selected_run()
         return run if run is not None and run.can_export_model() else None
 
+    def _on_export_busy(self, busy: bool) -> None:
+        self._show_export_state()
+        if not busy:
+            self._show_exports(self.selected_run())
+
     def _show_export_state(self) -> None:
-        """Model export needs one finished run with weights to merge, and one export at a time."""
-        enabled = self._exportable_run() is not None and not self.model_export.is_busy()
+        """Model export needs one finished run with weights to merge, and one export at a time;
+        the adapter-only file needs an adapter."""
+        run = self._exportable_run()
+        enabled = run is not None and not self.model_export.is_busy()
+        has_adapter = run is not None and run.has_adapter()
         for menu in self.model_export_menus:
-            menu.setEnabled(enabled)
+            menu.setEnabled(enabled and (menu is not self.model_export.adapter_menu or has_adapter))
 
     def _show_run(self, run: RunRow | None) -> None:
         if run is None:
@@ -400,6 +412,7 @@ class RunsPage(QWidget):
             self.plot.clear()
             self.samples_view.clear()
             self.tabs.setTabText(self.tabs.indexOf(self.samples_view), "Samples")
+            self._show_exports(None)
             return
         self.path_label.setText(str(run.path))
         self.plot.set_buffer(run_history.load_curves(run.path))
@@ -409,6 +422,14 @@ class RunsPage(QWidget):
         self.samples_view.set_samples(samples)
         self.tabs.setTabText(self.tabs.indexOf(self.samples_view), f"Samples ({len(samples)})" if samples
                              else "Samples")
+        self._show_exports(run)
+
+    def _show_exports(self, run: RunRow | None) -> None:
+        """The run's exports and their round-trip checks (read again after each export ends)."""
+        entries = export_history.read(run.path) if run is not None else []
+        self.exports_view.set_exports(entries)
+        self.tabs.setTabText(self.tabs.indexOf(self.exports_view), f"Exports ({len(entries)})" if entries
+                             else "Exports")
 
     def _show_comparison(self, runs: list[RunRow]) -> None:
         self.compare_plot.set_runs(run_compare.load_curves(runs))

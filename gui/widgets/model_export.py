@@ -19,6 +19,7 @@ from gui.state.run_history import RunRow
 FORMATS = (
     ("gguf", "Model as GGUF (llama.cpp, LM Studio, Ollama)", ("q8_0", "q5_0", "q4_0", "f16", "f32")),
     ("merged", "Model, merged (Hugging Face safetensors folder)", ("f16", "bf16", "f32")),
+    ("gguf-lora", "Adapter only as GGUF LoRA (llama.cpp --lora over the base GGUF)", ("f16", "q8_0", "f32")),
 )
 OUTTYPE_HELP = {"q8_0": "Q8_0 (8-bit, half the size of F16, near-lossless)",
                 "q5_0": "Q5_0 (5-bit, about a third of F16)", "q4_0": "Q4_0 (4-bit, about a quarter of F16)",
@@ -47,6 +48,7 @@ class ModelExport(QObject):
         self.client.sig_result.connect(self._on_result)
         self.client.sig_finished.connect(self._on_finished)
         self._result: dict = {}
+        self.adapter_menu: QMenu | None = None
 
     def add_menus(self, menu: QMenu, chosen_run, ask_target=None) -> list[QMenu]:
         """Adds a submenu per format to ``menu``; ``chosen_run()`` gives the run to export (or
@@ -54,6 +56,8 @@ class ModelExport(QObject):
         submenus = []
         for fmt, title, outtypes in FORMATS:
             submenu = menu.addMenu(title)
+            if fmt == "gguf-lora":
+                self.adapter_menu = submenu  # offered for runs with an adapter only
             for outtype in outtypes:
                 submenu.addAction(OUTTYPE_HELP[outtype] + "…",
                                   lambda f=fmt, o=outtype: self._export_chosen(chosen_run(), f, o, ask_target))
@@ -85,7 +89,8 @@ class ModelExport(QObject):
         self.client.start(self.command(run, fmt, outtype, target, extra), env=self._context.engine_env())
         self.sig_busy.emit(True)
         where = target if target is not None else "LM Studio's models folder"
-        self.sig_status.emit(f"Exporting {run.title} to {where}: merging the adapter…", False)
+        step = "writing the adapter" if fmt == "gguf-lora" else "merging the adapter"
+        self.sig_status.emit(f"Exporting {run.title} to {where}: {step}…", False)
         return True
 
     def start_for_tool(self, run: RunRow, tool: str, target: Path | None, value: str) -> bool:
@@ -137,10 +142,11 @@ class ModelExport(QObject):
 
     def _ask_target(self, run: RunRow, fmt: str, outtype: str) -> Path | None:
         parent = self._parent_widget()
-        if fmt == "gguf":
-            suggested = Path.home() / f"{run.id}-{outtype}.gguf"
-            path, _ = QFileDialog.getSaveFileName(parent, "Export model as GGUF", str(suggested),
-                                                  "GGUF files (*.gguf)")
+        if fmt in ("gguf", "gguf-lora"):
+            adapter_only = fmt == "gguf-lora"
+            suggested = Path.home() / f"{run.id}-{outtype}{'-lora' if adapter_only else ''}.gguf"
+            title = "Export the adapter as a GGUF LoRA file" if adapter_only else "Export model as GGUF"
+            path, _ = QFileDialog.getSaveFileName(parent, title, str(suggested), "GGUF files (*.gguf)")
         else:
             suggested = Path.home() / f"{run.id}-{outtype}-merged"
             path, _ = QFileDialog.getSaveFileName(parent, "Export merged model: name the new folder",
@@ -185,6 +191,8 @@ def tools_text(result: dict) -> str:
     text = ""
     if result.get("lmstudio"):
         text += f" LM Studio lists it under {lmstudio.PUBLISHER}/{Path(result['path']).parent.name}."
+    if result.get("llama_cpp_command"):
+        text += f" Use it with llama.cpp: {result['llama_cpp_command']}"
     created = result.get("ollama")
     if created and created.get("created"):
         text += f" Created in Ollama as {created['name']}."

@@ -115,7 +115,7 @@ def test_heavy_commands_are_the_ones_that_load_torch_and_only_session_and_login_
 
 def test_only_the_hub_commands_go_online() -> None:
     """Rule 9: every other command runs with huggingface_hub in offline mode."""
-    assert {c.name for c in COMMANDS if c.online} == {"models search", "models card", "models download"}
+    assert {c.name for c in COMMANDS if c.online} == {"models search", "models card", "models download", "push"}
 
 
 def test_help_imports_no_ml_package() -> None:

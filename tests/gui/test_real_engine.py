@@ -72,8 +72,8 @@ def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path,
     runs = RunsPage(AppContext.from_environment())
     qtbot.addWidget(runs)
     assert runs.model.rowCount() == 1 and runs.select_run(runs.model.row_at(0).id)
-    gguf_menu, merged_menu, tools_menu = runs.model_export_menus
-    assert gguf_menu.isEnabled() and merged_menu.isEnabled() and tools_menu.isEnabled()
+    gguf_menu, merged_menu, adapter_menu, tools_menu = runs.model_export_menus
+    assert all(menu.isEnabled() for menu in (gguf_menu, merged_menu, adapter_menu, tools_menu))
     target = tmp_path / "exported" / "tuned.gguf"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     gguf_menu.actions()[0].trigger()  # Q8_0
@@ -83,5 +83,17 @@ def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path,
     assert runs.status_line.text().startswith(f"Saved {target} (")
     assert "Round-trip check passed: " in runs.status_line.text()
     assert target.stat().st_size > 0 and gguf_menu.isEnabled()
+    # The check's result stays with the run: the Exports tab lists it, newest first.
+    assert runs.tabs.tabText(runs.tabs.indexOf(runs.exports_view)) == "Exports (1)"
+    assert runs.exports_view.tree.topLevelItem(0).text(2).startswith("passed: ")
+    lora_target = tmp_path / "exported" / "adapter.gguf"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(lora_target), ""))
+    adapter_menu.actions()[0].trigger()  # the adapter alone, F16
+    qtbot.waitUntil(lambda: not runs.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    assert not runs.status_line.is_error(), runs.status_line.text()
+    assert f'Use it with llama.cpp: llama-cli -m "BASE.gguf" --lora "{lora_target}"' in runs.status_line.text()
+    newest = runs.exports_view.tree.topLevelItem(0)
+    assert runs.exports_view.tree.topLevelItemCount() == 2 and newest.text(1) == "gguf-lora f16"
+    assert newest.text(2).startswith("passed: ")
     runs.select_runs([])
     assert not gguf_menu.isEnabled()
