@@ -33,6 +33,7 @@ from engine.export import history as export_history
 from gui.context import AppContext
 from gui.state import run_compare, run_export, run_history
 from gui.state.run_history import RunRow
+from gui.widgets.hub_push_dialog import HubPushDialog
 from gui.widgets.metric_plot import MetricPlot
 from gui.widgets.model_export import ModelExport
 from gui.widgets.run_compare_plot import RunComparePlot
@@ -118,6 +119,7 @@ class RunsPage(QWidget):
         super().__init__(parent)
         self._context = context
         self.model = RunTableModel(self)
+        self.push_dialog: HubPushDialog | None = None
         self._build()
         self.refresh()
 
@@ -179,6 +181,8 @@ class RunsPage(QWidget):
         export_menu.addSeparator()
         self.model_export = ModelExport(self._context, self)
         self.model_export_menus = self.model_export.add_menus(export_menu, self._exportable_run)
+        export_menu.addSeparator()
+        self.push_action = export_menu.addAction("Push to the Hugging Face Hub…", self._on_push_triggered)
         self.model_export.sig_status.connect(lambda text, error: self._say(text, error=error))
         self.model_export.sig_busy.connect(self._on_export_busy)
         self.export_button.setMenu(export_menu)
@@ -392,6 +396,14 @@ class RunsPage(QWidget):
         run = self.selected_run()
         return run if run is not None and run.can_export_model() else None
 
+    def _on_push_triggered(self) -> None:
+        run = self._exportable_run()
+        if run is None:
+            return
+        self.push_dialog = HubPushDialog(run, self._context.engine_command, self._context.engine_env, self)
+        self.push_dialog.sig_pushed.connect(lambda url: self._say(f"Pushed {run.title} to {url}"))
+        self.push_dialog.open()
+
     def _on_export_busy(self, busy: bool) -> None:
         self._show_export_state()
         if not busy:
@@ -405,6 +417,7 @@ class RunsPage(QWidget):
         has_adapter = run is not None and run.has_adapter()
         for menu in self.model_export_menus:
             menu.setEnabled(enabled and (menu is not self.model_export.adapter_menu or has_adapter))
+        self.push_action.setEnabled(run is not None)
 
     def _show_run(self, run: RunRow | None) -> None:
         if run is None:
