@@ -26,6 +26,7 @@ MAX_NAME_CHARS = 120
 RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
                       *(f"COM{n}" for n in "123456789¹²³"), *(f"LPT{n}" for n in "123456789¹²³")})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 _WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
 
 
@@ -103,3 +104,11 @@ def check_out_path(value: str, what: str) -> Path:
         if problem:
             raise errors.usage(f"{what} {value!r}: {component!r} {problem}")
     return path
+
+
+def slug(text: str, fallback: str, lower: bool = False, limit: int | None = None) -> str:
+    """``text`` as a name other tools take as it is (Ollama models, LM Studio folders, Hub
+    repositories, dataset names): letters, digits, '.', '_' and '-', each other run of
+    characters one dash, no dash or dot at the ends; ``fallback`` when nothing is left."""
+    value = _NOT_SLUG.sub("-", text.lower() if lower else text)[:limit].strip("-.")
+    return value or fallback

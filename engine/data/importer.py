@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import logging
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -219,7 +218,7 @@ def file_hash(path: Path) -> str:
 
 def dataset_name_for(path: Path) -> str:
     stem = path.name if path.is_dir() else path.stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "dataset"
+    return names.slug(stem, "dataset")
 
 
 def dataset_folder(name: str) -> Path:

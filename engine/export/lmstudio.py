@@ -5,11 +5,11 @@ straight in the models folder). LM Studio reads the chat template from the GGUF'
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from engine.core import names
+
 PUBLISHER = "tunebench"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def default_models_dir() -> Path:
@@ -20,7 +20,7 @@ def default_models_dir() -> Path:
 def model_name(run_name: str) -> str:
     """A folder name LM Studio shows as the model: the run's name with anything but letters,
     digits, dot, dash and underscore turned into a dash."""
-    return _UNSAFE.sub("-", run_name).strip("-.") or "model"
+    return names.slug(run_name, "model")
 
 
 def target(models_dir: Path, run_name: str, outtype: str) -> Path:

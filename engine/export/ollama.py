@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.core import errors, protocol, workspace
+from engine.core import errors, names, protocol, workspace
 from engine.export.chat_families import Family, Match
 
 log = logging.getLogger("engine.export.ollama")
@@ -114,7 +114,7 @@ def is_model_name(name: str) -> bool:
 def suggested_name(run_name: str) -> str:
     """An Ollama model name from the run's name: Ollama's names are lowercase letters, digits,
     dots, dashes and underscores."""
-    return re.sub(r"[^a-z0-9._-]+", "-", run_name.lower()).strip("-.") or "tuned"
+    return names.slug(run_name, "tuned", lower=True)
 
 
 def command_text(name: str, modelfile: Path) -> str:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import protocol
+from engine.core import names, protocol
 from gui.engine_client import EngineClient
 from gui.state.run_history import RunRow
 from gui.widgets.status_line import StatusLine
@@ -36,7 +36,7 @@ STAGE_TEXT = {"prepare": "Gathering the files…", "model card": "Writing the mo
 
 def suggested_name(run: RunRow) -> str:
     """A repository name from the run's title: what the Hub accepts, lower case."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", run.title).strip("-.").lower()[:64] or run.id
+    return names.slug(run.title, run.id, lower=True, limit=64)
 
 
 class HubPushDialog(QDialog):

@@ -208,3 +208,11 @@ def test_cli_sweep_and_launch_outputs_are_checked(argv: tuple[str, ...], workspa
     assert done.returncode == protocol.ExitCode.USAGE, done.stderr
     assert "reserved" in done.stderr or "ends with" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and not list(tmp_path.glob("*.toml"))
+
+
+def test_a_slug_keeps_what_other_tools_accept_and_falls_back_when_nothing_is_left() -> None:
+    assert names.slug("Kettle Helper v2!", "x") == "Kettle-Helper-v2"
+    assert names.slug("Kettle Helper v2!", "x", lower=True) == "kettle-helper-v2"
+    assert names.slug("..my_data.v1--", "x") == "my_data.v1"
+    assert names.slug("é/ü\\:", "fallback") == "fallback"
+    assert names.slug("a" * 80 + " b", "x", limit=64) == "a" * 64
