@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from engine.core import protocol
+from engine.export import readback
 from engine.runtime import models
 
 
@@ -36,6 +37,12 @@ def test_default_model_is_prepared_once_and_answers(engine_argv, engine_env, wor
                  "--out", str(workspace_home / "smollm2-lora.gguf"))[-1]["data"]
     assert result["roundtrip"]["passed"], result["roundtrip"]
     assert result["base_gguf"] == str(models.bundled_gguf())
+    # The adapter merged, as F32 GGUF: the adapter's exact greedy text, in llama.cpp where it is
+    # installed (the result says which read it back), else through transformers' GGUF loader.
+    merged = run("export", str(adapter), "--model", "default", "--format", "gguf", "--outtype", "f32",
+                 "--out", str(workspace_home / "smollm2-merged-f32.gguf"))[-1]["data"]["roundtrip"]
+    assert merged["passed"] and "same greedy text" in merged["rule"], merged
+    assert merged["loader"] == ("llama.cpp" if readback.llama_cpp_installed() else "transformers")
 
 
 def _random_adapter(model_dir: str, folder):

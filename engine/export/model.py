@@ -25,7 +25,7 @@ from typing import Any, Callable
 from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
-from engine.export import for_tools, gguf_lora, history, lmstudio, roundtrip
+from engine.export import for_tools, gguf_lora, history, kquants, lmstudio, readback, roundtrip
 from engine.export import gguf as export_gguf
 from engine.infer import generate
 from engine.runtime import models
@@ -34,6 +34,7 @@ log = logging.getLogger("engine.export")
 
 MERGED_TYPES = ("f16", "bf16", "f32")
 GGUF_LORA = "gguf-lora"  # the adapter alone, for llama.cpp's --lora
+GGUF_TYPES = (*export_gguf.OUTTYPES, *kquants.FTYPES)
 Progress = Callable[[int, int], None]
 INFO_FILE = "tunebench-export.json"
 
@@ -50,9 +51,11 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
         log.info("Writing GGUF, not %s: Ollama and LM Studio load GGUF files only", args.format)
         args.format = "gguf"
     outtype = args.outtype or "f16"
-    allowed = {"merged": MERGED_TYPES, GGUF_LORA: gguf_lora.OUTTYPES}.get(args.format, export_gguf.OUTTYPES)
+    allowed = {"merged": MERGED_TYPES, GGUF_LORA: gguf_lora.OUTTYPES}.get(args.format, GGUF_TYPES)
     if outtype not in allowed:
         raise errors.usage(f"outtype: {args.format} export writes {', '.join(allowed)}, not {outtype!r}")
+    if outtype in kquants.FTYPES:
+        kquants.check_available(outtype)  # before minutes of loading and merging
     try:
         base, adapter_dir, run_info = generate.resolve(args.model, args.run)
     except EngineError as exc:  # the shared resolver names its field "adapter"; here it is "run"
@@ -93,12 +96,13 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     log.info("Exported %s (%s, %s, %.0f MB) in %.0f s", target, args.format, outtype, size / 1e6, seconds)
     if args.format == GGUF_LORA:
         extra_info = lora_usage(target, base)
-        loader = functools.partial(adapter_applied, model, target, base)
+        loader = functools.partial(readback.lora_file, model, target, base, outtype)
     else:
         extra_info = {}
         del model  # the check loads the export itself; the merged copy is no longer needed
-        loader = functools.partial(roundtrip.load_gguf if args.format == "gguf" else roundtrip.load_folder, target)
-    report = check_export(target, loader, outtype, prompts, expected, tokenizer, job) if prompts else None
+        read = readback.gguf_file if args.format == "gguf" else readback.merged_folder
+        loader = functools.partial(read, target, outtype)
+    report = check_export(target, loader, prompts, expected, tokenizer, job) if prompts else None
     passed = report is None or report.passed
     # Only a file that passed its check gets a Modelfile or goes into Ollama.
     extra = for_tools.finish(tools, ollama_plan, target, run_name, job) if passed else {}
@@ -113,31 +117,20 @@ def cmd_export(args: argparse.Namespace, job: Job) -> int:
     return protocol.ExitCode.OK
 
 
-def check_export(target: Path, loader: Callable[[], tuple[Any, Any]], outtype: str,
-                 prompts: list[list[dict[str, str]]], expected: list[roundtrip.Answer], tokenizer: Any,
-                 job: Job) -> roundtrip.Report:
-    """Loads the export back as another tool would (``loader``) and compares its greedy answers
-    (roundtrip.py)."""
+def check_export(target: Path, loader: Callable[[], readback.Readback], prompts: list[list[dict[str, str]]],
+                 expected: list[roundtrip.Answer], tokenizer: Any, job: Job) -> roundtrip.Report:
+    """Loads the export back as another tool would (``loader``, readback.py) and compares its
+    greedy answers (roundtrip.py)."""
     job.channel.send(protocol.progress(0, len(prompts), unit="prompts"))
     log.info("Round-trip check: loading %s back and answering %d sample prompts", target.name, len(prompts))
-    loaded, loaded_tokenizer = loader()
-    report = roundtrip.check(prompts, expected, tokenizer, loaded, loaded_tokenizer, outtype)
+    back = loader()
+    report = roundtrip.check(prompts, expected, tokenizer, back.tokenizer, back.answer, back.exact, back.loader)
     if report.passed:
-        log.info("Round-trip check passed: %d prompts, %s", report.prompts, report.rule)
+        log.info("Round-trip check passed with %s: %d prompts, %s", back.loader, report.prompts, report.rule)
     else:
         for item in report.differing:
             log.warning("Round-trip: %r: %s", item["prompt"][:60], item["why"])
     return report
-
-
-def adapter_applied(model: Any, target: Path, base: str) -> tuple[Any, Any]:
-    """The base model with the LoRA file's updates added as llama.cpp adds them, and the base
-    model's own tokenizer: llama.cpp takes the chat template from the base model's file."""
-    from transformers import AutoTokenizer
-
-    plain = model.unload()  # the base weights as loaded, the adapter's layers taken out unmerged
-    gguf_lora.apply_updates(plain, gguf_lora.read_updates(target, plain.config))
-    return plain.eval(), AutoTokenizer.from_pretrained(str(models.prepare(base)))
 
 
 def lora_usage(target: Path, base: str) -> dict[str, Any]:
@@ -219,7 +212,15 @@ def write_gguf(model: Any, tokenizer: Any, target: Path, outtype: str, name: str
     def write(path: Path, progress: Progress) -> None:
         with tempfile.TemporaryDirectory(prefix="tunebench-tokenizer-") as folder:
             tokenizer.save_pretrained(folder)
-            export_gguf.write(model, Path(folder), path, outtype, name, origin, progress)
+            if outtype not in kquants.FTYPES:
+                export_gguf.write(model, Path(folder), path, outtype, name, origin, progress)
+                return
+            staged = path.with_name(f"{path.name}.f16")  # llama.cpp quantises from F16
+            try:
+                export_gguf.write(model, Path(folder), staged, "f16", name, origin, progress)
+                kquants.quantize(staged, path, outtype)
+            finally:
+                staged.unlink(missing_ok=True)
 
     write_file(target, job, write)
 

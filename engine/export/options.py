@@ -17,8 +17,9 @@ class ExportOptions:
                        "file (Llama-family models); gguf-lora: the LoRA adapter alone as a GGUF file, for "
                        "llama.cpp's --lora over the base model's GGUF", choices=EXPORT_FORMATS)
     outtype: str | None = knob(None, "merged: f16 (default), bf16 or f32; gguf: f16 (default), q8_0 (half "
-                               "the size, near-lossless), q5_0, q4_0 (about a third and a quarter of f16) or "
-                               "f32; gguf-lora: f16 (default), q8_0 or f32")
+                               "the size, near-lossless), q5_0, q4_0 (about a third and a quarter of f16), f32, "
+                               "or the K-quants q6_k, q5_k_m, q4_k_m (llama.cpp's quantizer: needs "
+                               "llama-cpp-python); gguf-lora: f16 (default), q8_0 or f32")
     out: str | None = knob(None, "where to write (default: exports/ in the run's folder)")
     force: bool = knob(False, "replace what is already at --out")
     check: bool = knob(True, "after writing, load the export back and answer the run's sample prompts "

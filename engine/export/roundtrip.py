@@ -13,8 +13,8 @@ the symptom:
   they must give the same first tokens, and must end their answer with the end-of-turn token
   within the sample length wherever the adapter did: an export that rambles fails.
 
-GGUF files are read back through transformers' GGUF loader (the gguf package dequantises them),
-so the check needs no llama.cpp build.
+How each export is read back (llama.cpp where llama-cpp-python is installed, else transformers'
+GGUF loader) is readback.py's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.core import workspace
 
@@ -51,10 +51,11 @@ class Report:
     prompts: int
     cause: str = ""
     differing: list[dict[str, str]] = field(default_factory=list)
+    loader: str = ""  # what read the export back: llama.cpp or transformers
 
     def as_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "rule": self.rule, "prompts": self.prompts, "cause": self.cause,
-                "differing": self.differing}
+                "differing": self.differing, "loader": self.loader}
 
 
 def conversations(run_folder: Path | None, run_info: dict[str, Any]) -> list[list[dict[str, str]]]:
@@ -104,23 +105,23 @@ def load_folder(target: Path) -> tuple[Any, Any]:
 
 
 def check(prompts: list[list[dict[str, str]]], expected: list[Answer], trained_tokenizer: Any,
-          exported_model: Any, exported_tokenizer: Any, outtype: str) -> Report:
-    """Compares the export's answers with the adapter's, after checking the template they were
-    rendered with; the report names the cause when it is the template."""
-    exact = outtype in EXACT_TYPES
+          exported_tokenizer: Any, answer: Callable[[list[list[dict[str, str]]]], list[Answer]], exact: bool,
+          loader: str = "") -> Report:
+    """Compares the export's answers (``answer(prompts)``) with the adapter's, after checking the
+    template they were rendered with; the report names the cause when it is the template."""
     rule = ("the same greedy text as the unmerged adapter" if exact else
             f"the adapter's first {FIRST_TOKENS} tokens, and an end-of-turn wherever the adapter gave one")
     cause = template_difference(prompts, trained_tokenizer, exported_tokenizer)
     if cause:
-        return Report(False, rule, len(prompts), cause=cause)
-    got = answers(exported_model, exported_tokenizer, prompts)
+        return Report(False, rule, len(prompts), cause=cause, loader=loader)
+    got = answer(prompts)
     differing = [{"prompt": messages[-1]["content"], "expected": want.text, "got": have.text,
                   "why": why}
                  for messages, want, have in zip(prompts, expected, got)
                  if (why := _difference(want, have, exact))]
     if differing:
         cause = f"{len(differing)} of {len(prompts)} answers differ: {differing[0]['why']}"
-    return Report(not differing, rule, len(prompts), cause=cause, differing=differing)
+    return Report(not differing, rule, len(prompts), cause=cause, differing=differing, loader=loader)
 
 
 def template_difference(prompts: list[list[dict[str, str]]], trained: Any, exported: Any) -> str:

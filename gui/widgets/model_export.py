@@ -10,19 +10,22 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QWidget
 
 from engine.core import protocol
-from engine.export import lmstudio, ollama
+from engine.export import kquants, lmstudio, ollama
 from gui.context import AppContext
 from gui.engine_client import EngineClient
 from gui.state.run_history import RunRow
 
 # (format, menu title, output types: the first is the suggested one)
 FORMATS = (
-    ("gguf", "Model as GGUF (llama.cpp, LM Studio, Ollama)", ("q8_0", "q5_0", "q4_0", "f16", "f32")),
+    ("gguf", "Model as GGUF (llama.cpp, LM Studio, Ollama)",
+     ("q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "f16", "f32")),
     ("merged", "Model, merged (Hugging Face safetensors folder)", ("f16", "bf16", "f32")),
     ("gguf-lora", "Adapter only as GGUF LoRA (llama.cpp --lora over the base GGUF)", ("f16", "q8_0", "f32")),
 )
 OUTTYPE_HELP = {"q8_0": "Q8_0 (8-bit, half the size of F16, near-lossless)",
                 "q5_0": "Q5_0 (5-bit, about a third of F16)", "q4_0": "Q4_0 (4-bit, about a quarter of F16)",
+                "q6_k": "Q6_K (6-bit K-quant)", "q5_k_m": "Q5_K_M (5-bit K-quant)",
+                "q4_k_m": "Q4_K_M (4-bit K-quant, the usual choice for chat)",
                 "f16": "F16", "bf16": "BF16", "f32": "F32 (exact, largest)"}
 # Ollama and LM Studio users mostly run quantised files; Q8_0 is half of F16 and near-lossless.
 TOOL_OUTTYPE = "q8_0"
@@ -59,8 +62,11 @@ class ModelExport(QObject):
             if fmt == "gguf-lora":
                 self.adapter_menu = submenu  # offered for runs with an adapter only
             for outtype in outtypes:
-                submenu.addAction(OUTTYPE_HELP[outtype] + "…",
-                                  lambda f=fmt, o=outtype: self._export_chosen(chosen_run(), f, o, ask_target))
+                action = submenu.addAction(OUTTYPE_HELP[outtype] + "…",
+                                           lambda f=fmt, o=outtype: self._export_chosen(chosen_run(), f, o, ask_target))
+                if outtype in kquants.FTYPES and not kquants.available():
+                    action.setEnabled(False)
+                    action.setText(f"{OUTTYPE_HELP[outtype]}: needs llama.cpp's quantizer ({kquants.NEEDS})")
             submenus.append(submenu)
         tools = menu.addMenu(TOOLS_TITLE)
         for tool, title in TOOLS:
@@ -183,7 +189,8 @@ def roundtrip_text(result: dict) -> str:
     report = result.get("roundtrip")
     if not report:
         return " Not checked (--no-check)."
-    return f" Round-trip check passed: {report['prompts']} sample prompts gave {report['rule']}."
+    where = f" in {report['loader']}" if report.get("loader") else ""
+    return f" Round-trip check passed{where}: {report['prompts']} sample prompts gave {report['rule']}."
 
 
 def tools_text(result: dict) -> str:

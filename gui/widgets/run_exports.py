@@ -21,7 +21,8 @@ def check_text(entry: dict[str, Any]) -> tuple[str, bool | None]:
     if not isinstance(report, dict):
         return "not checked (--no-check)", None
     if report.get("passed"):
-        return f"passed: {report.get('prompts', 0)} sample prompts gave {report.get('rule', '')}", True
+        where = f" in {report['loader']}" if report.get("loader") else ""
+        return f"passed{where}: {report.get('prompts', 0)} sample prompts gave {report.get('rule', '')}", True
     return f"failed: {report.get('cause', '')}", False
 
 

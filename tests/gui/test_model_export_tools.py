@@ -47,3 +47,21 @@ def test_the_status_says_where_the_model_went():
     assert model_export.tools_text({"path": "t.gguf", "ollama": {"created": False,
                                                                  "command": "ollama create kettle -f t.Modelfile"}}) \
         == " Modelfile written; to add it to Ollama: ollama create kettle -f t.Modelfile"
+
+
+def test_the_gguf_menu_offers_the_k_quants_only_where_llama_cpp_can_write_them(qtbot, make_context, monkeypatch):
+    from engine.export import kquants
+
+    run = make_run("kettle helper", adapter=True)
+    for installed in (False, True):
+        monkeypatch.setattr(kquants, "available", lambda installed=installed: installed)
+        runs = RunsPage(make_context())
+        qtbot.addWidget(runs)
+        assert runs.select_run(run.id)
+        actions = {action.text().split(" ")[0]: action for action in runs.model_export_menus[0].actions()}
+        assert actions["Q8_0"].isEnabled() and actions["Q4_0"].isEnabled()
+        assert actions["Q4_K_M"].isEnabled() == installed
+        assert ("needs llama.cpp's quantizer (pip install llama-cpp-python)" in actions["Q4_K_M"].text()) != installed
+    adapter_menu = runs.model_export_menus[2]
+    assert adapter_menu.isEnabled()
+    assert [action.text().split(" ")[0].rstrip("…") for action in adapter_menu.actions()] == ["F16", "Q8_0", "F32"]

@@ -81,11 +81,11 @@ def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path,
     qtbot.waitUntil(lambda: not runs.is_busy(), timeout=ENGINE_TIMEOUT_MS)
     assert not runs.status_line.is_error(), runs.status_line.text()
     assert runs.status_line.text().startswith(f"Saved {target} (")
-    assert "Round-trip check passed: " in runs.status_line.text()
+    assert "Round-trip check passed in " in runs.status_line.text()  # llama.cpp or transformers
     assert target.stat().st_size > 0 and gguf_menu.isEnabled()
     # The check's result stays with the run: the Exports tab lists it, newest first.
     assert runs.tabs.tabText(runs.tabs.indexOf(runs.exports_view)) == "Exports (1)"
-    assert runs.exports_view.tree.topLevelItem(0).text(2).startswith("passed: ")
+    assert runs.exports_view.tree.topLevelItem(0).text(2).startswith("passed in ")
     lora_target = tmp_path / "exported" / "adapter.gguf"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(lora_target), ""))
     adapter_menu.actions()[0].trigger()  # the adapter alone, F16
@@ -94,6 +94,6 @@ def test_runs_page_exports_a_runs_model_as_gguf(qtbot, tiny_model_dir, tmp_path,
     assert f'Use it with llama.cpp: llama-cli -m "BASE.gguf" --lora "{lora_target}"' in runs.status_line.text()
     newest = runs.exports_view.tree.topLevelItem(0)
     assert runs.exports_view.tree.topLevelItemCount() == 2 and newest.text(1) == "gguf-lora f16"
-    assert newest.text(2).startswith("passed: ")
+    assert newest.text(2).startswith("passed in ")
     runs.select_runs([])
     assert not gguf_menu.isEnabled()
