@@ -315,15 +315,14 @@ def guess_shape(params: int) -> ModelShape:
                       heads=heads, kv_heads=heads, head_dim=64)
 
 
-def method_gb(shape: ModelShape, method: str, device: str = "cpu", values: dict[str, Any] | None = None) -> float:
+def method_gb(shape: ModelShape, method: str, device: str = "cpu") -> float:
     """GB one method needs on ``device``: ``inference`` is the weights in the likely precision
     (plus the runtime on a CPU); the training methods are :func:`estimate` with the defaults."""
-    values = {**(values or {}), "device": device}
     if method == "inference":
-        precision = likely_precision(str(values.get("precision", "auto")), device)
+        precision = likely_precision("auto", device)
         runtime = CPU_RUNTIME_GB if device == "cpu" else 0.0
         return shape.params * (2 if precision in ("bf16", "fp16") else 4) / GB + runtime
-    return estimate(shape, {**values, "method": method}).total_gb
+    return estimate(shape, {"device": device, "method": method}).total_gb
 
 
 def fit_label(needed_gb: float, available_gb: float) -> str:
