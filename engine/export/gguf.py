@@ -58,6 +58,11 @@ def write(model: Any, tokenizer_dir: Path, target: Path, outtype: str, name: str
         writer.add_tensor(tensor_name, data, raw_dtype=qtype)
         if progress:
             progress(index, len(tensors))
+    finish(writer)
+
+
+def finish(writer: Any) -> None:
+    """Header, metadata, then the tensors: the order a GGUF file is laid out in."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -98,10 +98,7 @@ def write(model: Any, target: Path, outtype: str, name: str,
             writer.add_tensor(f"{base_name}.{suffix}", data, raw_dtype=qtype)
         if progress:
             progress(index, len(found))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    export_gguf.finish(writer)
 
 
 def _gguf_name(name_map: Any, hf_name: str) -> str:
