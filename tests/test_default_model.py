@@ -46,8 +46,11 @@ def test_default_model_is_prepared_once_and_answers(engine_argv, engine_env, wor
 
 
 def _random_adapter(model_dir: str, folder):
-    """A LoRA on q, k and down_proj with random B (peft starts B at zero, a no-op that would hide a
-    wrong row order) and a small scale, so the answers change but stay fluent."""
+    """A LoRA on q, k and down_proj with random A and B (peft starts B at zero, which would write
+    all-zero lora_b tensors) at a small scale. The rounded types are not checked here: on the
+    neutral prompts an adapter outside a run is asked, SmolLM2's first greedy token sits close to
+    a tie ("I'm" / "Hello"), and one of Q8_0, Q5_0, Q4_0 flipped it. A wrong q/k row order is caught on
+    the tiny model (tests/engine/test_export_gguf_lora.py)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
