@@ -22,9 +22,10 @@ class ExportOptions:
                                "llama-cpp-python); gguf-lora: f16 (default), q8_0 or f32")
     out: str | None = knob(None, "where to write (default: exports/ in the run's folder)")
     force: bool = knob(False, "replace what is already at --out")
-    check: bool = knob(True, "after writing, load the export back and answer the run's sample prompts "
-                       "greedily: f32/f16 must give the adapter's text, lower precisions its first tokens "
-                       "and an end-of-turn; the chat template must render as in training (--no-check skips)",
+    check: bool = knob(True, "after writing, load the export back (in llama.cpp where llama-cpp-python is "
+                       "installed) and answer the run's sample prompts greedily: f32, and f16 read by "
+                       "transformers, must give the adapter's text, the rest its first tokens and an "
+                       "end-of-turn; the chat template must render as in training (--no-check skips)",
                        negatable=True)
     model: str | None = knob(None, "the base model (default: the one the run was trained on)")
     ollama: bool = knob(False, "also write FILE.Modelfile beside FILE.gguf for `ollama create`: FROM, the "
