@@ -16,7 +16,6 @@ by its last part only.
 from __future__ import annotations
 
 import logging
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,9 +139,11 @@ def dataset_manifest(ref: str) -> dict[str, Any]:
 def run_settings(run: workspace.RunFolder) -> dict[str, Any]:
     """config.toml's [train] table, local paths cut to their last part."""
     try:
-        table = tomllib.loads(untrusted.read_text(run.config_toml)).get("train", {})
-    except (OSError, ValueError) as exc:  # tomllib's error is a ValueError
+        table = untrusted.toml_loads(untrusted.read_text(run.config_toml)).get("train", {})
+    except (OSError, ValueError) as exc:  # untrusted.InputError is a ValueError
         log.warning("The run's settings are not in the card: %s: %s", run.config_toml, exc)
+        return {}
+    if not isinstance(table, dict):  # a hand-edited file whose [train] is not a table
         return {}
     return {key: _last_part(value) if isinstance(value, str) else value for key, value in table.items()}
 
