@@ -16,6 +16,7 @@ import bootstrap_children as children
 import bootstrap_engine
 import bootstrap_installs as installs
 import bootstrap_launch
+import bootstrap_llama
 import bootstrap_locks
 import bootstrap_log
 import bootstrap_offline
@@ -60,6 +61,8 @@ def run_command(context: Context, options: Options, repo: Path = paths.REPO_ROOT
     stamp = installs.prepare_environment(
         context, python, repo, options.venv, extras, build, env, reinstall=options.reinstall,
         locks=locks)
+    if "engine" in extras:
+        stamp = bootstrap_llama.ensure_once(context, python, options.venv, stamp, env, repo)
     if options.command == "engine":
         return finish_engine(context, options, python, repo, build, stamp, env)
     if options.command == "test":

@@ -29,7 +29,7 @@ OUR_FILES = (STAMP_NAME, LOG_NAME, CONSTRAINTS_NAME)
 OWN_MODULES = (
     "bootstrap.py", "bootstrap_app.py", "bootstrap_children.py", "bootstrap_cli.py",
     "bootstrap_commands.py", "bootstrap_context.py", "bootstrap_engine.py",
-    "bootstrap_installs.py", "bootstrap_launch.py", "bootstrap_locks.py", "bootstrap_log.py",
+    "bootstrap_installs.py", "bootstrap_llama.py", "bootstrap_launch.py", "bootstrap_locks.py", "bootstrap_log.py",
     "bootstrap_offline.py", "bootstrap_paths.py", "bootstrap_pip.py", "bootstrap_pipconf.py",
     "bootstrap_python.py", "bootstrap_qtlibs.py", "bootstrap_stamp.py", "bootstrap_torch.py",
     "bootstrap_venv.py",

@@ -24,6 +24,7 @@ bootstrap_cli = sibling("bootstrap_cli")
 bootstrap_engine = sibling("bootstrap_engine")
 bootstrap_installs = sibling("bootstrap_installs")
 bootstrap_launch = sibling("bootstrap_launch")
+bootstrap_llama = sibling("bootstrap_llama")
 bootstrap_locks = sibling("bootstrap_locks")
 bootstrap_offline = sibling("bootstrap_offline")
 bootstrap_paths = sibling("bootstrap_paths")
@@ -292,6 +293,9 @@ class FakeChildren:
             self.torch = None
         elif argv[1:3] == ["-m", "pytest"]:
             return self._done(argv, code=self.pytest_code)
+        elif argv[3:4] == ["wheel"]:  # pip wheel -w DIR: leaves a wheel there, as a build does
+            folder = Path(argv[argv.index("-w") + 1])
+            (folder / "llama_cpp_python-0.3.36-cp311-cp311-linux_x86_64.whl").write_bytes(b"built")
         return self._done(argv)
 
     def _torch_json(self):
@@ -312,7 +316,8 @@ class FakeChildren:
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user cache"))  # the llama.cpp wheel cache
     children = FakeChildren()
     monkeypatch.setattr(bootstrap_children, "run_child", children)
     monkeypatch.setattr(gpu_probe, "probe",
@@ -631,10 +636,11 @@ def test_offline_setup_installs_from_the_wheelhouse_only(fake, venv, tmp_path):
     wheelhouse.write_manifest(house, "0.1.0", "cpu", ["gui", "engine"], "llm-x==1")
     assert bootstrap.main(["setup", "--offline", str(house), "--venv", str(venv)]) == 0
     installs = fake.pip_installs()
-    assert len(installs) == 3
+    assert len(installs) == 4
     for argv in installs:
         assert argv[-3:] == ["--no-index", "--find-links", str(house)]
     assert installs[1][4] == "tunebench[gui,engine]"  # the wheel in the wheelhouse
+    assert bootstrap_llama.SPEC in installs[3]  # llama-cpp-python only where the wheelhouse has its wheel
     assert not fake.commands_with("config")  # the user's pip sources are not even read
 
 
@@ -943,3 +949,44 @@ def test_a_tool_found_by_path_pattern_counts_as_installed(tmp_path):
 
 def test_postgresql_is_among_the_tools_the_tests_install():
     assert "postgresql" in [package for _, package in system_tools.TOOLS]
+
+
+def _llama_status(venv):
+    return json.loads((venv / bootstrap_llama.STATUS_NAME).read_text())
+
+
+def test_llama_cpp_comes_from_a_prebuilt_wheel_first_and_is_tried_once(fake, venv):
+    assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
+    tried = fake.commands_with(bootstrap_llama.SPEC)
+    assert len(tried) == 1 and tried[0][4:6] == ["--only-binary", "llama-cpp-python"]
+    assert _llama_status(venv) == {"installed": True, "how": "prebuilt wheel", "version": bootstrap_llama.VERSION}
+    assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
+    assert len(fake.commands_with(bootstrap_llama.SPEC)) == 1  # the stamp remembers
+
+
+def test_without_a_prebuilt_wheel_it_is_built_once_per_machine_and_reused(fake, venv, tmp_path, monkeypatch):
+    monkeypatch.setattr(bootstrap_llama, "compiler", lambda: "/usr/bin/cc")
+    fake.fail_on = "--only-binary"
+    assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
+    built = [argv for argv in fake.calls if argv[3:4] == ["wheel"]]
+    assert len(built) == 1 and bootstrap_llama.SPEC in built[0] and "-v" in built[0]
+    wheel = next(bootstrap_llama.wheel_cache().glob("*.whl"))
+    assert str(tmp_path / "user cache") in str(wheel)
+    assert fake.pip_installs()[-1][4] == str(wheel)
+    assert _llama_status(venv)["how"] == "built from source"
+    # A second environment (CI's fresh clone, a reinstall) installs the cached wheel: no build, no registry.
+    fake.calls.clear()
+    other = tmp_path / "second venv"
+    assert bootstrap.main(["setup", "--venv", str(other)]) == 0
+    assert [argv[4] for argv in fake.commands_with(str(wheel))] == [str(wheel)]
+    assert not [argv for argv in fake.calls if argv[3:4] == ["wheel"] or "--only-binary" in argv]
+
+
+def test_without_a_wheel_or_a_compiler_setup_goes_on_and_says_why(fake, venv, monkeypatch, capsys):
+    monkeypatch.setattr(bootstrap_llama, "compiler", lambda: None)
+    fake.fail_on = "--only-binary"
+    assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
+    status = _llama_status(venv)
+    assert status["installed"] is False and "no C compiler" in status["reason"]
+    assert status["reason"].endswith("GGUF models run with transformers")
+    assert "llama.cpp backend not installed: no prebuilt" in capsys.readouterr().out

@@ -25,10 +25,10 @@ from typing import Any, Callable
 from engine.core import errors, names, protocol, workspace
 from engine.core.errors import EngineError
 from engine.core.job import Job
-from engine.export import for_tools, gguf_lora, history, kquants, lmstudio, readback, roundtrip
-from engine.export import gguf as export_gguf
+from engine.export import for_tools, history, kquants, lmstudio, readback, roundtrip
 from engine.infer import generate
-from engine.runtime import models
+from engine.runtime import gguf_lora, models
+from engine.runtime import gguf_writer as export_gguf
 
 log = logging.getLogger("engine.export")
 

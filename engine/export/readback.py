@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.export import gguf as export_gguf
-from engine.export import gguf_lora, roundtrip
-from engine.runtime import models
+from engine.export import roundtrip
+from engine.runtime import gguf_lora, models
+from engine.runtime import gguf_writer as export_gguf
 
 Prompts = list[list[dict[str, str]]]
 LLAMA_CPP = "llama.cpp"

@@ -181,7 +181,7 @@ def cmd_batch(args: argparse.Namespace, job: Job) -> int:
 
     items, source = items_of(args)
     configs = read_configs(Path(args.config).expanduser()) if args.config else [flag_config(args)]
-    pool = ModelPool(device.pick(args.device), max_models=1)
+    pool = ModelPool(device.pick(args.device), max_models=1, backend=args.backend)
     folder = batches_dir() / workspace.new_run_id(args.name or source.get("suite") or source.get("column", ""))
     folder.mkdir(parents=True)
     info = {"id": folder.name, "status": workspace.RUNNING, "source": source, "created": _now(),

@@ -41,6 +41,12 @@ def remote_timeout_knob() -> float:
                 "fails with a one-line timeout error", minimum=1.0, maximum=3600.0, group="remote server")
 
 
+def backend_knob() -> str:
+    return knob("auto", "what runs the model: auto (llama.cpp for a .gguf model where llama-cpp-python is "
+                "installed, else transformers), llama.cpp or transformers",
+                choices=("auto", "llama.cpp", "transformers"))
+
+
 @dataclass
 class SessionOptions:
     device: str = device_knob()
@@ -55,7 +61,11 @@ class SpeedOptions:
     int8: bool = knob(True, "CPU: keep fp32 weights (default: weight-only int8 Linear layers, about 1.7x as "
                       "fast, fp32's greedy token ~96% of the time; see benchmarks/decode_speed.py)",
                       flags=("--fp32",))
-    threads: int = knob(0, "torch CPU threads (default 0: one per core; 1 is faster on a busy shared CPU)")
+    threads: int = knob(0, "CPU threads for torch and llama.cpp (default 0: one per core; 1 is faster on a "
+                        "busy shared CPU)")
+    backend: str = backend_knob()
+    context: int = knob(4096, "llama.cpp: tokens of KV cache per model (the model's trained context when "
+                        "smaller); prompt plus answer must fit", minimum=256, maximum=1_048_576)
 
 
 @dataclass
@@ -105,4 +115,5 @@ class BatchOptions:
     json_schema: str = knob("", "structured output: 'any' (any JSON object) or a JSON Schema file; every "
                             "answer then parses and follows it (a configuration file sets params.json_schema)")
     name: str = knob("", "a label for the batch folder")
+    backend: str = backend_knob()
     device: str = device_knob()

@@ -375,7 +375,8 @@ def cmd_serve(args: argparse.Namespace, job: Job) -> int:
     if warning:
         log.warning("%s", warning)
     set_threads(args.threads)
-    pool = ModelPool(device.pick(args.device), max_models=1, int8=args.int8)
+    pool = ModelPool(device.pick(args.device), max_models=1, int8=args.int8, backend=args.backend,
+                     threads=args.threads, context=args.context)
     target = pool.target(args.model or "", args.adapter,
                          lambda current, total: job.channel.send(protocol.progress(current, total,
                                                                                    stage="loading model")))
@@ -383,9 +384,10 @@ def cmd_serve(args: argparse.Namespace, job: Job) -> int:
     attach(server, Endpoint(target, token, job.control.cancelled, guard, args.max_tokens, args.max_waiting))
     url = url_of(args.host, port)
     threading.Thread(target=server.serve_forever, name="serve", daemon=True).start()
-    log.info("Serving %s at %s (bearer token %s); cancel or Ctrl+C stops it", target.label, url, token)
+    log.info("Serving %s with %s at %s (bearer token %s); cancel or Ctrl+C stops it", target.label,
+             target.backend, url, token)
     job.channel.send(protocol.result({"url": url, "token": token, "model": target.label,
-                                      "adapter": args.adapter}))
+                                      "adapter": args.adapter, "backend": target.backend}))
     while not job.control.cancelled.wait(0.5):  # a timeout lets Ctrl+C's handler run
         pass
     server.shutdown()

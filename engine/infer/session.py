@@ -30,7 +30,7 @@ from typing import Any, Callable
 from engine.core import errors, protocol
 from engine.core.errors import EngineError
 from engine.core.job import Job
-from engine.infer import generate, remote, sampling
+from engine.infer import generate, gguf_backend, remote, sampling
 from engine.infer.decode import Decoder
 from engine.infer.generate import attention_for
 from engine.infer.int8 import int8_supported, quantize_weights_int8
@@ -39,6 +39,7 @@ from engine.runtime import device, models
 log = logging.getLogger("engine.infer.session")
 
 MAX_TOP_LOGPROBS = 5
+MAX_ADAPTER_SCALE = 4.0
 Progress = Callable[[int, int], None]
 
 
@@ -57,13 +58,17 @@ class LoadedBase:
     adapters: dict[str, str] = field(default_factory=dict)  # adapter folder -> peft name
     tokenizers: dict[str, Any] = field(default_factory=dict)  # adapter folder -> its tokenizer
     weights: str = "fp32"  # how the base's Linear weights are held: "int8", "fp32" or "bf16"
+    backend: str = gguf_backend.TRANSFORMERS
+
+    def close(self) -> None:
+        """Nothing to free by hand: the garbage collector takes the model."""
 
 
 @dataclass
 class Target:
     """What one request runs on: a loaded base, and the adapter to enable ("" = none)."""
 
-    base: LoadedBase
+    base: Any  # a LoadedBase (transformers) or an engine.infer.gguf_backend.GgufBase (llama.cpp)
     adapter_dir: str
     adapter_name: str
     label: str
@@ -71,19 +76,28 @@ class Target:
     # system turn of their own get it, as `generate --adapter` does, so the adapter sees what it
     # learned from.
     trained_system_prompt: str | None = None
+    adapter_scale: float = 1.0  # the adapter's weight: 0 = off, 1 = as trained
 
     @property
     def tokenizer(self) -> Any:
         return self.base.tokenizers.get(self.adapter_dir, self.base.tokenizer)
 
+    @property
+    def backend(self) -> str:
+        return str(self.base.backend)
+
 
 class ModelPool:
     """Loaded bases, least recently used first; evicts before a load would exceed memory."""
 
-    def __init__(self, device: str, max_models: int = 0, int8: bool = False) -> None:
+    def __init__(self, device: str, max_models: int = 0, int8: bool = False, backend: str = gguf_backend.AUTO,
+                 threads: int = 0, context: int = gguf_backend.DEFAULT_CONTEXT) -> None:
 
         self.device = device
         self.max_models = max_models
+        self.backend = backend
+        self.threads = threads
+        self.context = context
         self.int8 = int8 and device == "cpu" and int8_supported()
         if int8 and device == "cpu" and not self.int8:
             log.warning("This torch has no CPU int8-weight matmul; decoding with fp32 weights")
@@ -93,37 +107,56 @@ class ModelPool:
         return len(self._bases)
 
     def unload(self) -> None:
+        for base in self._bases.values():
+            base.close()
         self._bases.clear()
         _free_memory()
 
-    def target(self, model_spec: str, adapter_spec: str, progress: Progress) -> Target:
-
+    def target(self, model_spec: str, adapter_spec: str, progress: Progress, backend: str = "",
+               adapter_scale: float = 1.0) -> Target:
+        """What a request runs on. ``backend`` overrides the pool's (auto, llama.cpp, transformers)."""
         adapter_dir, run_info = generate.resolve_adapter(adapter_spec) if adapter_spec else (None, {})
         if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             model_spec, adapter_dir = str(adapter_dir), None  # a full fine-tune: a model itself
         spec = (generate.base_for_adapter(adapter_dir, model_spec or None) if adapter_dir
                 else (model_spec or "default"))
-        model_dir = models.prepare(spec)
-        base = self._base(model_dir, progress)
-        label = Path(model_dir).name
+        gguf_file = models.gguf_origin(spec)
+        bundled = gguf_file is not None and models.is_bundled(gguf_file)
+        if gguf_backend.choose(backend or self.backend, gguf_file, self.device, bundled) == gguf_backend.LLAMA_CPP:
+            assert gguf_file is not None  # choose() takes llama.cpp only for a GGUF model
+            base: Any = self._base(gguf_file, progress, self._load_gguf)
+            label = gguf_file.stem
+        else:
+            model_dir = models.prepare(spec)
+            base = self._base(model_dir, progress, self._load_transformers)
+            label = Path(model_dir).name
         if not adapter_dir:
             return Target(base, "", "", label)
-        name = self._attach(base, adapter_dir)
+        if base.backend == gguf_backend.LLAMA_CPP:
+            name = base.attach(adapter_dir, lambda: _gguf_config(gguf_file))
+        else:
+            name = self._attach(base, adapter_dir)
         system = run_info.get("system_prompt")
         return Target(base, str(adapter_dir), name, f"{label} + {run_info.get('id') or adapter_dir.name}",
-                      system if isinstance(system, str) and system else None)
+                      system if isinstance(system, str) and system else None, adapter_scale)
 
-    def _base(self, model_dir: Path, progress: Progress) -> LoadedBase:
-        key = str(Path(model_dir).resolve())
+    def _load_transformers(self, source: Path) -> LoadedBase:
+        return _load_base(str(source.resolve()), source, self.device, self.int8)
+
+    def _load_gguf(self, source: Path) -> Any:
+        return gguf_backend.load(source, self.device, self.threads, self.context)
+
+    def _base(self, source: Path, progress: Progress, loader: Callable[[Path], Any]) -> Any:
+        key = f"{loader.__name__}:{Path(source).resolve()}"
         if key in self._bases:
             self._bases.move_to_end(key)
             return self._bases[key]
-        self._make_room(_folder_bytes(model_dir))
+        self._make_room(source.stat().st_size if source.is_file() else _folder_bytes(source))
         progress(0, 2)
-        base = _load_base(key, model_dir, self.device, self.int8)
+        base = loader(source)
         progress(1, 2)
         self._bases[key] = base
-        log.info("Loaded %s (%.0f MB, %s weights); %d model(s) in memory", model_dir.name,
+        log.info("Loaded %s with %s (%.0f MB, %s weights); %d model(s) in memory", source.name, base.backend,
                  base.nbytes / 2**20, base.weights, len(self))
         return base
 
@@ -152,7 +185,8 @@ class ModelPool:
     def _make_room(self, needed: int) -> None:
         limit = self.max_models or _models_that_fit(needed, self.device)
         while self._bases and (len(self._bases) >= limit or _available_bytes(self.device) < 1.5 * needed):
-            key, _ = self._bases.popitem(last=False)
+            key, evicted = self._bases.popitem(last=False)
+            evicted.close()
             log.info("Unloaded %s to make room", Path(key).name)
             _free_memory()
 
@@ -174,6 +208,14 @@ def _load_base(key: str, model_dir: Path, device: str, int8: bool = False) -> Lo
         weights = "int8"
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     return LoadedBase(key, model, tokenizer, Decoder(model, tokenizer, device), nbytes, weights=weights)
+
+
+def _gguf_config(gguf_file: Path | None) -> Any:
+    """The Hugging Face config of a GGUF model, read from the file's metadata alone."""
+    from transformers import AutoConfig
+
+    assert gguf_file is not None
+    return AutoConfig.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -222,6 +264,8 @@ class Request:
     params: sampling.SamplingParams
     top_logprobs: int
     server: remote.Server | None = None  # an OpenAI-compatible server instead of a local model
+    backend: str = ""  # "" = the session's (auto by default), or auto, llama.cpp, transformers
+    adapter_scale: float = 1.0
 
 
 def parse_request(message: dict[str, Any]) -> Request:
@@ -240,8 +284,19 @@ def parse_request(message: dict[str, Any]) -> Request:
     if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
         raise errors.usage(f"top_logprobs: must be a whole number from 0 to {MAX_TOP_LOGPROBS}")
     server = remote.server_of(message["remote"]) if message.get("remote") is not None else None
-    return Request(str(rid), model, adapter, mode, messages, prompt,
-                   sampling.parse(message.get("params")), top, server)
+    backend = _string(message, "backend", "")
+    if backend and backend not in gguf_backend.BACKENDS:
+        raise errors.usage(f"backend: must be one of {', '.join(gguf_backend.BACKENDS)}, got {backend!r}")
+    return Request(str(rid), model, adapter, mode, messages, prompt, sampling.parse(message.get("params")),
+                   top, server, backend, _adapter_scale(message.get("adapter_scale", 1.0)))
+
+
+def _adapter_scale(value: Any) -> float:
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_ADAPTER_SCALE:
+        raise errors.usage(f"adapter_scale: must be a number from 0 to {MAX_ADAPTER_SCALE}")
+    return float(value)
 
 
 def _string(message: dict[str, Any], name: str, default: str) -> str:
@@ -373,7 +428,8 @@ class Session:
         def on_progress(current: int, total: int) -> None:
             channel.send(protocol.progress(current, total, id=request.id, stage="loading model"))
 
-        target = self.pool.target(request.model, request.adapter, on_progress)
+        target = self.pool.target(request.model, request.adapter, on_progress, request.backend,
+                                  request.adapter_scale)
         ids = prompt_ids(target.tokenizer, request.mode, request.messages, request.prompt)
         outcome = run_on(target, ids, request.params, request.top_logprobs, flag,
                          lambda event: channel.send(token_message(request.id, event, request.top_logprobs)))
@@ -402,18 +458,38 @@ class Session:
 
 def run_on(target: Target, ids: list[int], params: sampling.SamplingParams, top_logprobs: int,
            cancelled: threading.Event, on_token: Callable[[Any], None] | None) -> Any:
-    """Runs the decoder on ``target`` with its adapter enabled, or all adapters disabled."""
+    """Runs the decoder on ``target`` with its adapter enabled at its scale, or all adapters disabled."""
+    if target.backend == gguf_backend.LLAMA_CPP:
+        return _run_on_llama_cpp(target, ids, params, top_logprobs, cancelled, on_token)
     model = target.base.model
     decoder = target.base.decoder
     decoder.tokenizer = target.tokenizer
     if target.adapter_name:
         model.set_adapter(target.adapter_name)
-        context: Any = contextlib.nullcontext()
+        context: Any = _scaled(model, target.adapter_scale)
     else:
         context = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
     with context:
+        # The cached keys hold the adapter's contribution at its scale: another scale is another cache.
         return decoder.run(ids, params, top_logprobs=top_logprobs, cancelled=cancelled,
-                           cache_key=target.adapter_name or None, on_token=on_token)
+                           cache_key=(target.adapter_name, target.adapter_scale) if target.adapter_name else None,
+                           on_token=on_token)
+
+
+def _scaled(model: Any, scale: float) -> Any:
+    if scale == 1.0:
+        return contextlib.nullcontext()
+    from peft.helpers import rescale_adapter_scale
+
+    return rescale_adapter_scale(model, scale)
+
+
+def _run_on_llama_cpp(target: Target, ids: list[int], params: sampling.SamplingParams, top_logprobs: int,
+                      cancelled: threading.Event, on_token: Callable[[Any], None] | None) -> Any:
+    pointer = target.base.adapters[target.adapter_name] if target.adapter_name else None
+    return target.base.decoder.run(ids, params, top_logprobs=top_logprobs, cancelled=cancelled,
+                                   cache_key=target.adapter_name or None, on_token=on_token,
+                                   adapter=pointer, adapter_scale=target.adapter_scale)
 
 
 def result_message(request: Request, target: Target | None, outcome: Any) -> dict[str, Any]:
@@ -425,6 +501,7 @@ def result_message(request: Request, target: Target | None, outcome: Any) -> dic
             "adapter": request.adapter}
     if target:
         data["weights"] = target.base.weights
+        data["backend"] = target.backend
     return protocol.make(protocol.RESULT, id=request.id, data=data)
 
 
@@ -448,7 +525,8 @@ def cmd_session(args: argparse.Namespace, job: Job) -> int:
     """Reads requests from stdin until it closes or ``shutdown`` arrives."""
 
     set_threads(args.threads)
-    pool = ModelPool(device.pick(args.device), max_models=args.max_models, int8=args.int8)
+    pool = ModelPool(device.pick(args.device), max_models=args.max_models, int8=args.int8, backend=args.backend,
+                     threads=args.threads, context=args.context)
     session = Session(job, pool, args.remote_timeout)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda signum, frame: session.cancel())

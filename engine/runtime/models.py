@@ -66,6 +66,13 @@ def bundled_gguf() -> Path:
     raise errors.missing_dependency(f"model: no .gguf file inside {BUNDLED_DISTRIBUTION}")
 
 
+def is_bundled(gguf_file: Path) -> bool:
+    try:
+        return gguf_file.resolve() == bundled_gguf().resolve()
+    except errors.EngineError:
+        return False
+
+
 def resolve(spec: str) -> ModelSource:
     """Turns what the user typed into a model source, or a one-line NOT_FOUND error."""
     spec = spec.strip()

@@ -191,7 +191,8 @@ class PromptPage(QWidget):
             return None
         if config is None and self._selected is not None:
             base = self._selected.config
-            config = ColumnConfig(base.model, base.adapter, base.adapter_on, base.params, base.base_url)
+            config = ColumnConfig(base.model, base.adapter, base.adapter_on, base.params, base.base_url,
+                                  base.backend, base.adapter_scale)
         column = PromptColumn(letter_for(len(self.columns)), config or ColumnConfig())
         column.sig_selected.connect(self.select_column)
         column.sig_remove_requested.connect(self.remove_column)
@@ -526,6 +527,7 @@ class PromptPage(QWidget):
             return
         answer.request_id = request_id
         answer.finish(data)
+        column.show_backend(answer.backend)
         column.render_now()
         self._update_rating_bars()
         if not self.session.is_busy():

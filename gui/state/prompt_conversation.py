@@ -34,6 +34,7 @@ class Answer:
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     completion_tokens: int | None = None
+    backend: str = ""  # what ran it, e.g. "llama.cpp · Q4_1" (empty for a server)
     error: str = ""
     status: str = ""  # e.g. "Loading model…" while waiting for the first token
     # What ratings record: a key of its own, the prompt as sent, the configuration.
@@ -74,6 +75,7 @@ class Answer:
         self.tokens_per_s = _number(data.get("tokens_per_s"))
         count = data.get("completion_tokens")
         self.completion_tokens = int(count) if isinstance(count, int) else len(self.tokens)
+        self.backend = " · ".join(str(data[k]) for k in ("backend", "weights") if data.get(k))
         self.status = ""
 
     def fail(self, message: str) -> None:

@@ -97,21 +97,30 @@ class ColumnConfig:
     adapter_on: bool = True
     params: Params = field(default_factory=lambda: PRESETS[DEFAULT_PRESET])
     base_url: str = ""
+    backend: str = "auto"  # what runs a local model: auto, llama.cpp or transformers
+    adapter_scale: float = 1.0  # the adapter's weight: 1 = as trained
 
     @property
     def active_adapter(self) -> str:
         return "" if self.base_url or not self.adapter_on else self.adapter
 
+    def local_fields(self) -> dict[str, Any]:
+        """The backend and the adapter's scale, sent only where they differ from the defaults."""
+        fields: dict[str, Any] = {"backend": self.backend} if self.backend != "auto" else {}
+        if self.active_adapter and self.adapter_scale != 1.0:
+            fields["adapter_scale"] = self.adapter_scale
+        return fields
+
     def target_fields(self) -> dict[str, Any]:
         """The session request's fields that say what answers: a local model and adapter, or a
         server with its key (the key goes to the engine over its stdin pipe, never to a file)."""
         if not self.base_url:
-            return {"model": self.model or "default", "adapter": self.active_adapter}
+            return {"model": self.model or "default", "adapter": self.active_adapter, **self.local_fields()}
         return {"model": self.model, "adapter": "",
                 "remote": {"base_url": self.base_url, "api_key": remote_keys.get(self.base_url)}}
 
     def describe(self) -> dict[str, Any]:
         """What ratings and result tables record about this configuration (never a key)."""
-        where = {"base_url": self.base_url} if self.base_url else {}
+        where = {"base_url": self.base_url} if self.base_url else self.local_fields()
         return {"model": self.model or ("" if self.base_url else "default"), "adapter": self.active_adapter,
                 **where, "params": self.params.to_wire()}

@@ -7,6 +7,7 @@ from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFrame,
     QGridLayout,
@@ -40,6 +41,10 @@ NO_ADAPTER = ("None (base model)", "")
 LOCAL, SERVER = "local", "server"
 SERVER_HELP = ("An OpenAI-compatible server that already serves a model: Ollama (http://127.0.0.1:11434/v1), "
                "LM Studio (http://127.0.0.1:1234/v1), llama-server, vLLM or Tunebench's own endpoint.")
+BACKEND_ITEMS = [("Auto", "auto"), ("llama.cpp", "llama.cpp"), ("transformers", "transformers")]
+BACKEND_HELP = ("What runs the model. Auto: llama.cpp for a .gguf file (quantised weights stay quantised: "
+                "less memory, faster on a CPU), transformers otherwise and for the bundled default model "
+                "(the arithmetic its adapters were trained with). The answer's line says which ran.")
 RENDER_INTERVAL_MS = 40  # redraw at most ~25 times a second while tokens stream in
 
 
@@ -94,6 +99,17 @@ class PromptColumn(QFrame):
         self.adapter_switch = QCheckBox("on", checked=self.config.adapter_on)
         self.adapter_switch.setToolTip("Turn the adapter off to compare with the base model on the same "
                                        "weights (no reload).")
+        self.backend_combo = QComboBox()
+        for label, value in BACKEND_ITEMS:
+            self.backend_combo.addItem(label, value)
+        self.backend_combo.setToolTip(BACKEND_HELP)
+        self.backend_combo.setCurrentIndex(max(self.backend_combo.findData(self.config.backend), 0))
+        self.scale_spin = QDoubleSpinBox(minimum=0.0, maximum=2.0, singleStep=0.1, decimals=2,
+                                         value=self.config.adapter_scale, prefix="×")
+        self.scale_spin.setToolTip("The adapter's weight: 1 as trained, 0 the base model, between the two a blend "
+                                   "(no reload).")
+        self.ran_label = QLabel(objectName="hint")
+        self.ran_label.setToolTip("What ran the last answer in this column, and how its weights are held.")
         self.params_label = QLabel(objectName="hint")
         self.params_label.setWordWrap(True)
         self.view = QTextBrowser()
@@ -104,10 +120,13 @@ class PromptColumn(QFrame):
         self.model_combo.currentTextChanged.connect(self._on_config_edited)
         self.adapter_combo.currentIndexChanged.connect(self._on_config_edited)
         self.adapter_switch.toggled.connect(self._on_config_edited)
+        self.backend_combo.currentIndexChanged.connect(self._on_config_edited)
+        self.scale_spin.valueChanged.connect(self._on_config_edited)
 
         header = QHBoxLayout()
         header.addWidget(self.select_button)
         header.addWidget(self.source_combo, 1)
+        header.addWidget(self.ran_label)
         header.addWidget(self.remove_button)
         self.rating_bar = RatingBar()
         layout = QVBoxLayout(self)
@@ -158,6 +177,11 @@ class PromptColumn(QFrame):
         pickers.addWidget(QLabel("Adapter"), 1, 0)
         pickers.addWidget(self.adapter_combo, 1, 1)
         pickers.addWidget(self.adapter_switch, 1, 2)
+        pickers.addWidget(QLabel("Run with"), 2, 0)
+        row = QHBoxLayout()
+        row.addWidget(self.backend_combo, 1)
+        row.addWidget(self.scale_spin)
+        pickers.addLayout(row, 2, 1, 1, 2)
         pickers.setColumnStretch(1, 1)
         return self.local_box
 
@@ -226,11 +250,12 @@ class PromptColumn(QFrame):
 
     def set_busy(self, busy: bool) -> None:
         for widget in (self.model_combo, self.browse_button, self.adapter_combo, self.adapter_switch,
-                       self.remove_button, self.source_combo, self.url_edit, self.key_edit, self.list_button,
-                       self.server_model_combo):
+                       self.backend_combo, self.scale_spin, self.remove_button, self.source_combo, self.url_edit,
+                       self.key_edit, self.list_button, self.server_model_combo):
             widget.setEnabled(not busy)
         if not busy:
             self.adapter_switch.setEnabled(bool(self.config.adapter))
+            self.scale_spin.setEnabled(bool(self.config.active_adapter))
 
     def use_model(self, name: str) -> None:
         """Picks ``name`` (a model just downloaded into the cache), refreshing the list first."""
@@ -292,7 +317,10 @@ class PromptColumn(QFrame):
         chosen = adapter and adapter != self.config.adapter
         self.config.adapter = adapter
         self.config.adapter_on = self.adapter_switch.isChecked()
+        self.config.backend = str(self.backend_combo.currentData() or "auto")
+        self.config.adapter_scale = round(self.scale_spin.value(), 2)
         self.adapter_switch.setEnabled(bool(self.config.adapter))
+        self.scale_spin.setEnabled(bool(self.config.active_adapter))
         if chosen:
             self.sig_adapter_chosen.emit(adapter)
 
@@ -301,6 +329,10 @@ class PromptColumn(QFrame):
     def schedule_render(self) -> None:
         if not self._render_timer.isActive():
             self._render_timer.start()
+
+    def show_backend(self, text: str) -> None:
+        """What ran the last answer ("llama.cpp · Q4_1"), shown in the header."""
+        self.ran_label.setText(text)
 
     def render_now(self) -> None:
         self._render_timer.stop()

@@ -1,4 +1,4 @@
-"""`export --format gguf-lora` (engine/export/gguf_lora.py): the adapter alone as llama.cpp's GGUF
+"""`export --format gguf-lora` (engine/runtime/gguf_lora.py): the adapter alone as llama.cpp's GGUF
 LoRA file. The file is checked against llama.cpp's own rule in GGUF space (base tensor + alpha /
 rank * lora_b @ lora_a equals the merged export's tensor), and the round-trip check answers like
 the adapter; adapters the format cannot hold are refused in one line."""
@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from engine.core import errors, protocol
-from engine.export import gguf as export_gguf
-from engine.export import gguf_lora, readback
 from engine.export import model as export_model
+from engine.export import readback
+from engine.runtime import gguf_lora
+from engine.runtime import gguf_writer as export_gguf
 
 from .test_export_model import run_engine, train
 from .test_train import FakeJob

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from engine.core import protocol
-from engine.export import gguf as export_gguf
 from engine.export import model as export_model
 from engine.export import readback
+from engine.runtime import gguf_writer as export_gguf
 
 from .test_export_model import run_engine, train
 from .test_train import FakeJob

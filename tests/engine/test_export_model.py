@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from engine.core import errors, protocol
-from engine.export import gguf as export_gguf
 from engine.export import model as export_model
+from engine.runtime import gguf_writer as export_gguf
 from engine.runtime import models
 
 from .test_train import FakeJob

@@ -300,7 +300,7 @@ def test_a_gguf_repo_downloads_one_file_and_converts_it_for_the_pickers(fake_hub
                                                                         tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from engine.export import gguf as export_gguf
+    from engine.runtime import gguf_writer as export_gguf
 
     gguf_file = tmp_path / "tiny-f32.gguf"
     export_gguf.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, gguf_file, "f32",

@@ -98,3 +98,31 @@ def test_the_endpoint_starts_answers_with_its_token_and_stops(qtbot, page):
     panel.stop()
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=60_000)
     assert panel.status.text() == "The endpoint stopped." and not panel.url_edit.text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (installer/bootstrap.py setup builds it)")
+def test_a_gguf_model_runs_in_llama_cpp_beside_transformers_with_the_same_greedy_answer(qtbot, page, tiny_model_dir,
+                                                                                         tmp_path):
+    """Column A: a .gguf file on auto (llama.cpp); column B: the same file forced to transformers.
+    Greedy answers match, and each column's header says what ran."""
+    from transformers import AutoModelForCausalLM
+
+    from engine.runtime import gguf_writer as export_gguf
+
+    file = tmp_path / "tiny-f32.gguf"
+    export_gguf.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, file, "f32", "tiny")
+    page.columns[0].model_combo.setEditText(str(file))
+    page.columns[0].set_params(Params(greedy=True, temperature=0.0, max_new_tokens=12, seed=1))
+    second = page.add_column()
+    second.backend_combo.setCurrentIndex(second.backend_combo.findData("transformers"))
+    assert second.config.backend == "transformers" and page.columns[0].config.backend == "auto"
+    page.prompt_edit.setPlainText("Hello")
+    page.send_button.click()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    first, other = (column.conversation.last_answer() for column in page.columns)
+    assert not first.error and not other.error, (first.error, other.error)
+    assert first.text == other.text and first.tokens
+    assert page.columns[0].ran_label.text() == "llama.cpp · F32"
+    assert second.ran_label.text().startswith("transformers · ")
+    assert all(t.prob is not None and 0 < t.prob <= 1 and t.top for t in first.tokens)

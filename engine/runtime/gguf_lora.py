@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.core import errors
-from engine.export import gguf as export_gguf
+from engine.runtime import gguf_writer
 
 OUTTYPES = ("f16", "q8_0", "f32")
 ADAPTER_NAME = "default"
@@ -77,7 +77,7 @@ def write(model: Any, target: Path, outtype: str, name: str,
     import gguf
 
     config = model.base_model.model.config
-    export_gguf.check_exportable(config)
+    gguf_writer.check_exportable(config)
     found = pairs(model)
     alphas = {round(pair.alpha, 6) for pair in found}
     if len(alphas) > 1:  # one alpha per file in llama.cpp; peft allows one per layer
@@ -88,17 +88,17 @@ def write(model: Any, target: Path, outtype: str, name: str,
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, found[0].alpha)
     writer.add_name(name)
-    writer.add_file_type(export_gguf.file_type(outtype))
+    writer.add_file_type(gguf_writer.file_type(outtype))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     for index, pair in enumerate(found, start=1):
         base_name = _gguf_name(name_map, pair.hf_name)
         for suffix, matrix in (("lora_a", pair.a), ("lora_b", _rotary_rows(pair, config))):
-            data, qtype = export_gguf.encode(matrix, outtype)
+            data, qtype = gguf_writer.encode(matrix, outtype)
             writer.add_tensor(f"{base_name}.{suffix}", data, raw_dtype=qtype)
         if progress:
             progress(index, len(found))
-    export_gguf.finish(writer)
+    gguf_writer.finish(writer)
 
 
 def _gguf_name(name_map: Any, hf_name: str) -> str:
@@ -113,9 +113,9 @@ def _rotary_rows(pair: LoraPair, config: Any) -> Any:
     import numpy as np
 
     if pair.hf_name.endswith("q_proj.weight"):
-        return np.ascontiguousarray(export_gguf.permute(pair.b, config.num_attention_heads))
+        return np.ascontiguousarray(gguf_writer.permute(pair.b, config.num_attention_heads))
     if pair.hf_name.endswith("k_proj.weight"):
-        return np.ascontiguousarray(export_gguf.permute(pair.b, config.num_key_value_heads))
+        return np.ascontiguousarray(gguf_writer.permute(pair.b, config.num_key_value_heads))
     return pair.b
 
 

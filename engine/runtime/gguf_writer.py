@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from engine.core import errors
 
-log = logging.getLogger("engine.export.gguf")
+log = logging.getLogger("engine.runtime.gguf_writer")
 
 OUTTYPES = ("f16", "q8_0", "q5_0", "q4_0", "f32")
 # Block types the gguf package quantises itself (K-quants need llama.cpp's own quantizer).

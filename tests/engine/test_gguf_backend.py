@@ -1,0 +1,166 @@
+"""The llama.cpp backend (engine/infer/gguf_backend.py) through the session's model pool, on the
+tiny random model written as an F32 GGUF file: it answers as transformers does, with a Tunebench
+adapter turned on, scaled and off; a JSON schema becomes a grammar no answer can leave; and the
+backend choice. The llama.cpp tests are skipped, saying so, where llama-cpp-python is not installed
+(the test command installs it)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from engine.core import errors
+from engine.infer import gguf_backend
+from engine.infer.sampling import parse
+from engine.infer.session import ModelPool, parse_request, prompt_ids, run_on
+
+from .test_structured import SCHEMA, schema_problems
+
+needs_llama_cpp = pytest.mark.skipif(not gguf_backend.installed(), reason="llama-cpp-python is not installed "
+                                     "(installer/bootstrap.py setup builds it)")
+QUESTIONS = ["hello there", "What is 2+2?", "Write a poem about rivers", "Name three colours"]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import AutoModelForCausalLM
+
+    from engine.runtime import gguf_writer as export_gguf
+
+    target = tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf"
+    export_gguf.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, target, "f32", "tiny")
+    return target
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA with random A and B at a scale that changes the tiny model's greedy answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("adapter") / "adapter"
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "down_proj"],
+                        init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), config).save_pretrained(str(folder))
+    return folder
+
+
+def answers(pool: ModelPool, model: Path, adapter: str = "", scale: float = 1.0, backend: str = "") -> list[str]:
+    target = pool.target(str(model), adapter, lambda c, t: None, backend, scale)
+    out = []
+    for question in QUESTIONS:
+        ids = prompt_ids(target.tokenizer, "chat", [{"role": "user", "content": question}], "")
+        outcome = run_on(target, ids, parse({"temperature": 0, "max_new_tokens": 24}), 0, threading.Event(), None)
+        out.append(outcome.text)
+    return out
+
+
+@needs_llama_cpp
+def test_a_gguf_model_runs_in_llama_cpp_and_answers_as_transformers(tiny_gguf, adapter, workspace_home) -> None:
+    llama = ModelPool("cpu")  # auto: a .gguf model goes to llama.cpp
+    plain = ModelPool("cpu", backend="transformers")
+    target = llama.target(str(tiny_gguf), "", lambda c, t: None)
+    assert target.backend == "llama.cpp" and target.base.weights == "F32"
+    assert answers(llama, tiny_gguf) == answers(plain, tiny_gguf)
+    tuned = answers(llama, tiny_gguf, str(adapter))
+    assert tuned == answers(plain, tiny_gguf, str(adapter))
+    assert tuned != answers(llama, tiny_gguf)  # the adapter is really on
+    # Scale 0 is the base; half scale is between, and the same in both backends.
+    assert answers(llama, tiny_gguf, str(adapter), 0.0) == answers(llama, tiny_gguf)
+    assert answers(llama, tiny_gguf, str(adapter), 0.5) == answers(plain, tiny_gguf, str(adapter), 0.5)
+    assert answers(llama, tiny_gguf, str(adapter)) == tuned  # back on after off: the cache was dropped
+    assert len(list((workspace_home / "cache").rglob("*.gguf"))) == 1  # the adapter was written once
+
+
+@needs_llama_cpp
+def test_the_chats_earlier_turns_are_reused_from_the_cache(tiny_gguf, workspace_home) -> None:
+    target = ModelPool("cpu").target(str(tiny_gguf), "", lambda c, t: None)
+    history = [{"role": "user", "content": "hello there"}]
+    params = parse({"temperature": 0, "max_new_tokens": 8})
+    first = run_on(target, prompt_ids(target.tokenizer, "chat", history, ""), params, 2, threading.Event(), None)
+    history += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and again"}]
+    events: list = []
+    second = run_on(target, prompt_ids(target.tokenizer, "chat", history, ""), params, 2, threading.Event(),
+                    events.append)
+    assert second.cached_tokens >= first.prompt_tokens and second.prompt_tokens > first.prompt_tokens
+    assert all(e.logprob <= 0 and len(e.top) == 2 for e in events if e.token_id >= 0)
+    assert 1 >= events[0].top[0][1] >= events[0].top[1][1] > 0  # probabilities, as transformers' decoder gives
+
+
+@needs_llama_cpp
+def test_every_answer_under_a_schema_parses_and_follows_it_in_llama_cpp(tiny_gguf, workspace_home) -> None:
+    """The schema without its maxLength: the random model writes invalid UTF-8, which llama.cpp's
+    grammar counts as one character and the decoded text as several U+FFFD (the module says so)."""
+    target = ModelPool("cpu").target(str(tiny_gguf), "", lambda c, t: None)
+    schema = json.loads(json.dumps(SCHEMA))
+    del schema["properties"]["name"]["maxLength"]
+    params = parse({"temperature": 1.0, "max_new_tokens": 400, "json_schema": json.dumps(schema)})
+    outcomes = []
+    for i in range(50):
+        ids = target.tokenizer.encode(f"{QUESTIONS[i % len(QUESTIONS)]} #{i}")
+        outcomes.append(run_on(target, ids, replace(params, seed=i), 0, threading.Event(), None))
+    finished = [o for o in outcomes if o.finish_reason == "stop"]
+    assert len(finished) >= 45, [(o.finish_reason, o.text) for o in outcomes if o.finish_reason != "stop"]
+    bad = [(o.text, problems) for o in finished
+           if (problems := [p for p in schema_problems(o.text) if "is too long" not in p and p != "name"])]
+    assert not bad, bad[:3]
+    assert len({o.text for o in finished}) > 10  # sampled, not one forced answer
+    unaided = [run_on(target, target.tokenizer.encode(f"hello #{i}"), parse({"temperature": 1.0, "seed": i,
+                                                                            "max_new_tokens": 40}),
+                      0, threading.Event(), None).text for i in range(10)]
+    assert all(schema_problems(text) for text in unaided)
+
+
+@needs_llama_cpp
+def test_stop_strings_seed_and_cancel(tiny_gguf, workspace_home) -> None:
+    target = ModelPool("cpu").target(str(tiny_gguf), "", lambda c, t: None)
+    ids = target.tokenizer.encode("hello there")
+    sampled = parse({"temperature": 1.0, "max_new_tokens": 30, "seed": 7})
+    first = run_on(target, ids, sampled, 0, threading.Event(), None)
+    assert run_on(target, ids, sampled, 0, threading.Event(), None).text == first.text
+    cut = first.text[len(first.text) // 2:][:2]
+    stopped = run_on(target, ids, replace(sampled, stop=(cut,)), 0, threading.Event(), None)
+    assert stopped.finish_reason == "stop_string" and cut not in stopped.text
+    cancelled = threading.Event()
+    cancelled.set()
+    assert run_on(target, ids, sampled, 0, cancelled, None).finish_reason == "cancelled"
+
+
+def test_auto_keeps_the_bundled_model_and_folders_on_transformers(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(gguf_backend, "installed", lambda: True)
+    file = tmp_path / "m.gguf"
+    assert gguf_backend.choose("auto", file, "cpu") == "llama.cpp"
+    assert gguf_backend.choose("auto", file, "cpu", bundled=True) == "transformers"
+    assert gguf_backend.choose("auto", None, "cpu") == "transformers"
+    assert gguf_backend.choose("llama.cpp", file, "cpu", bundled=True) == "llama.cpp"
+    assert gguf_backend.choose("transformers", file, "cpu") == "transformers"
+    with pytest.raises(errors.EngineError, match="^backend: llama.cpp runs .gguf models"):
+        gguf_backend.choose("llama.cpp", None, "cpu")
+    monkeypatch.setattr(gguf_backend, "installed", lambda: False)
+    assert gguf_backend.choose("auto", file, "cpu") == "transformers"
+    with pytest.raises(errors.EngineError, match="^backend: llama-cpp-python is not installed"):
+        gguf_backend.choose("llama.cpp", file, "cpu")
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"backend": "vllm"}, "backend: must be one of auto, llama.cpp, transformers, got 'vllm'"),
+    ({"adapter_scale": -1}, "adapter_scale: must be a number from 0 to 4.0"),
+    ({"adapter_scale": "1"}, "adapter_scale: must be a number from 0 to 4.0"),
+])
+def test_bad_backend_or_scale_is_a_one_line_error(fields, message) -> None:
+    with pytest.raises(errors.EngineError) as caught:
+        parse_request({"id": "1", "messages": [{"role": "user", "content": "hi"}], **fields})
+    assert caught.value.message == message
+
+
+def test_adapter_scale_zero_is_the_base_in_transformers(tiny_model_dir, adapter, workspace_home) -> None:
+    pool = ModelPool("cpu", backend="transformers")
+    base = answers(pool, tiny_model_dir)
+    assert answers(pool, tiny_model_dir, str(adapter), 0.0) == base
+    assert answers(pool, tiny_model_dir, str(adapter)) != base
