@@ -6,7 +6,11 @@ engine/runtime/gguf_writer.py, and a random rank-16 LoRA on every projection (th
 not depend on what it learned) is used with and without. Raw llama.cpp is llama-cpp-python's
 ``create_completion`` streaming greedily on the same file and threads (the adapter through its
 ``lora_path``); Tunebench's rows go through the session's model pool and decoder, with token
-log-probabilities on as the Prompt page asks for them.
+log-probabilities on as the Prompt page asks for them. Memory: each child's peak resident size;
+``model_gb``, the peak less what the process held after importing torch and transformers (which
+every row imports: the tokenizer is transformers'); ``resident_gb``, what it still holds after
+its answers, less the same baseline (the model, its KV cache and the tokenizer, without the
+transient peaks of loading).
 
     python benchmarks/decode_gguf.py [--tokens 64] [--repeats 3] [--threads 2]
     python benchmarks/decode_gguf.py --variant NAME --model FILE [--adapter DIR] ...   (one child)
@@ -93,15 +97,27 @@ def tunebench_rows(model: Path, adapter: Path | None, threads: int, tokens: int,
     return runs
 
 
+def rss_gb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**30
+
+
 def child(args: argparse.Namespace) -> None:
     adapter = Path(args.adapter) if args.adapter else None
+    import torch  # noqa: F401  (every variant's Python libraries are in memory before the baseline)
+    import transformers  # noqa: F401
+
+    base = rss_gb()
     if args.variant == "llama_cpp_raw":
         runs = raw_llama_cpp(Path(args.model), adapter, args.threads, args.tokens, args.repeats)
     else:
         backend = "llama.cpp" if args.variant == "tunebench_llama_cpp" else "transformers"
         runs = tunebench_rows(Path(args.model), adapter, args.threads, args.tokens, args.repeats, backend)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"runs": runs, "peak_rss_gb": round(peak_kb / 2**20, 3)}))
+    peak = peak_kb / 2**20
+    print(json.dumps({"runs": runs, "peak_rss_gb": round(peak, 3), "model_gb": round(peak - base, 3),
+                      "resident_gb": round(rss_gb() - base, 3)}))
 
 
 def summary(runs: list[dict]) -> dict[str, float]:
@@ -125,7 +141,7 @@ def files(folder: Path) -> tuple[dict[str, Path], Path]:
     out = {}
     for outtype in ("q8_0", "q4_0"):
         out[outtype] = folder / f"smollm2-{outtype}.gguf"
-        export_gguf.write(model, source, out[outtype], outtype, "SmolLM2-135M-Instruct")
+        export_gguf.write(model, source, out[outtype], outtype, "SmolLM2-135M-Instruct", models.gguf_origin("default"))
     torch.manual_seed(0)
     config = LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, target_modules=[
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
@@ -134,28 +150,38 @@ def files(folder: Path) -> tuple[dict[str, Path], Path]:
     return out, adapter
 
 
+def run_child(variant: str, model: Path, adapter: Path | None, args: argparse.Namespace) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--variant", variant, "--model", str(model), "--tokens", str(args.tokens),
+            "--repeats", "1", "--threads", str(args.threads)] + (["--adapter", str(adapter)] if adapter else [])
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    """Every variant on every file, with and without the adapter, one child process each."""
+    """Every variant on every file, with and without the adapter, one child process each. The
+    repeats are interleaved (each repeat runs every variant once, in turn), so a busy spell of the
+    shared CPU slows all variants alike instead of one."""
     with tempfile.TemporaryDirectory(prefix="tunebench-decode-gguf-") as tmp:
         ggufs, adapter = files(Path(tmp))
         table: dict[str, Any] = {}
         for outtype, model in ggufs.items():
-            for with_adapter in (False, True):
+            for lora in (None, adapter):
+                found: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+                for _ in range(args.repeats):
+                    for variant in VARIANTS:
+                        found[variant].append(run_child(variant, model, lora, args))
                 row: dict[str, Any] = {}
-                for variant in VARIANTS:
-                    argv = [sys.executable, __file__, "--variant", variant, "--model", str(model), "--tokens",
-                            str(args.tokens), "--repeats", str(args.repeats), "--threads", str(args.threads)]
-                    if with_adapter:
-                        argv += ["--adapter", str(adapter)]
-                    done = subprocess.run(argv, capture_output=True, text=True, check=True)
-                    found = json.loads(done.stdout.strip().splitlines()[-1])
-                    row[variant] = {**summary(found["runs"]), "peak_rss_gb": found["peak_rss_gb"],
-                                    "answers": [r.get("text", "") for r in found["runs"][:len(PROMPTS)]]}
+                for variant, children in found.items():
+                    runs = [run for child in children for run in child["runs"]]
+                    row[variant] = {**summary(runs), "peak_rss_gb": max(c["peak_rss_gb"] for c in children),
+                                    "model_gb": max(c["model_gb"] for c in children),
+                                    "resident_gb": max(c["resident_gb"] for c in children),
+                                    "answers": [r.get("text", "") for r in runs[:len(PROMPTS)]]}
                 raw, ours = row["llama_cpp_raw"], row["tunebench_llama_cpp"]
                 row["tunebench_llama_cpp_vs_raw"] = round(ours["tokens_per_s_median"] / raw["tokens_per_s_median"], 3)
                 row["tunebench_llama_cpp_vs_transformers_int8"] = round(
                     ours["tokens_per_s_median"] / row["tunebench_transformers_int8"]["tokens_per_s_median"], 2)
-                table[f"{outtype}{' + lora' if with_adapter else ''}"] = row
+                table[f"{outtype}{' + lora' if lora else ''}"] = row
         return {"file_sizes_mb": {k: round(v.stat().st_size / 2**20, 1) for k, v in ggufs.items()}, **table}
 
 

@@ -119,7 +119,8 @@ def finish_engine(context: Context, options: Options, python: Path, repo: Path,
     installs.prepare_default_model(context.log, python, repo, options.venv, stamp, env)
     bootstrap_engine.verify_engine(context.log, python, build, env, repo)
     context.log.say("The engine environment is ready and verified.")
-    print(json.dumps({bootstrap_engine.ENGINE_READY_KEY: str(python)}), flush=True)
+    print(json.dumps({bootstrap_engine.ENGINE_READY_KEY: str(python),
+                      "llama_cpp": bootstrap_llama.status_line(options.venv)}), flush=True)
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import Mapping
 import bootstrap_app
 import bootstrap_children as children
 import bootstrap_installs as installs
+import bootstrap_llama
 import bootstrap_locks
 import bootstrap_paths as paths
 import bootstrap_stamp as stamps
@@ -74,11 +75,12 @@ def engine_freshness(context: Context, venv: Path, repo: Path, use_locks: bool =
     Returns:
         ``engine_current`` (bool), ``engine_version`` (the app version it was built for, or
         None), ``app_version``, ``engine_reason`` (one line when it is not current) and
-        ``engine_stamped`` (whether this script built it at all).
+        ``engine_stamped`` (whether this script built it at all), ``llama_cpp`` (one line: the
+        llama.cpp backend installed, or why not).
     """
     report = {"engine_current": False, "engine_version": None,
               "app_version": bootstrap_app.app_version(context, repo),
-              "engine_reason": "", "engine_stamped": False}
+              "engine_reason": "", "engine_stamped": False, "llama_cpp": bootstrap_llama.status_line(venv)}
     stamp = stamps.read_stamp(venv / paths.STAMP_NAME)
     if stamp is None:  # not built by this script (a venv made by hand): nothing to compare
         report["engine_reason"] = "no record of a setup in %s" % venv

@@ -38,6 +38,8 @@ STATUS_NAME = "llama-cpp-status.json"
 # fits only CPUs with the same instructions, hence a cache folder per CPU (machine_key).
 CMAKE_ARGS = "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF"
 FALLBACK = "GGUF models run with transformers"
+VERSION_PROBE = ("import importlib.metadata as m\ntry:\n    print(m.version('llama-cpp-python'))\n"
+                 "except m.PackageNotFoundError:\n    pass\n")
 
 
 def machine_key() -> str:
@@ -65,6 +67,19 @@ def compiler() -> str | None:
     return next((shutil.which(name) for name in names if shutil.which(name)), None)
 
 
+def status_line(venv: Path) -> str:
+    """One line for the Setup page: what the engine environment's llama.cpp backend is."""
+    try:
+        status = json.loads((venv / STATUS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "not installed yet: set up or repair the engine to install it; %s" % FALLBACK
+    if not isinstance(status, dict):
+        return "unknown (%s is damaged): repair the engine" % STATUS_NAME
+    if status.get("installed"):
+        return "llama-cpp-python %s, %s: GGUF models run with llama.cpp" % (status.get("version"), status.get("how"))
+    return str(status.get("reason") or "not installed; %s" % FALLBACK)
+
+
 def ensure_once(context: Context, python: Path, venv: Path, stamp: dict, env: Mapping[str, str],
                 cwd: Path) -> dict:
     """Tries once per environment (the stamp remembers; --reinstall tries again)."""
@@ -86,8 +101,16 @@ def ensure(context: Context, python: Path, venv: Path, env: Mapping[str, str], c
     return status
 
 
+def installed_version(python: Path, env: Mapping[str, str]) -> str:
+    """The llama-cpp-python version in the venv, or "" (pip would call this one satisfied)."""
+    done = children.run_child([python, "-c", VERSION_PROBE], env=env, capture=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def _install(context: Context, python: Path, env: Mapping[str, str], cwd: Path) -> dict:
     cache = wheel_cache()
+    if installed_version(python, env) == VERSION:
+        return {"installed": True, "how": "already in the environment"}
     try:
         built = _cached(cache)
         if built is not None:

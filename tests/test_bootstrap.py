@@ -265,6 +265,7 @@ class FakeChildren:
         self.calls = []
         self.torch = None if torch_version is None else (torch_version, torch_cuda)
         self.fail_on = fail_on  # a word; the first command holding it exits 1
+        self.llama_version = ""  # llama-cpp-python in the venv, as its version probe answers
         self.pytest_code = pytest_code
 
     def __call__(self, argv, env, cwd=None, capture=False):
@@ -274,6 +275,8 @@ class FakeChildren:
             return self._done(argv, stdout=self._torch_json())
         if argv[1:3] == ["-c", bootstrap_venv.VENV_CHECK]:
             return self._done(argv)
+        if argv[1:3] == ["-c", bootstrap_llama.VERSION_PROBE]:
+            return self._done(argv, stdout=self.llama_version + "\n")
         self.calls.append(argv)
         if self.fail_on is not None and self.fail_on in argv:
             return self._done(argv, code=1)
@@ -656,7 +659,8 @@ def test_engine_command_builds_verifies_and_reports_the_interpreter(fake, venv, 
     assert verify == [[python, "-c", bootstrap_engine.VERIFY_ENGINE, "cpu"]]
     assert fake.calls[-1] == [python, "-m", "engine", "check-env"]
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(last) == {"engine_python": python}
+    assert json.loads(last) == {"engine_python": python, "llama_cpp": "llama-cpp-python %s, prebuilt wheel: GGUF "
+                                "models run with llama.cpp" % bootstrap_llama.VERSION}
 
 
 def test_engine_command_on_a_cuda_build_checks_the_gpu_and_4bit(fake, venv):
@@ -990,3 +994,22 @@ def test_without_a_wheel_or_a_compiler_setup_goes_on_and_says_why(fake, venv, mo
     assert status["installed"] is False and "no C compiler" in status["reason"]
     assert status["reason"].endswith("GGUF models run with transformers")
     assert "llama.cpp backend not installed: no prebuilt" in capsys.readouterr().out
+    assert bootstrap.main(["probe", "--torch", "cpu", "--venv", str(venv)]) == 0  # what the Setup page asks
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["llama_cpp"] == status["reason"]
+
+
+def test_the_setup_page_line_says_what_the_llama_cpp_backend_is(tmp_path):
+    assert bootstrap_llama.status_line(tmp_path).startswith("not installed yet: set up or repair the engine")
+    (tmp_path / bootstrap_llama.STATUS_NAME).write_text(json.dumps(
+        {"installed": True, "how": "built from source", "version": "0.3.36"}))
+    assert bootstrap_llama.status_line(tmp_path) == ("llama-cpp-python 0.3.36, built from source: GGUF models run "
+                                                     "with llama.cpp")
+    (tmp_path / bootstrap_llama.STATUS_NAME).write_text("[1")
+    assert "not installed yet" in bootstrap_llama.status_line(tmp_path)
+
+
+def test_llama_cpp_already_in_the_environment_is_kept(fake, venv):
+    fake.llama_version = bootstrap_llama.VERSION
+    assert bootstrap.main(["setup", "--venv", str(venv)]) == 0
+    assert not fake.commands_with(bootstrap_llama.SPEC)
+    assert _llama_status(venv)["how"] == "already in the environment"

@@ -24,6 +24,7 @@ from engine.core.job import Job
 from engine.data import importer as data_import
 from engine.data import split as data_split
 from engine.eval import generation as gen
+from engine.eval import llama_generation
 from engine.eval import spec as specs
 from engine.eval.catalog import TEXT_METRICS, TOKEN_PERPLEXITY
 from engine.eval.examples import EvalExample, slice_columns, slice_value, to_examples
@@ -143,6 +144,7 @@ class Runner:
         per_model = len(examples) * (int(likelihood) + per_set * (1 + len(self.variants)))
         self.eta = Eta(per_model * models)
         self.label = ""
+        self._llama: Any = None
         self._last_tenth = 0
         # "", "any" or a schema's text, read now: a bad schema file fails before any model loads.
         self.json_schema = structured.from_flag(spec.json_schema)
@@ -160,9 +162,10 @@ class Runner:
                          "?" if eta is None else round(eta))
         return on_rows
 
-    def run(self, model: Any, tokenizer: Any, label: str, system: str = "") -> ModelOutputs:
-        """Scores one model; ``system`` is the system turn its rows without one are asked with."""
-        self.label = label
+    def run(self, model: Any, tokenizer: Any, label: str, system: str = "", llama: Any = None) -> ModelOutputs:
+        """Scores one model; ``system`` is the system turn its rows without one are asked with;
+        ``llama`` (a llama.cpp target) generates its answers instead of ``model``."""
+        self.label, self._llama = label, llama
         out, cancelled = ModelOutputs(), self.job.control.cancelled
         examples = with_system(self.examples, system)
         variants = {name: with_system(rows, system) for name, rows in self.variants.items()}
@@ -188,7 +191,11 @@ class Runner:
         return out
 
     def _generate(self, model: Any, tokenizer: Any, rows: list[EvalExample], stage: str) -> list[str]:
-
+        if self._llama is not None:
+            return llama_generation.generate(
+                self._llama, [gen.render_prompt(self._llama.tokenizer, e) for e in rows],
+                max_new_tokens=self.spec.max_new_tokens, json_schema=self.json_schema,
+                cancelled=self.job.control.cancelled, on_rows=self.progress(stage))
         prompts = [gen.render_prompt(tokenizer, e) for e in rows]
         return gen.generate_batched(model, tokenizer, prompts, max_new_tokens=self.spec.max_new_tokens,
                                     batch_size=self.spec.batch_size, cancelled=self.job.control.cancelled,
@@ -224,17 +231,24 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
     check_slice_column(spec, version.ref, examples)
     names = choose_metrics(spec, shape)
     base_spec, refs = gen.resolve_models(spec.model, spec.adapters, with_base)
-    base_dir = gen.prepare_base(base_spec)
     device_name = device.pick(spec.device)
-    tokenizer = gen.load_tokenizer(base_dir)
+    pool = llama_generation.pool_for(spec.backend, base_spec, device_name) if generation_metrics(names) else None
+    # Only generation through llama.cpp: the GGUF file is never converted for transformers.
+    llama_only = pool is not None and set(names) <= set(generation_metrics(names))
+    needs_transformers = not llama_only or any(ref.model_dir is not None for ref in refs)
+    base_dir = gen.prepare_base(base_spec) if needs_transformers else None
+    tokenizer = gen.load_tokenizer(base_dir) if base_dir is not None else None
     log.info("Evaluating %d models on %s (%s, %d rows) on %s: %s", len(refs), version.ref, split,
              len(examples), device_name, ", ".join(names))
     runner = Runner(spec, names, examples, len(refs), job)
     systems = system_prompts(spec, refs)
     outputs: dict[str, ModelOutputs] = {}
+    backends = {}
     for step, ref in enumerate(refs):
-        model = gen.load_model(base_dir, ref, device_name)
-        outputs[ref.label] = runner.run(model, tokenizer, ref.label, systems[ref.label])
+        llama = llama_generation.target_for(pool, base_spec, ref)
+        model = None if llama is not None and llama_only else gen.load_model(base_dir, ref, device_name)
+        outputs[ref.label] = runner.run(model, tokenizer, ref.label, systems[ref.label], llama)
+        backends[ref.label] = "llama.cpp" if llama is not None else "transformers"
         del model
         _send_metrics(job, step, ref.label, names, outputs[ref.label], examples, spec)
     references = [e.reference for e in examples]
@@ -245,7 +259,7 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
                "models": [{"label": r.label, "adapter": str(r.adapter or r.model_dir or "")} for r in refs],
                "generation": {"max_new_tokens": spec.max_new_tokens, "decoding": "greedy",
                               "batch_size": spec.batch_size, "json_schema": runner.json_schema,
-                              "system_prompts": systems},
+                              "system_prompts": systems, "backends": backends},
                **summarize(names, outputs, references, slice_values, spec)}
     folder = _write(pinned, summary, examples, outputs, names, slice_values, started)
     return folder, read_summary(folder) or {}

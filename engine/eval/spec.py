@@ -62,6 +62,9 @@ class EvalSpec:
                                + ", ".join(PERTURBATIONS))
     bootstrap: int = _f(1000, "bootstrap resamples for the confidence intervals", minimum=10)
     seed: int = _f(0, "seed of the bootstrap and the perturbations")
+    backend: str = _f("auto", "what generates the answers: auto (llama.cpp for a .gguf base other than the "
+                      "bundled model, where llama-cpp-python is installed), llama.cpp or transformers; "
+                      "perplexity and label ranking always read transformers' logits")
     device: str = _f("auto", "auto, cpu or cuda")
     name: str = _f("", "a short name for the evaluation folder")
 

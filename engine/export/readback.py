@@ -24,14 +24,13 @@ the adapter's exactly, and which loader ran (shown in the report).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.export import roundtrip
+from engine.export import kquants, roundtrip
 from engine.runtime import gguf_lora, models
 from engine.runtime import gguf_writer as export_gguf
 
@@ -52,17 +51,17 @@ class Readback:
 
 
 def llama_cpp_installed() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None
+    return kquants.available()
 
 
 def gguf_file(target: Path, outtype: str) -> Readback:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(target.parent), gguf_file=target.name)
     if llama_cpp_installed():
+        tokenizer = AutoTokenizer.from_pretrained(str(target.parent), gguf_file=target.name)
         answer = functools.partial(llama_cpp_answers, target, None, tokenizer)
         return Readback(tokenizer, answer, outtype in EXACT_TYPES[LLAMA_CPP], LLAMA_CPP)
-    model, _ = roundtrip.load_gguf(target)
+    model, tokenizer = roundtrip.load_gguf(target)
     return Readback(tokenizer, functools.partial(roundtrip.answers, model, tokenizer),
                     outtype in EXACT_TYPES[TRANSFORMERS], TRANSFORMERS)
 

@@ -216,6 +216,8 @@ class LlamaCppDecoder:
         # llama.cpp's wider end-of-generation guess by token name, which can take in a padding
         # token: both backends end the same answers.
         self.stop_ids = set(eos_ids(None, tokenizer))
+        self._row_type: Any = None
+        self._scratch: Any = None
 
     def reset(self) -> None:
         """Forgets the cached sequence: the next prompt is computed in full."""
@@ -294,9 +296,14 @@ class LlamaCppDecoder:
         import llama_cpp
         import numpy as np
 
-        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
+        if self._scratch is None:  # one row type and one buffer: this runs for every token
+            self._row_type = ctypes.c_float * self.llm.n_vocab()
+            self._scratch = np.empty(self.llm.n_vocab(), dtype=np.float32)
+        address = ctypes.addressof(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1).contents)
+        row = np.frombuffer(self._row_type.from_address(address), dtype=np.float32)
         peak = float(row.max())
-        norm = peak + float(np.log(np.exp(row - peak).sum()))
+        np.subtract(row, peak, out=self._scratch)
+        norm = peak + float(np.log(np.exp(self._scratch, out=self._scratch).sum()))
         top: list[tuple[str, float]] = []
         if top_logprobs:
             best = np.argpartition(row, -top_logprobs)[-top_logprobs:]

@@ -137,6 +137,10 @@ class SetupPage(QWidget):
         self.freshness_label = QLabel("-", wordWrap=True)
         engine_form.addRow("In use", self.engine_label)
         engine_form.addRow("Version", self.freshness_label)
+        self.llama_label = QLabel("-", wordWrap=True)
+        self.llama_label.setToolTip("llama.cpp runs GGUF models with their weights quantised (less memory, "
+                                    "faster on a CPU); without it they run with transformers.")
+        engine_form.addRow("llama.cpp", self.llama_label)
         layout.addWidget(engine)
         buttons = QHBoxLayout()
         self.check_button = QPushButton("Check again")
@@ -313,6 +317,7 @@ class SetupPage(QWidget):
     def _show_freshness(self, report: dict) -> None:
         """Whether the engine environment in use was built for this app (``probe --venv``)."""
         self._stale = False
+        self.llama_label.setText(str(report.get("llama_cpp") or "-"))
         if "engine_current" not in report:  # no engine environment of its own was checked
             self.freshness_label.setText("-")
         elif report.get("engine_current"):
@@ -350,6 +355,7 @@ class SetupPage(QWidget):
         self._stale = False  # just built by this app's bootstrap
         self.freshness_label.setText("built by this version of Tunebench")
         self.freshness_label.setStyleSheet("")
+        self.llama_label.setText(str((report or {}).get("llama_cpp") or "-"))
         self._show_current_engine()
         forget_engine_checks()
         self.show_engine_problem(self._context.engine_problem())

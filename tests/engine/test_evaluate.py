@@ -3,6 +3,7 @@ evaluation folder, perplexity equal to engine.eval.perplexity, one-line errors a
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -393,3 +394,33 @@ def test_rows_without_a_system_turn_are_asked_with_the_adapters_trained_one(home
     for model in ("base", label):
         assert ppl["default"][model]["estimate"] == pytest.approx(ppl["explicit"][model]["estimate"], rel=1e-6)
         assert ppl["default"][model]["estimate"] != pytest.approx(ppl["other"][model]["estimate"], rel=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (installer/bootstrap.py setup builds it)")
+def test_a_gguf_base_generates_in_llama_cpp_with_transformers_answers(home, tmp_path) -> None:
+    """The tiny model as an F32 GGUF file, with the run's adapter: llama.cpp (auto) gives the same
+    greedy answers as transformers, a JSON schema holds there too, and with generation metrics
+    only the GGUF file is never converted for transformers."""
+    from transformers import AutoModelForCausalLM
+
+    from engine.eval import run as evaluate
+    from engine.eval import store as eval_report
+    from engine.runtime import gguf_writer
+
+    file = tmp_path / "tiny-f32.gguf"
+    gguf_writer.write(AutoModelForCausalLM.from_pretrained(str(home["model"])), home["model"], file, "f32", "tiny")
+    spec = dict(model=str(file), metrics=["token_f1", "exact_match"], batch_size=1, max_new_tokens=12)
+    llama, summary = evaluate.evaluate(small_spec(home, **spec), FakeJob())
+    assert set(summary["generation"]["backends"].values()) == {"llama.cpp"}
+    assert not any(paths.models_cache_dir().glob("tiny-f32-*"))  # never converted
+    plain, other = evaluate.evaluate(small_spec(home, backend="transformers", **spec), FakeJob())
+    assert set(other["generation"]["backends"].values()) == {"transformers"}
+    outputs = [r["outputs"] for r in eval_report.read_examples(llama)]
+    assert outputs == [r["outputs"] for r in eval_report.read_examples(plain)]
+    assert any(o["base"] != o[home["run_dir"].name] for o in outputs)  # the adapter is on in llama.cpp
+    schema_file = tmp_path / "sentiment.schema.json"
+    schema_file.write_text(json.dumps(SENTIMENT_SCHEMA), encoding="utf-8")
+    held, _ = evaluate.evaluate(small_spec(home, json_schema=str(schema_file), **dict(spec, max_new_tokens=40)),
+                                FakeJob())
+    assert all(_parses_as_sentiment(o) for r in eval_report.read_examples(held) for o in r["outputs"].values())

@@ -32,7 +32,9 @@ if args[0] == "probe":
         stale = Path(args[args.index("--venv") + 1], "STALE").exists()
         report.update(engine_current=not stale, engine_stamped=True, app_version="0.2.0",
                       engine_version="0.1.0" if stale else "0.2.0",
-                      engine_reason="built for other sources or locks than this app's" if stale else "")
+                      engine_reason="built for other sources or locks than this app's" if stale else "",
+                      llama_cpp="no prebuilt llama-cpp-python wheel for this machine and no C compiler to "
+                                "build one; GGUF models run with transformers")
         Path(os.environ["FAKE_PROBES"]).open("a").write(json.dumps(args) + "\n")
     print(json.dumps(report))
     sys.exit(0)
@@ -50,7 +52,9 @@ python = venv / "bin" / "python"  # stands for the new environment's: the suite'
 python.write_text("#!/bin/sh\nexec '%s' \"$@\"\n" % sys.executable)
 python.chmod(0o755)
 print("[tunebench] The engine environment is ready and verified.", flush=True)
-print(json.dumps({"engine_python": str(venv / "bin" / "python")}), flush=True)
+print(json.dumps({"engine_python": str(venv / "bin" / "python"),
+                  "llama_cpp": "llama-cpp-python 0.3.36, built from source: GGUF models run with llama.cpp"}),
+      flush=True)
 '''
 
 
@@ -106,6 +110,7 @@ def test_successful_build_switches_the_engine_and_removes_the_old_one(qtbot, pag
     assert page.build_button.text() == "Repair engine"
     assert "" not in page.log_view.toPlainText().splitlines()  # no blank lines from chunking
     assert context.engine_command()[0] == python
+    assert page.llama_label.text().endswith("GGUF models run with llama.cpp")  # the new environment's
     _shot(page, "built")
 
 
