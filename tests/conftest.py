@@ -75,6 +75,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model written as an F32 GGUF file (exact weights: llama.cpp and transformers agree)."""
+    from transformers import AutoModelForCausalLM
+
+    from engine.runtime import gguf_writer
+
+    target = tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf"
+    gguf_writer.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, target, "f32", "tiny")
+    return target
+
+
 @pytest.fixture
 def engine_env(workspace_home: Path) -> dict[str, str]:
     """The environment for an engine subprocess: this workspace, unbuffered UTF-8 output."""

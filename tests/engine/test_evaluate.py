@@ -398,19 +398,14 @@ def test_rows_without_a_system_turn_are_asked_with_the_adapters_trained_one(home
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (installer/bootstrap.py setup builds it)")
-def test_a_gguf_base_generates_in_llama_cpp_with_transformers_answers(home, tmp_path) -> None:
+def test_a_gguf_base_generates_in_llama_cpp_with_transformers_answers(home, tiny_gguf, tmp_path) -> None:
     """The tiny model as an F32 GGUF file, with the run's adapter: llama.cpp (auto) gives the same
     greedy answers as transformers, a JSON schema holds there too, and with generation metrics
     only the GGUF file is never converted for transformers."""
-    from transformers import AutoModelForCausalLM
-
     from engine.eval import run as evaluate
     from engine.eval import store as eval_report
-    from engine.runtime import gguf_writer
 
-    file = tmp_path / "tiny-f32.gguf"
-    gguf_writer.write(AutoModelForCausalLM.from_pretrained(str(home["model"])), home["model"], file, "f32", "tiny")
-    spec = dict(model=str(file), metrics=["token_f1", "exact_match"], batch_size=1, max_new_tokens=12)
+    spec = dict(model=str(tiny_gguf), metrics=["token_f1", "exact_match"], batch_size=1, max_new_tokens=12)
     llama, summary = evaluate.evaluate(small_spec(home, **spec), FakeJob())
     assert set(summary["generation"]["backends"].values()) == {"llama.cpp"}
     assert not any(paths.models_cache_dir().glob("tiny-f32-*"))  # never converted

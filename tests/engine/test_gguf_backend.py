@@ -26,17 +26,6 @@ QUESTIONS = ["hello there", "What is 2+2?", "Write a poem about rivers", "Name t
 
 
 @pytest.fixture(scope="module")
-def tiny_gguf(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoModelForCausalLM
-
-    from engine.runtime import gguf_writer as export_gguf
-
-    target = tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf"
-    export_gguf.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, target, "f32", "tiny")
-    return target
-
-
-@pytest.fixture(scope="module")
 def adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA with random A and B at a scale that changes the tiny model's greedy answers."""
     import torch

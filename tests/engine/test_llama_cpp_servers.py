@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -30,17 +29,6 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (inst
 
 PERSON = {"type": "object", "required": ["name", "mood", "age"], "additionalProperties": False,
           "properties": {"name": {"type": "string"}, "mood": {"enum": ["happy", "sad"]}, "age": {"type": "integer"}}}
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoModelForCausalLM
-
-    from engine.runtime import gguf_writer
-
-    target = tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf"
-    gguf_writer.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, target, "f32", "tiny")
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -102,17 +102,10 @@ def test_the_endpoint_starts_answers_with_its_token_and_stops(qtbot, page):
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (installer/bootstrap.py setup builds it)")
-def test_a_gguf_model_runs_in_llama_cpp_beside_transformers_with_the_same_greedy_answer(qtbot, page, tiny_model_dir,
-                                                                                         tmp_path):
+def test_a_gguf_model_runs_in_llama_cpp_beside_transformers_with_the_same_greedy_answer(qtbot, page, tiny_gguf):
     """Column A: a .gguf file on auto (llama.cpp); column B: the same file forced to transformers.
     Greedy answers match, and each column's header says what ran."""
-    from transformers import AutoModelForCausalLM
-
-    from engine.runtime import gguf_writer as export_gguf
-
-    file = tmp_path / "tiny-f32.gguf"
-    export_gguf.write(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), tiny_model_dir, file, "f32", "tiny")
-    page.columns[0].model_combo.setEditText(str(file))
+    page.columns[0].model_combo.setEditText(str(tiny_gguf))
     page.columns[0].set_params(Params(greedy=True, temperature=0.0, max_new_tokens=12, seed=1))
     second = page.add_column()
     second.backend_combo.setCurrentIndex(second.backend_combo.findData("transformers"))
