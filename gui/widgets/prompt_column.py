@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QTimer, QUrl, Signal
 from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -103,11 +104,15 @@ class PromptColumn(QFrame):
         for label, value in BACKEND_ITEMS:
             self.backend_combo.addItem(label, value)
         self.backend_combo.setToolTip(BACKEND_HELP)
+        # Four columns must still fit beside the side panel: the combo may shrink below its longest item.
+        self.backend_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.backend_combo.setMinimumContentsLength(1)
         self.backend_combo.setCurrentIndex(max(self.backend_combo.findData(self.config.backend), 0))
         self.scale_spin = QDoubleSpinBox(minimum=0.0, maximum=2.0, singleStep=0.1, decimals=2,
                                          value=self.config.adapter_scale, prefix="×")
         self.scale_spin.setToolTip("The adapter's weight: 1 as trained, 0 the base model, between the two a blend "
-                                   "(no reload).")
+                                   "(no reload). Type it, or scroll over it.")
+        self.scale_spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)  # narrow: four columns fit
         self.ran_label = QLabel(objectName="hint")
         self.ran_label.setToolTip("What ran the last answer in this column, and how its weights are held.")
         self.params_label = QLabel(objectName="hint")
@@ -177,7 +182,7 @@ class PromptColumn(QFrame):
         pickers.addWidget(QLabel("Adapter"), 1, 0)
         pickers.addWidget(self.adapter_combo, 1, 1)
         pickers.addWidget(self.adapter_switch, 1, 2)
-        pickers.addWidget(QLabel("Run with"), 2, 0)
+        pickers.addWidget(QLabel("Backend"), 2, 0)
         row = QHBoxLayout()
         row.addWidget(self.backend_combo, 1)
         row.addWidget(self.scale_spin)
