@@ -53,9 +53,8 @@ def raw_llama_cpp(model: Path, adapter: Path | None, threads: int, tokens: int, 
     lora = None
     if adapter is not None:
         from engine.infer.gguf_backend import gguf_lora_file
-        from engine.infer.session import _gguf_config
 
-        lora = gguf_lora_file(adapter, lambda: _gguf_config(model))
+        lora = gguf_lora_file(adapter, model)
     tokenizer = AutoTokenizer.from_pretrained(str(model.parent), gguf_file=model.name)
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
                           lora_path=str(lora) if lora else None, verbose=False)

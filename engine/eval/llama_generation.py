@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Sequence
 
-from engine.core import errors
 from engine.eval import generation as gen
 from engine.infer import gguf_backend
 from engine.infer.params import SamplingParams
@@ -42,8 +41,7 @@ def generate(target: Any, prompts: Sequence[str], *, max_new_tokens: int, json_s
     params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens, json_schema=json_schema)
     outputs = []
     for prompt in prompts:
-        if cancelled.is_set():
-            raise errors.EngineError(errors.ExitCode.CANCELLED, "evaluation cancelled; nothing was written")
+        gen._check_cancel(cancelled)
         outcome = run_on(target, gen.prompt_ids(target.tokenizer, prompt), params, 0, cancelled, None)
         outputs.append(outcome.text.strip())
         if on_rows:

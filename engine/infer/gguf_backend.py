@@ -102,18 +102,18 @@ class GgufBase:
     decoder: "LlamaCppDecoder"
     nbytes: int
     weights: str
-    adapters: dict[str, Any] = field(default_factory=dict)  # adapter folder or file -> llama_adapter_lora_p
+    adapters: dict[str, Any] = field(default_factory=dict)  # adapter folder -> llama_adapter_lora_p
     tokenizers: dict[str, Any] = field(default_factory=dict)  # llama.cpp keeps the base's vocabulary
     backend: str = LLAMA_CPP
 
-    def attach(self, adapter: Path, base_config: Callable[[], Any]) -> str:
-        """Loads ``adapter`` (a peft LoRA folder, or a GGUF LoRA file) once; returns its key."""
+    def attach(self, adapter: Path) -> str:
+        """Loads ``adapter`` (a peft LoRA folder) once, as a GGUF LoRA file; returns its key."""
         import llama_cpp
 
         key = str(adapter.resolve())
         if key in self.adapters:
             return key
-        lora_file = adapter if adapter.suffix.lower() == ".gguf" else gguf_lora_file(adapter, base_config)
+        lora_file = gguf_lora_file(adapter, Path(self.key))
         pointer = llama_cpp.llama_adapter_lora_init(self.llm.model, str(lora_file).encode())
         if not pointer:
             raise errors.invalid_input(f"adapter: llama.cpp could not load {adapter} over {Path(self.key).name} "
@@ -159,9 +159,9 @@ def file_type(llm: Any) -> str:
 # ---------------------------------------------------------------- adapters as GGUF LoRA files
 
 
-def gguf_lora_file(adapter_dir: Path, base_config: Callable[[], Any]) -> Path:
-    """The adapter as a GGUF LoRA file in the cache, written the first time (and again after the
-    adapter's weights change)."""
+def gguf_lora_file(adapter_dir: Path, base_gguf: Path) -> Path:
+    """The adapter as a GGUF LoRA file for the base model ``base_gguf``, in the cache: written the
+    first time (and again after the adapter's weights change)."""
     weights = next((adapter_dir / n for n in ("adapter_model.safetensors", "adapter_model.bin")
                     if (adapter_dir / n).is_file()), None)
     if weights is None:
@@ -171,8 +171,15 @@ def gguf_lora_file(adapter_dir: Path, base_config: Callable[[], Any]) -> Path:
     target = paths.cache_dir() / "gguf-lora" / f"{adapter_dir.name}-{digest}.gguf"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_gguf_lora(adapter_dir, base_config(), target)
+        _write_gguf_lora(adapter_dir, _config_of(base_gguf), target)
     return target
+
+
+def _config_of(gguf_file: Path) -> Any:
+    """The Hugging Face config of a GGUF model, read from the file's metadata alone."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
 
 
 def _write_gguf_lora(adapter_dir: Path, config: Any, target: Path) -> None:

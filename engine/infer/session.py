@@ -133,7 +133,7 @@ class ModelPool:
         if not adapter_dir:
             return Target(base, "", "", label)
         if base.backend == gguf_backend.LLAMA_CPP:
-            name = base.attach(adapter_dir, lambda: _gguf_config(gguf_file))
+            name = base.attach(adapter_dir)
         else:
             name = self._attach(base, adapter_dir)
         system = run_info.get("system_prompt")
@@ -208,14 +208,6 @@ def _load_base(key: str, model_dir: Path, device: str, int8: bool = False) -> Lo
         weights = "int8"
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     return LoadedBase(key, model, tokenizer, Decoder(model, tokenizer, device), nbytes, weights=weights)
-
-
-def _gguf_config(gguf_file: Path | None) -> Any:
-    """The Hugging Face config of a GGUF model, read from the file's metadata alone."""
-    from transformers import AutoConfig
-
-    assert gguf_file is not None
-    return AutoConfig.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
 
 
 def _folder_bytes(folder: Path) -> int:
