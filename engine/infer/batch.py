@@ -18,6 +18,12 @@ A configuration file is JSON (a list, or {"configs": [...]}) or TOML ([[config]]
     adapter = "20261123-101500-reviews-ab12"
     params = {temperature = 0.2, max_new_tokens = 64}
     [[config]]
+    name = "GGUF, adapter at half weight"
+    model = "~/models/qwen2.5-1.5b-q4_k_m.gguf"
+    adapter = "20261123-101500-reviews-ab12"
+    backend = "llama.cpp"                     # or auto (the default), transformers
+    adapter_scale = 0.5                       # 0 = adapter off, 1 = as trained, up to 4
+    [[config]]
     name = "llama3 in Ollama"
     base_url = "http://127.0.0.1:11434/v1"   # an OpenAI-compatible server (engine/infer/remote.py)
     model = "llama3.2"                        # the server's model id
@@ -42,15 +48,15 @@ from typing import Any, Callable
 
 from engine.core import errors, paths, protocol, untrusted, workspace
 from engine.core.job import Job
-from engine.infer import remote, sampling, structured
+from engine.infer import gguf_backend, remote, sampling, structured
 from engine.infer import suites as prompt_suites
-from engine.infer.session import ModelPool, prompt_ids, run_on
+from engine.infer.session import ModelPool, adapter_scale_of, backend_of, prompt_ids, run_on
 from engine.runtime import device
 
 log = logging.getLogger("engine.infer.batch")
 
 RESULTS = "results.jsonl"
-CSV_COLUMNS = ("item", "prompt", "case", "input", "config", "model", "adapter", "text", "finish_reason",
+CSV_COLUMNS = ("item", "prompt", "case", "input", "config", "model", "adapter", "backend", "text", "finish_reason",
                "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "error")
 
 
@@ -62,11 +68,14 @@ class Config:
     params: sampling.SamplingParams
     base_url: str = ""  # an OpenAI-compatible server answers instead of a local model
     api_key_env: str = ""  # the environment variable holding that server's key (never the key itself)
+    backend: str = ""  # a local model's backend override ("" = the batch's --backend)
+    adapter_scale: float = 1.0  # the adapter's weight: 0 = off, 1 = as trained
 
     def as_dict(self) -> dict[str, Any]:
-        remote_fields = {"base_url": self.base_url, "api_key_env": self.api_key_env} if self.base_url else {}
+        where = ({"base_url": self.base_url, "api_key_env": self.api_key_env} if self.base_url
+                 else {"backend": self.backend, "adapter_scale": self.adapter_scale})
         return {"name": self.name, "model": self.model, "adapter": self.adapter, "params": self.params.as_dict(),
-                **remote_fields}
+                **where}
 
     def server(self, timeout_s: float = remote.DEFAULT_TIMEOUT_S) -> remote.Server:
         key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
@@ -100,22 +109,29 @@ def read_configs(path: Path) -> list[Config]:
     return [_config(entry, f"{path}: config {number}") for number, entry in enumerate(entries, 1)]
 
 
+CONFIG_FIELDS = {"name", "model", "adapter", "params", "base_url", "api_key_env", "backend", "adapter_scale"}
+
+
 def _config(entry: Any, where: str) -> Config:
     if not isinstance(entry, dict):
         raise errors.invalid_input(f"{where}: expected a table with model, adapter, params")
-    unknown = sorted(set(entry) - {"name", "model", "adapter", "params", "base_url", "api_key_env"})
+    unknown = sorted(set(entry) - CONFIG_FIELDS)
     if unknown:
         raise errors.invalid_input(f"{where}: unknown field {unknown[0]!r}")
     model, adapter = str(entry.get("model") or ""), str(entry.get("adapter") or "")
     try:
         params = sampling.parse(entry.get("params"), sampling.SamplingParams(temperature=0.0))
         structured.check(params.json_schema)
+        backend = backend_of(str(entry.get("backend") or ""))
+        scale = adapter_scale_of(entry.get("adapter_scale"))
         base_url, key_env = _remote_fields(str(entry.get("base_url") or ""), str(entry.get("api_key_env") or ""),
                                            model, adapter, params)
+        if base_url and (backend not in ("", gguf_backend.AUTO) or scale != 1.0):
+            raise errors.usage("backend, adapter_scale: a remote server's model runs on that server")
     except errors.EngineError as exc:
         raise errors.invalid_input(f"{where}: {exc.message}") from None
     name = str(entry.get("name") or " + ".join(p for p in (model or "default", adapter) if p))
-    return Config(name, model, adapter, params, base_url, key_env)
+    return Config(name, model, adapter, params, base_url, key_env, backend, scale)
 
 
 def _remote_fields(base_url: str, key_env: str, model: str, adapter: str,
@@ -231,17 +247,19 @@ def _run_config(pool: Any, config: Config, items: list[prompt_suites.Item], job:
         return
     try:
         target = pool.target(config.model, config.adapter, lambda c, t: job.channel.send(
-            protocol.progress(len(progress.rows), progress.total, stage=f"loading {config.name}")))
+            protocol.progress(len(progress.rows), progress.total, stage=f"loading {config.name}")),
+            config.backend, config.adapter_scale)
     except errors.EngineError as exc:
         job.channel.send(protocol.log(f"{config.name}: {exc.message}", level="warning"))
         for number, item in enumerate(items):
             progress.add(_row(number, item, config, config.model, None, exc.message))
         return
+    job.channel.send(protocol.log(f"{config.name}: {target.label} on {target.backend}"))
     def answer(item: prompt_suites.Item) -> Any:
         ids = prompt_ids(target.tokenizer, item.mode, with_trained_system(item.messages, target), item.text)
         return run_on(target, ids, config.params, 0, job.control.cancelled, None)
 
-    _answer_each(items, config, target.label, progress, answer)
+    _answer_each(items, config, target.label, progress, answer, target.backend)
 
 
 def _run_remote(server: remote.Server, config: Config, items: list[prompt_suites.Item], job: Job,
@@ -253,21 +271,21 @@ def _run_remote(server: remote.Server, config: Config, items: list[prompt_suites
         return remote.generate(server, config.model, item.mode, item.messages, item.text, config.params,
                                job.control.cancelled, None)
 
-    _answer_each(items, config, config.model, progress, answer)
+    _answer_each(items, config, config.model, progress, answer, remote.BACKEND)
 
 
 def _answer_each(items: list[prompt_suites.Item], config: Config, label: str, progress: _Progress,
-                 answer: Callable[[prompt_suites.Item], Any]) -> None:
+                 answer: Callable[[prompt_suites.Item], Any], backend: str) -> None:
     """A row per item; an item that fails is a row with the one-line reason, and a cancel ends the loop."""
     for number, item in enumerate(items):
         try:
             outcome = answer(item)
         except errors.EngineError as exc:
-            progress.add(_row(number, item, config, label, None, exc.message))
+            progress.add(_row(number, item, config, label, None, exc.message, backend))
             continue
         if outcome.finish_reason == "cancelled":
             return
-        progress.add(_row(number, item, config, label, outcome))
+        progress.add(_row(number, item, config, label, outcome, backend=backend))
 
 
 def with_trained_system(messages: list[dict[str, Any]], target: Any) -> list[dict[str, Any]]:
@@ -286,13 +304,14 @@ def _finish(folder: Path, info: dict[str, Any], rows: list[dict[str, Any]], stat
 
 
 def _row(number: int, item: prompt_suites.Item, config: Config, label: str, outcome: Any,
-         error: str = "") -> dict[str, Any]:
+         error: str = "", backend: str = "") -> dict[str, Any]:
     data = outcome.as_dict() if outcome is not None else {
         "text": "", "finish_reason": "error", "prompt_tokens": 0, "completion_tokens": 0,
         "ttft_s": None, "tokens_per_s": None}
     return {"error": error, "item": number, "prompt": item.prompt, "case": item.case, "values": item.values,
             "input": item.text, "mode": item.mode, "config": config.name, "model": label,
-            "adapter": config.adapter, "params": config.params.as_dict(), "text": data["text"],
+            "adapter": config.adapter, "adapter_scale": config.adapter_scale, "backend": backend,
+            "params": config.params.as_dict(), "text": data["text"],
             "finish_reason": data["finish_reason"], "prompt_tokens": data["prompt_tokens"],
             "completion_tokens": data["completion_tokens"], "ttft_s": data["ttft_s"],
             "tokens_per_s": data["tokens_per_s"]}

@@ -25,6 +25,7 @@ from engine.infer.sampling import SamplingParams
 log = logging.getLogger("engine.infer.remote")
 
 DEFAULT_TIMEOUT_S = 60.0  # a server that says nothing for this long is reported, not waited on
+BACKEND = "server"  # what rows and results name as the backend of an answer from an OpenAI-compatible server
 OnText = Callable[[str], None]
 
 

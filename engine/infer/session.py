@@ -276,14 +276,20 @@ def parse_request(message: dict[str, Any]) -> Request:
     if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
         raise errors.usage(f"top_logprobs: must be a whole number from 0 to {MAX_TOP_LOGPROBS}")
     server = remote.server_of(message["remote"]) if message.get("remote") is not None else None
-    backend = _string(message, "backend", "")
+    return Request(str(rid), model, adapter, mode, messages, prompt, sampling.parse(message.get("params")),
+                   top, server, backend_of(_string(message, "backend", "")),
+                   adapter_scale_of(message.get("adapter_scale", 1.0)))
+
+
+def backend_of(backend: str) -> str:
+    """A request's or batch configuration's backend override, checked ("" keeps the pool's)."""
     if backend and backend not in gguf_backend.BACKENDS:
         raise errors.usage(f"backend: must be one of {', '.join(gguf_backend.BACKENDS)}, got {backend!r}")
-    return Request(str(rid), model, adapter, mode, messages, prompt, sampling.parse(message.get("params")),
-                   top, server, backend, _adapter_scale(message.get("adapter_scale", 1.0)))
+    return backend
 
 
-def _adapter_scale(value: Any) -> float:
+def adapter_scale_of(value: Any) -> float:
+    """An adapter's weight from a request or configuration, checked (absent: as trained)."""
     if value is None:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_ADAPTER_SCALE:
@@ -494,6 +500,8 @@ def result_message(request: Request, target: Target | None, outcome: Any) -> dic
     if target:
         data["weights"] = target.base.weights
         data["backend"] = target.backend
+    elif request.server:
+        data["backend"] = remote.BACKEND
     return protocol.make(protocol.RESULT, id=request.id, data=data)
 
 

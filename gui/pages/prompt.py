@@ -479,6 +479,7 @@ class PromptPage(QWidget):
             row.answer = str(data.get("text") or "")
             row.finish_reason = str(data.get("finish_reason") or "stop")
             row.ttft_s, row.tokens_per_s = data.get("ttft_s"), data.get("tokens_per_s")
+            row.backend = str(data.get("backend") or "")
         row.error = error
         self.suites_panel.update_row(index)
         if not self._batch:

@@ -15,7 +15,7 @@ from engine.core import workspace
 from engine.infer import suites as prompt_suites
 
 TABLE_COLUMNS = ("Prompt", "Case", "Column", "Input", "Answer", "Finish", "tok/s")
-EXPORT_FIELDS = ("prompt", "case", "column", "model", "adapter", "input", "answer", "finish_reason",
+EXPORT_FIELDS = ("prompt", "case", "column", "model", "adapter", "backend", "input", "answer", "finish_reason",
                  "ttft_s", "tokens_per_s", "error")
 
 
@@ -33,6 +33,7 @@ class BatchRow:
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     error: str = ""
+    backend: str = ""  # what answered: llama.cpp, transformers, or server (an OpenAI-compatible one)
 
     @property
     def done(self) -> bool:

@@ -36,7 +36,7 @@ def write_configs(columns: list[tuple[str, ColumnConfig]]) -> Path:
 def _config_entry(letter: str, config: ColumnConfig) -> dict[str, Any]:
     if not config.base_url:
         return {"name": letter, "model": config.model or "default", "adapter": config.active_adapter,
-                "params": config.params.to_wire()}
+                "params": config.params.to_wire(), **config.local_fields()}
     return {"name": letter, "model": config.model, "base_url": config.base_url,
             "api_key_env": key_variable(letter), "params": config.params.to_wire()}
 
@@ -58,7 +58,7 @@ def row_from_engine(row: dict[str, Any]) -> BatchRow:
                     adapter=str(row.get("adapter", "")), input=str(row.get("input", "")),
                     answer=str(row.get("text", "")), finish_reason=str(row.get("finish_reason") or "stop"),
                     ttft_s=row.get("ttft_s"), tokens_per_s=row.get("tokens_per_s"),
-                    error=str(row.get("error") or ""))
+                    error=str(row.get("error") or ""), backend=str(row.get("backend") or ""))
 
 
 class BatchRunner(QObject):

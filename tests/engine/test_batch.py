@@ -98,6 +98,21 @@ def test_a_bad_configuration_names_the_file_and_entry(suite_file, tmp_path, engi
     assert f"{configs}: config 2: params.top_p" in messages[-1]["message"]
 
 
+@pytest.mark.parametrize("entry, words", [
+    ({"backend": "vllm"}, "backend: must be one of auto, llama.cpp, transformers, got 'vllm'"),
+    ({"adapter_scale": 9}, "adapter_scale: must be a number from 0 to 4.0"),
+    ({"base_url": "http://127.0.0.1:9/v1", "model": "m", "backend": "llama.cpp"},
+     "backend, adapter_scale: a remote server's model runs on that server"),
+])
+def test_a_bad_backend_or_scale_names_the_file_and_entry(entry, words, suite_file, tmp_path, engine_argv,
+                                                         engine_env) -> None:
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([{"name": "ok"}, entry]), encoding="utf-8")
+    status, messages, _ = batch(engine_argv, engine_env, "--suite", str(suite_file), "--config", str(configs))
+    assert status == protocol.ExitCode.INVALID_INPUT
+    assert messages[-1]["message"] == f"{configs}: config 2: {words}"
+
+
 def test_a_configuration_that_cannot_load_gives_error_rows_and_the_rest_still_runs(
         suite_file, tiny_model_dir, tmp_path, engine_argv, engine_env) -> None:
     configs = tmp_path / "configs.json"

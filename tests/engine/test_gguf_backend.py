@@ -6,6 +6,7 @@ backend choice. The llama.cpp tests are skipped, saying so, where llama-cpp-pyth
 
 from __future__ import annotations
 
+import csv
 import json
 import threading
 from dataclasses import replace
@@ -153,3 +154,34 @@ def test_adapter_scale_zero_is_the_base_in_transformers(tiny_model_dir, adapter,
     base = answers(pool, tiny_model_dir)
     assert answers(pool, tiny_model_dir, str(adapter), 0.0) == base
     assert answers(pool, tiny_model_dir, str(adapter)) != base
+
+
+@needs_llama_cpp
+def test_a_batch_runs_each_configuration_on_its_own_backend_and_adapter_scale(
+        tiny_gguf, adapter, tmp_path, engine_argv, engine_env) -> None:
+    from .test_batch import batch
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"q": q}) + "\n" for q in QUESTIONS[:2]), encoding="utf-8")
+    common = {"model": str(tiny_gguf), "params": {"max_new_tokens": 12}}
+    tuned = {**common, "adapter": str(adapter)}
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([
+        {"name": "base", **common}, {"name": "tuned", **tuned, "backend": "llama.cpp"},
+        {"name": "off", **tuned, "adapter_scale": 0},
+        {"name": "half", **tuned, "adapter_scale": 0.5},
+        {"name": "half-hf", **tuned, "adapter_scale": 0.5, "backend": "transformers"}]), encoding="utf-8")
+    code, messages, stderr = batch(engine_argv, engine_env, "--file", str(questions), "--column", "q",
+                                   "--config", str(configs))
+    assert code == 0, stderr[-2000:]
+    rows = [m["row"] for m in messages if "row" in m]
+    assert not [r["error"] for r in rows if r["error"]]
+    text = {name: [r["text"] for r in rows if r["config"] == name]
+            for name in ("base", "tuned", "off", "half", "half-hf")}
+    backend = {r["config"]: r["backend"] for r in rows}
+    assert backend == {"base": "llama.cpp", "tuned": "llama.cpp", "off": "llama.cpp", "half": "llama.cpp",
+                       "half-hf": "transformers"}
+    assert text["off"] == text["base"] != text["tuned"]
+    assert text["half"] == text["half-hf"]
+    with open(messages[-1]["data"]["csv"], encoding="utf-8", newline="") as handle:
+        assert [r["backend"] for r in csv.DictReader(handle)] == [r["backend"] for r in rows]

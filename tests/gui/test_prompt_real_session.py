@@ -119,3 +119,13 @@ def test_a_gguf_model_runs_in_llama_cpp_beside_transformers_with_the_same_greedy
     assert page.columns[0].ran_label.text() == "llama.cpp · F32"
     assert second.ran_label.text().startswith("transformers · ")
     assert all(t.prob is not None and 0 < t.prob <= 1 and t.top for t in first.tokens)
+
+    # A suite batch runs each column on its own backend too, and its rows say which.
+    prompt_suites.save_suite(Suite("Greetings", prompts=[Prompt("greet", "{{word}}")], cases=[{"word": "Hello"}]))
+    page.suites_panel.refresh()
+    page.suites_panel.run_suite()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=ENGINE_TIMEOUT_MS)
+    assert page.status.text().startswith("Batch finished: 2 answers saved in "), page.status.text()
+    rows = page.suites_panel.rows
+    assert [(r.column, r.backend, r.error) for r in rows] == [("A", "llama.cpp", ""), ("B", "transformers", "")]
+    assert rows[0].answer == rows[1].answer and rows[0].answer
