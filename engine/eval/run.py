@@ -248,7 +248,8 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
         llama = llama_generation.target_for(pool, base_spec, ref)
         model = None if llama is not None and llama_only else gen.load_model(base_dir, ref, device_name)
         outputs[ref.label] = runner.run(model, tokenizer, ref.label, systems[ref.label], llama)
-        backends[ref.label] = "llama.cpp" if llama is not None else "transformers"
+        if generation_metrics(names):  # perplexity alone generates nothing
+            backends[ref.label] = "llama.cpp" if llama is not None else "transformers"
         del model
         _send_metrics(job, step, ref.label, names, outputs[ref.label], examples, spec)
     references = [e.reference for e in examples]

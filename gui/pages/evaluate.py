@@ -49,6 +49,7 @@ from gui.context import AppContext
 from gui.engine_client import EngineClient, format_command
 from gui.state import dataset_catalog, eval_view, run_history
 from gui.state.eval_view import Choices, Evaluation
+from gui.state.prompt_params import BACKEND_ITEMS
 from gui.widgets.eval_chart import EvalBarChart
 from gui.widgets.eval_table import ExamplesModel, sorted_proxy
 from gui.widgets.harness_panel import HarnessPanel
@@ -192,12 +193,17 @@ class EvaluatePage(QWidget):
             robust_layout.addWidget(check, i // 2, i % 2)
         self.system_edit = QLineEdit(placeholderText="each adapter's trained one")
         self.system_edit.setToolTip(eval_spec.help_for("system_prompt"))
+        self.backend_combo = QComboBox()
+        for label, value in BACKEND_ITEMS:
+            self.backend_combo.addItem(label, value)
+        self.backend_combo.setToolTip(eval_spec.help_for("backend").capitalize())
         box = QGroupBox("Options")
         form = QFormLayout(box)
         form.addRow("Max examples", self.max_examples)
         form.addRow("Max new tokens", self.max_new_tokens)
         form.addRow("System prompt", self.system_edit)
         form.addRow("JSON output", self._build_schema_row())
+        form.addRow("Backend", self.backend_combo)
         form.addRow("Slice by column", self.slice_combo)
         form.addRow("Robustness", robust)
         return box
@@ -389,7 +395,8 @@ class EvaluatePage(QWidget):
                        max_examples=self.max_examples.value(), max_new_tokens=self.max_new_tokens.value(),
                        regex=self.regex_edit.text(), slice_column=self.slice_combo.currentText(),
                        robustness=[n for n, c in self.robust_checks.items() if c.isChecked()],
-                       system_prompt=self.system_edit.text(), json_schema=self.schema_edit.text())
+                       system_prompt=self.system_edit.text(), json_schema=self.schema_edit.text(),
+                       backend=str(self.backend_combo.currentData()))
 
     def command(self) -> list[str]:
         return [*self._context.engine_command(), "evaluate", "run", "--json", *self.choices().flags()]

@@ -45,7 +45,15 @@ class Evaluation:
             return f"Hardest training rows of run {s.get('run', '')} ({s.get('dataset', '')})"
         if s.get("kind") == "judge":  # `evaluate judge --pairs`: answers from a file, no metrics
             return f"Answers from {s.get('dataset', '')} · {s.get('examples', 0)} examples (see the Judge tab)"
-        return f"{s.get('dataset', '')} · {s.get('split', '')} · {s.get('examples', 0)} examples"
+        return f"{s.get('dataset', '')} · {s.get('split', '')} · {s.get('examples', 0)} examples{self._backends()}"
+
+    def _backends(self) -> str:
+        """What generated the answers (older summaries, and perplexity-only runs, do not say)."""
+        generation = self.summary.get("generation")
+        backends = generation.get("backends") if isinstance(generation, dict) else None
+        if not isinstance(backends, dict) or not backends:
+            return ""
+        return " · answers by " + " and ".join(sorted({str(b) for b in backends.values()}))
 
 
 def load(folder: Path) -> Evaluation | None:
@@ -115,6 +123,7 @@ class Choices:
     robustness: list[str] = field(default_factory=list)
     system_prompt: str = ""
     json_schema: str = ""  # "", "any" or a JSON Schema file
+    backend: str = "auto"  # what generates the answers: auto, llama.cpp or transformers
 
     def problem(self) -> str:
         """One line saying what must change before a run can start, or ""."""
@@ -133,7 +142,8 @@ class Choices:
             ("--model", self.model.strip()), ("--adapters", ",".join(self.adapters)),
             ("--metrics", ",".join(self.metrics)), ("--regex", self.regex),
             ("--slice-column", self.slice_column.strip()), ("--robustness", ",".join(self.robustness)),
-            ("--system-prompt", self.system_prompt.strip()), ("--json-schema", self.json_schema.strip()))
+            ("--system-prompt", self.system_prompt.strip()), ("--json-schema", self.json_schema.strip()),
+            ("--backend", "" if self.backend == "auto" else self.backend))
         for flag, value in pairs:
             if value:
                 flags += [flag, value]

@@ -87,6 +87,9 @@ def format_stop(stop: tuple[str, ...]) -> str:
     return "\n".join(s.replace("\n", "\\n").replace("\t", "\\t") for s in stop)
 
 
+BACKEND_ITEMS = [("Auto", "auto"), ("llama.cpp", "llama.cpp"), ("transformers", "transformers")]  # (label, value)
+
+
 @dataclass
 class ColumnConfig:
     """One side-by-side column: what runs (model, adapter, adapter on/off) and how it samples.

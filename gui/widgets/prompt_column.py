@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from engine.core import fit_estimate
 from gui.state import remote_keys
 from gui.state.prompt_conversation import TOKEN_LINK, Conversation, render_html, token_tooltip
-from gui.state.prompt_params import ColumnConfig, Params
+from gui.state.prompt_params import BACKEND_ITEMS, ColumnConfig, Params
 from gui.widgets.form_fields import ValueCombo
 from gui.widgets.prompt_rating import RatingBar
 
@@ -42,7 +42,6 @@ NO_ADAPTER = ("None (base model)", "")
 LOCAL, SERVER = "local", "server"
 SERVER_HELP = ("An OpenAI-compatible server that already serves a model: Ollama (http://127.0.0.1:11434/v1), "
                "LM Studio (http://127.0.0.1:1234/v1), llama-server, vLLM or Tunebench's own endpoint.")
-BACKEND_ITEMS = [("Auto", "auto"), ("llama.cpp", "llama.cpp"), ("transformers", "transformers")]
 BACKEND_HELP = ("What runs the model. Auto: llama.cpp for a .gguf file (quantised weights stay quantised: "
                 "less memory, faster on a CPU), transformers otherwise and for the bundled default model "
                 "(the arithmetic its adapters were trained with). The answer's line says which ran.")

@@ -108,6 +108,7 @@ def test_perplexity_in_the_evaluation_equals_perplexity_module(home) -> None:
     from engine.eval.generation import render_prompt
 
     folder, summary = evaluate.evaluate(small_spec(home, adapters=[], metrics=["perplexity"]), FakeJob())
+    assert summary["generation"]["backends"] == {}  # perplexity alone generates no answers
     version, _, shape, examples = evaluate.load_examples(small_spec(home))
     tokenizer = AutoTokenizer.from_pretrained(str(home["model"]))
     model = AutoModelForCausalLM.from_pretrained(str(home["model"])).eval()

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 
 from engine.core import paths
 from gui.pages.evaluate import EvaluatePage
-from gui.state.eval_view import Choices, row_change
+from gui.state.eval_view import Choices, Evaluation, row_change
 
 TIMEOUT_MS = 20_000
 RECORDED = TRANSCRIPTS / "evaluate_tiny_folder"
@@ -289,3 +289,17 @@ def test_system_prompt_and_json_output_reach_the_command(qtbot, make_page, tmp_p
     page.system_edit.clear()
     page.schema_edit.clear()
     assert "--system-prompt" not in page.command() and "--json-schema" not in page.command()
+    assert "--backend" not in page.command()  # Auto: the engine's own choice
+    page.backend_combo.setCurrentIndex(page.backend_combo.findData("llama.cpp"))
+    command = page.command()
+    assert command[command.index("--backend") + 1] == "llama.cpp"
+    assert page.backend_combo.toolTip().startswith("What generates the answers: auto (llama.cpp for a .gguf")
+
+
+def test_the_title_says_what_generated_the_answers() -> None:
+    summary = {"dataset": "d@v1", "split": "test", "examples": 3}
+    assert Evaluation(summary=summary).title() == "d@v1 · test · 3 examples"
+    both = {"base": "llama.cpp", "run-a": "transformers"}
+    assert Evaluation(summary={**summary, "generation": {"backends": both}}).title() == (
+        "d@v1 · test · 3 examples · answers by llama.cpp and transformers")
+    assert Evaluation(summary={**summary, "generation": {"backends": {}}}).title() == "d@v1 · test · 3 examples"

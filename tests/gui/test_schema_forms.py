@@ -49,7 +49,7 @@ def test_the_evaluate_pages_flags_parse_to_the_spec_it_shows() -> None:
     choices = Choices(dataset="reviews@v2", split="test", model="default", adapters=["run-a", "run-b"],
                       metrics=["bleu", "regex_match"], max_examples=50, max_new_tokens=32, regex="[a-z]+",
                       slice_column="label", robustness=["typos", "casing"], system_prompt="Answer in JSON.",
-                      json_schema="any")
+                      json_schema="any", backend="llama.cpp")
     args = cli.build_parser().parse_args(["evaluate", "run", "--json", *choices.flags()])
     spec = eval_spec.from_mapping(schema.given(eval_spec.EvalSpec, args))
     picked = {f.name: getattr(choices, f.name) for f in dataclasses.fields(Choices)}
