@@ -10,6 +10,7 @@ never converts the GGUF file at all. A full fine-tune is a Hugging Face folder: 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from engine.eval import generation as gen
@@ -28,9 +29,17 @@ def pool_for(backend: str, base_spec: str, device_name: str) -> ModelPool | None
     return ModelPool(device_name, max_models=1, backend=gguf_backend.LLAMA_CPP)
 
 
-def target_for(pool: ModelPool | None, base_spec: str, ref: gen.ModelRef) -> Any:
-    """The llama.cpp target of one evaluated model, or None (no pool, or a full fine-tune)."""
+def runs_here(pool: ModelPool | None, ref: gen.ModelRef, backend: str) -> bool:
+    """Whether llama.cpp generates ``ref``'s answers: not a full fine-tune, and under ``auto``
+    not an adapter llama.cpp cannot hold (an explicit llama.cpp says why it cannot)."""
     if pool is None or ref.model_dir is not None:
+        return False
+    return not (backend == gguf_backend.AUTO and ref.adapter and gguf_backend.adapter_problem(Path(ref.adapter)))
+
+
+def target_for(pool: ModelPool | None, base_spec: str, ref: gen.ModelRef, backend: str) -> Any:
+    """The llama.cpp target of one evaluated model, or None where transformers generates."""
+    if pool is None or not runs_here(pool, ref, backend):
         return None
     return pool.target(base_spec, str(ref.adapter or ""), lambda current, total: None)
 

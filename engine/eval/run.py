@@ -235,7 +235,7 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
     pool = llama_generation.pool_for(spec.backend, base_spec, device_name) if generation_metrics(names) else None
     # Only generation through llama.cpp: the GGUF file is never converted for transformers.
     llama_only = pool is not None and set(names) <= set(generation_metrics(names))
-    needs_transformers = not llama_only or any(ref.model_dir is not None for ref in refs)
+    needs_transformers = not llama_only or not all(llama_generation.runs_here(pool, r, spec.backend) for r in refs)
     base_dir = gen.prepare_base(base_spec) if needs_transformers else None
     tokenizer = gen.load_tokenizer(base_dir) if base_dir is not None else None
     log.info("Evaluating %d models on %s (%s, %d rows) on %s: %s", len(refs), version.ref, split,
@@ -245,7 +245,7 @@ def evaluate(spec: specs.EvalSpec, job: Job, with_base: bool = True) -> tuple[Pa
     outputs: dict[str, ModelOutputs] = {}
     backends = {}
     for step, ref in enumerate(refs):
-        llama = llama_generation.target_for(pool, base_spec, ref)
+        llama = llama_generation.target_for(pool, base_spec, ref, spec.backend)
         model = None if llama is not None and llama_only else gen.load_model(base_dir, ref, device_name)
         outputs[ref.label] = runner.run(model, tokenizer, ref.label, systems[ref.label], llama)
         if generation_metrics(names):  # perplexity alone generates nothing

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.core import errors, paths
+from engine.core import errors, paths, untrusted
 from engine.infer import structured
 from engine.infer.decode import Outcome, TextAssembler, TokenEvent, eos_ids
 from engine.infer.params import ANY_JSON, SamplingParams
@@ -56,6 +56,9 @@ STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 DEFAULT_CONTEXT = 4096  # tokens of KV cache; the model's own training context when smaller
 
 
+OUTSIDE_LAYERS = ("lm_head", "embed_tokens", "wte", "word_embeddings")  # adapted modules no LoRA GGUF holds
+
+
 def installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
@@ -66,13 +69,38 @@ def gpu_offload() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
-def choose(backend: str, gguf_file: Path | None, device: str, bundled: bool = False) -> str:
+def adapter_problem(adapter_dir: Path) -> str:
+    """Why llama.cpp's LoRA files cannot hold this peft adapter, or "" when they can; read from its
+    adapter_config.json alone (an unreadable one is left for the adapter's loader to report)."""
+    try:
+        config = untrusted.json_loads(untrusted.read_text(adapter_dir / "adapter_config.json"))
+    except (OSError, untrusted.InputError):
+        return ""
+    if not isinstance(config, dict):
+        return ""
+    kind = str(config.get("peft_type") or "LORA")
+    if kind.upper() != "LORA":
+        return f"it is a {kind} adapter, not LoRA"
+    if config.get("use_dora"):
+        return "it uses DoRA"
+    if config.get("modules_to_save"):
+        return f"it also trains {', '.join(map(str, config['modules_to_save']))} in full"
+    targets = config.get("target_modules")
+    outside = [t for t in targets if str(t) in OUTSIDE_LAYERS] if isinstance(targets, list) else []
+    if outside:
+        return f"it trains {', '.join(outside)}, outside the decoder layers"
+    return ""
+
+
+def choose(backend: str, gguf_file: Path | None, device: str, bundled: bool = False,
+           adapter: Path | None = None) -> str:
     """The backend that runs a model whose GGUF file is ``gguf_file`` (None: never was GGUF).
 
     ``auto`` leaves the bundled default model (``bundled``) on transformers: it is the model the
     quick demo trains, and transformers runs its adapters with the training's own arithmetic;
-    llama.cpp is one choice away per column. An explicit llama.cpp that cannot run is a one-line
-    error, never a silent switch."""
+    llama.cpp is one choice away per column. ``auto`` also leaves an ``adapter`` that llama.cpp
+    cannot hold (:func:`adapter_problem`) to transformers. An explicit llama.cpp that cannot run
+    is a one-line error, never a silent switch."""
     if backend == TRANSFORMERS:
         return TRANSFORMERS
     if backend == LLAMA_CPP:
@@ -85,6 +113,9 @@ def choose(backend: str, gguf_file: Path | None, device: str, bundled: bool = Fa
     if backend != AUTO:
         raise errors.usage(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
     usable = gguf_file is not None and not bundled and installed() and (device == "cpu" or gpu_offload())
+    if usable and adapter is not None and adapter_problem(adapter):
+        log.info("transformers runs %s: llama.cpp cannot, as %s", adapter.name, adapter_problem(adapter))
+        return TRANSFORMERS
     return LLAMA_CPP if usable else TRANSFORMERS
 
 
@@ -113,6 +144,10 @@ class GgufBase:
         key = str(adapter.resolve())
         if key in self.adapters:
             return key
+        problem = adapter_problem(adapter)
+        if problem:
+            raise errors.invalid_input(f"adapter: llama.cpp cannot run {adapter.name}: {problem}; pick the "
+                                       "transformers backend (Auto does), or load its merged GGUF export")
         lora_file = gguf_lora_file(adapter, Path(self.key))
         pointer = llama_cpp.llama_adapter_lora_init(self.llm.model, str(lora_file).encode())
         if not pointer:

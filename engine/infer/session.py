@@ -122,7 +122,8 @@ class ModelPool:
                 else (model_spec or "default"))
         gguf_file = models.gguf_origin(spec)
         bundled = gguf_file is not None and models.is_bundled(gguf_file)
-        if gguf_backend.choose(backend or self.backend, gguf_file, self.device, bundled) == gguf_backend.LLAMA_CPP:
+        chosen = gguf_backend.choose(backend or self.backend, gguf_file, self.device, bundled, adapter_dir)
+        if chosen == gguf_backend.LLAMA_CPP:
             assert gguf_file is not None  # choose() takes llama.cpp only for a GGUF model
             base: Any = self._base(gguf_file, progress, self._load_gguf)
             label = gguf_file.stem

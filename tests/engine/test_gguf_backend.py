@@ -185,3 +185,49 @@ def test_a_batch_runs_each_configuration_on_its_own_backend_and_adapter_scale(
     assert text["half"] == text["half-hf"]
     with open(messages[-1]["data"]["csv"], encoding="utf-8", newline="") as handle:
         assert [r["backend"] for r in csv.DictReader(handle)] == [r["backend"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def dora_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("dora") / "dora"
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True, init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), config).save_pretrained(str(folder))
+    return folder
+
+
+@needs_llama_cpp
+def test_auto_leaves_an_adapter_llama_cpp_cannot_hold_to_transformers(tiny_gguf, dora_adapter, workspace_home) -> None:
+    """A DoRA adapter on a GGUF base: Auto answers through transformers (as a transformers column
+    does), an explicit llama.cpp is one line saying why and what to pick instead."""
+    target = ModelPool("cpu").target(str(tiny_gguf), str(dora_adapter), lambda c, t: None)
+    assert target.backend == "transformers"
+    plain = ModelPool("cpu", backend="transformers")
+    assert answers(ModelPool("cpu"), tiny_gguf, str(dora_adapter)) == answers(plain, tiny_gguf, str(dora_adapter))
+    with pytest.raises(errors.EngineError) as caught:
+        ModelPool("cpu", backend="llama.cpp").target(str(tiny_gguf), str(dora_adapter), lambda c, t: None)
+    assert caught.value.message == ("adapter: llama.cpp cannot run dora: it uses DoRA; pick the transformers "
+                                    "backend (Auto does), or load its merged GGUF export")
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"peft_type": "LORA", "target_modules": ["q_proj", "v_proj"]}, ""),
+    ({"peft_type": "LORA", "use_dora": True}, "it uses DoRA"),
+    ({"peft_type": "LORA", "modules_to_save": ["lm_head"]}, "it also trains lm_head in full"),
+    ({"peft_type": "LORA", "target_modules": ["q_proj", "embed_tokens"]},
+     "it trains embed_tokens, outside the decoder layers"),
+    ({"peft_type": "IA3"}, "it is a IA3 adapter, not LoRA"),
+])
+def test_what_llama_cpp_cannot_hold_is_read_from_the_adapter_config(config, problem, tmp_path) -> None:
+    from engine.eval import llama_generation
+    from engine.eval.generation import ModelRef
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert gguf_backend.adapter_problem(tmp_path) == problem
+    ref = ModelRef("run", tmp_path)
+    pool = ModelPool("cpu", backend="llama.cpp")
+    assert llama_generation.runs_here(pool, ref, "auto") is (not problem)
+    assert llama_generation.runs_here(pool, ref, "llama.cpp") is True  # explicit: the attach says why not
+    assert llama_generation.runs_here(None, ref, "auto") is False
