@@ -22,10 +22,11 @@ import platform
 import shutil
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import bootstrap_children as children
 import bootstrap_installs as installs
+import bootstrap_locks
 import bootstrap_paths as paths
 import bootstrap_stamp as stamps
 from bootstrap_children import StepFailed
@@ -38,6 +39,9 @@ STATUS_NAME = "llama-cpp-status.json"
 # fits only CPUs with the same instructions, hence a cache folder per CPU (machine_key).
 CMAKE_ARGS = "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF"
 FALLBACK = "GGUF models run with transformers"
+SDIST_PREFIX = "llama_cpp_python-"  # the source archive a wheelhouse carries (download_sources)
+# The sdist's build-system requirement, and the CMake and Ninja it asks for where none is installed.
+BUILD_TOOLS = ("scikit-build-core[pyproject]>=0.9.2", "cmake>=3.21", "ninja")
 VERSION_PROBE = ("import importlib.metadata as m\ntry:\n    print(m.version('llama-cpp-python'))\n"
                  "except m.PackageNotFoundError:\n    pass\n")
 
@@ -136,6 +140,22 @@ def _install(context: Context, python: Path, env: Mapping[str, str], cwd: Path) 
     except StepFailed as failure:
         return {"installed": False, "reason": "%s failed (%s; see the setup log); %s" % (
             failure.step, failure.status, FALLBACK)}
+
+
+def download_sources(context: Context, python: Path, folder: Path, env: Mapping[str, str], cwd: Path,
+                     locks: Sequence[Path]) -> None:
+    """For an offline wheelhouse: the sdist and what building it takes (scikit-build-core, and
+    CMake and Ninja for a machine without its own), their dependencies pinned by ``locks`` as the
+    rest of the wheelhouse is. A wheel is built for one CPU's instructions, so each offline
+    machine builds its own from these, once, as ``setup`` does online."""
+    sdist = installs.pip_command(context.log, python, "download", "-d", str(folder), "--no-deps",
+                                 "--no-binary", "llama-cpp-python", SPEC)
+    children.run_step(context.log, "Downloading the llama-cpp-python %s source" % VERSION,
+                      sdist + context.sources.all(), env, cwd)
+    tools = installs.pip_command(context.log, python, "download", "-d", str(folder), "--only-binary", ":all:",
+                                 *BUILD_TOOLS) + bootstrap_locks.constraint_flags(locks)
+    children.run_step(context.log, "Downloading llama-cpp-python's build tools", tools + context.sources.all(),
+                      env, cwd)
 
 
 def _cached(cache: Path) -> Path | None:

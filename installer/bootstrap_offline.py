@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import bootstrap_app
 import bootstrap_children as children
 import bootstrap_installs as installs
+import bootstrap_llama
 import bootstrap_locks
 import bootstrap_paths as paths
 import bootstrap_torch
@@ -49,6 +50,8 @@ def build_wheelhouse(context: Context, python: Path, repo: Path, out: Path, buil
                       model + context.sources.all(), env, repo)
     constraints.unlink()
     build_missing_wheels(context, python, partial, context.sources, env, repo)
+    if "engine" in extras:
+        bootstrap_llama.download_sources(context, python, partial, env, repo, locks)
     manifest = wheelhouse.write_manifest(partial, bootstrap_app.project_version(repo),
                                          build.name, extras, installs.DEFAULT_MODEL_SPEC,
                                          locks=locks)
@@ -112,7 +115,8 @@ def download_dependencies(context: Context, python: Path, repo: Path, folder: Pa
 def build_missing_wheels(context: Context, python: Path, folder: Path, sources: PipSources,
                          env: Mapping[str, str], repo: Path) -> None:
     """Turn the source archives pip downloaded (packages with no wheel, e.g. rouge-score) into
-    wheels: installing a source archive offline would need the build tools in the wheelhouse."""
+    wheels: installing a source archive offline would need the build tools in the wheelhouse.
+    (llama-cpp-python's comes later and stays one: bootstrap_llama.download_sources.)"""
     archives = sorted(p for p in folder.iterdir() if p.name.endswith((".tar.gz", ".zip")))
     for archive in archives:
         argv = installs.pip_command(context.log, python, "wheel", "--no-deps", "-w",

@@ -61,12 +61,12 @@ def torch_wheel_version(folder: Path) -> str | None:
 
 def write_manifest(folder: Path, version: str, build: str, extras: Sequence[str],
                    model_spec: str, locks: Sequence[Path] = ()) -> dict:
-    """Record what the wheelhouse holds, with a hash per wheel, atomically.
+    """Record what the wheelhouse holds, with a hash per wheel (and source archive), atomically.
 
     ``locks`` are the lock files its downloads were pinned by (name -> SHA-256), so that a
     bundle can be traced to the locks of a release.
     """
-    wheels = sorted(folder.glob("*.whl"))
+    wheels = sorted(folder.glob("*.whl")) + sorted(folder.glob("*.tar.gz"))  # the sdists built on the machine
     manifest = {
         "format": MANIFEST_FORMAT,
         "tunebench": version,

