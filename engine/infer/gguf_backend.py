@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import secrets
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,25 @@ def adapter_problem(adapter_dir: Path) -> str:
     return ""
 
 
+def is_lora_file(adapter_spec: str) -> bool:
+    """Whether an adapter is named by a .gguf file (a LoRA for llama.cpp) rather than a folder or run."""
+    return adapter_spec.lower().endswith(".gguf") and Path(adapter_spec).expanduser().is_file()
+
+
+def lora_file_problem(path: Path) -> str:
+    """Why ``path`` is not a GGUF LoRA adapter file, or "" when it is (its header alone is read)."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        return f"not a readable GGUF file ({exc})"
+    kind = reader.fields.get(gguf.Keys.Adapter.TYPE)
+    if kind is None or kind.contents() != "lora":
+        return "a GGUF model, not a LoRA adapter file: choose it as the model"
+    return ""
+
+
 def choose(backend: str, gguf_file: Path | None, device: str, bundled: bool = False,
            adapter: Path | None = None) -> str:
     """The backend that runs a model whose GGUF file is ``gguf_file`` (None: never was GGUF).
@@ -138,17 +158,18 @@ class GgufBase:
     backend: str = LLAMA_CPP
 
     def attach(self, adapter: Path) -> str:
-        """Loads ``adapter`` (a peft LoRA folder) once, as a GGUF LoRA file; returns its key."""
+        """Loads ``adapter`` once: a peft LoRA folder (written as a GGUF LoRA file) or a GGUF LoRA
+        file itself. Returns its key."""
         import llama_cpp
 
         key = str(adapter.resolve())
         if key in self.adapters:
             return key
-        problem = adapter_problem(adapter)
+        problem = adapter_problem(adapter) if adapter.is_dir() else ""
         if problem:
             raise errors.invalid_input(f"adapter: llama.cpp cannot run {adapter.name}: {problem}; pick the "
                                        "transformers backend (Auto does), or load its merged GGUF export")
-        lora_file = gguf_lora_file(adapter, Path(self.key))
+        lora_file = adapter if adapter.is_file() else gguf_lora_file(adapter, Path(self.key))
         pointer = llama_cpp.llama_adapter_lora_init(self.llm.model, str(lora_file).encode())
         if not pointer:
             raise errors.invalid_input(f"adapter: llama.cpp could not load {adapter} over {Path(self.key).name} "

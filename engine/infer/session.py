@@ -115,6 +115,9 @@ class ModelPool:
     def target(self, model_spec: str, adapter_spec: str, progress: Progress, backend: str = "",
                adapter_scale: float = 1.0) -> Target:
         """What a request runs on. ``backend`` overrides the pool's (auto, llama.cpp, transformers)."""
+        if adapter_spec and gguf_backend.is_lora_file(adapter_spec):
+            return self._lora_file_target(model_spec, Path(adapter_spec).expanduser(), progress,
+                                          backend or self.backend, adapter_scale)
         adapter_dir, run_info = generate.resolve_adapter(adapter_spec) if adapter_spec else (None, {})
         if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             model_spec, adapter_dir = str(adapter_dir), None  # a full fine-tune: a model itself
@@ -140,6 +143,23 @@ class ModelPool:
         system = run_info.get("system_prompt")
         return Target(base, str(adapter_dir), name, f"{label} + {run_info.get('id') or adapter_dir.name}",
                       system if isinstance(system, str) and system else None, adapter_scale)
+
+    def _lora_file_target(self, model_spec: str, lora_file: Path, progress: Progress, backend: str,
+                          adapter_scale: float) -> Target:
+        """A GGUF LoRA file (from an export, or LM Studio's): llama.cpp only, over a GGUF base,
+        the bundled model included."""
+        problem = gguf_backend.lora_file_problem(lora_file)
+        if problem:
+            raise errors.invalid_input(f"adapter: {lora_file.name} is {problem}")
+        if backend == gguf_backend.TRANSFORMERS:
+            raise errors.usage("backend: a GGUF LoRA file runs in llama.cpp; pick Auto or llama.cpp, or its "
+                               "peft folder for transformers")
+        gguf_file = models.gguf_origin(model_spec or "default")
+        gguf_backend.choose(gguf_backend.LLAMA_CPP, gguf_file, self.device)  # the one-line reason it cannot
+        assert gguf_file is not None  # choose() refuses llama.cpp without a GGUF file
+        base = self._base(gguf_file, progress, self._load_gguf)
+        return Target(base, str(lora_file), base.attach(lora_file), f"{gguf_file.stem} + {lora_file.stem}",
+                      None, adapter_scale)
 
     def _load_transformers(self, source: Path) -> LoadedBase:
         return _load_base(str(source.resolve()), source, self.device, self.int8)

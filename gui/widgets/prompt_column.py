@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QPoint, QTimer, QUrl, Signal
 from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import (
@@ -89,12 +91,15 @@ class PromptColumn(QFrame):
         menu = QMenu(self.browse_button)
         menu.addAction("Model folder…", self._on_browse_folder)
         menu.addAction("GGUF file…", self._on_browse_gguf)
+        menu.addAction("GGUF LoRA adapter file…", self._on_browse_lora)
         menu.addAction("Browse the Hub…", lambda: self.sig_hub_requested.emit(self))
         self.browse_button.setMenu(menu)
         self.adapter_combo = QComboBox()
         self.adapter_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.adapter_combo.setMinimumContentsLength(4)
-        self.adapter_combo.setToolTip("A LoRA adapter from a finished run, applied on top of the model.")
+        self.adapter_combo.setToolTip("A LoRA adapter from a finished run, or a GGUF LoRA file (the … menu; "
+                                      "llama.cpp runs it), applied on top of the model.")
+        self._adapter_files: list[str] = []  # GGUF LoRA files picked here, offered after the runs
         self.adapter_combo.addItem(*NO_ADAPTER)
         self.adapter_switch = QCheckBox("on", checked=self.config.adapter_on)
         self.adapter_switch.setToolTip("Turn the adapter off to compare with the base model on the same "
@@ -214,6 +219,8 @@ class PromptColumn(QFrame):
         self.adapter_combo.addItem(*NO_ADAPTER)
         for label, value in items:
             self.adapter_combo.addItem(label, value)
+        for path in self._adapter_files:
+            self.adapter_combo.addItem(f"{Path(path).name} (file)", path)
         self.adapter_combo.setCurrentIndex(max(self.adapter_combo.findData(current), 0))
         self.adapter_combo.blockSignals(False)
         self._on_config_edited()
@@ -275,6 +282,18 @@ class PromptColumn(QFrame):
         path, _ = QFileDialog.getOpenFileName(self, "GGUF model file", "", "GGUF (*.gguf)")
         if path:
             self.model_combo.set_value(path)
+
+    def _on_browse_lora(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "GGUF LoRA adapter file", "", "GGUF (*.gguf)")
+        if path:
+            self.use_adapter_file(path)
+
+    def use_adapter_file(self, path: str) -> None:
+        """Offers a GGUF LoRA file as this column's adapter (kept when the runs' list refreshes)."""
+        if path not in self._adapter_files:
+            self._adapter_files.append(path)
+            self.adapter_combo.addItem(f"{Path(path).name} (file)", path)
+        self.adapter_combo.setCurrentIndex(self.adapter_combo.findData(path))
 
     def _show_source(self) -> None:
         remote = self.is_remote

@@ -231,3 +231,26 @@ def test_what_llama_cpp_cannot_hold_is_read_from_the_adapter_config(config, prob
     assert llama_generation.runs_here(pool, ref, "auto") is (not problem)
     assert llama_generation.runs_here(pool, ref, "llama.cpp") is True  # explicit: the attach says why not
     assert llama_generation.runs_here(None, ref, "auto") is False
+
+
+@needs_llama_cpp
+def test_a_gguf_lora_file_is_an_adapter_too(tiny_gguf, adapter, workspace_home, tmp_path) -> None:
+    """The GGUF LoRA file Tunebench writes (as LM Studio's would be) chosen directly as the adapter:
+    the same answers as its peft folder, scaled the same; a model file, a damaged file or the
+    transformers backend are one line each."""
+    lora_file = tmp_path / "reviews-lora.gguf"
+    lora_file.write_bytes(gguf_backend.gguf_lora_file(adapter, tiny_gguf).read_bytes())
+    pool = ModelPool("cpu")
+    target = pool.target(str(tiny_gguf), str(lora_file), lambda c, t: None)
+    assert target.backend == "llama.cpp" and target.label == "tiny-f32 + reviews-lora"
+    assert answers(pool, tiny_gguf, str(lora_file)) == answers(pool, tiny_gguf, str(adapter))
+    assert answers(pool, tiny_gguf, str(lora_file), 0.5) == answers(pool, tiny_gguf, str(adapter), 0.5)
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(b"GGUF" + b"\0" * 7)
+    for spec, backend, message in [
+            (tiny_gguf, "", "adapter: tiny-f32.gguf is a GGUF model, not a LoRA adapter file: choose it as the model"),
+            (damaged, "", "adapter: damaged.gguf is not a readable GGUF file ("),
+            (lora_file, "transformers", "backend: a GGUF LoRA file runs in llama.cpp; pick Auto or llama.cpp")]:
+        with pytest.raises(errors.EngineError) as caught:
+            pool.target(str(tiny_gguf), str(spec), lambda c, t: None, backend)
+        assert caught.value.message.startswith(message), caught.value.message

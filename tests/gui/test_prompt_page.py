@@ -67,6 +67,23 @@ def test_an_adapter_run_without_a_system_prompt_leaves_the_field_alone(qtbot, ma
     assert page.system_edit.toPlainText() == ""
 
 
+def test_a_gguf_lora_file_is_offered_as_the_columns_adapter_and_survives_a_refresh(qtbot, make_prompt_page,
+                                                                                  tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    lora = tmp_path / "reviews-lora.gguf"
+    run = make_run("reviews", adapter=True)
+    page = make_prompt_page()
+    page.refresh_adapters()
+    column = page.columns[0]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(lora), "GGUF (*.gguf)"))
+    next(a for a in column.browse_button.menu().actions() if a.text() == "GGUF LoRA adapter file…").trigger()
+    assert column.adapter_combo.currentText() == "reviews-lora.gguf (file)" and column.config.adapter == str(lora)
+    page.refresh_adapters()  # a run finished: the list is rebuilt, the file stays chosen
+    assert column.config.adapter == str(lora) and column.adapter_combo.findData(str(run.adapter)) > 0
+    assert page.build_request(column, "The stand wobbles.")["adapter"] == str(lora)
+
+
 def test_chat_sends_the_system_prompt_and_the_history(qtbot, make_prompt_page):
     page = make_prompt_page()
     page.system_edit.setPlainText("Be brief.")
