@@ -22,7 +22,7 @@ log = logging.getLogger("engine.export")
 
 # Tunebench's name -> llama.cpp's llama_ftype (include/llama.h)
 FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
-NEEDS = "pip install llama-cpp-python"
+NEEDS = "llama-cpp-python, which setup installs"  # the bootstrap builds it where no wheel fits
 
 
 def available() -> bool:

@@ -28,8 +28,8 @@ def test_without_llama_cpp_the_k_quants_are_refused_before_loading(tiny_model_di
     with pytest.raises(errors.EngineError) as caught:
         export_model.cmd_export(export_args(adapter, tiny_model_dir, tmp_path / "x.gguf", "q4_k_m"), FakeJob())
     assert caught.value.code == protocol.ExitCode.MISSING_DEPENDENCY
-    assert caught.value.message == ("outtype: q4_k_m needs llama.cpp's quantizer (pip install llama-cpp-python); "
-                                    "q8_0, q5_0 and q4_0 need nothing")
+    assert caught.value.message == ("outtype: q4_k_m needs llama.cpp's quantizer (llama-cpp-python, which setup "
+                                    "installs); q8_0, q5_0 and q4_0 need nothing")
 
 
 @pytest.mark.parametrize("outtype", sorted(kquants.FTYPES))

@@ -20,7 +20,7 @@ from .test_export_model import run_engine, train
 from .test_train import FakeJob
 
 needs_llama_cpp = pytest.mark.skipif(not readback.llama_cpp_installed(),
-                                     reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
+                                     reason="llama-cpp-python is not installed (bootstrap.py setup builds it)")
 
 
 def export(engine_argv, engine_env, run_id: str, *flags: str) -> dict:
