@@ -10,7 +10,9 @@ log-probabilities on as the Prompt page asks for them. Memory: each child's peak
 ``model_gb``, the peak less what the process held after importing torch and transformers (which
 every row imports: the tokenizer is transformers'); ``resident_gb``, what it still holds after
 its answers, less the same baseline (the model, its KV cache and the tokenizer, without the
-transient peaks of loading).
+transient peaks of loading). Time to first token twice: cold, every answer on an empty cache (a
+session's first prompt), and warm, each prompt after another answer, so the chat template's shared
+start is already in the KV cache (the Prompt page from its second prompt on).
 
     python benchmarks/decode_gguf.py [--tokens 64] [--repeats 3] [--threads 2]
     python benchmarks/decode_gguf.py --variant NAME --model FILE [--adapter DIR] ...   (one child)

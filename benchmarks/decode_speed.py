@@ -9,7 +9,9 @@ default, with how often it picks fp32's greedy token (teacher forced on fp32's a
 int8 weights through transformers' forward instead of the lean pass, and (e) int8 with an
 enabled LoRA adapter. Also times a second chat turn, which reuses the KV cache of the first.
 Each variant runs ``--repeats`` times; the JSON keeps every run, the best and the median (the
-CPU is shared, so the best is the cleanest), and the load average while it ran.
+CPU is shared, so the best is the cleanest), and the load average while it ran. GGUF files
+(raw llama.cpp, Tunebench's llama.cpp backend and the transformers path on the same file) are
+benchmarks/decode_gguf.py's rows: each variant in its own process, so its peak memory is its own.
 
     TUNEBENCH_HOME=DIR python benchmarks/decode_speed.py [--tokens 64] [--repeats 3]
 """
