@@ -30,6 +30,7 @@ LINTIAN_ALLOWED = {"initial-upload-closes-no-bugs"}
 pytestmark = pytest.mark.installers
 
 bootstrap_paths = sibling("bootstrap_paths")
+bootstrap_llama = sibling("bootstrap_llama")
 
 
 def _need(tool: str, package: str) -> str:
@@ -110,6 +111,11 @@ def test_tarball_installs_and_uninstalls_per_user(packages, built_house, tmp_pat
                QT_QPA_PLATFORM="offscreen")
     for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "TUNEBENCH_HOME"):
         env.pop(key, None)
+    # The llama.cpp wheel this machine built (the suite's own setup used it), put in this new user's
+    # cache: the install reuses it instead of compiling llama.cpp for minutes from the wheelhouse's sdist.
+    built = bootstrap_llama.wheel_cache()
+    if built.is_dir():
+        shutil.copytree(built, home / ".cache" / "tunebench" / "wheels" / built.name)
     done = _run(["sh", top / "install.sh", "--offline", built_house], env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
