@@ -133,8 +133,9 @@ def choose(backend: str, gguf_file: Path | None, device: str, bundled: bool = Fa
     if backend != AUTO:
         raise errors.usage(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
     usable = gguf_file is not None and not bundled and installed() and (device == "cpu" or gpu_offload())
-    if usable and adapter is not None and adapter_problem(adapter):
-        log.info("transformers runs %s: llama.cpp cannot, as %s", adapter.name, adapter_problem(adapter))
+    problem = adapter_problem(adapter) if usable and adapter is not None else ""
+    if problem:
+        log.info("transformers runs %s: llama.cpp cannot, as %s", adapter, problem)
         return TRANSFORMERS
     return LLAMA_CPP if usable else TRANSFORMERS
 

@@ -50,6 +50,11 @@ BACKEND_HELP = ("What runs the model. Auto: llama.cpp for a .gguf file (quantise
 RENDER_INTERVAL_MS = 40  # redraw at most ~25 times a second while tokens stream in
 
 
+def file_label(path: str) -> str:
+    """How the adapter list shows a GGUF LoRA file picked from disk."""
+    return f"{Path(path).name} (file)"
+
+
 class PromptColumn(QFrame):
     """Header (model, adapter, adapter on/off), parameter summary, conversation view."""
 
@@ -220,7 +225,7 @@ class PromptColumn(QFrame):
         for label, value in items:
             self.adapter_combo.addItem(label, value)
         for path in self._adapter_files:
-            self.adapter_combo.addItem(f"{Path(path).name} (file)", path)
+            self.adapter_combo.addItem(file_label(path), path)
         self.adapter_combo.setCurrentIndex(max(self.adapter_combo.findData(current), 0))
         self.adapter_combo.blockSignals(False)
         self._on_config_edited()
@@ -292,7 +297,7 @@ class PromptColumn(QFrame):
         """Offers a GGUF LoRA file as this column's adapter (kept when the runs' list refreshes)."""
         if path not in self._adapter_files:
             self._adapter_files.append(path)
-            self.adapter_combo.addItem(f"{Path(path).name} (file)", path)
+            self.adapter_combo.addItem(file_label(path), path)
         self.adapter_combo.setCurrentIndex(self.adapter_combo.findData(path))
 
     def _show_source(self) -> None:
