@@ -266,6 +266,15 @@ class TrainConfig:
         "to 1.63 GB, at about 10% fewer tokens/s, and the final loss moved by 0.2%. Turn on when "
         "memory is short. Off: weights kept in float32, the base exactly as loaded.",
         label="Compact frozen weights (CPU fp32)", group="Speed")
+    fused_lora: bool = knob(
+        True, "LoRA layers that read the same input (q, k and v; the MLP's gate and up) run as one "
+        "matrix multiply over their stacked frozen weights, with each LoRA update added inside it; "
+        "the input gradient is one multiply too. The same loss and gradients as peft's layer-by-layer "
+        "LoRA, dropout included, up to float rounding. float32 runs of LoRA (not QLoRA, DoRA or "
+        "bf16/fp16 precision). On the default model and the sample (2-core CPU): 9% more tokens/s "
+        "and 0.07-0.1 GB more peak memory (the allocator keeps more free memory). Off: peft's own "
+        "layers.",
+        label="Fused LoRA projections", group="Speed")
     precision: str = knob(
         "auto", "Number format of the frozen weights and the matrix multiplies. auto: bfloat16 on "
         "a CUDA GPU that supports it and on a CPU with native bfloat16 instructions (AVX-512 BF16 "
@@ -377,11 +386,22 @@ def unused_fields(values: dict[str, Any]) -> dict[str, str]:
         unused["compact_weights"] = f"method {method} keeps no frozen float32 Linear weights"
     elif values.get("precision", "auto") in ("bf16", "fp16"):
         unused["compact_weights"] = "float32 runs only; this precision stores the frozen weights in 16 bits already"
+    unused.update(_fused_lora_unused(method, values))
     if values.get("max_steps", 0):
         unused["epochs"] = "max_steps is set, so it decides the length of the run"
     if not values.get("val_fraction", 0):
         unused.update(dict.fromkeys(VALIDATION_FIELDS, "needs validation data (val_fraction above 0)"))
     return unused
+
+
+def _fused_lora_unused(method: str, values: dict[str, Any]) -> dict[str, str]:
+    if method in ("full", "qlora") or method in PROMPT_LEARNING:
+        return {"fused_lora": f"method {method} has no LoRA layers over float32 weights to fuse"}
+    if values.get("use_dora"):
+        return {"fused_lora": "DoRA runs through peft's own layers"}
+    if values.get("precision", "auto") in ("bf16", "fp16"):
+        return {"fused_lora": "float32 runs only; this precision runs peft's own layers"}
+    return {}
 
 
 def sample_prompt_list(text: str) -> list[str]:

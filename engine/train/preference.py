@@ -52,6 +52,10 @@ def build_preference_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Jo
                             processing_class=tokenizer,
                             peft_config=None if init_adapter else peft_config_for(cfg, method),
                             callbacks=setup.run_callbacks(cfg, run, job, callback, data, eval_data))
+    if cfg.fused_lora:
+        from engine.train import fused_lora  # torch at import
+
+        fused_lora.install(trainer.model)
     setup.ready(trainer)
     return trainer, callback
 

@@ -6,7 +6,9 @@ What differs from a plain SFTTrainer, each behind a knob and each giving the sam
   and attention computed per example (engine/train/varlen.py);
 - the answer-only chunked loss (``chunked_loss``): the output head runs on answer positions
   only, in chunks, instead of on every position;
-- bf16 weights and matmuls where the device has them (``precision``, in ``setup``).
+- bf16 weights and matmuls where the device has them (``precision``, in ``setup``);
+- LoRA layers that share an input run as one multiply (``fused_lora``,
+  engine/train/fused_lora.py).
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Job, model_di
                               data_collator=padding_free_collator(cfg, tokenizer),
                               peft_config=None if init_adapter else peft_config_for(cfg, method),
                               callbacks=run_callbacks(cfg, run, job, callback, data, eval_data),
-                              answer_only_loss=answer_only, on_oom=functools.partial(report_oom, job))
+                              answer_only_loss=answer_only, fused_lora=cfg.fused_lora,
+                              on_oom=functools.partial(report_oom, job))
     if len(trainer.train_dataset) == 0:
         raise errors.invalid_input(
             f"max_length: {cfg.max_length} tokens leaves no example with any answer tokens to "
@@ -116,16 +119,19 @@ def trainer_class() -> type:
     from trl import SFTTrainer
 
     from engine.train import oom  # torch at import
+    from engine.train.fused_lora import install as fuse_lora_groups  # torch at import
     from engine.train.loss import install_answer_only_head  # torch at import
 
     class TunebenchSFTTrainer(SFTTrainer):
-        def __init__(self, *args: Any, answer_only_loss: bool = False,
+        def __init__(self, *args: Any, answer_only_loss: bool = False, fused_lora: bool = False,
                      on_oom: Callable[[int, int], None] | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.answer_only_loss = answer_only_loss
             if answer_only_loss:
                 model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
                 install_answer_only_head(model)
+            if fused_lora:
+                fuse_lora_groups(self.model)
             if self.args.bf16 or self.args.fp16:
                 _share_lora_inputs(self.model)
             self.micro_batch: int | None = None  # set by the first out-of-memory: examples per piece

@@ -150,7 +150,8 @@ def test_models_with_scaled_logits_keep_the_trainers_loss(tiny_model_dir) -> Non
     assert not supports_answer_only_head(model)
 
 
-SPEED_OFF = dict(padding_free=False, chunked_loss=False, precision="fp32", group_by_length=False)
+SPEED_OFF = dict(padding_free=False, chunked_loss=False, precision="fp32", group_by_length=False,
+                 fused_lora=False)
 
 
 def _sample_rows(tmp_path: Path, count: int = 24) -> Path:

@@ -88,10 +88,11 @@ def test_knobs_the_method_ignores_are_greyed_out_with_the_reason(page):
     form.widget("method").setCurrentText("qlora")
     assert form.widget("quant_type").isEnabled() and form.widget("lora_r").isEnabled()
     assert not form.widget("compact_weights").isEnabled()  # a 4-bit base has no float32 weights
+    assert not form.widget("fused_lora").isEnabled()
     form.widget("method").setCurrentText("lora")
-    assert form.widget("compact_weights").isEnabled()
+    assert form.widget("compact_weights").isEnabled() and form.widget("fused_lora").isEnabled()
     form.widget("precision").setCurrentText("bf16")
-    assert not form.widget("compact_weights").isEnabled()
+    assert not form.widget("compact_weights").isEnabled() and not form.widget("fused_lora").isEnabled()
     form.widget("method").setCurrentText("qlora")
     assert not form.widget("early_stopping_patience").isEnabled()
     form.widget("val_fraction").setValue(0.1)
