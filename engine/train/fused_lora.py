@@ -5,7 +5,7 @@ gate and up projections. peft computes each one alone: for q, k and v that is th
 multiplies, three LoRA-A multiplies over the same input, three scaled adds and, in the backward
 pass, three more multiplies for the input gradient plus their sum. On a CPU, where the step is
 bound by matrix multiplies and every one of them re-reads its input, one multiply with the
-stacked weights does the same work faster (measured with benchmarks/train_vs_plain_trl.py).
+stacked weights does the same work faster (measured: benchmarks/results/fused_lora_ab.json).
 
 Here a group's frozen weights are stored as one tensor (each Linear keeps a view of its rows, so
 nothing is copied twice) and one autograd function computes the whole group:
