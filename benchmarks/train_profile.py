@@ -32,7 +32,8 @@ DATA = REPO / "resources" / "sample_data" / "product_reviews.jsonl"
 SETTINGS = {
     "plain (speed knobs off, fp32)": dict(padding_free=False, chunked_loss=False, precision="fp32",
                                           group_by_length=False, compact_activations=False,
-                                          compact_weights=False, fused_lora=False),
+                                          compact_weights=False, fused_lora=False,
+                                          shared_prefix=False),
     "tunebench defaults": {},
 }
 

@@ -229,6 +229,15 @@ class TrainConfig:
         "ids restart per example). Same examples per step and the same per-example loss as padded "
         "batches, without computing the padding. Off: padded batches (length-grouped, see "
         "group_by_length).", label="Padding-free batches", group="Speed")
+    shared_prefix: bool = knob(
+        True, "With padding-free batches: a prompt beginning that all examples of a micro-batch share "
+        "(a system prompt, an instruction template) is computed once per micro-batch instead of once "
+        "per example; the others attend to that one copy. Only beginnings of 8 or more tokens that "
+        "carry no loss are shared (with completion-only loss, the prompt). The same loss and gradients "
+        "as unshared batches, up to float rounding, and tokens/s still counts every example's tokens. "
+        "On the sample, where every row opens with the same 26-token system prompt and user header, a "
+        "micro-batch of four computes about a fifth fewer tokens: 12% more tokens/s and 0.09 GB less "
+        "peak memory (2-core CPU). Off: every example computed whole.", label="Shared prompt prefix", group="Speed")
     group_by_length: bool = knob(
         True, "Only without padding_free or packing: draw each micro-batch from examples of similar "
         "length (seeded), so little padding is computed. The order of examples changes, not which "
@@ -256,7 +265,9 @@ class TrainConfig:
         "keeps for the backward pass are stored in bf16, half their memory (on the default model "
         "and the sample the run's peak fell from 1.83 to 1.73 GB at the same speed). The forward "
         "pass and the loss are unchanged; the gradients see the rounded copies, as in a bf16 "
-        "backward. Off: kept in float32, the most precise gradients.",
+        "backward. The gated MLP's silu and product are not stored at all but recomputed from its "
+        "gate and up projections in the backward pass (0.05 GB less on the sample, at the same "
+        "speed). Off: kept in float32, the most precise gradients.",
         label="Compact saved activations (CPU)", group="Speed")
     compact_weights: bool = knob(
         False, "float32 runs on the CPU, adapter methods other than QLoRA: the frozen Linear "
@@ -387,11 +398,22 @@ def unused_fields(values: dict[str, Any]) -> dict[str, str]:
     elif values.get("precision", "auto") in ("bf16", "fp16"):
         unused["compact_weights"] = "float32 runs only; this precision stores the frozen weights in 16 bits already"
     unused.update(_fused_lora_unused(method, values))
+    unused.update(_shared_prefix_unused(method, objective, values))
     if values.get("max_steps", 0):
         unused["epochs"] = "max_steps is set, so it decides the length of the run"
     if not values.get("val_fraction", 0):
         unused.update(dict.fromkeys(VALIDATION_FIELDS, "needs validation data (val_fraction above 0)"))
     return unused
+
+
+def _shared_prefix_unused(method: str, objective: str, values: dict[str, Any]) -> dict[str, str]:
+    if objective != "sft" or method in PROMPT_LEARNING:
+        return {"shared_prefix": "sft with a LoRA, QLoRA or full fine-tune only"}
+    if not values.get("padding_free", True) or values.get("packing", False):
+        return {"shared_prefix": "padding-free batches without packing only"}
+    if not values.get("completion_only_loss", True):
+        return {"shared_prefix": "needs completion-only loss: without it the shared prompt carries a loss of its own"}
+    return {}
 
 
 def _fused_lora_unused(method: str, values: dict[str, Any]) -> dict[str, str]:

@@ -16,8 +16,9 @@ time than they save memory.
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -34,6 +35,39 @@ class _Packed:
         self.half = tensor.to(torch.bfloat16)
 
 
+class _Derived:
+    """A saved activation not stored at all: recomputed from other saved ones when unpacked."""
+
+    __slots__ = ("compute", "sources", "shape")
+
+    def __init__(self, compute: Callable[..., torch.Tensor], sources: list[Any], shape: torch.Size) -> None:
+        self.compute, self.sources, self.shape = compute, sources, shape
+
+
+# The compactor of the decoder layer whose forward pass runs now (None outside one), so that
+# an operation that knows how to recompute its output can say so (engine/train/swiglu.py).
+_current: contextvars.ContextVar[Compactor | None] = contextvars.ContextVar("compactor", default=None)
+
+
+def derive(output: torch.Tensor, compute: Callable[..., torch.Tensor], *sources: torch.Tensor) -> None:
+    """Within a compacting layer: when ``output`` is saved for backward, keep ``sources`` (packed
+    as usual) and recompute ``compute(*sources)`` in the backward pass instead of storing it."""
+    compactor = _current.get()
+    if compactor is not None and output.is_contiguous():
+        compactor.derived[_derived_key(output)] = (compute, sources)
+
+
+def _derived_key(tensor: torch.Tensor) -> tuple:
+    """The same elements whatever the view's shape: a linear layer saves its input flattened to
+    two dimensions."""
+    return tensor.data_ptr(), tensor.numel(), tensor._version
+
+
+def _key(tensor: torch.Tensor) -> tuple:
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
+            tensor._version)
+
+
 class Compactor:
     """The pack/unpack pair for ``saved_tensors_hooks``.
 
@@ -48,13 +82,16 @@ class Compactor:
         # tensor they replace. The tensor is held with its copy until release(), so its memory
         # cannot be reused by another tensor with the same key; the version tells in-place changes.
         self.packed: dict[tuple, tuple[torch.Tensor, _Packed]] = {}
+        self.derived: dict[tuple, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = {}
 
     def pack(self, tensor: torch.Tensor) -> Any:
         if (tensor.dtype is not torch.float32 or tensor.numel() < MIN_ELEMENTS
                 or tensor.untyped_storage().data_ptr() in self.weights):
             return tensor
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-               tensor.stride(), tensor._version)
+        if self.derived and tensor.is_contiguous() and _derived_key(tensor) in self.derived:
+            compute, sources = self.derived[_derived_key(tensor)]
+            return _Derived(compute, [self.pack(source) for source in sources], tensor.shape)
+        key = _key(tensor)
         if key not in self.packed:
             self.packed[key] = (tensor, _Packed(tensor))
         return self.packed[key][1]
@@ -62,9 +99,12 @@ class Compactor:
     def release(self) -> None:
         """Drops the held tensors (the copies stay with the autograd graph)."""
         self.packed.clear()
+        self.derived.clear()
 
     @staticmethod
     def unpack(saved: Any) -> torch.Tensor:
+        if isinstance(saved, _Derived):
+            return saved.compute(*(Compactor.unpack(source) for source in saved.sources)).view(saved.shape)
         return saved.half.float() if isinstance(saved, _Packed) else saved
 
 
@@ -78,10 +118,12 @@ def _compacting(layer: torch.nn.Module) -> Any:
             return original(*args, **kwargs)
         # Read at each call: a QLoRA preparation step may recast parameters after install.
         compactor = Compactor(frozenset(p.untyped_storage().data_ptr() for p in layer.parameters()))
+        token = _current.set(compactor)
         try:
             with torch.autograd.graph.saved_tensors_hooks(compactor.pack, compactor.unpack):
                 return original(*args, **kwargs)
         finally:
+            _current.reset(token)
             compactor.release()
 
     return forward

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from engine.core import errors, protocol
+from engine.train import shared_prefix
 
 log = logging.getLogger("engine.train")
 
@@ -32,14 +33,16 @@ BOUNDARY_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k
 def examples_in(inputs: dict[str, Any]) -> int:
     """How many examples a batch holds: rows, or in a padding-free row its restarts of position."""
     if _padding_free(inputs):
-        return int((inputs["position_ids"][0] == 0).sum())
+        return len(shared_prefix.example_starts(inputs["position_ids"]))
     return int(inputs["input_ids"].size(0))
 
 
 def split(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     """Two pieces with the first and second half of the examples."""
     if _padding_free(inputs):
-        return _split_padding_free(inputs)
+        # A shared-prefix row is split as the plain row of the same examples (each one whole).
+        whole = shared_prefix.unshare(inputs, BOUNDARY_KEYS) if shared_prefix.is_shared(inputs) else inputs
+        return _split_padding_free(whole, inputs)
     half = inputs["input_ids"].size(0) // 2
     rows = inputs["input_ids"].size(0)
     return [{k: (v[:half] if _is_row_tensor(v, rows) else v) for k, v in inputs.items()},
@@ -122,7 +125,7 @@ def _is_row_tensor(value: Any, rows: int) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() > 0 and value.size(0) == rows
 
 
-def _split_padding_free(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+def _split_padding_free(inputs: dict[str, Any], original: dict[str, Any]) -> list[dict[str, Any]]:
     positions = inputs["position_ids"]
     starts = (positions[0] == 0).nonzero().flatten()
     cut = int(starts[len(starts) // 2])
@@ -133,7 +136,7 @@ def _split_padding_free(inputs: dict[str, Any]) -> list[dict[str, Any]]:
         for key in ("input_ids", "labels", "position_ids", "completion_mask"):
             if key in piece:
                 piece[key] = inputs[key][:, begin:end]
-        pieces.append(_with_boundaries(piece, inputs))
+        pieces.append(_with_boundaries(piece, original))
     return pieces
 
 

@@ -80,9 +80,10 @@ def load_base_model(model_dir: Path, method: str, device_name: str, cfg: TrainCo
     elif compacts_weights(cfg, method, device_name):
         store_frozen_linears_compact(model)
     if compacts_activations(cfg, device_name):
-        from engine.train import compact_activations  # torch at import
+        from engine.train import compact_activations, swiglu  # torch at import
 
         compact_activations.install(model)
+        swiglu.install(model)  # its product is recomputed, not stored, in the compacting layers
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 

@@ -7,12 +7,15 @@ What differs from a plain SFTTrainer, each behind a knob and each giving the sam
 - the answer-only chunked loss (``chunked_loss``): the output head runs on answer positions
   only, in chunks, instead of on every position;
 - bf16 weights and matmuls where the device has them (``precision``, in ``setup``);
+- a prompt beginning shared by a micro-batch's examples computed once (``shared_prefix``,
+  engine/train/shared_prefix.py);
 - LoRA layers that share an input run as one multiply (``fused_lora``,
   engine/train/fused_lora.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -61,7 +64,7 @@ def _groups_by_length(cfg: TrainConfig) -> bool:
     return cfg.group_by_length and not cfg.padding_free and not cfg.packing
 
 
-def padding_free_collator(cfg: TrainConfig, tokenizer: Any) -> Any:
+def padding_free_collator(cfg: TrainConfig, tokenizer: Any, shares_prefixes: bool = False) -> Any:
     """TRL's collator in padding-free mode, without packing: the micro-batch's examples end to
     end in one row, position ids restarting per example (no attention across them; transformers
     builds the block-diagonal mask from the position ids, for SDPA and eager attention too).
@@ -69,9 +72,12 @@ def padding_free_collator(cfg: TrainConfig, tokenizer: Any) -> Any:
     only offers padding-free together with packing, which changes the examples per step."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from engine.train.shared_prefix import SharedPrefixCollator  # torch at import
+
     if not cfg.padding_free or cfg.packing or cfg.method in config.PROMPT_LEARNING:
         return None
-    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+    collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+    return SharedPrefixCollator(collator) if shares_prefixes else collator
 
 
 def _packing_kwargs(packing: bool) -> dict[str, Any]:
@@ -90,8 +96,11 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Job, model_di
     from engine.train.varlen import use_per_example_attention  # torch at import
 
     tokenizer, model = load_for_training(cfg, model_dir, method, device_name, init_adapter)
-    if (cfg.padding_free or cfg.packing) and cfg.method not in config.PROMPT_LEARNING:
-        use_per_example_attention(model)
+    per_example = ((cfg.padding_free or cfg.packing) and cfg.method not in config.PROMPT_LEARNING
+                   and use_per_example_attention(model))
+    # Shared prefixes need the per-example attention, which lets a piece see the shared tokens.
+    shares_prefixes = per_example and cfg.shared_prefix and "shared_prefix" not in config.unused_fields(
+        dataclasses.asdict(cfg))
     callback = make_callback(job, run)
     answer_only = (cfg.chunked_loss and cfg.method not in config.PROMPT_LEARNING
                    and supports_answer_only_head(model))
@@ -99,7 +108,7 @@ def build_trainer(cfg: TrainConfig, run: workspace.RunFolder, job: Job, model_di
         log.info("Chunked answer-only loss: not for this model or method; the trainer's own loss is used")
     trainer = trainer_class()(model=model, args=sft_config(cfg, run, device_name), train_dataset=data,
                               eval_dataset=eval_data, processing_class=tokenizer,
-                              data_collator=padding_free_collator(cfg, tokenizer),
+                              data_collator=padding_free_collator(cfg, tokenizer, shares_prefixes),
                               peft_config=None if init_adapter else peft_config_for(cfg, method),
                               callbacks=run_callbacks(cfg, run, job, callback, data, eval_data),
                               answer_only_loss=answer_only, fused_lora=cfg.fused_lora,
@@ -121,6 +130,7 @@ def trainer_class() -> type:
     from engine.train import oom  # torch at import
     from engine.train.fused_lora import install as fuse_lora_groups  # torch at import
     from engine.train.loss import install_answer_only_head  # torch at import
+    from engine.train.shared_prefix import example_starts, logical_tokens  # torch at import
 
     class TunebenchSFTTrainer(SFTTrainer):
         def __init__(self, *args: Any, answer_only_loss: bool = False, fused_lora: bool = False,
@@ -182,8 +192,11 @@ def trainer_class() -> type:
             if mode == "train":
                 if "attention_mask" in inputs:
                     seen = inputs["attention_mask"].sum()
-                else:  # padding-free: one row of real tokens
-                    seen = torch.tensor(inputs["position_ids"].size(1), device=inputs["position_ids"].device)
+                else:  # padding-free: one row of real tokens, a shared prefix counted per example
+                    positions = inputs["position_ids"]
+                    starts = example_starts(positions)
+                    seen = torch.tensor(logical_tokens(positions, [*starts, positions.size(1)]),
+                                        device=positions.device)
                 self._total_train_tokens += gather(seen).sum().item()
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from engine.train.shared_prefix import piece_prefixes
+
 log = logging.getLogger("engine.train")
 
 NAME = "tunebench_sdpa_varlen"
@@ -64,12 +66,22 @@ def attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
         # The CPU's flash attention runs fp32 faster than bf16, the backward pass more than twice
         # as fast (measured: 0.145 s vs 0.327 s for 200 steps of 9 heads x 90 tokens).
         query, key, value = query.float(), key.float(), value.float()
+    shared = piece_prefixes(kwargs.get("position_ids"), bounds)
     with torch.autocast(query.device.type, enabled=False):
-        pieces = [F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b],
-                                                 dropout_p=dropout, is_causal=True, scale=scaling,
-                                                 enable_gqa=grouped)
-                  for a, b in zip(bounds, bounds[1:])]
+        pieces = [_piece(query, key, value, a, b, p, dropout_p=dropout, scale=scaling, enable_gqa=grouped)
+                  for a, b, p in zip(bounds, bounds[1:], shared)]
     return torch.cat(pieces, dim=2).to(dtype).transpose(1, 2).contiguous(), None
+
+
+def _piece(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, start: int, end: int, shared: int,
+           **sdpa: Any) -> torch.Tensor:
+    """Causal attention of one example's slice [start, end); a slice that continues the row's first
+    ``shared`` tokens (engine/train/shared_prefix.py) attends to them first. Their queries ride
+    along so that SDPA's causal mask is the square one; their outputs are dropped (the first
+    example computed them already)."""
+    q, k, v = (torch.cat([t[:, :, :shared], t[:, :, start:end]], dim=2) if shared else t[:, :, start:end]
+               for t in (query, key, value))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, **sdpa)[:, :, shared:]
 
 
 def mask(**kwargs: Any) -> torch.Tensor | None:

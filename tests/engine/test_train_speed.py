@@ -151,7 +151,7 @@ def test_models_with_scaled_logits_keep_the_trainers_loss(tiny_model_dir) -> Non
 
 
 SPEED_OFF = dict(padding_free=False, chunked_loss=False, precision="fp32", group_by_length=False,
-                 fused_lora=False)
+                 fused_lora=False, shared_prefix=False)
 
 
 def _sample_rows(tmp_path: Path, count: int = 24) -> Path:

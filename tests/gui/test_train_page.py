@@ -81,8 +81,10 @@ def test_knobs_the_method_ignores_are_greyed_out_with_the_reason(page):
     assert form.widget("lora_r").isEnabled() and not form.widget("beta").isEnabled()
     assert not form.widget("quant_type").isEnabled() and not form.widget("num_virtual_tokens").isEnabled()
     assert form.widget("beta").toolTip().startswith("Not used now: used by the dpo and orpo objectives only")
+    assert form.widget("shared_prefix").isEnabled()
     form.widget("objective").setCurrentText("dpo")
     assert form.widget("beta").isEnabled() and not form.widget("completion_only_loss").isEnabled()
+    assert not form.widget("shared_prefix").isEnabled()  # a preference pair is scored whole
     form.widget("method").setCurrentText("prefix_tuning")
     assert form.widget("num_virtual_tokens").isEnabled() and not form.widget("lora_r").isEnabled()
     form.widget("method").setCurrentText("qlora")
