@@ -16,6 +16,7 @@ from engine.train.shared_prefix import (
     example_starts,
     is_shared,
     logical_tokens,
+    piece_prefixes,
     shareable_length,
 )
 
@@ -100,6 +101,24 @@ def test_without_the_per_example_attention_a_shared_batch_would_be_wrong(tiny_mo
     batch = {k: v for k, v in shared(examples).items() if not k.startswith(("cu_seq", "max_length", "seq_idx"))}
     assert _loss_and_grads(model, batch, answer_only_loss=True)[0] != pytest.approx(
         _loss_and_grads(model, plain(examples), answer_only_loss=True)[0], rel=1e-3)
+
+
+def test_the_rows_layout_is_read_once_per_forward_pass_and_again_for_a_new_batch(tiny_model_dir,
+                                                                                 monkeypatch) -> None:
+    """Every decoder layer gets the same position tensors; reading them to the host once per
+    layer would be a device sync per layer on a GPU."""
+    from engine.train import varlen
+
+    reads = []
+    monkeypatch.setattr(varlen, "piece_prefixes", lambda *args: reads.append(args) or piece_prefixes(*args))
+    plain, shared = _collators()
+    model = _per_example(_tiny(tiny_model_dir))
+    assert model.config.num_hidden_layers > 1
+    batches = [shared(_examples(prefix=12)), plain(_examples(prefix=12))]
+    for batch in batches:
+        model(**batch, answer_only_loss=True)
+    assert len(reads) == len(batches)
+    assert all(positions is batch["position_ids"] for (positions, _), batch in zip(reads, batches))
 
 
 def test_splitting_a_shared_batch_after_an_out_of_memory_gives_the_unshared_halves() -> None:
