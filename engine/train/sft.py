@@ -130,7 +130,7 @@ def trainer_class() -> type:
     from engine.train import oom  # torch at import
     from engine.train.fused_lora import install as fuse_lora_groups  # torch at import
     from engine.train.loss import install_answer_only_head  # torch at import
-    from engine.train.shared_prefix import example_starts, logical_tokens  # torch at import
+    from engine.train.shared_prefix import logical_tokens, row_bounds  # torch at import
 
     class TunebenchSFTTrainer(SFTTrainer):
         def __init__(self, *args: Any, answer_only_loss: bool = False, fused_lora: bool = False,
@@ -194,9 +194,7 @@ def trainer_class() -> type:
                     seen = inputs["attention_mask"].sum()
                 else:  # padding-free: one row of real tokens, a shared prefix counted per example
                     positions = inputs["position_ids"]
-                    starts = example_starts(positions)
-                    seen = torch.tensor(logical_tokens(positions, [*starts, positions.size(1)]),
-                                        device=positions.device)
+                    seen = torch.tensor(logical_tokens(positions, row_bounds(positions)), device=positions.device)
                 self._total_train_tokens += gather(seen).sum().item()
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 

@@ -90,7 +90,7 @@ def is_shared(inputs: dict[str, Any]) -> bool:
     positions = inputs.get("position_ids")
     if positions is None or "attention_mask" in inputs or positions.size(0) != 1:
         return False
-    return any(piece_prefixes(positions, [*example_starts(positions), positions.size(1)]))
+    return any(piece_prefixes(positions, row_bounds(positions)))
 
 
 def example_starts(position_ids: torch.Tensor) -> list[int]:
@@ -98,6 +98,11 @@ def example_starts(position_ids: torch.Tensor) -> list[int]:
     go on by one (a restart at 0, or a shared piece's first position)."""
     positions = position_ids[0]
     return [0, *((positions[1:] != positions[:-1] + 1).nonzero().flatten() + 1).tolist()]
+
+
+def row_bounds(position_ids: torch.Tensor) -> list[int]:
+    """[0, start of piece 2, ..., row length]: the pieces of a padding-free row."""
+    return [*example_starts(position_ids), position_ids.size(1)]
 
 
 # The row tensors of a padding-free batch, and what their shared tokens read as once unshared.
@@ -108,7 +113,7 @@ def unshare(inputs: dict[str, Any], boundary_keys: tuple[str, ...]) -> dict[str,
     """The same examples as a plain padding-free row (each example whole, positions from 0), for
     splitting a micro-batch by example; ``boundary_keys`` (the varlen fields) are left for the
     caller to recompute."""
-    bounds = [*example_starts(inputs["position_ids"]), inputs["position_ids"].size(1)]
+    bounds = row_bounds(inputs["position_ids"])
     shared = piece_prefixes(inputs["position_ids"], bounds)
     out = {k: v for k, v in inputs.items() if k not in ROW_KEYS and k not in boundary_keys}
     for key, blank in ROW_KEYS.items():

@@ -13,10 +13,10 @@ from engine.train import oom
 from engine.train.shared_prefix import (
     MIN_SHARED,
     SharedPrefixCollator,
-    example_starts,
     is_shared,
     logical_tokens,
     piece_prefixes,
+    row_bounds,
     shareable_length,
 )
 
@@ -47,7 +47,7 @@ def _collators():
 
 
 def _bounds(batch: dict) -> list[int]:
-    return [*example_starts(batch["position_ids"]), batch["position_ids"].size(1)]
+    return row_bounds(batch["position_ids"])
 
 
 def test_the_shared_beginning_is_kept_once_and_later_examples_go_on_from_its_positions() -> None:
