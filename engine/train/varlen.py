@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.train.shared_prefix import piece_prefixes
+from engine.train.shared_prefix import piece_prefixes, row_bounds
 
 log = logging.getLogger("engine.train")
 
@@ -34,19 +34,22 @@ def example_bounds(query: torch.Tensor, key: torch.Tensor, attention_mask: torch
     """[0, start of example 2, ..., row length] for one unmasked row of several examples; None
     for anything else. TRL's padding-free collator passes the bounds as ``cu_seq_lens_q``
     (computed once per batch); otherwise they are where the position ids restart."""
-    length = query.shape[2]
-    if attention_mask is not None or query.shape[0] != 1 or key.shape[2] != length:
+    if not _one_unmasked_row(query, key, attention_mask):
         return None
+    length = query.shape[2]
     bounds = kwargs.get("cu_seq_lens_q")
     if bounds is not None:
         found = [int(b) for b in bounds.tolist()]
     elif kwargs.get("position_ids") is not None and kwargs["position_ids"].shape[-1] == length:
-        positions = kwargs["position_ids"][0]
-        starts = torch.nonzero(positions[1:] - positions[:-1] != 1).flatten() + 1
-        found = [0, *starts.tolist(), length]
+        found = row_bounds(kwargs["position_ids"])
     else:
         return None
     return found if len(found) > 2 and found[0] == 0 and found[-1] == length else None
+
+
+def _one_unmasked_row(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None) -> bool:
+    """One row attending to itself with no mask: the only shape a padding-free batch has."""
+    return attention_mask is None and query.shape[0] == 1 and key.shape[2] == query.shape[2]
 
 
 class _RowLayout:
@@ -61,7 +64,7 @@ class _RowLayout:
     def read(self, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
              kwargs: dict[str, Any]) -> tuple[list[int], list[int]] | None:
         """(bounds, shared prefix per piece) of one unmasked row of several examples; None else."""
-        if attention_mask is not None or query.shape[0] != 1 or key.shape[2] != query.shape[2]:
+        if not _one_unmasked_row(query, key, attention_mask):
             return None
         sources = (kwargs.get("cu_seq_lens_q"), kwargs.get("position_ids"), query.shape[2])
         if not self._read_before(sources):
